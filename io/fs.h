@@ -1,0 +1,33 @@
+/* fs.h: small file-system helpers shared by the readers and writers. Not collective. */
+#ifndef QR_IO_FS_H
+#define QR_IO_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/status.h"
+
+/* Read a whole file (at most max_bytes; QR_ERR_INPUT naming the file when larger). *data is
+ * NUL-terminated (not counted in *size); the caller frees it. */
+qr_status qr_fs_read_all(const char *path, size_t max_bytes, char **data, size_t *size);
+
+/* Size of a regular file; QR_ERR_INPUT naming the file when it is missing or not a regular file. */
+qr_status qr_fs_file_size(const char *path, uint64_t *size);
+
+int qr_fs_is_dir(const char *path);
+int qr_fs_exists(const char *path);
+
+/* mkdir -p. */
+qr_status qr_fs_mkdirs(const char *path);
+
+/* Write `size` bytes to path + ".tmp", fsync, and rename onto path: the file appears whole or not
+ * at all. */
+qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size);
+
+/* fsync the folder that holds `path`, so a rename into it survives a crash. */
+qr_status qr_fs_sync_parent(const char *path);
+
+/* snprintf into buf; QR_ERR_INPUT when the path does not fit. */
+qr_status qr_fs_join(char *buf, size_t bufsize, const char *dir, const char *name);
+
+#endif

@@ -1,0 +1,48 @@
+/* model.h: one view of a source model, whatever its form: a Hugging Face folder (config.json plus
+ * model.safetensors or a sharded index) or a llama2.c v0 checkpoint (a .bin file, or a folder holding
+ * one). Tensors are addressed by their Hugging Face names:
+ *   model.embed_tokens.weight, model.norm.weight, lm_head.weight (untied only),
+ *   model.layers.L.input_layernorm.weight, model.layers.L.post_attention_layernorm.weight,
+ *   model.layers.L.self_attn.{q,k,v,o}_proj.weight, model.layers.L.mlp.{gate,up,down}_proj.weight.
+ * A llama2.c model keeps its rows as stored, and says so with config.rope_style = INTERLEAVED;
+ * a Hugging Face model has rope_style = HALF_SPLIT. Not collective; the handle is read-only after
+ * open, so several ranks may each open the same model. */
+#ifndef QR_IO_MODEL_H
+#define QR_IO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/dtype.h"
+#include "src/model_config.h"
+#include "src/status.h"
+
+typedef struct qr_model qr_model;
+
+qr_status qr_model_open(const char *path, qr_model **out);
+void qr_model_close(qr_model **m); /* NULL-safe, clears the pointer */
+
+const qr_model_config *qr_model_get_config(const qr_model *m);
+const char *qr_model_path(const qr_model *m);
+
+/* Path of the tokenizer file that travels with the model (tokenizer.bin / tok*.bin beside it), or
+ * NULL when there is none. */
+const char *qr_model_tokenizer_path(const qr_model *m);
+
+/* A hex digest identifying the source model: file names, sizes and a hash of each file's header
+ * (safetensors) or first bytes (llama2.c). Checkpoints and calibration shards record it. */
+const char *qr_model_identity(const qr_model *m);
+
+/* Number of tensors and the i-th tensor name (sorted by name). */
+size_t qr_model_tensor_count(const qr_model *m);
+const char *qr_model_tensor_name(const qr_model *m, size_t i);
+
+/* Shape and stored dtype of a named tensor; QR_ERR_INPUT naming the model path when absent. */
+qr_status qr_model_tensor_info(const qr_model *m, const char *name, qr_dtype *dtype, int *ndim,
+                               int64_t shape[8]);
+
+/* Read a whole tensor converted to float32 / float64; n must equal its element count. */
+qr_status qr_model_read_f32(const qr_model *m, const char *name, float *dst, size_t n);
+qr_status qr_model_read_f64(const qr_model *m, const char *name, double *dst, size_t n);
+
+#endif

@@ -1,0 +1,79 @@
+/* safetensors.h: memory-mapped, fully validated reading (and streaming writing) of safetensors files,
+ * single or sharded through model.safetensors.index.json.
+ *
+ * Format: 8-byte little-endian header length N, N bytes of JSON {"name": {"dtype", "shape",
+ * "data_offsets": [begin, end]}, "__metadata__": {...}}, then the data section. Everything is
+ * checked at open, before any tensor is touched: N bounded (QR_ST_HEADER_MAX) and inside the file,
+ * JSON well formed with no duplicate keys, known dtype, shape product x dtype size == end - begin
+ * (overflow-checked), offsets inside the data section and not overlapping. Not collective. */
+#ifndef QR_IO_SAFETENSORS_H
+#define QR_IO_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "src/dtype.h"
+#include "src/status.h"
+
+#define QR_ST_HEADER_MAX (100u * 1024u * 1024u) /* the limit the reference implementation uses */
+#define QR_ST_MAX_DIMS 8
+
+typedef struct {
+    const char *name; /* owned by the file handle */
+    qr_dtype dtype;
+    int ndim;
+    int64_t shape[QR_ST_MAX_DIMS];
+    int64_t numel;
+    size_t nbytes;
+    const void *data; /* inside the mapping, nbytes long, any alignment */
+    const char *path; /* the file that holds it (owned by the handle) */
+} qr_st_tensor;
+
+/* ---- one file ---------------------------------------------------------------------------------- */
+typedef struct qr_st_file qr_st_file;
+
+qr_status qr_st_open(const char *path, qr_st_file **out);
+void qr_st_close(qr_st_file **f); /* NULL-safe, clears the pointer */
+size_t qr_st_count(const qr_st_file *f);
+const qr_st_tensor *qr_st_at(const qr_st_file *f, size_t i); /* in data-offset order */
+const qr_st_tensor *qr_st_find(const qr_st_file *f, const char *name); /* NULL if absent */
+
+/* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ----------- */
+typedef struct qr_st_model qr_st_model;
+
+/* Opens every shard named by the index (each once) and checks that each tensor the index names is
+ * present in its shard, and that no shard holds a tensor the index does not name. */
+qr_status qr_st_model_open(const char *dir, qr_st_model **out);
+void qr_st_model_close(qr_st_model **m);
+size_t qr_st_model_count(const qr_st_model *m);
+const qr_st_tensor *qr_st_model_at(const qr_st_model *m, size_t i); /* sorted by name */
+const qr_st_tensor *qr_st_model_find(const qr_st_model *m, const char *name);
+size_t qr_st_model_shard_count(const qr_st_model *m);
+const char *qr_st_model_shard_path(const qr_st_model *m, size_t i);
+
+/* Convert a whole tensor to float32 / float64; n must equal t->numel. */
+qr_status qr_st_read_f32(const qr_st_tensor *t, float *dst, size_t n);
+qr_status qr_st_read_f64(const qr_st_tensor *t, double *dst, size_t n);
+
+/* ---- writing (synth, tests) ---------------------------------------------------------------------- */
+typedef struct {
+    const char *name;
+    qr_dtype dtype;
+    int ndim;
+    int64_t shape[QR_ST_MAX_DIMS];
+} qr_st_entry;
+
+typedef struct qr_st_writer qr_st_writer;
+
+/* Write the header for `entries` (data laid out in the given order), then the caller streams each
+ * tensor's bytes in that order with qr_st_writer_put. The file is written as path + ".tmp" and
+ * renamed into place by qr_st_writer_finish only when every tensor is complete. */
+qr_status qr_st_writer_open(const char *path, const qr_st_entry *entries, size_t n,
+                            qr_st_writer **out);
+/* Append `nbytes` of raw little-endian data for the current tensor (may be called several times
+ * per tensor; a tensor ends when its byte count is reached). */
+qr_status qr_st_writer_put(qr_st_writer *w, const void *data, size_t nbytes);
+qr_status qr_st_writer_finish(qr_st_writer **w); /* fsync, rename; frees */
+void qr_st_writer_abort(qr_st_writer **w);        /* removes the temporary file; frees; NULL-safe */
+
+#endif

@@ -1,0 +1,9 @@
+/* commands.c: the subcommand table. A new subcommand is one jobs/cmd_<name>.c and one line here. */
+#include "jobs/commands.h"
+
+qr_status qr_cmd_version(int argc, char **argv);
+
+const qr_command qr_commands[] = {
+    {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
+};
+const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);
