@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# setup.sh: install what qrecon needs on Debian 12, build it, and run the demo or the test suite.
+#
+#   tools/setup.sh demo   install, build, and run the whole pipeline on the embedded default
+#   tools/setup.sh test   install, build, and run the whole test suite (also under ASan/UBSan, and
+#                         the clang-format check); this is exactly what CI runs
+#   tools/setup.sh build  install and build only
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Packages for building and running qrecon, and (test_packages) for the test suite only.
+build_packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
+    libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev python3)
+test_packages=(clang-format librsvg2-bin)
+
+log() { printf '== %s\n' "$*"; }
+
+install_missing() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build() { # build DIR [cmake args...]
+    local dir=$1
+    shift
+    log "configuring $dir"
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >"$dir.configure.log" 2>&1 ||
+        { cat "$dir.configure.log"; exit 1; }
+    log "building $dir"
+    cmake --build "$dir" -j"$jobs"
+}
+
+# MPI as root and with more ranks than cores (tests run up to 4 ranks on 2 cores).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
+
+cmd=${1:-}
+case "$cmd" in
+build)
+    install_missing "${build_packages[@]}"
+    build build
+    ;;
+demo)
+    install_missing "${build_packages[@]}"
+    build build
+    exec tools/demo.sh build/qrecon
+    ;;
+test)
+    install_missing "${build_packages[@]}" "${test_packages[@]}"
+    build build
+    log "test suite (release build)"
+    ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
+    build build-asan -DQRECON_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    log "test suite (AddressSanitizer + UndefinedBehaviorSanitizer)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+        LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 900 -LE no-sanitizer
+    log "format check (clang-format 14)"
+    files=$(git ls-files '*.c' '*.h')
+    clang-format --dry-run --Werror $files
+    log "all tests passed"
+    ;;
+*)
+    sed -n '2,8p' "$0"
+    exit 2
+    ;;
+esac
