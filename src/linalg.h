@@ -46,8 +46,8 @@ qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, con
 #define QR_CHOL_MAX_TRIES 12
 
 /* Cholesky G = L Lᵀ of a symmetric PSD (n, n) matrix, in place (lower triangle = L, upper zeroed);
- * only the lower triangle of G is read. Try k = 0..QR_CHOL_MAX_TRIES-1 adds lambda_k * mean(diag) * I
- * with lambda_0 = lambda0 and lambda_k = 10 lambda_{k-1}; lambda0 == 0 means the first try is
+ * only the lower triangle of G is read. Try k = 0..QR_CHOL_MAX_TRIES-1 adds lambda_k * mean(diag) *
+ * I with lambda_0 = lambda0 and lambda_k = 10 lambda_{k-1}; lambda0 == 0 means the first try is
  * undamped and the next ones start at QR_CHOL_LAMBDA0. (mean(diag) <= 0 counts as 1.)
  * *damping_used (may be NULL) gets the absolute value added to the diagonal (0 when none).
  * QR_ERR_NUMERIC when every try fails; G then holds its input again. */

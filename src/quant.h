@@ -1,19 +1,19 @@
-/* quant.h: the INT4 weight quantizers (round-to-nearest with optional clip search, and GPTQ) and the
- * per-token activation quantizers (INT8 / INT4, whole token or groups of channels).
+/* quant.h: the INT4 weight quantizers (round-to-nearest with optional clip search, and GPTQ) and
+ * the per-token activation quantizers (INT8 / INT4, whole token or groups of channels).
  *
  * Every reconstruction method (src/methods/) builds its main matrix with these, and the metrics use
  * the activation quantizers to measure W4A8 / W4A4 output error. No MPI, no files, not collective.
  *
  * Weights (d_out, d_in), row-major float64, are quantized per group of `group` consecutive input
  * channels of one output row; the last group of a row is shorter when `group` does not divide d_in.
- *   symmetric:  scale = clip * max|w| / 7,          q = clamp(round(w / scale), -8, 7), w^ = scale * q
- *   asymmetric: lo = min(min w, 0), hi = max(max w, 0) (so 0 is always on the grid),
- *               scale = clip * (hi - lo) / 15, zero = clamp(round(-clip * lo / scale), 0, 15),
- *               q = clamp(round(w / scale) + zero, 0, 15), w^ = scale * (q - zero)
- * round() is half away from zero. The scale is rounded to float32 (what the checkpoint stores) BEFORE
- * the codes are chosen, so w^ is exactly what a reader of the checkpoint computes. A scale that would
- * be zero or below FLT_MIN (an all-zero or denormal group) is raised to FLT_MIN: never zero, and the
- * error stays below scale / 2. Non-finite weights are rejected with QR_ERR_INPUT. */
+ *   symmetric:  scale = clip * max|w| / 7,          q = clamp(round(w / scale), -8, 7), w^ = scale
+ * * q asymmetric: lo = min(min w, 0), hi = max(max w, 0) (so 0 is always on the grid), scale = clip
+ * * (hi - lo) / 15, zero = clamp(round(-clip * lo / scale), 0, 15), q = clamp(round(w / scale) +
+ * zero, 0, 15), w^ = scale * (q - zero) round() is half away from zero. The scale is rounded to
+ * float32 (what the checkpoint stores) BEFORE the codes are chosen, so w^ is exactly what a reader
+ * of the checkpoint computes. A scale that would be zero or below FLT_MIN (an all-zero or denormal
+ * group) is raised to FLT_MIN: never zero, and the error stays below scale / 2. Non-finite weights
+ * are rejected with QR_ERR_INPUT. */
 #ifndef QR_QUANT_H
 #define QR_QUANT_H
 
@@ -43,11 +43,11 @@ qr_status qr_quantize_rtn(const double *W, int64_t d_out, int64_t d_in, const qr
                           const double *col_weight, qr_qweight *out);
 
 /* GPTQ (Frantar et al. 2022): columns in natural order, blocks of 128 columns with lazy batched
- * updates, error feedback through the upper Cholesky factor of (H + lambda I)^-1 with lambda = 1% of
- * mean diag(H). Group parameters (and the clip factor when o->clip_search, weighted by diag(H)) are
- * refit from the already-updated weights at each group start. Columns with H_jj == 0 (dead inputs)
- * are quantized from zero. H = XᵀX (d_in, d_in), symmetric; W (d_out, d_in). out as for RTN.
- * QR_ERR_NUMERIC when the damped H still does not factor. */
+ * updates, error feedback through the upper Cholesky factor of (H + lambda I)^-1 with lambda = 1%
+ * of mean diag(H). Group parameters (and the clip factor when o->clip_search, weighted by diag(H))
+ * are refit from the already-updated weights at each group start. Columns with H_jj == 0 (dead
+ * inputs) are quantized from zero. H = XᵀX (d_in, d_in), symmetric; W (d_out, d_in). out as for
+ * RTN. QR_ERR_NUMERIC when the damped H still does not factor. */
 qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
                            const qr_wquant_opts *o, qr_qweight *out);
 
@@ -66,7 +66,8 @@ void qr_act_fake_quant(double *X, int64_t n, int64_t d, int bits, int64_t group)
 /* Number of groups per row for a row of d channels: ceil(d / group), 1 when group is 0 or >= d. */
 int64_t qr_quant_n_groups(int64_t d, int64_t group);
 
-/* ---- building blocks (used by the methods that quantize special matrices) ---------------------- */
+/* ---- building blocks (used by the methods that quantize special matrices) ----------------------
+ */
 
 /* Scale and zero point of one group of n values under shrink factor clip (1.0 = full range). */
 void qr_wquant_group_params(const double *w, int64_t n, bool asym, double clip, float *scale,

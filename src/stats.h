@@ -3,7 +3,8 @@
  *
  * They feed every method: G = XᵀX (whitening, GPTQ, QERA-exact), per-channel max|x| (SERQ, ASER
  * smoothing), mean|x| (FLRQ, LQER via the per-batch maximum), mean x² (QERA-approx).
- * No MPI, no files, not collective; mpi/ sends the arrays and calls qr_stats_merge in rank order. */
+ * No MPI, no files, not collective; mpi/ sends the arrays and calls qr_stats_merge in rank order.
+ */
 #ifndef QR_STATS_H
 #define QR_STATS_H
 
