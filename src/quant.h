@@ -6,14 +6,15 @@
  *
  * Weights (d_out, d_in), row-major float64, are quantized per group of `group` consecutive input
  * channels of one output row; the last group of a row is shorter when `group` does not divide d_in.
- *   symmetric:  scale = clip * max|w| / 7,          q = clamp(round(w / scale), -8, 7), w^ = scale
- * * q asymmetric: lo = min(min w, 0), hi = max(max w, 0) (so 0 is always on the grid), scale = clip
- * * (hi - lo) / 15, zero = clamp(round(-clip * lo / scale), 0, 15), q = clamp(round(w / scale) +
- * zero, 0, 15), w^ = scale * (q - zero) round() is half away from zero. The scale is rounded to
- * float32 (what the checkpoint stores) BEFORE the codes are chosen, so w^ is exactly what a reader
- * of the checkpoint computes. A scale that would be zero or below FLT_MIN (an all-zero or denormal
- * group) is raised to FLT_MIN: never zero, and the error stays below scale / 2. Non-finite weights
- * are rejected with QR_ERR_INPUT. */
+ * Symmetric:
+ *     scale = clip * max|w| / 7,  q = clamp(round(w / scale), -8, 7),  w^ = scale * q
+ * Asymmetric (lo = min(min w, 0), hi = max(max w, 0), so 0 is always on the grid):
+ *     scale = clip * (hi - lo) / 15,  zero = clamp(round(-clip * lo / scale), 0, 15),
+ *     q = clamp(round(w / scale) + zero, 0, 15),  w^ = scale * (q - zero)
+ * round() is half away from zero. The scale is rounded to float32 (what the checkpoint stores)
+ * BEFORE the codes are chosen, so w^ is exactly what a reader of the checkpoint computes. A scale
+ * that would be zero or below FLT_MIN (an all-zero or denormal group) is raised to FLT_MIN: never
+ * zero, and the error stays below scale / 2. Non-finite weights are rejected with QR_ERR_INPUT. */
 #ifndef QR_QUANT_H
 #define QR_QUANT_H
 
@@ -66,8 +67,7 @@ void qr_act_fake_quant(double *X, int64_t n, int64_t d, int bits, int64_t group)
 /* Number of groups per row for a row of d channels: ceil(d / group), 1 when group is 0 or >= d. */
 int64_t qr_quant_n_groups(int64_t d, int64_t group);
 
-/* ---- building blocks (used by the methods that quantize special matrices) ----------------------
- */
+/* ---- building blocks (for methods that quantize special matrices) ---------------------------- */
 
 /* Scale and zero point of one group of n values under shrink factor clip (1.0 = full range). */
 void qr_wquant_group_params(const double *w, int64_t n, bool asym, double clip, float *scale,
