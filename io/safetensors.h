@@ -37,12 +37,16 @@ void qr_st_close(qr_st_file **f); /* NULL-safe, clears the pointer */
 size_t qr_st_count(const qr_st_file *f);
 const qr_st_tensor *qr_st_at(const qr_st_file *f, size_t i); /* in data-offset order */
 const qr_st_tensor *qr_st_find(const qr_st_file *f, const char *name); /* NULL if absent */
+const char *qr_st_path(const qr_st_file *f);
+/* A string of the header's "__metadata__" object (e.g. "format"), or NULL when absent. */
+const char *qr_st_metadata(const qr_st_file *f, const char *key);
 
 /* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ----------- */
 typedef struct qr_st_model qr_st_model;
 
 /* Opens every shard named by the index (each once) and checks that each tensor the index names is
- * present in its shard, and that no shard holds a tensor the index does not name. */
+ * present in its shard, and that no shard holds a tensor the index does not name. `dir` may also be
+ * a folder with one model.safetensors (preferred when both are present) or a .safetensors file. */
 qr_status qr_st_model_open(const char *dir, qr_st_model **out);
 void qr_st_model_close(qr_st_model **m);
 size_t qr_st_model_count(const qr_st_model *m);
@@ -50,6 +54,8 @@ const qr_st_tensor *qr_st_model_at(const qr_st_model *m, size_t i); /* sorted by
 const qr_st_tensor *qr_st_model_find(const qr_st_model *m, const char *name);
 size_t qr_st_model_shard_count(const qr_st_model *m);
 const char *qr_st_model_shard_path(const qr_st_model *m, size_t i);
+/* The i-th open shard (sorted by file name); owned by the model. */
+const qr_st_file *qr_st_model_shard(const qr_st_model *m, size_t i);
 
 /* Convert a whole tensor to float32 / float64; n must equal t->numel. */
 qr_status qr_st_read_f32(const qr_st_tensor *t, float *dst, size_t n);
@@ -75,5 +81,10 @@ qr_status qr_st_writer_open(const char *path, const qr_st_entry *entries, size_t
 qr_status qr_st_writer_put(qr_st_writer *w, const void *data, size_t nbytes);
 qr_status qr_st_writer_finish(qr_st_writer **w); /* fsync, rename; frees */
 void qr_st_writer_abort(qr_st_writer **w);        /* removes the temporary file; frees; NULL-safe */
+
+/* Write dir/model.safetensors.index.json: {"metadata": {"total_size": total_size}, "weight_map":
+ * {tensors[i]: shards[i]}} (n entries; shard names are plain file names), atomically. */
+qr_status qr_st_write_index(const char *dir, const char *const *tensors, const char *const *shards,
+                            size_t n, uint64_t total_size);
 
 #endif
