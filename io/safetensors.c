@@ -2,8 +2,8 @@
  * streaming writer. Every source model enters qrecon through here, so every byte of a header is
  * checked before a tensor pointer is handed out: the rest of the pipeline trusts qr_st_tensor.
  *
- * Reading maps the file read-only (MAP_PRIVATE); tensors point into the mapping and are converted on
- * request, one at a time, so a 405B shard costs address space, not memory. */
+ * Reading maps the file read-only (MAP_PRIVATE); tensors point into the mapping and are converted
+ * on request, one at a time, so a 405B shard costs address space, not memory. */
 #include "io/safetensors.h"
 
 #include <errno.h>
@@ -42,7 +42,7 @@ struct qr_st_file {
 struct qr_st_model {
     char *dir;
     size_t n_shards;
-    qr_st_file **shards;         /* (n_shards), sorted by file name */
+    qr_st_file **shards; /* (n_shards), sorted by file name */
     size_t count;
     const qr_st_tensor **sorted; /* (count), sorted by name */
 };
@@ -204,8 +204,8 @@ static qr_status parse_entry(const char *path, const char *name, json_t *v, uint
         return qr_fail(QR_ERR_INPUT,
                        "%s: tensor '%s': shape %s of %s does not match data_offsets [%" PRIu64
                        ", %" PRIu64 "] (expected %zu bytes, found %" PRIu64 ")",
-                       path, name, shape_text, qr_dtype_name(e->t.dtype), e->begin, e->end,
-                       nbytes, e->end - e->begin);
+                       path, name, shape_text, qr_dtype_name(e->t.dtype), e->begin, e->end, nbytes,
+                       e->end - e->begin);
     }
     if (e->end > data_size) {
         return qr_fail(QR_ERR_INPUT,
@@ -275,8 +275,8 @@ static qr_status parse_header(qr_st_file *f)
     data_size = f->map_size - 8 - hlen;
     f->header = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!f->header) {
-        return qr_fail(QR_ERR_INPUT, "%s: malformed JSON header at line %d, column %d: %s",
-                       f->path, jerr.line, jerr.column, jerr.text);
+        return qr_fail(QR_ERR_INPUT, "%s: malformed JSON header at line %d, column %d: %s", f->path,
+                       jerr.line, jerr.column, jerr.text);
     }
     if (!json_is_object(f->header)) {
         return qr_fail(QR_ERR_INPUT, "%s: header is not a JSON object", f->path);
@@ -405,7 +405,7 @@ const char *qr_st_metadata(const qr_st_file *f, const char *key)
     return (f && f->metadata) ? json_string_value(json_object_get(f->metadata, key)) : NULL;
 }
 
-/* ---- model folders ------------------------------------------------------------------------------ */
+/* ---- model folders --------------------------------------------------------------------------- */
 
 static int cmp_str_ptr(const void *a, const void *b)
 {
@@ -516,8 +516,8 @@ static qr_status model_open_index(qr_st_model *m, const char *index_path)
         for (size_t i = 0; i < f->count; i++) {
             const char *mapped = json_string_value(json_object_get(map, f->tensors[i].name));
             if (!mapped) {
-                st = qr_fail(QR_ERR_INPUT, "%s: tensor '%s' is not named by the index %s",
-                             f->path, f->tensors[i].name, index_path);
+                st = qr_fail(QR_ERR_INPUT, "%s: tensor '%s' is not named by the index %s", f->path,
+                             f->tensors[i].name, index_path);
                 goto done;
             }
             if (strcmp(mapped, names[s]) != 0) {
@@ -628,7 +628,7 @@ const qr_st_file *qr_st_model_shard(const qr_st_model *m, size_t i)
     return (m && i < m->n_shards) ? m->shards[i] : NULL;
 }
 
-/* ---- conversion --------------------------------------------------------------------------------- */
+/* ---- conversion ------------------------------------------------------------------------------ */
 
 static qr_status check_count(const qr_st_tensor *t, size_t n)
 {
@@ -655,7 +655,7 @@ qr_status qr_st_read_f64(const qr_st_tensor *t, double *dst, size_t n)
     return QR_OK;
 }
 
-/* ---- writing ------------------------------------------------------------------------------------ */
+/* ---- writing --------------------------------------------------------------------------------- */
 
 struct qr_st_writer {
     char *path;
@@ -707,8 +707,8 @@ static qr_status build_header(const char *path, const qr_st_entry *entries, size
         if (!e->name || strcmp(e->name, "__metadata__") == 0 || e->ndim < 0 ||
             e->ndim > QR_ST_MAX_DIMS || qr_dtype_size(e->dtype) == 0) {
             st = qr_fail(QR_ERR_INTERNAL,
-                         "%s: entry %zu: bad tensor description (name %s, dtype %s, ndim %d)",
-                         path, i, e->name ? e->name : "(null)", qr_dtype_name(e->dtype), e->ndim);
+                         "%s: entry %zu: bad tensor description (name %s, dtype %s, ndim %d)", path,
+                         i, e->name ? e->name : "(null)", qr_dtype_name(e->dtype), e->ndim);
             goto done;
         }
         if (json_object_get(root, e->name)) {
@@ -721,8 +721,8 @@ static qr_status build_header(const char *path, const qr_st_entry *entries, size
                 goto done;
             }
         }
-        if (!qr_mul_size(numel, qr_dtype_size(e->dtype), &nbytes) ||
-            offset + nbytes < offset || offset + nbytes > (uint64_t)INT64_MAX) {
+        if (!qr_mul_size(numel, qr_dtype_size(e->dtype), &nbytes) || offset + nbytes < offset ||
+            offset + nbytes > (uint64_t)INT64_MAX) {
             st = qr_fail(QR_ERR_INTERNAL, "%s: tensor '%s': size overflows", path, e->name);
             goto done;
         }
@@ -904,8 +904,8 @@ void qr_st_writer_abort(qr_st_writer **wp)
     *wp = NULL;
 }
 
-qr_status qr_st_write_index(const char *dir, const char *const *tensors,
-                            const char *const *shards, size_t n, uint64_t total_size)
+qr_status qr_st_write_index(const char *dir, const char *const *tensors, const char *const *shards,
+                            size_t n, uint64_t total_size)
 {
     qr_status st = QR_OK;
     char path[ST_PATH_MAX];
@@ -915,8 +915,8 @@ qr_status qr_st_write_index(const char *dir, const char *const *tensors,
     root = json_object();
     map = json_object();
     if (!root || !map ||
-        json_object_set_new(root, "metadata", json_pack("{sI}", "total_size",
-                                                        (json_int_t)total_size)) != 0 ||
+        json_object_set_new(root, "metadata",
+                            json_pack("{sI}", "total_size", (json_int_t)total_size)) != 0 ||
         json_object_set(root, "weight_map", map) != 0) {
         st = qr_fail(QR_ERR_NOMEM, "%s: cannot build the index", path);
         goto done;

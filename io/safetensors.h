@@ -1,5 +1,5 @@
-/* safetensors.h: memory-mapped, fully validated reading (and streaming writing) of safetensors files,
- * single or sharded through model.safetensors.index.json.
+/* safetensors.h: memory-mapped, fully validated reading (and streaming writing) of safetensors
+ * files, single or sharded through model.safetensors.index.json.
  *
  * Format: 8-byte little-endian header length N, N bytes of JSON {"name": {"dtype", "shape",
  * "data_offsets": [begin, end]}, "__metadata__": {...}}, then the data section. Everything is
@@ -29,19 +29,19 @@ typedef struct {
     const char *path; /* the file that holds it (owned by the handle) */
 } qr_st_tensor;
 
-/* ---- one file ---------------------------------------------------------------------------------- */
+/* ---- one file -------------------------------------------------------------------------------- */
 typedef struct qr_st_file qr_st_file;
 
 qr_status qr_st_open(const char *path, qr_st_file **out);
 void qr_st_close(qr_st_file **f); /* NULL-safe, clears the pointer */
 size_t qr_st_count(const qr_st_file *f);
-const qr_st_tensor *qr_st_at(const qr_st_file *f, size_t i); /* in data-offset order */
+const qr_st_tensor *qr_st_at(const qr_st_file *f, size_t i);           /* in data-offset order */
 const qr_st_tensor *qr_st_find(const qr_st_file *f, const char *name); /* NULL if absent */
 const char *qr_st_path(const qr_st_file *f);
 /* A string of the header's "__metadata__" object (e.g. "format"), or NULL when absent. */
 const char *qr_st_metadata(const qr_st_file *f, const char *key);
 
-/* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ----------- */
+/* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ------- */
 typedef struct qr_st_model qr_st_model;
 
 /* Opens every shard named by the index (each once) and checks that each tensor the index names is
@@ -61,7 +61,7 @@ const qr_st_file *qr_st_model_shard(const qr_st_model *m, size_t i);
 qr_status qr_st_read_f32(const qr_st_tensor *t, float *dst, size_t n);
 qr_status qr_st_read_f64(const qr_st_tensor *t, double *dst, size_t n);
 
-/* ---- writing (synth, tests) ---------------------------------------------------------------------- */
+/* ---- writing (synth, tests) ------------------------------------------------------------------ */
 typedef struct {
     const char *name;
     qr_dtype dtype;
@@ -80,7 +80,7 @@ qr_status qr_st_writer_open(const char *path, const qr_st_entry *entries, size_t
  * per tensor; a tensor ends when its byte count is reached). */
 qr_status qr_st_writer_put(qr_st_writer *w, const void *data, size_t nbytes);
 qr_status qr_st_writer_finish(qr_st_writer **w); /* fsync, rename; frees */
-void qr_st_writer_abort(qr_st_writer **w);        /* removes the temporary file; frees; NULL-safe */
+void qr_st_writer_abort(qr_st_writer **w);       /* removes the temporary file; frees; NULL-safe */
 
 /* Write dir/model.safetensors.index.json: {"metadata": {"total_size": total_size}, "weight_map":
  * {tensors[i]: shards[i]}} (n entries; shard names are plain file names), atomically. */

@@ -67,8 +67,8 @@ static void write_text(const char *path, const char *text)
     do {                                                                                           \
         qr_st_file *f_ = NULL;                                                                     \
         qr_status st_ = qr_st_open(path, &f_);                                                     \
-        QR_EXPECT(st_ == QR_ERR_INPUT && f_ == NULL, "%s: expected QR_ERR_INPUT, found %s",        \
-                  path, qr_status_name(st_));                                                      \
+        QR_EXPECT(st_ == QR_ERR_INPUT && f_ == NULL, "%s: expected QR_ERR_INPUT, found %s", path,  \
+                  qr_status_name(st_));                                                            \
         QR_EXPECT(strstr(qr_errmsg(), name) && strstr(qr_errmsg(), what),                          \
                   "message should name '%s' and say '%s', found '%s'", name, what, qr_errmsg());   \
         qr_st_close(&f_);                                                                          \
@@ -78,14 +78,14 @@ static void write_text(const char *path, const char *text)
     do {                                                                                           \
         qr_st_model *m_ = NULL;                                                                    \
         qr_status st_ = qr_st_model_open(path, &m_);                                               \
-        QR_EXPECT(st_ == QR_ERR_INPUT && m_ == NULL, "%s: expected QR_ERR_INPUT, found %s",        \
-                  path, qr_status_name(st_));                                                      \
+        QR_EXPECT(st_ == QR_ERR_INPUT && m_ == NULL, "%s: expected QR_ERR_INPUT, found %s", path,  \
+                  qr_status_name(st_));                                                            \
         QR_EXPECT(strstr(qr_errmsg(), name) && strstr(qr_errmsg(), what),                          \
                   "message should name '%s' and say '%s', found '%s'", name, what, qr_errmsg());   \
         qr_st_model_close(&m_);                                                                    \
     } while (0)
 
-/* ---- roundtrip ---------------------------------------------------------------------------------- */
+/* ---- roundtrip ------------------------------------------------------------------------------- */
 
 /* Values every dtype holds exactly, so the round trip must be bit-exact after conversion. */
 static float exact_value(size_t i)
@@ -195,8 +195,8 @@ static int test_roundtrip(void)
         QR_EXPECT(strcmp(qr_st_model_at(m, i - 1)->name, qr_st_model_at(m, i)->name) < 0,
                   "model tensors not sorted by name at %zu", i);
     }
-    QR_EXPECT(qr_st_model_find(m, "m.bf16") && qr_st_model_find(m, "m.bf16")->dtype ==
-                                                   QR_DTYPE_BF16,
+    QR_EXPECT(qr_st_model_find(m, "m.bf16") &&
+                  qr_st_model_find(m, "m.bf16")->dtype == QR_DTYPE_BF16,
               "model find m.bf16");
     qr_st_model_close(&m);
 
@@ -222,7 +222,7 @@ static int test_roundtrip(void)
     return qr_test_finish("io_safetensors.roundtrip");
 }
 
-/* ---- malformed single files --------------------------------------------------------------------- */
+/* ---- malformed single files ------------------------------------------------------------------ */
 
 static int test_malformed(void)
 {
@@ -282,10 +282,10 @@ static int test_malformed(void)
     EXPECT_BAD_FILE(p, "shape_not_list.safetensors", "\"shape\" missing or not a list");
 
     p = in_dir("many_dims.safetensors");
-    write_raw(p,
-              "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
+    write_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
               4);
-    EXPECT_BAD_FILE(p, "many_dims.safetensors", "too many dimensions (expected at most 8, found 9)");
+    EXPECT_BAD_FILE(p, "many_dims.safetensors",
+                    "too many dimensions (expected at most 8, found 9)");
 
     p = in_dir("overflow_shape.safetensors");
     write_raw(p,
@@ -326,7 +326,8 @@ static int test_malformed(void)
               "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
               "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
               16);
-    EXPECT_BAD_FILE(p, "overlap.safetensors", "tensor 'b': data_offsets [8, 16] overlap tensor 'a'");
+    EXPECT_BAD_FILE(p, "overlap.safetensors",
+                    "tensor 'b': data_offsets [8, 16] overlap tensor 'a'");
 
     p = in_dir("bad_meta.safetensors");
     write_raw(p,
@@ -357,7 +358,7 @@ static int test_malformed(void)
     return qr_test_finish("io_safetensors.malformed");
 }
 
-/* ---- sharded folders ---------------------------------------------------------------------------- */
+/* ---- sharded folders ------------------------------------------------------------------------- */
 
 static const char *shard_a = "{\"t1\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                              "\"t2\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[8,16]}}";
@@ -402,8 +403,7 @@ static int test_sharded(void)
               "shards should be sorted by name");
     QR_EXPECT(qr_st_model_find(m, "t3") && strstr(qr_st_model_find(m, "t3")->path, "b.safetensors"),
               "t3 should come from b.safetensors");
-    QR_EXPECT(qr_st_model_find(m, "t2") &&
-                  qr_st_read_f32(qr_st_model_find(m, "t2"), v, 4) == QR_OK,
+    QR_EXPECT(qr_st_model_find(m, "t2") && qr_st_read_f32(qr_st_model_find(m, "t2"), v, 4) == QR_OK,
               "read t2: %s", qr_errmsg());
     QR_EXPECT(strcmp(qr_st_model_at(m, 0)->name, "t1") == 0 &&
                   strcmp(qr_st_model_at(m, 2)->name, "t3") == 0,
@@ -447,8 +447,9 @@ static int test_sharded(void)
     EXPECT_BAD_MODEL(p, "model.safetensors.index.json", "duplicate");
 
     p = make_folder("neither", NULL);
-    EXPECT_BAD_MODEL(p, "neither", "no safetensors model here (expected model.safetensors or "
-                                   "model.safetensors.index.json");
+    EXPECT_BAD_MODEL(p, "neither",
+                     "no safetensors model here (expected model.safetensors or "
+                     "model.safetensors.index.json");
 
     EXPECT_BAD_MODEL(in_dir("does_not_exist"), "does_not_exist", "not found");
 
@@ -476,7 +477,7 @@ static int test_sharded(void)
     return qr_test_finish("io_safetensors.sharded");
 }
 
-/* ---- real models -------------------------------------------------------------------------------- */
+/* ---- real models ----------------------------------------------------------------------------- */
 
 typedef struct {
     const char *name;
@@ -523,8 +524,8 @@ static void check_model(const char *path, size_t n_tensors, size_t n_shards, qr_
         for (int64_t j = 0; j < t->numel; j++) {
             sumsq += (double)buf[j] * buf[j];
         }
-        QR_EXPECT(isfinite(sumsq) && sumsq > 0, "%s: %s: values should be finite and nonzero",
-                  path, t->name);
+        QR_EXPECT(isfinite(sumsq) && sumsq > 0, "%s: %s: values should be finite and nonzero", path,
+                  t->name);
     }
     free(buf);
     qr_st_model_close(&m);
@@ -567,7 +568,7 @@ static int test_real(void)
     return qr_test_finish("io_safetensors.real");
 }
 
-/* ---- fuzz: truncation at every header byte, and byte corruption -------------------------------- */
+/* ---- fuzz: truncation at every header byte, and byte corruption ------------------------------ */
 
 static unsigned char *read_file(const char *path, size_t *size)
 {
