@@ -8,6 +8,55 @@
 #include "jobs/commands.h"
 #include "mpi/comm.h"
 #include "src/log.h"
+#include "src/progress.h"
+#include "jobs/stop.h"
+
+/* Options every command accepts, anywhere on the line; removed from argv before dispatch. */
+static const char global_help[] =
+    "global options (any command):\n"
+    "  --quiet             no progress output (errors still print)\n"
+    "  --progress MODE     auto (bar on a terminal, else one line per unit), bar, lines\n"
+    "  --json-log FILE     also write progress events as JSON lines to FILE (rank 0)\n"
+    "  --verbose           debug messages\n";
+
+static FILE *json_log = NULL;
+
+static qr_status take_global_options(int *argc, char **argv)
+{
+    qr_progress_mode mode = QR_PROGRESS_AUTO;
+    int out = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--quiet") == 0) {
+            mode = QR_PROGRESS_QUIET;
+        } else if (strcmp(a, "--verbose") == 0) {
+            qr_log_set_level(QR_LOG_DEBUG);
+        } else if (strcmp(a, "--progress") == 0 || strcmp(a, "--json-log") == 0) {
+            const char *v = i + 1 < *argc ? argv[++i] : NULL;
+            if (!v) {
+                return qr_fail(QR_ERR_INPUT, "%s: missing value", a);
+            }
+            if (strcmp(a, "--json-log") == 0) {
+                if (qr_log_rank() == 0 && !json_log && !(json_log = fopen(v, "w"))) {
+                    return qr_fail(QR_ERR_INPUT, "--json-log %s: cannot open for writing", v);
+                }
+            } else if (strcmp(v, "auto") == 0 || strcmp(v, "bar") == 0 ||
+                       strcmp(v, "lines") == 0) {
+                mode = v[0] == 'a' ? QR_PROGRESS_AUTO
+                                   : (v[0] == 'b' ? QR_PROGRESS_BAR : QR_PROGRESS_LINES);
+            } else {
+                return qr_fail(QR_ERR_INPUT,
+                               "--progress: expected auto, bar or lines, found '%s'", v);
+            }
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    argv[out] = NULL;
+    *argc = out;
+    qr_progress_configure(mode, json_log);
+    return QR_OK;
+}
 
 static void print_usage(void)
 {
@@ -20,40 +69,49 @@ static void print_usage(void)
     for (int i = 0; i < qr_command_count; i++) {
         printf("  %-10s %s\n", qr_commands[i].name, qr_commands[i].summary);
     }
-    printf("\nRun 'qrecon <command> --help' for a command's options. Exit codes: 0 success,\n"
-           "2 bad input or usage, 1 internal error, 75 stopped on request (resumable).\n");
+    printf("\n%s\nRun 'qrecon <command> --help' for a command's options. Exit codes: 0 success,\n"
+           "2 bad input or usage, 1 internal error, 75 stopped on request (resumable).\n",
+           global_help);
+}
+
+static qr_status dispatch(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_usage();
+        return QR_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        char *args[] = {"version", NULL};
+        return qr_commands[0].run(1, args);
+    }
+    for (int i = 0; i < qr_command_count; i++) {
+        if (strcmp(argv[1], qr_commands[i].name) == 0) {
+            return qr_commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    return qr_fail(QR_ERR_INPUT, "unknown command '%s' (run 'qrecon --help' for the list)",
+                   argv[1]);
 }
 
 int main(int argc, char **argv)
 {
-    qr_status st = QR_OK;
+    qr_status st;
     int code;
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) {
         fprintf(stderr, "qrecon: error: MPI_Init failed\n");
         return QR_EXIT_INTERNAL;
     }
     qr_log_set_rank(qr_mpi_rank(MPI_COMM_WORLD), qr_mpi_size(MPI_COMM_WORLD));
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        print_usage();
-    } else if (strcmp(argv[1], "--version") == 0) {
-        char *args[] = {"version", NULL};
-        st = qr_commands[0].run(1, args);
-    } else {
-        const qr_command *cmd = NULL;
-        for (int i = 0; i < qr_command_count; i++) {
-            if (strcmp(argv[1], qr_commands[i].name) == 0) {
-                cmd = &qr_commands[i];
-            }
-        }
-        if (cmd) {
-            st = cmd->run(argc - 1, argv + 1);
-        } else {
-            st = qr_fail(QR_ERR_INPUT, "unknown command '%s' (run 'qrecon --help' for the list)",
-                         argv[1]);
-        }
+    qr_stop_install();
+    st = take_global_options(&argc, argv);
+    if (st == QR_OK) {
+        st = dispatch(argc, argv);
     }
     code = qr_mpi_finish_status(MPI_COMM_WORLD, st);
+    if (json_log) {
+        fclose(json_log);
+    }
     MPI_Finalize();
     return code;
 }
