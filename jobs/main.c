@@ -1,6 +1,6 @@
 /* main.c: qrecon's entry point. Starts MPI, dispatches to a subcommand, agrees on the final status
- * across ranks, prints the error once, and exits with the agreed code (0 ok, 2 bad input, 1 internal,
- * 75 stopped and resumable). */
+ * across ranks, prints the error once, and exits with the agreed code (0 ok, 2 bad input, 1
+ * internal, 75 stopped and resumable). */
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,13 +40,12 @@ static qr_status take_global_options(int *argc, char **argv)
                 if (qr_log_rank() == 0 && !json_log && !(json_log = fopen(v, "w"))) {
                     return qr_fail(QR_ERR_INPUT, "--json-log %s: cannot open for writing", v);
                 }
-            } else if (strcmp(v, "auto") == 0 || strcmp(v, "bar") == 0 ||
-                       strcmp(v, "lines") == 0) {
+            } else if (strcmp(v, "auto") == 0 || strcmp(v, "bar") == 0 || strcmp(v, "lines") == 0) {
                 mode = v[0] == 'a' ? QR_PROGRESS_AUTO
                                    : (v[0] == 'b' ? QR_PROGRESS_BAR : QR_PROGRESS_LINES);
             } else {
-                return qr_fail(QR_ERR_INPUT,
-                               "--progress: expected auto, bar or lines, found '%s'", v);
+                return qr_fail(QR_ERR_INPUT, "--progress: expected auto, bar or lines, found '%s'",
+                               v);
             }
         } else {
             argv[out++] = argv[i];

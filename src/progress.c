@@ -117,8 +117,8 @@ void qr_progress_step(qr_progress *p, const char *item, double weight, const cha
         va_end(ap);
     }
     elapsed = qr_now() - p->t0;
-    remaining = p->done_weight > 0 ? elapsed * (p->total_weight - p->done_weight) / p->done_weight
-                                   : 0.0;
+    remaining =
+        p->done_weight > 0 ? elapsed * (p->total_weight - p->done_weight) / p->done_weight : 0.0;
     format_duration(elapsed, el, sizeof el);
     format_duration(remaining, eta, sizeof eta);
     if (progress_json) {

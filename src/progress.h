@@ -16,13 +16,14 @@ typedef enum {
     QR_PROGRESS_QUIET
 } qr_progress_mode;
 
-/* Process-wide settings, from the command line (jobs/). json_log may be NULL; the caller owns it. */
+/* Process-wide settings, from the command line (jobs/). json_log may be NULL; the caller owns it.
+ */
 void qr_progress_configure(qr_progress_mode mode, FILE *json_log);
 
 typedef struct qr_progress qr_progress;
 
-/* Start a task of `total` units (e.g. 35 "modules"). Returns NULL only when out of memory, and every
- * function below accepts NULL, so progress never fails a job. */
+/* Start a task of `total` units (e.g. 35 "modules"). Returns NULL only when out of memory, and
+ * every function below accepts NULL, so progress never fails a job. */
 qr_progress *qr_progress_begin(const char *task, int64_t total, const char *unit);
 
 /* One unit finished: `item` (e.g. a module name) and a short free-form detail. `weight` is the
