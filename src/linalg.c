@@ -243,6 +243,9 @@ qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *dampi
             goto done;
         }
         lambda = (lambda > 0.0) ? lambda * 10.0 : QR_CHOL_LAMBDA0;
+        if (lambda > QR_CHOL_LAMBDA_MAX * (1.0 + 1e-9)) {
+            break;
+        }
     }
     for (int64_t i = 0; i < n; i++) {
         for (int64_t j = 0; j < i; j++) {
@@ -251,9 +254,9 @@ qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *dampi
         G[i * n + i] = diag[i];
     }
     st = qr_fail(QR_ERR_NUMERIC,
-                 "Cholesky: matrix (%lld x %lld) not positive definite after %d tries (damping up "
-                 "to %g x mean diagonal %g; dpotrf info %d)",
-                 (long long)n, (long long)n, QR_CHOL_MAX_TRIES, lambda / 10.0, mean, (int)info);
+                 "Cholesky: matrix (%lld x %lld) is not positive semidefinite (still indefinite "
+                 "with damping %g x mean diagonal %g; dpotrf info %d)",
+                 (long long)n, (long long)n, lambda / 10.0, mean, (int)info);
 done:
     free(diag);
     return st;

@@ -43,14 +43,18 @@ qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, con
 /* Default first damping of qr_cholesky_damped, relative to mean(diag): small enough to leave a
  * well-conditioned Gram matrix (relative change 1e-8) practically unchanged. */
 #define QR_CHOL_LAMBDA0 1e-8
+/* Largest relative damping tried: a PSD matrix never needs as much as its mean diagonal (rounding
+ * needs ~1e-12 of it), so a matrix that still fails is indefinite: bad input, not bad luck. */
+#define QR_CHOL_LAMBDA_MAX 1.0
 #define QR_CHOL_MAX_TRIES 12
 
 /* Cholesky G = L Lᵀ of a symmetric PSD (n, n) matrix, in place (lower triangle = L, upper zeroed);
- * only the lower triangle of G is read. Try k = 0..QR_CHOL_MAX_TRIES-1 adds lambda_k * mean(diag) *
- * I with lambda_0 = lambda0 and lambda_k = 10 lambda_{k-1}; lambda0 == 0 means the first try is
- * undamped and the next ones start at QR_CHOL_LAMBDA0. (mean(diag) <= 0 counts as 1.)
- * *damping_used (may be NULL) gets the absolute value added to the diagonal (0 when none).
- * QR_ERR_NUMERIC when every try fails; G then holds its input again. */
+ * only the lower triangle of G is read. Try k adds lambda_k * mean(diag) * I with lambda_0 =
+ * lambda0 and lambda_k = 10 lambda_{k-1}, at most QR_CHOL_MAX_TRIES tries and lambda_k <=
+ * QR_CHOL_LAMBDA_MAX; lambda0 == 0 means the first try is undamped and the next ones start at
+ * QR_CHOL_LAMBDA0. (mean(diag) <= 0 counts as 1.) *damping_used (may be NULL) gets the absolute
+ * value added to the diagonal (0 when none). QR_ERR_NUMERIC when every try fails; G then holds
+ * its input again (symmetrised: the upper triangle mirrors the lower). */
 qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used);
 
 /* A (m, n) := A op(L), or A op(L)^-1 when inverse; L (n, n) lower triangular (as left by
