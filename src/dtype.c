@@ -140,3 +140,28 @@ void qr_convert_to_f64(qr_dtype dt, const void *src, size_t n, double *dst)
         dst[i] = v;
     }
 }
+
+void qr_convert_from_f32(qr_dtype dt, const float *src, size_t n, void *dst)
+{
+    unsigned char *p = dst;
+    for (size_t i = 0; i < n; i++) {
+        switch (dt) {
+        case QR_DTYPE_F32:
+            memcpy(p + 4 * i, &src[i], 4);
+            break;
+        case QR_DTYPE_F64: {
+            double v = src[i];
+            memcpy(p + 8 * i, &v, 8);
+            break;
+        }
+        case QR_DTYPE_F16:
+        case QR_DTYPE_BF16: {
+            uint16_t h = dt == QR_DTYPE_F16 ? qr_f32_to_f16(src[i]) : qr_f32_to_bf16(src[i]);
+            memcpy(p + 2 * i, &h, 2);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}

@@ -1,7 +1,7 @@
 /* dtype.h: element types of model tensors and their conversion to float32 / float64.
  *
- * F16 is IEEE binary16; BF16 is the upper half of an IEEE binary32. Conversions are exact (every F16
- * and BF16 value is representable in float32), keep NaN as NaN and keep infinities. */
+ * F16 is IEEE binary16; BF16 is the upper half of an IEEE binary32. Conversions are exact (every
+ * F16 and BF16 value is representable in float32), keep NaN as NaN and keep infinities. */
 #ifndef QR_DTYPE_H
 #define QR_DTYPE_H
 
@@ -35,5 +35,9 @@ uint16_t qr_f32_to_bf16(float f);
 /* Convert n little-endian elements of dtype `dt` at `src` (any alignment) to float32 / float64. */
 void qr_convert_to_f32(qr_dtype dt, const void *src, size_t n, float *dst);
 void qr_convert_to_f64(qr_dtype dt, const void *src, size_t n, double *dst);
+
+/* Encode n float32 values as little-endian dtype `dt` at `dst` (any alignment; F16/BF16 round to
+ * nearest even, F64 is exact). Used by writers (synth, tests). */
+void qr_convert_from_f32(qr_dtype dt, const float *src, size_t n, void *dst);
 
 #endif
