@@ -2,8 +2,10 @@
 #include "jobs/commands.h"
 
 qr_status qr_cmd_version(int argc, char **argv);
+qr_status qr_cmd_synth(int argc, char **argv);
 
 const qr_command qr_commands[] = {
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
+    {"synth", qr_cmd_synth, "write a seeded synthetic Llama-shaped safetensors model folder"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);
