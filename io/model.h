@@ -1,18 +1,21 @@
 /* model.h: one view of a source model, whatever its form: a Hugging Face folder (config.json plus
- * model.safetensors or a sharded index) or a llama2.c v0 checkpoint (a .bin file, or a folder holding
- * one). Tensors are addressed by their Hugging Face names:
- *   model.embed_tokens.weight, model.norm.weight, lm_head.weight (untied only),
- *   model.layers.L.input_layernorm.weight, model.layers.L.post_attention_layernorm.weight,
- *   model.layers.L.self_attn.{q,k,v,o}_proj.weight, model.layers.L.mlp.{gate,up,down}_proj.weight.
- * A llama2.c model keeps its rows as stored, and says so with config.rope_style = INTERLEAVED;
- * a Hugging Face model has rope_style = HALF_SPLIT. Not collective; the handle is read-only after
- * open, so several ranks may each open the same model. */
+ * model.safetensors or a sharded index) or a llama2.c v0 checkpoint (a .bin file, or a folder
+ * holding one). Tensors are addressed by their Hugging Face names: model.embed_tokens.weight,
+ * model.norm.weight, lm_head.weight (untied only), model.layers.L.input_layernorm.weight,
+ * model.layers.L.post_attention_layernorm.weight, model.layers.L.self_attn.{q,k,v,o}_proj.weight,
+ * model.layers.L.mlp.{gate,up,down}_proj.weight. A llama2.c model keeps its rows as stored, and
+ * says so with config.rope_style = INTERLEAVED; a Hugging Face model has rope_style = HALF_SPLIT.
+ * qwen2 models also have model.layers.L.self_attn.{q,k,v}_proj.bias. qr_model_open checks that
+ * every one of these tensors exists with the shape the config implies and a float dtype, so later
+ * stages need not check again. Not collective; the handle is read-only after open, so several ranks
+ * may each open the same model. */
 #ifndef QR_IO_MODEL_H
 #define QR_IO_MODEL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/safetensors.h"
 #include "src/dtype.h"
 #include "src/model_config.h"
 #include "src/status.h"
@@ -44,5 +47,22 @@ qr_status qr_model_tensor_info(const qr_model *m, const char *name, qr_dtype *dt
 /* Read a whole tensor converted to float32 / float64; n must equal its element count. */
 qr_status qr_model_read_f32(const qr_model *m, const char *name, float *dst, size_t n);
 qr_status qr_model_read_f64(const qr_model *m, const char *name, double *dst, size_t n);
+
+/* ---- additions ----------------------------------------------------------------------------------
+ */
+
+/* "safetensors" (a Hugging Face folder) or "llama2c". */
+const char *qr_model_format(const qr_model *m);
+
+/* The files the model was read from, in identity order: config.json then the shards sorted by name
+ * (Hugging Face), or the one .bin (llama2.c); with their sizes in bytes. */
+size_t qr_model_file_count(const qr_model *m);
+const char *qr_model_file_path(const qr_model *m, size_t i);
+uint64_t qr_model_file_size(const qr_model *m, size_t i);
+
+/* The mapped tensor behind a name (NULL when absent): dtype, shape, nbytes and the raw
+ * little-endian bytes, for readers that stream a slice instead of converting the whole tensor.
+ * Owned by the model; valid until qr_model_close. */
+const qr_st_tensor *qr_model_tensor(const qr_model *m, const char *name);
 
 #endif
