@@ -1,0 +1,597 @@
+/* pdla.c: the distributed linear algebra of one rank group on ScaLAPACK (mpi/pdla.h).
+ *
+ * Each routine follows its serial twin in src/linalg.c step by step, so the two can be compared to
+ * rounding: the same damping sequence, the same random stream, the same Householder
+ * orthonormalisation (PDGEQRF + PDORGQR build the same reflectors as the serial dgelqf/dorglq on
+ * the transposed view). Small results (the (l, n) projection's SVD, the damping) are computed once
+ * and broadcast, so every rank of a group returns the same bits. */
+#include "mpi/pdla.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi/comm.h"
+#include "src/alloc.h"
+#include "src/checked.h"
+
+/* Largest element count of one MPI message here: 2^22 doubles = 32 MiB, so the reduction's receive
+ * buffer stays small next to the d x d matrices it sums. */
+#define PDLA_PIECE ((size_t)1 << 22)
+
+/* Rows per float64 conversion chunk in qr_pdla_gram_reduce (same bound as src/stats.h). */
+#define PDLA_GRAM_CHUNK 512
+
+static qr_status scalapack_info(const char *routine, int info)
+{
+    if (info == 0) {
+        return QR_OK;
+    }
+    if (info < 0) {
+        return qr_fail(QR_ERR_INTERNAL, "%s: illegal argument %d", routine, -info);
+    }
+    return qr_fail(QR_ERR_NUMERIC, "%s: failed (info %d)", routine, info);
+}
+
+/* The largest `info` over the group, so every rank takes the same branch after a ScaLAPACK call
+ * whose info may be known to some processes only. */
+static qr_status agree_info(MPI_Comm comm, int *info)
+{
+    int mine = *info, hi = 0, lo = 0;
+    QR_TRY(qr_mpi_check(MPI_Allreduce(&mine, &hi, 1, MPI_INT, MPI_MAX, comm), "MPI_Allreduce"));
+    QR_TRY(qr_mpi_check(MPI_Allreduce(&mine, &lo, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce"));
+    *info = lo < 0 ? lo : hi;
+    return QR_OK;
+}
+
+static size_t local_count(const qr_dmat *a)
+{
+    return (size_t)a->desc[QR_DESC_LLD] * (size_t)a->nloc;
+}
+
+/* ---- Cholesky -----------------------------------------------------------------------------------
+ */
+
+qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
+                                  double *damping_used)
+{
+    qr_status st = QR_OK;
+    double *diag = NULL;  /* (n) the input diagonal, the same on every rank */
+    double *saved = NULL; /* this rank's local part of the input, to undo a failed try */
+    double mean = 0.0, lambda = lambda0, add = 0.0;
+    int64_t n = G->m;
+    int ni = (int)G->m, one = 1, info = 0;
+    size_t count = local_count(G);
+    if (damping_used) {
+        *damping_used = 0.0;
+    }
+    if (G->m != G->n) {
+        return qr_fail(QR_ERR_INPUT,
+                       "distributed Cholesky: matrix is not square (found %lld x %lld)",
+                       (long long)G->m, (long long)G->n);
+    }
+    if (!(lambda0 >= 0.0) || !isfinite(lambda0)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "distributed Cholesky: damping (expected finite >= 0, found %g)", lambda0);
+    }
+    if (n == 0) {
+        return QR_OK;
+    }
+    st = qr_calloc(&diag, (size_t)n, sizeof *diag, "Cholesky diagonal");
+    if (st == QR_OK) {
+        st = qr_malloc(&saved, count, sizeof *saved, "Cholesky input copy");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    memcpy(saved, G->data, count * sizeof *saved);
+    /* Each diagonal entry lives on exactly one rank; the others add zeros, so the sum is exact and
+     * every rank gets the serial routine's diagonal bit for bit. */
+    for (int lj = 0; lj < G->nloc; lj++) {
+        int64_t gj = qr_dmat_global_col(g, lj);
+        for (int li = 0; li < G->mloc; li++) {
+            if (qr_dmat_global_row(g, li) == gj) {
+                diag[gj] = G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li];
+            }
+        }
+    }
+    QR_CHECK(qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, diag, ni, MPI_DOUBLE, MPI_SUM, g->comm),
+                          "MPI_Allreduce (Cholesky diagonal)"));
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(diag[i])) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "distributed Cholesky: diagonal %lld is not finite (found %g)",
+                         (long long)i, diag[i]);
+            goto done;
+        }
+        mean += diag[i];
+    }
+    mean /= (double)n;
+    if (!(mean > 0.0)) {
+        mean = 1.0;
+    }
+    for (int t = 0; t < QR_CHOL_MAX_TRIES; t++) {
+        add = lambda * mean;
+        memcpy(G->data, saved, count * sizeof *saved);
+        for (int lj = 0; lj < G->nloc; lj++) {
+            int64_t gj = qr_dmat_global_col(g, lj);
+            for (int li = 0; li < G->mloc; li++) {
+                if (qr_dmat_global_row(g, li) == gj) {
+                    G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li] =
+                        diag[gj] + add;
+                }
+            }
+        }
+        info = 0;
+        pdpotrf_("L", &ni, G->data, &one, &one, G->desc, &info, 1);
+        QR_CHECK(agree_info(g->comm, &info));
+        if (info == 0) {
+            for (int lj = 0; lj < G->nloc; lj++) {
+                int64_t gj = qr_dmat_global_col(g, lj);
+                for (int li = 0; li < G->mloc; li++) {
+                    if (qr_dmat_global_row(g, li) < gj) {
+                        G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li] = 0.0;
+                    }
+                }
+            }
+            if (damping_used) {
+                *damping_used = add;
+            }
+            goto done;
+        }
+        if (info < 0) {
+            st = scalapack_info("pdpotrf", info);
+            goto done;
+        }
+        lambda = (lambda > 0.0) ? lambda * 10.0 : QR_CHOL_LAMBDA0;
+    }
+    memcpy(G->data, saved, count * sizeof *saved);
+    st = qr_fail(QR_ERR_NUMERIC,
+                 "pdpotrf: matrix (%lld x %lld) not positive definite after %d tries (damping up "
+                 "to %g x mean diagonal %g; info %d)",
+                 (long long)n, (long long)n, QR_CHOL_MAX_TRIES, lambda / 10.0, mean, info);
+done:
+    free(diag);
+    free(saved);
+    return st;
+}
+
+/* ---- fixed-order reductions ---------------------------------------------------------------------
+ */
+
+static qr_status send_doubles(const double *x, size_t count, int dest, int tag, MPI_Comm comm)
+{
+    for (size_t off = 0; off < count; off += PDLA_PIECE) {
+        size_t len = count - off < PDLA_PIECE ? count - off : PDLA_PIECE;
+        QR_TRY(qr_mpi_check(MPI_Send(x + off, (int)len, MPI_DOUBLE, dest, tag, comm), "MPI_Send"));
+    }
+    return QR_OK;
+}
+
+/* Receive count doubles in pieces; acc += piece when add is nonzero, else acc = piece. */
+static qr_status recv_doubles(double *acc, double *piece, size_t count, int src, int tag,
+                              MPI_Comm comm, int add)
+{
+    for (size_t off = 0; off < count; off += PDLA_PIECE) {
+        size_t len = count - off < PDLA_PIECE ? count - off : PDLA_PIECE;
+        QR_TRY(qr_mpi_check(MPI_Recv(add ? piece : acc + off, (int)len, MPI_DOUBLE, src, tag, comm,
+                                     MPI_STATUS_IGNORE),
+                            "MPI_Recv"));
+        if (add) {
+            for (size_t i = 0; i < len; i++) {
+                acc[off + i] += piece[i];
+            }
+        }
+    }
+    return QR_OK;
+}
+
+static qr_status bcast_doubles(double *x, size_t count, MPI_Comm comm)
+{
+    for (size_t off = 0; off < count; off += PDLA_PIECE) {
+        size_t len = count - off < PDLA_PIECE ? count - off : PDLA_PIECE;
+        QR_TRY(qr_mpi_check(MPI_Bcast(x + off, (int)len, MPI_DOUBLE, 0, comm), "MPI_Bcast"));
+    }
+    return QR_OK;
+}
+
+/* Agree that every rank passed the same d (QR_ERR_INPUT naming both values otherwise). */
+static qr_status agree_dim(MPI_Comm comm, int64_t d, const char *what)
+{
+    long long mine = d, lo = 0, hi = 0;
+    QR_TRY(
+        qr_mpi_check(MPI_Allreduce(&mine, &lo, 1, MPI_LONG_LONG, MPI_MIN, comm), "MPI_Allreduce"));
+    QR_TRY(
+        qr_mpi_check(MPI_Allreduce(&mine, &hi, 1, MPI_LONG_LONG, MPI_MAX, comm), "MPI_Allreduce"));
+    if (lo != hi) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: channel counts differ between ranks (found %lld and %lld)", what, lo,
+                       hi);
+    }
+    return QR_OK;
+}
+
+qr_status qr_pdla_gram_reduce(MPI_Comm comm, const float *X_local, int64_t n_local, int64_t d,
+                              int all_ranks, double *G)
+{
+    qr_status st = QR_OK;
+    int rank = qr_mpi_rank(comm), size = qr_mpi_size(comm);
+    int di = 0;
+    size_t dd = 0;
+    double *acc = NULL;   /* (d, d) this rank's running sum; the caller's G where it has one */
+    double *own = NULL;   /* acc when the caller gave no G */
+    double *chunk = NULL; /* (PDLA_GRAM_CHUNK, d) float64 rows */
+    double *piece = NULL; /* (PDLA_PIECE) receive buffer */
+    QR_TRY(agree_dim(comm, d, "Gram reduction"));
+    if (d < 1 || !qr_to_int(d, &di) || !qr_mul_size((size_t)d, (size_t)d, &dd) || n_local < 0) {
+        st = qr_fail(QR_ERR_INPUT,
+                     "Gram reduction: sizes (expected d in 1..%d and rows >= 0, found "
+                     "d %lld, rows %lld)",
+                     (int)INT32_MAX, (long long)d, (long long)n_local);
+    }
+    if (st == QR_OK && (rank == 0 || all_ranks) && !G) {
+        st = qr_fail(QR_ERR_INTERNAL, "Gram reduction: no output matrix on rank %d", rank);
+    }
+    if (st == QR_OK && !((rank == 0 || all_ranks) && G)) {
+        st = qr_calloc(&own, dd, sizeof *own, "Gram partial sum");
+    }
+    acc = own ? own : G;
+    if (st == QR_OK) {
+        memset(acc, 0, dd * sizeof *acc);
+        st = qr_malloc(&chunk, (size_t)PDLA_GRAM_CHUNK * (size_t)d, sizeof *chunk, "Gram rows");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&piece, PDLA_PIECE, sizeof *piece, "Gram receive buffer");
+    }
+    QR_CHECK(qr_mpi_agree(comm, st));
+    for (int64_t r0 = 0; r0 < n_local; r0 += PDLA_GRAM_CHUNK) {
+        int rows = (int)(n_local - r0 < PDLA_GRAM_CHUNK ? n_local - r0 : PDLA_GRAM_CHUNK);
+        for (size_t i = 0; i < (size_t)rows * (size_t)d; i++) {
+            chunk[i] = (double)X_local[(size_t)r0 * (size_t)d + i];
+        }
+        /* Row-major lower triangle of G += chunkᵀ chunk. */
+        cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, di, rows, 1.0, chunk, di, 1.0, acc, di);
+    }
+    for (int64_t i = 0; i < d; i++) {
+        for (int64_t j = i + 1; j < d; j++) {
+            acc[i * d + j] = acc[j * d + i];
+        }
+    }
+    /* Binary tree: at step s, rank r (r % 2s == 0) adds rank r + s. */
+    for (int s = 1; s < size; s <<= 1) {
+        if (rank % (2 * s) == 0) {
+            if (rank + s < size) {
+                QR_CHECK(recv_doubles(acc, piece, dd, rank + s, s, comm, 1));
+            }
+        } else {
+            QR_CHECK(send_doubles(acc, dd, rank - s, s, comm));
+            break;
+        }
+    }
+    if (all_ranks) {
+        QR_CHECK(bcast_doubles(acc, dd, comm));
+    }
+done:
+    free(own);
+    free(chunk);
+    free(piece);
+    return st;
+}
+
+/* The per-channel arrays of a stats accumulator, in the order they travel. */
+static void stats_vectors(qr_stats *s, double *v[4])
+{
+    v[0] = s->max_abs;
+    v[1] = s->sum_abs;
+    v[2] = s->sum_sq;
+    v[3] = s->batch_mean_abs_max;
+}
+
+qr_status qr_pdla_stats_reduce(MPI_Comm comm, qr_stats *s)
+{
+    qr_status st = QR_OK;
+    int rank = qr_mpi_rank(comm), size = qr_mpi_size(comm);
+    qr_stats *other = NULL;
+    size_t dd = (size_t)s->d * (size_t)s->d;
+    double *v[4];
+    QR_TRY(agree_dim(comm, s->d, "statistics reduction"));
+    if (rank % 2 == 0 && rank + 1 < size) {
+        st = qr_stats_create(s->d, &other);
+    }
+    QR_CHECK(qr_mpi_agree(comm, st));
+    for (int step = 1; step < size; step <<= 1) {
+        if (rank % (2 * step) == 0) {
+            int64_t counts[2];
+            if (rank + step >= size) {
+                continue;
+            }
+            QR_CHECK(qr_mpi_check(
+                MPI_Recv(counts, 2, MPI_INT64_T, rank + step, step, comm, MPI_STATUS_IGNORE),
+                "MPI_Recv (statistics counts)"));
+            other->count = counts[0];
+            other->n_batches = counts[1];
+            QR_CHECK(recv_doubles(other->G, NULL, dd, rank + step, step, comm, 0));
+            stats_vectors(other, v);
+            for (int k = 0; k < 4; k++) {
+                QR_CHECK(recv_doubles(v[k], NULL, (size_t)s->d, rank + step, step, comm, 0));
+            }
+            QR_CHECK(qr_stats_merge(s, other));
+        } else {
+            int64_t counts[2] = {s->count, s->n_batches};
+            QR_CHECK(qr_mpi_check(MPI_Send(counts, 2, MPI_INT64_T, rank - step, step, comm),
+                                  "MPI_Send (statistics counts)"));
+            QR_CHECK(send_doubles(s->G, dd, rank - step, step, comm));
+            stats_vectors(s, v);
+            for (int k = 0; k < 4; k++) {
+                QR_CHECK(send_doubles(v[k], (size_t)s->d, rank - step, step, comm));
+            }
+            break;
+        }
+    }
+done:
+    qr_stats_free(&other);
+    return st;
+}
+
+/* ---- SVD ----------------------------------------------------------------------------------------
+ */
+
+/* Orthonormalise the columns of the distributed Y (m, l), m >= l, in place: PDGEQRF + PDORGQR. */
+static qr_status porthonormalize(const qr_grid *g, qr_dmat *Y)
+{
+    qr_status st = QR_OK;
+    int mi = (int)Y->m, li = (int)Y->n, one = 1, info = 0, lwork = -1, lw2 = 0;
+    double query = 0.0;
+    double *tau = NULL;  /* (local columns) Householder scalars */
+    double *work = NULL; /* ScaLAPACK workspace */
+    st =
+        qr_malloc(&tau, (size_t)(Y->nloc > 0 ? Y->nloc : 1), sizeof *tau, "QR Householder scalars");
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    pdgeqrf_(&mi, &li, Y->data, &one, &one, Y->desc, tau, &query, &lwork, &info);
+    QR_CHECK(scalapack_info("pdgeqrf (workspace query)", info));
+    lwork = (int)query;
+    lw2 = -1;
+    pdorgqr_(&mi, &li, &li, Y->data, &one, &one, Y->desc, tau, &query, &lw2, &info);
+    QR_CHECK(scalapack_info("pdorgqr (workspace query)", info));
+    lw2 = (int)query;
+    lwork = lwork > lw2 ? lwork : lw2;
+    lwork = lwork > 1 ? lwork : 1;
+    st = qr_malloc(&work, (size_t)lwork, sizeof *work, "QR workspace");
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    pdgeqrf_(&mi, &li, Y->data, &one, &one, Y->desc, tau, work, &lwork, &info);
+    QR_CHECK(agree_info(g->comm, &info));
+    QR_CHECK(scalapack_info("pdgeqrf", info));
+    pdorgqr_(&mi, &li, &li, Y->data, &one, &one, Y->desc, tau, work, &lwork, &info);
+    QR_CHECK(agree_info(g->comm, &info));
+    QR_CHECK(scalapack_info("pdorgqr", info));
+done:
+    free(tau);
+    free(work);
+    return st;
+}
+
+/* C = op(A) op(B) with PDGEMM; sizes from C and the inner dimension k. */
+static void pgemm(const char *ta, const char *tb, int64_t k, const qr_dmat *A, const qr_dmat *B,
+                  qr_dmat *C)
+{
+    int mi = (int)C->m, ni = (int)C->n, ki = (int)k, one = 1;
+    double alpha = 1.0, beta = 0.0;
+    pdgemm_(ta, tb, &mi, &ni, &ki, &alpha, A->data, &one, &one, A->desc, B->data, &one, &one,
+            B->desc, &beta, C->data, &one, &one, C->desc);
+}
+
+/* Rank-r truncation of PDGESVD: full thin SVD, the leading r triplets gathered to every rank. */
+static qr_status psvd_truncated_exact(const qr_grid *g, const qr_dmat *A, int64_t r, double *U,
+                                      double *S, double *Vt)
+{
+    qr_status st = QR_OK;
+    int64_t m = A->m, n = A->n, k = m < n ? m : n;
+    qr_dmat *Ud = NULL, *Vd = NULL;
+    double *Sf = NULL, *full = NULL; /* (k), and (max(m, n), k) staging of U or Vt */
+    st = qr_dmat_create(g, m, k, &Ud);
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, k, n, &Vd);
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Sf, (size_t)k, sizeof *Sf, "SVD singular values");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&full, (size_t)(m > n ? m : n) * (size_t)k, sizeof *full, "SVD staging");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(qr_pdla_svd(g, A, Sf, Ud, Vd));
+    QR_CHECK(qr_dmat_allgather(g, Ud, full));
+    for (int64_t i = 0; i < m; i++) {
+        memcpy(U + i * r, full + i * k, (size_t)r * sizeof *U);
+    }
+    QR_CHECK(qr_dmat_allgather(g, Vd, full));
+    memcpy(Vt, full, (size_t)r * (size_t)n * sizeof *Vt);
+    memcpy(S, Sf, (size_t)r * sizeof *S);
+done:
+    qr_dmat_free(&Ud);
+    qr_dmat_free(&Vd);
+    free(Sf);
+    free(full);
+    return st;
+}
+
+static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, int64_t r, int64_t l,
+                                           int q, qr_rng *rng, double *U, double *S, double *Vt)
+{
+    qr_status st = QR_OK;
+    int64_t m = A->m, n = A->n;
+    qr_dmat *Y = NULL;   /* (m, l): basis of the range of A */
+    qr_dmat *Z = NULL;   /* (n, l): the Gaussian test matrix, then a basis of the range of Aᵀ */
+    qr_dmat *B = NULL;   /* (l, n) = Yᵀ A */
+    qr_dmat *Ubd = NULL; /* (l, r): U_B[:, :r] */
+    qr_dmat *Ud = NULL;  /* (m, r) = Y U_B[:, :r] */
+    double *full = NULL; /* (max(n, m) * l) row-major staging: Omega, B, U_B[:, :r] */
+    double *Ub = NULL;   /* (l, l) */
+    double *Sb = NULL;   /* (l) */
+    double *Vb = NULL;   /* (l, n) */
+    size_t stage = (size_t)(m > n ? m : n) * (size_t)l;
+    st = qr_dmat_create(g, m, l, &Y);
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, n, l, &Z);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, l, n, &B);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, l, r, &Ubd);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, m, r, &Ud);
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&full, stage, sizeof *full, "randomized SVD staging");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Ub, (size_t)l * (size_t)l, sizeof *Ub, "randomized SVD U_B");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Sb, (size_t)l, sizeof *Sb, "randomized SVD S_B");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Vb, (size_t)l * (size_t)n, sizeof *Vb, "randomized SVD Vt_B");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    /* Omega (n, l) drawn row by row exactly as the serial routine draws it. */
+    for (size_t i = 0; i < (size_t)n * (size_t)l; i++) {
+        full[i] = qr_rng_normal(rng);
+    }
+    qr_dmat_fill_local(g, Z, full);
+    pgemm("N", "N", n, A, Z, Y);
+    QR_CHECK(porthonormalize(g, Y));
+    for (int it = 0; it < q; it++) {
+        /* Re-orthonormalise after every product, as the serial routine does. */
+        pgemm("T", "N", m, A, Y, Z);
+        QR_CHECK(porthonormalize(g, Z));
+        pgemm("N", "N", n, A, Z, Y);
+        QR_CHECK(porthonormalize(g, Y));
+    }
+    pgemm("T", "N", m, Y, A, B);
+    /* The small SVD once, on the group root, then broadcast: every rank returns the same bits. */
+    QR_CHECK(qr_dmat_gather(g, B, full));
+    if (g->group_rank == 0) {
+        st = qr_svd(full, l, n, Ub, Sb, Vb);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(bcast_doubles(Ub, (size_t)l * (size_t)l, g->comm));
+    QR_CHECK(bcast_doubles(Sb, (size_t)l, g->comm));
+    QR_CHECK(bcast_doubles(Vb, (size_t)l * (size_t)n, g->comm));
+    for (int64_t i = 0; i < l; i++) {
+        memcpy(full + i * r, Ub + i * l, (size_t)r * sizeof *full);
+    }
+    qr_dmat_fill_local(g, Ubd, full);
+    pgemm("N", "N", l, Y, Ubd, Ud);
+    QR_CHECK(qr_dmat_allgather(g, Ud, U));
+    memcpy(S, Sb, (size_t)r * sizeof *S);
+    memcpy(Vt, Vb, (size_t)r * (size_t)n * sizeof *Vt);
+done:
+    qr_dmat_free(&Y);
+    qr_dmat_free(&Z);
+    qr_dmat_free(&B);
+    qr_dmat_free(&Ubd);
+    qr_dmat_free(&Ud);
+    free(full);
+    free(Ub);
+    free(Sb);
+    free(Vb);
+    return st;
+}
+
+qr_status qr_pdla_svd_truncated(const qr_grid *g, const qr_dmat *A, int64_t r, const qr_svd_opts *o,
+                                qr_rng *rng, double *U, double *S, double *Vt)
+{
+    int64_t m = A->m, n = A->n, k = m < n ? m : n;
+    qr_svd_mode mode = o ? o->mode : QR_SVD_AUTO;
+    int64_t p = o ? o->oversample : 10;
+    int q = o ? o->power_iters : 2;
+    int64_t l;
+    if (r < 0 || r > k) {
+        return qr_fail(QR_ERR_INPUT,
+                       "distributed truncated SVD: rank (expected 0..%lld, found %lld)",
+                       (long long)k, (long long)r);
+    }
+    if (p < 0 || q < 0 || mode < QR_SVD_AUTO || mode > QR_SVD_RANDOMIZED) {
+        return qr_fail(
+            QR_ERR_INPUT,
+            "distributed truncated SVD: options (expected a known mode, oversample >= 0, "
+            "power iterations >= 0, found mode %d, %lld, %d)",
+            (int)mode, (long long)p, q);
+    }
+    if (r == 0) {
+        return QR_OK;
+    }
+    if (mode == QR_SVD_AUTO) {
+        mode = (8 * r <= k) ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
+    }
+    l = (r + p < k) ? r + p : k;
+    if (mode == QR_SVD_EXACT || l >= k) {
+        return psvd_truncated_exact(g, A, r, U, S, Vt);
+    }
+    if (!rng) {
+        return qr_fail(QR_ERR_INPUT, "distributed randomized SVD: no random stream given");
+    }
+    return psvd_truncated_randomized(g, A, r, l, q, rng, U, S, Vt);
+}
+
+qr_status qr_pdla_svd(const qr_grid *g, const qr_dmat *A, double *S, qr_dmat *U, qr_dmat *Vt)
+{
+    qr_status st = QR_OK;
+    int mi = (int)A->m, ni = (int)A->n, one = 1, info = 0, lwork = -1;
+    int64_t k = A->m < A->n ? A->m : A->n;
+    double query = 0.0, dummy = 0.0;
+    qr_dmat *work_a = NULL; /* PDGESVD destroys its input */
+    double *work = NULL;
+    const char *jobu = U ? "V" : "N", *jobvt = Vt ? "V" : "N";
+    /* Without U or Vt, PDGESVD does not touch them; A's descriptor stands in. */
+    double *u_data = U ? U->data : &dummy, *vt_data = Vt ? Vt->data : &dummy;
+    const int *u_desc = U ? U->desc : A->desc, *vt_desc = Vt ? Vt->desc : A->desc;
+    if ((U && (U->m != A->m || U->n != k)) || (Vt && (Vt->m != k || Vt->n != A->n))) {
+        return qr_fail(QR_ERR_INPUT,
+                       "pdgesvd: factor shapes (expected U %lld x %lld and Vt %lld x %lld, found "
+                       "%lld x %lld and %lld x %lld)",
+                       (long long)A->m, (long long)k, (long long)k, (long long)A->n,
+                       (long long)(U ? U->m : A->m), (long long)(U ? U->n : k),
+                       (long long)(Vt ? Vt->m : k), (long long)(Vt ? Vt->n : A->n));
+    }
+    if (k == 0) {
+        return QR_OK;
+    }
+    st = qr_dmat_create(g, A->m, A->n, &work_a);
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    memcpy(work_a->data, A->data, local_count(A) * sizeof *A->data);
+    pdgesvd_(jobu, jobvt, &mi, &ni, work_a->data, &one, &one, work_a->desc, S, u_data, &one, &one,
+             u_desc, vt_data, &one, &one, vt_desc, &query, &lwork, &info, 1, 1);
+    QR_CHECK(agree_info(g->comm, &info));
+    QR_CHECK(scalapack_info("pdgesvd (workspace query)", info));
+    if (!(query >= 1.0 && query < (double)INT32_MAX)) {
+        st = qr_fail(QR_ERR_INPUT,
+                     "pdgesvd: workspace of %g doubles out of range for a %d x %d "
+                     "matrix",
+                     query, mi, ni);
+    }
+    lwork = st == QR_OK ? (int)query : 1;
+    if (st == QR_OK) {
+        st = qr_malloc(&work, (size_t)lwork, sizeof *work, "pdgesvd workspace");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    pdgesvd_(jobu, jobvt, &mi, &ni, work_a->data, &one, &one, work_a->desc, S, u_data, &one, &one,
+             u_desc, vt_data, &one, &one, vt_desc, work, &lwork, &info, 1, 1);
+    QR_CHECK(agree_info(g->comm, &info));
+    if (info == (int)k + 1) {
+        st = qr_fail(QR_ERR_NUMERIC,
+                     "pdgesvd: singular values differ between the processes of the %dx%d grid "
+                     "(info %d: heterogeneous arithmetic)",
+                     g->nprow, g->npcol, info);
+        goto done;
+    }
+    QR_CHECK(scalapack_info("pdgesvd", info));
+    /* Every process computes S; take the root's, so every rank returns the same bits. */
+    QR_CHECK(bcast_doubles(S, (size_t)k, g->comm));
+done:
+    qr_dmat_free(&work_a);
+    free(work);
+    return st;
+}

@@ -1,0 +1,15 @@
+# grid: BLACS grids and the distributed linear algebra (mpi/blacs.c, mpi/pdla.c) against LAPACK.
+# One program, one case per test: each case runs every grid shape whose size divides the job size
+# (3 and 4 ranks are oversubscribed on small machines). The program is built once and run under
+# mpiexec like qr_add_mpi_test does (that helper builds one executable per test name).
+add_executable(test_grid grid/grid_test.c)
+target_link_libraries(test_grid PRIVATE qr_test_util qr_mpi)
+foreach(case scatter cholesky rsvd pdgesvd gram)
+  foreach(np 1 2 3 4)
+    add_test(NAME grid.${case}.np${np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
+                     $<TARGET_FILE:test_grid> ${MPIEXEC_POSTFLAGS} ${case})
+    set_tests_properties(grid.${case}.np${np} PROPERTIES TIMEOUT 120
+      ENVIRONMENT "${QR_MPIEXEC_ENV}")
+  endforeach()
+endforeach()
