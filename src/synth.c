@@ -156,16 +156,50 @@ float qr_synth_col_scale(const qr_synth_gen *g, int64_t j)
     return g->col_scale ? g->col_scale[j] : 1.0f;
 }
 
-/* Student-t with `dof` degrees of freedom by Bailey's polar method (one draw per accepted pair). */
-static double student_t(qr_rng *rng, double dof)
+/* Two uniforms on (-1, 1) from one 64-bit draw, 24 bits each: float precision is all the weights
+ * keep, and one draw per pair halves the generator cost. */
+static void uniform_pair(qr_rng *rng, float *u, float *v)
 {
-    double u, v, w;
+    uint64_t b = qr_rng_u64(rng);
+    *u = (float)(b >> 40) * 0x1.0p-23f - 1.0f;
+    *v = (float)((b >> 16) & 0xffffffu) * 0x1.0p-23f - 1.0f;
+}
+
+/* Two independent standard normals by Marsaglia's polar method (no trigonometry). */
+static void normal_pair(qr_rng *rng, float *a, float *b)
+{
+    float u, v, w, f;
     do {
-        u = 2.0 * qr_rng_uniform(rng) - 1.0;
-        v = 2.0 * qr_rng_uniform(rng) - 1.0;
+        uniform_pair(rng, &u, &v);
         w = u * u + v * v;
-    } while (w >= 1.0 || w == 0.0);
-    return u * sqrt(dof * (pow(w, -2.0 / dof) - 1.0) / w);
+    } while (w >= 1.0f || w == 0.0f);
+    f = sqrtf(-2.0f * logf(w) / w);
+    *a = u * f;
+    *b = v * f;
+}
+
+/* Student-t with `dof` degrees of freedom by Bailey's polar method (one draw per accepted pair). */
+static float student_t(qr_rng *rng, float dof)
+{
+    float u, v, w;
+    do {
+        uniform_pair(rng, &u, &v);
+        w = u * u + v * v;
+    } while (w >= 1.0f || w == 0.0f);
+    return u * sqrtf(dof * (expf(-2.0f / dof * logf(w)) - 1.0f) / w);
+}
+
+/* Fill o[0..n) with mean + std * N(0, 1). */
+static void fill_normal(qr_rng *rng, float *o, int64_t n, float mean, float std)
+{
+    for (int64_t j = 0; j < n; j += 2) {
+        float a, b;
+        normal_pair(rng, &a, &b);
+        o[j] = mean + std * a;
+        if (j + 1 < n) {
+            o[j + 1] = mean + std * b;
+        }
+    }
 }
 
 void qr_synth_gen_rows(const qr_synth_gen *g, int64_t row0, int64_t nrows, float *out)
@@ -181,19 +215,18 @@ void qr_synth_gen_rows(const qr_synth_gen *g, int64_t row0, int64_t nrows, float
         qr_rng_seed(&rng, g->row_key + (uint64_t)(row + 1) * 0x9e3779b97f4a7c15ull);
         switch (t->kind) {
         case QR_SYNTH_EMBED:
-            for (int64_t j = 0; j < t->cols; j++) {
-                o[j] = (float)(QR_SYNTH_EMBED_STD * qr_rng_normal(&rng));
-            }
+            fill_normal(&rng, o, t->cols, 0.0f, (float)QR_SYNTH_EMBED_STD);
             break;
         case QR_SYNTH_NORM:
-            for (int64_t j = 0; j < t->cols; j++) {
-                o[j] = (float)(1.0 + QR_SYNTH_NORM_STD * qr_rng_normal(&rng));
-            }
+            fill_normal(&rng, o, t->cols, 1.0f, (float)QR_SYNTH_NORM_STD);
             break;
         case QR_SYNTH_LINEAR: {
-            double rs = lin_scale * exp(QR_SYNTH_ROW_SIGMA * qr_rng_normal(&rng));
+            float z, unused;
+            float rs;
+            normal_pair(&rng, &z, &unused);
+            rs = (float)(lin_scale * exp(QR_SYNTH_ROW_SIGMA * z));
             for (int64_t j = 0; j < t->cols; j++) {
-                o[j] = (float)(rs * g->col_scale[j] * student_t(&rng, QR_SYNTH_T_DOF));
+                o[j] = rs * g->col_scale[j] * student_t(&rng, (float)QR_SYNTH_T_DOF);
             }
             break;
         }
