@@ -1,0 +1,225 @@
+/* method.c: the method table, option defaults and checks, the dispatch of qr_method_run, the
+ * stored-bits count, and SRR's k* rule (src/method.h). */
+#include "src/method.h"
+
+#include <math.h>
+#include <string.h>
+
+extern const qr_method_impl qr_method_rtn;
+extern const qr_method_impl qr_method_lqer;
+extern const qr_method_impl qr_method_qera_approx;
+extern const qr_method_impl qr_method_qera_exact;
+extern const qr_method_impl qr_method_aser;
+extern const qr_method_impl qr_method_serq;
+extern const qr_method_impl qr_method_flrq;
+extern const qr_method_impl qr_method_srr;
+
+/* One line per method, indexed by qr_method_id. */
+static const qr_method_impl *const method_table[QR_METHOD_COUNT] = {
+    [QR_METHOD_RTN] = &qr_method_rtn,
+    [QR_METHOD_LQER] = &qr_method_lqer,
+    [QR_METHOD_QERA_APPROX] = &qr_method_qera_approx,
+    [QR_METHOD_QERA_EXACT] = &qr_method_qera_exact,
+    [QR_METHOD_ASER] = &qr_method_aser,
+    [QR_METHOD_SERQ] = &qr_method_serq,
+    [QR_METHOD_FLRQ] = &qr_method_flrq,
+    [QR_METHOD_SRR] = &qr_method_srr,
+};
+
+const qr_method_impl *qr_method_lookup(qr_method_id m)
+{
+    if ((int)m < 0 || m >= QR_METHOD_COUNT) {
+        return NULL;
+    }
+    return method_table[m];
+}
+
+const char *qr_method_stage_name(qr_method_stage s)
+{
+    static const char *const names[QR_STAGE_COUNT] = {"scale", "quantize", "decompose", "other"};
+    if ((int)s < 0 || s >= QR_STAGE_COUNT) {
+        return "unknown";
+    }
+    return names[s];
+}
+
+void qr_method_opts_default(qr_method_opts *o, qr_method_id m)
+{
+    memset(o, 0, sizeof *o);
+    o->method = m;
+    qr_wquant_opts_default(&o->wq);
+    if (m == QR_METHOD_ASER) {
+        o->wq.group = 0; /* the ASER paper quantizes weights per output channel */
+    }
+    o->gptq = false;
+    o->rank = 32;
+    o->n_salient = (m == QR_METHOD_SERQ) ? 128 : 32;
+    o->smooth_alpha = 0.5;
+    o->srr_base = QR_METHOD_QERA_EXACT;
+    o->srr_k = -1;
+    o->flrq_mem_budget = 0.20;
+    o->flrq_sketch_iters = 2;
+    o->flrq_blc_iters = 2;
+    o->whiten_lambda0 = QR_CHOL_LAMBDA0;
+    qr_svd_opts_default(&o->svd);
+    o->abits = 8;
+    o->seed = 0;
+    o->module_name = NULL;
+}
+
+double qr_qweight_bits(const qr_qweight *q)
+{
+    double groups = (double)q->rows * (double)q->n_groups;
+    if (q->rows == 0 || q->cols == 0) {
+        return 0.0;
+    }
+    return 4.0 * (double)q->rows * (double)q->cols + 32.0 * groups + (q->asym ? 4.0 * groups : 0.0);
+}
+
+double qr_qlayer_bits_per_weight(const qr_qlayer *ql)
+{
+    double bits = qr_qweight_bits(&ql->main);
+    if (ql->d_out < 1 || ql->d_in < 1) {
+        return 0.0;
+    }
+    if (ql->n_salient > 0) {
+        bits += qr_qweight_bits(&ql->side);
+    }
+    bits += 16.0 * (double)ql->rank * (double)(ql->d_out + ql->d_in);
+    if (ql->smooth) {
+        bits += 32.0 * (double)ql->d_in;
+    }
+    if (ql->perm) {
+        bits += 32.0 * (double)ql->d_in;
+    }
+    return bits / ((double)ql->d_out * (double)ql->d_in);
+}
+
+int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double se_total,
+                     int64_t r)
+{
+    int64_t best_k = 0;
+    double best = INFINITY;
+    for (int64_t k = 0; k <= r; k++) {
+        double cw = 0.0, ce = 0.0, rho_w, rho_e, v;
+        for (int64_t i = 0; i < k; i++) {
+            cw += sw[i] * sw[i];
+        }
+        for (int64_t i = 0; i < r - k; i++) {
+            ce += se[i] * se[i];
+        }
+        rho_w = sw_total > 0.0 ? 1.0 - cw / sw_total : 0.0;
+        rho_e = se_total > 0.0 ? 1.0 - ce / se_total : 0.0;
+        /* Rounding can push an exhausted spectrum slightly below zero. */
+        rho_w = rho_w < 0.0 ? 0.0 : rho_w;
+        rho_e = rho_e < 0.0 ? 0.0 : rho_e;
+        v = rho_w * rho_e;
+        if (v < best) {
+            best = v;
+            best_k = k;
+        }
+    }
+    return best_k;
+}
+
+static bool is_srr_base(qr_method_id m)
+{
+    return m == QR_METHOD_LQER || m == QR_METHOD_QERA_APPROX || m == QR_METHOD_QERA_EXACT;
+}
+
+/* Option and shape checks shared by every method. */
+static qr_status check_args(const qr_method_opts *o, const qr_method_impl *impl, const double *W,
+                            int64_t d_out, int64_t d_in, const qr_stats *calib)
+{
+    const char *who = o->module_name ? o->module_name : "module";
+    int64_t dmin = d_out < d_in ? d_out : d_in;
+    if (!W || d_out < 1 || d_in < 1) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: bad weight (expected a >= 1 x 1 matrix, found %lld x %lld)", who,
+                       (long long)d_out, (long long)d_in);
+    }
+    if (d_out > INT32_MAX || d_in > INT32_MAX) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: weight too large (expected dims < 2^31, found %lld x %lld)", who,
+                       (long long)d_out, (long long)d_in);
+    }
+    if ((impl->needs_stats || o->gptq || o->wq.clip_search) && !calib) {
+        return qr_fail(QR_ERR_INPUT, "%s: method %s needs calibration statistics (found none)", who,
+                       impl->name);
+    }
+    if (calib && calib->d != d_in) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: calibration statistics channels (expected %lld, found %lld)", who,
+                       (long long)d_in, (long long)calib->d);
+    }
+    /* RTN and SERQ store no low-rank term: their rank option is ignored. */
+    if (o->method != QR_METHOD_RTN && o->method != QR_METHOD_SERQ &&
+        (o->rank < 0 || o->rank > dmin)) {
+        return qr_fail(QR_ERR_INPUT, "%s: rank (expected 0..%lld, found %lld)", who,
+                       (long long)dmin, (long long)o->rank);
+    }
+    if (o->n_salient < 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: salient channels (expected >= 0, found %lld)", who,
+                       (long long)o->n_salient);
+    }
+    if (!(o->smooth_alpha >= 0.0 && o->smooth_alpha <= 1.0)) {
+        return qr_fail(QR_ERR_INPUT, "%s: smoothing alpha (expected 0..1, found %g)", who,
+                       o->smooth_alpha);
+    }
+    if (o->method == QR_METHOD_SRR && !is_srr_base(o->srr_base)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: SRR base scaling (expected lqer, qera-approx or qera-exact, found %s)",
+                       who, qr_method_name(o->srr_base));
+    }
+    if (o->method == QR_METHOD_SRR && (o->srr_k < -1 || o->srr_k > o->rank)) {
+        return qr_fail(QR_ERR_INPUT, "%s: SRR preserved rank k (expected -1..%lld, found %lld)",
+                       who, (long long)o->rank, (long long)o->srr_k);
+    }
+    if (!(o->flrq_mem_budget >= 0.0) || o->flrq_sketch_iters < 0 || o->flrq_blc_iters < 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: FLRQ options (expected budget >= 0, iterations >= 0, found %g, %d, %d)",
+                       who, o->flrq_mem_budget, o->flrq_sketch_iters, o->flrq_blc_iters);
+    }
+    if (!(o->whiten_lambda0 >= 0.0)) {
+        return qr_fail(QR_ERR_INPUT, "%s: whitening damping (expected >= 0, found %g)", who,
+                       o->whiten_lambda0);
+    }
+    if (o->abits != 0 && o->abits != 4 && o->abits != 8) {
+        return qr_fail(QR_ERR_INPUT, "%s: activation bits (expected 0, 4 or 8, found %d)", who,
+                       o->abits);
+    }
+    return QR_OK;
+}
+
+qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+{
+    qr_status st;
+    qr_method_report local;
+    const qr_method_impl *impl = qr_method_lookup(o->method);
+    memset(out, 0, sizeof *out);
+    if (!rep) {
+        rep = &local;
+    }
+    memset(rep, 0, sizeof *rep);
+    rep->srr_k_used = -1;
+    rep->clip_ratio = 1.0;
+    rep->calib_out_err = -1.0;
+    if (!impl) {
+        return qr_fail(QR_ERR_INPUT, "method: unknown method id (expected 0..%d, found %d)",
+                       QR_METHOD_COUNT - 1, (int)o->method);
+    }
+    QR_TRY(check_args(o, impl, W, d_out, d_in, calib));
+    out->method = o->method;
+    out->d_out = d_out;
+    out->d_in = d_in;
+    st = impl->run(o, W, d_out, d_in, calib, out, rep);
+    if (st != QR_OK) {
+        qr_qlayer_free(out);
+        return st;
+    }
+    out->method = o->method;
+    rep->rank_used = out->rank;
+    out->bits_per_weight = qr_qlayer_bits_per_weight(out);
+    return QR_OK;
+}

@@ -1,0 +1,110 @@
+/* method.h: the error-reconstruction methods behind one interface.
+ *
+ * A method turns one linear module's float64 weight W (d_out, d_in) and the statistics of its
+ * calibration input (src/stats.h) into a quantized module (src/qlayer.h): INT4 main matrix, and
+ * where the method has them a smoothing vector, a channel permutation, a low-rank correction L·R or
+ * a salient side matrix. Every method lives in one file under src/methods/ and exposes one
+ * `const qr_method_impl qr_method_<name>`; the table in method.c lists them, so a new method is one
+ * file and one table line. What each method computes: ../shared/METHODS.md and docs/methods.md.
+ *
+ * No MPI, no files, not collective. Random draws come from the module's own stream (seeded from
+ * module_name and seed), so results do not depend on how modules are spread over ranks. */
+#ifndef QR_METHOD_H
+#define QR_METHOD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "src/linalg.h"
+#include "src/qlayer.h"
+#include "src/quant.h"
+#include "src/stats.h"
+#include "src/status.h"
+
+/* Stages timed in qr_method_report.seconds. */
+typedef enum {
+    QR_STAGE_SCALE = 0, /* scaling, smoothing, whitening factor, salient channel choice */
+    QR_STAGE_QUANTIZE,  /* the INT4 quantizers (main and side matrices, clip searches) */
+    QR_STAGE_DECOMPOSE, /* SVDs, sketches, rank choice */
+    QR_STAGE_OTHER,     /* error matrices, copies, output-error evaluation */
+    QR_STAGE_COUNT
+} qr_method_stage;
+
+const char *qr_method_stage_name(qr_method_stage s); /* "scale", "quantize", "decompose", "other" */
+
+typedef struct {
+    qr_method_id method;
+    qr_wquant_opts wq;     /* main weight quantizer */
+    bool gptq;             /* GPTQ instead of RTN for the main weight (see docs/methods.md) */
+    int64_t rank;          /* r (LQER/QERA/ASER/SRR; FLRQ: the maximum) */
+    int64_t n_salient;     /* ASER f (paper 32), SERQ k (paper 128): scale to the model */
+    double smooth_alpha;   /* ASER SmoothQuant alpha (default 0.5) */
+    qr_method_id srr_base; /* SRR scaling: LQER, QERA_APPROX or QERA_EXACT */
+    int64_t srr_k;         /* SRR preserved rank; -1: the k* rule */
+    double
+        flrq_mem_budget;   /* FLRQ: L,R bits at most this fraction of the INT4 weight bits (0.20) */
+    int flrq_sketch_iters; /* FLRQ: power iterations of each rank-1 sketch (paper 2) */
+    int flrq_blc_iters;    /* FLRQ: BLC alternations after the first fit (default 2) */
+    double whiten_lambda0; /* first relative damping of the whitening Cholesky (QR_CHOL_LAMBDA0) */
+    qr_svd_opts svd;       /* truncated SVD of every decomposition */
+    int abits;             /* activation bits the module will run with (metrics) */
+    uint64_t seed;         /* user seed */
+    const char
+        *module_name; /* seeds the module's random stream (qr_rng_for_name); NULL = "module" */
+} qr_method_opts;
+
+/* Defaults for method m: group-128 symmetric RTN main weight (ASER: per-channel, group 0), rank 32,
+ * n_salient 32 (ASER) or 128 (SERQ), alpha 0.5, SRR on QERA-exact with the k* rule, FLRQ budget
+ * 0.20 with 2 sketch iterations and 2 BLC alternations, default SVD options, A8, seed 0. */
+void qr_method_opts_default(qr_method_opts *o, qr_method_id m);
+
+/* What one run measured and chose. */
+typedef struct {
+    double seconds[QR_STAGE_COUNT]; /* wall seconds per stage */
+    int64_t rank_used;              /* columns of L (FLRQ: the flexible rank) */
+    int64_t srr_k_used;             /* SRR: preserved rank k (-1 for other methods) */
+    int64_t n_salient_used;         /* ASER: zeroed channels; SERQ: side-matrix channels */
+    double damping;                 /* absolute damping added to diag(G) for whitening (0: none) */
+    double clip_ratio;              /* FLRQ: the BLC clip ratio kept (1.0 for other methods) */
+    double calib_out_err;           /* FLRQ: relative output error on calibration (else -1) */
+} qr_method_report;
+
+/* A method's entry in the table. run gets validated arguments, an out with method, d_out and d_in
+ * set and everything else zero, and a zeroed report (rank_used etc. already -1 / 1.0 defaults);
+ * on failure qr_method_run frees whatever it allocated. */
+typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const double *W, int64_t d_out,
+                                      int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                                      qr_method_report *rep);
+typedef struct {
+    const char *name; /* as qr_method_name() */
+    qr_method_id id;
+    bool needs_stats; /* calib must be given (RTN needs it only for GPTQ or a clip search) */
+    qr_method_run_fn run;
+} qr_method_impl;
+
+/* The table entry of method m, NULL when there is none. */
+const qr_method_impl *qr_method_lookup(qr_method_id m);
+
+/* Quantize one module with method o->method. W (d_out, d_in) float64 row-major; calib: statistics
+ * of this module's calibration input (d == d_in; may be NULL only for plain RTN). Fills *out (owned
+ * by the caller, free with qr_qlayer_free; zeroed on failure) including bits_per_weight; rep may be
+ * NULL. Not collective. QR_ERR_INPUT for bad shapes or options. */
+qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
+
+/* Bits stored for a quantized matrix: 4 per code, 32 per float32 scale, 4 per zero point. */
+double qr_qweight_bits(const qr_qweight *q);
+
+/* Stored bits of a module divided by d_out * d_in: main and side matrices (qr_qweight_bits),
+ * L and R at 16 bits per entry (float16-equivalent, though held as float32 in memory), the
+ * smoothing vector at 32 bits and the permutation at 32 bits per entry. */
+double qr_qlayer_bits_per_weight(const qr_qlayer *ql);
+
+/* SRR's k* rule: k* = argmin_{0<=k<=r} rho_k(SW) rho_{r-k}(S E_rand), with rho_p = 1 -
+ * sum_{i<=p} sigma_i^2 / total. sw, se (r): the top-r singular values (descending) of the scaled
+ * weight and of the scaled random matrix; sw_total, se_total: their squared Frobenius norms. The
+ * smallest k wins ties. */
+int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double se_total,
+                     int64_t r);
+
+#endif

@@ -1,0 +1,41 @@
+/* metrics.h: per-module error metrics of a quantized module against its float64 weight: relative
+ * weight error, relative output error on held-out tokens with float, A8 and A4 activations (per
+ * token, and per group of channels), SQNR, bits per weight, and the method's stage times. The
+ * output errors come from the reference forward (src/qlayer_ref.h). No MPI, no files. */
+#ifndef QR_METRICS_H
+#define QR_METRICS_H
+
+#include <stdint.h>
+
+#include "src/method.h"
+#include "src/qlayer.h"
+#include "src/status.h"
+
+typedef struct {
+    double weight_rel_err;  /* ||W - W_eff||_F / ||W||_F */
+    double out_rel_err;     /* ||Y - Y^||_F / ||Y||_F, Y = X Wᵀ, float activations */
+    double out_rel_err_a8;  /* ... with per-token INT8 activations of the transformed input */
+    double out_rel_err_a4;  /* ... with per-token INT4 activations */
+    double out_rel_err_a4g; /* ... with INT4 activations per group of agroup channels (NaN: off) */
+    double sqnr_db;         /* -20 log10(out_rel_err) (infinite when the error is zero) */
+    double bits_per_weight; /* ql->bits_per_weight */
+    double seconds[QR_STAGE_COUNT]; /* the method's stage times (zero without a report) */
+    double seconds_total;
+} qr_metrics;
+
+/* All metrics of ql (a module of weight W (d_out, d_in) float64) on held-out tokens X (n, d_in)
+ * float32, n >= 1. agroup > 0 adds the grouped-A4 error (128 in SERQ's setting), 0 leaves it NaN.
+ * rep may be NULL. Not collective. */
+qr_status qr_metrics_compute(const qr_qlayer *ql, const double *W, const float *X, int64_t n,
+                             int64_t agroup, const qr_method_report *rep, qr_metrics *m);
+
+/* Relative output error of ql on X (n, d_in) with one activation setting (abits 0, 4, 8). */
+qr_status qr_metrics_output_error(const qr_qlayer *ql, const double *W, const float *X, int64_t n,
+                                  int abits, int64_t agroup, double *rel);
+
+/* Relative output error on the calibration set from its Gram matrix G (d_in, d_in):
+ * sqrt(tr((W - W_eff) G (W - W_eff)ᵀ) / tr(W G Wᵀ)), W and W_eff (d_out, d_in). */
+qr_status qr_metrics_calib_error(const double *W, const double *W_eff, const double *G,
+                                 int64_t d_out, int64_t d_in, double *rel);
+
+#endif
