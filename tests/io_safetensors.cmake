@@ -7,3 +7,9 @@ foreach(case roundtrip malformed sharded real fuzz)
   set_tests_properties(io_safetensors.${case} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT} SKIP_RETURN_CODE 77
     ENVIRONMENT "QRECON_TEST_DATA=${QR_TEST_DATA};OPENBLAS_NUM_THREADS=1")
 endforeach()
+
+# The real binary on malformed folders: exit 2 and one line naming the file and the problem, on
+# every rank. Needs `qrecon inspect` (jobs/cmd_inspect.c).
+if(EXISTS ${PROJECT_SOURCE_DIR}/jobs/cmd_inspect.c)
+  qr_add_script_test(NAME io_safetensors.inspect_malformed SCRIPT io_safetensors/inspect_malformed.sh)
+endif()
