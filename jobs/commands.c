@@ -2,6 +2,7 @@
 #include "jobs/commands.h"
 
 qr_status qr_cmd_version(int argc, char **argv);
+qr_status qr_cmd_plan(int argc, char **argv);
 qr_status qr_cmd_synth(int argc, char **argv);
 qr_status qr_cmd_inspect(int argc, char **argv);
 
@@ -9,5 +10,6 @@ const qr_command qr_commands[] = {
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
     {"synth", qr_cmd_synth, "write a seeded synthetic Llama-shaped safetensors model folder"},
     {"inspect", qr_cmd_inspect, "list a model's quantizable modules, other tensors and totals"},
+    {"plan", qr_cmd_plan, "print the layer slices of a distributed job, their cost and balance"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);

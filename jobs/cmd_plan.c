@@ -1,0 +1,296 @@
+/* cmd_plan.c: `qrecon plan`: the work plan of a distributed quantize job for a model: the layer
+ * slice of each rank group, its estimated flops, time and memory per rank, the imbalance, and
+ * advice on ranks per node x threads per rank. Computed the same on every rank; rank 0 prints it.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/model.h"
+#include "jobs/cli.h"
+#include "mpi/comm.h"
+#include "mpi/plan.h"
+#include "src/dtype.h"
+#include "src/log.h"
+
+static const char help[] =
+    "usage: qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [--method M] [--rank R]\n"
+    "                   [--threads-per-rank K] [--cores-per-node C] [--gflops G] [--json]\n"
+    "\n"
+    "Print how a quantize job with N ranks splits the model: layers are cut into contiguous\n"
+    "slices, one per rank group of P*Q ranks, balanced exactly by estimated cost (flops of the\n"
+    "statistics and decompositions, plus bytes read). N must be divisible by P*Q.\n"
+    "\n"
+    "  --model DIR            Hugging Face folder or llama2.c checkpoint\n"
+    "  --ranks N              MPI ranks of the job (default: the ranks of this run)\n"
+    "  --grid PxQ             ranks per group as a BLACS grid (default 1x1)\n"
+    "  --tokens T             calibration tokens (default 2048)\n"
+    "  --method M             rtn, lqer, qera-approx, qera-exact, aser, serq, flrq, srr\n"
+    "                         (default qera-exact)\n"
+    "  --rank R               low-rank budget (default 32)\n"
+    "  --threads-per-rank K   BLAS threads per rank (default 1)\n"
+    "  --cores-per-node C     cores of one node, for the advice (default 64)\n"
+    "  --gflops G             flop rate of one BLAS thread for the time estimate (default 20)\n"
+    "  --json                 print the plan as JSON\n";
+
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* The largest per-rank memory (including the root's staging) over all groups. */
+static uint64_t peak_rank_memory(const qr_plan *p)
+{
+    uint64_t peak = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        uint64_t m = p->slices[g].mem_per_rank + p->slices[g].mem_root_extra;
+        peak = m > peak ? m : peak;
+    }
+    return peak;
+}
+
+/* Advice lines, in order; *n gets the count (at most 4). */
+static void advice(const qr_plan *p, char lines[4][320], int *n)
+{
+    const qr_plan_opts *o = &p->opts;
+    int per_node = o->cores_per_node / o->threads_per_rank;
+    int empty = 0;
+    *n = 0;
+    for (int g = 0; g < p->n_groups; g++) {
+        empty += p->slices[g].layer_begin == p->slices[g].layer_end;
+    }
+    if (per_node < 1) {
+        per_node = 1;
+    }
+    snprintf(lines[(*n)++], 320,
+             "with %d cores per node and %d BLAS thread(s) per rank: %d ranks per node "
+             "(OPENBLAS_NUM_THREADS=%d), about %.1f MiB per node at %.1f MiB per rank",
+             o->cores_per_node, o->threads_per_rank, per_node, o->threads_per_rank,
+             mib(peak_rank_memory(p)) * per_node, mib(peak_rank_memory(p)));
+    if (empty > 0) {
+        snprintf(lines[(*n)++], 320,
+                 "%d of %d groups get no layer (a layer is the unit of work): use fewer ranks, a "
+                 "larger grid (--grid), or more threads per rank",
+                 empty, p->n_groups);
+    }
+    if (p->imbalance > 1.10 && empty == 0) {
+        snprintf(lines[(*n)++], 320,
+                 "imbalance %.2f: whole layers cannot split evenly over %d groups; fewer, larger "
+                 "groups (--grid) balance better",
+                 p->imbalance, p->n_groups);
+    }
+    snprintf(lines[(*n)++], 320,
+             "independent groups scale almost linearly while every group has layers; threads and "
+             "grids speed up each module's dense steps less than linearly: prefer ranks "
+             "(1-4 threads each) up to one group per layer, then grow --grid or threads");
+}
+
+static qr_status print_json(const qr_plan *p, const char *model_path)
+{
+    json_t *root = json_object(), *groups = json_array(), *adv = json_array();
+    char lines[4][320];
+    int n_adv = 0;
+    char *text = NULL;
+    if (!root || !groups || !adv) {
+        json_decref(root);
+        json_decref(groups);
+        json_decref(adv);
+        return qr_fail(QR_ERR_NOMEM, "plan: out of memory building JSON");
+    }
+    for (int g = 0; g < p->n_groups; g++) {
+        const qr_plan_slice *s = &p->slices[g];
+        json_array_append_new(
+            groups,
+            json_pack("{s:i, s:[i,i], s:[I,I], s:[I,I], s:f, s:f, s:f, s:I, s:I}", "group",
+                      s->group, "ranks", s->rank_begin, s->rank_begin + s->rank_count, "layers",
+                      (json_int_t)s->layer_begin, (json_int_t)s->layer_end, "modules",
+                      (json_int_t)s->module_begin, (json_int_t)s->module_end, "gflops",
+                      (double)s->flops / 1e9, "read_mb", (double)s->bytes_read / 1e6, "seconds",
+                      s->seconds, "mem_per_rank_bytes", (json_int_t)s->mem_per_rank,
+                      "mem_root_extra_bytes", (json_int_t)s->mem_root_extra));
+    }
+    advice(p, lines, &n_adv);
+    for (int i = 0; i < n_adv; i++) {
+        json_array_append_new(adv, json_string(lines[i]));
+    }
+    json_object_set_new(root, "format", json_string("qrecon-plan"));
+    json_object_set_new(root, "version", json_integer(1));
+    json_object_set_new(root, "model", json_string(model_path));
+    json_object_set_new(root, "layers", json_integer(p->n_layers));
+    json_object_set_new(root, "modules", json_integer((json_int_t)p->n_modules));
+    json_object_set_new(root, "ranks", json_integer(p->opts.n_ranks));
+    json_object_set_new(root, "grid", json_pack("[i,i]", p->opts.grid_p, p->opts.grid_q));
+    json_object_set_new(root, "method", json_string(qr_method_name(p->opts.method)));
+    json_object_set_new(root, "rank", json_integer(p->opts.rank));
+    json_object_set_new(root, "tokens", json_integer(p->opts.tokens));
+    json_object_set_new(root, "threads_per_rank", json_integer(p->opts.threads_per_rank));
+    json_object_set_new(root, "flops_per_byte", json_integer((json_int_t)p->flops_per_byte));
+    json_object_set_new(root, "groups", groups);
+    json_object_set_new(root, "imbalance", json_real(p->imbalance));
+    json_object_set_new(root, "advice", adv);
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (!text) {
+        return qr_fail(QR_ERR_NOMEM, "plan: out of memory writing JSON");
+    }
+    printf("%s\n", text);
+    free(text);
+    return QR_OK;
+}
+
+static void print_text(const qr_plan *p, const char *model_path)
+{
+    char lines[4][320];
+    int n_adv = 0, per = p->opts.grid_p * p->opts.grid_q;
+    printf("plan: %s: %lld layers, %zu modules; %d ranks as %d group(s) of %dx%d; method %s, rank "
+           "%lld, %lld tokens, %d thread(s) per rank at %g GFLOP/s each\n",
+           model_path, (long long)p->n_layers, p->n_modules, p->opts.n_ranks, p->n_groups,
+           p->opts.grid_p, p->opts.grid_q, qr_method_name(p->opts.method), (long long)p->opts.rank,
+           (long long)p->opts.tokens, p->opts.threads_per_rank, p->opts.gflops_per_thread);
+    printf("%5s  %-11s  %-11s  %-11s  %11s  %10s  %10s  %12s\n", "group", "ranks", "layers",
+           "modules", "GFLOP", "read MB", "est. s", "MiB/rank");
+    for (int g = 0; g < p->n_groups; g++) {
+        const qr_plan_slice *s = &p->slices[g];
+        char ranks[32], layers[32], modules[32], mem[48];
+        snprintf(ranks, sizeof ranks, "%d-%d", s->rank_begin, s->rank_begin + s->rank_count - 1);
+        if (s->layer_begin == s->layer_end) {
+            snprintf(layers, sizeof layers, "-");
+            snprintf(modules, sizeof modules, "-");
+        } else {
+            snprintf(layers, sizeof layers, "%lld-%lld", (long long)s->layer_begin,
+                     (long long)s->layer_end - 1);
+            snprintf(modules, sizeof modules, "%lld-%lld", (long long)s->module_begin,
+                     (long long)s->module_end - 1);
+        }
+        if (per > 1) {
+            snprintf(mem, sizeof mem, "%.1f (+%.1f root)", mib(s->mem_per_rank),
+                     mib(s->mem_root_extra));
+        } else {
+            snprintf(mem, sizeof mem, "%.1f", mib(s->mem_per_rank));
+        }
+        printf("%5d  %-11s  %-11s  %-11s  %11.3f  %10.3f  %10.3f  %12s\n", s->group, ranks, layers,
+               modules, (double)s->flops / 1e9, (double)s->bytes_read / 1e6, s->seconds, mem);
+    }
+    printf("imbalance (max/mean): %.4f\n", p->imbalance);
+    advice(p, lines, &n_adv);
+    for (int i = 0; i < n_adv; i++) {
+        printf("advice: %s\n", lines[i]);
+    }
+    fflush(stdout);
+}
+
+qr_status qr_cmd_plan(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"model", required_argument, NULL, 'm'},
+                                             {"ranks", required_argument, NULL, 'n'},
+                                             {"grid", required_argument, NULL, 'g'},
+                                             {"tokens", required_argument, NULL, 't'},
+                                             {"method", required_argument, NULL, 'M'},
+                                             {"rank", required_argument, NULL, 'r'},
+                                             {"threads-per-rank", required_argument, NULL, 'k'},
+                                             {"cores-per-node", required_argument, NULL, 'c'},
+                                             {"gflops", required_argument, NULL, 'f'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    qr_status st = QR_OK;
+    const char *model_path = NULL;
+    qr_model *model = NULL;
+    qr_plan *plan = NULL;
+    qr_plan_opts o;
+    int json = 0, c;
+    int64_t v = 0;
+    qr_plan_opts_default(&o);
+    o.n_ranks = qr_mpi_size(MPI_COMM_WORLD);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'n':
+            QR_TRY(qr_cli_int("--ranks", optarg, 1, 1 << 24, &v));
+            o.n_ranks = (int)v;
+            break;
+        case 'g':
+            QR_TRY(qr_cli_grid("--grid", optarg, &o.grid_p, &o.grid_q));
+            break;
+        case 't':
+            QR_TRY(qr_cli_int("--tokens", optarg, 1, INT64_C(1) << 40, &o.tokens));
+            break;
+        case 'M':
+            o.method = qr_method_parse(optarg);
+            if (o.method == QR_METHOD_COUNT) {
+                return qr_fail(
+                    QR_ERR_INPUT,
+                    "--method: expected one of rtn, lqer, qera-approx, qera-exact, aser, "
+                    "serq, flrq, srr (found '%s')",
+                    optarg);
+            }
+            break;
+        case 'r':
+            QR_TRY(qr_cli_int("--rank", optarg, 0, 1 << 20, &o.rank));
+            break;
+        case 'k':
+            QR_TRY(qr_cli_int("--threads-per-rank", optarg, 1, 4096, &v));
+            o.threads_per_rank = (int)v;
+            break;
+        case 'c':
+            QR_TRY(qr_cli_int("--cores-per-node", optarg, 1, 1 << 20, &v));
+            o.cores_per_node = (int)v;
+            break;
+        case 'f':
+            QR_TRY(qr_cli_double("--gflops", optarg, 1e-6, 1e9, &o.gflops_per_thread));
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            qr_cli_print_help(help);
+            return QR_OK;
+        case ':':
+            return qr_cli_usage_error("plan", "an option is missing its value");
+        default:
+            return qr_cli_usage_error("plan", "unknown option");
+        }
+    }
+    if (!model_path || optind != argc) {
+        return qr_cli_usage_error("plan", "expected --model DIR and no other arguments");
+    }
+    if (o.n_ranks % (o.grid_p * o.grid_q) != 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--ranks %d: not divisible by the grid's P*Q = %d (--grid %dx%d); use a "
+                       "multiple of %d ranks",
+                       o.n_ranks, o.grid_p * o.grid_q, o.grid_p, o.grid_q, o.grid_p * o.grid_q);
+    }
+    QR_CHECK(qr_model_open(model_path, &model));
+    {
+        /* The stored width of the weights (F32 4 bytes, BF16/F16 2) sets the bytes read. */
+        const qr_model_config *cfg = qr_model_get_config(model);
+        char name[QR_MODULE_NAME_MAX + 16];
+        qr_dtype dt = QR_DTYPE_INVALID;
+        int ndim = 0;
+        int64_t shape[8];
+        snprintf(name, sizeof name, "model.layers.0.self_attn.q_proj.weight");
+        if (qr_model_tensor_info(model, name, &dt, &ndim, shape) == QR_OK) {
+            o.weight_bytes = (int64_t)qr_dtype_size(dt);
+        } else {
+            qr_clear_error();
+        }
+        QR_CHECK(qr_plan_build(cfg, &o, &plan));
+    }
+    if (qr_log_rank() == 0) {
+        if (json) {
+            QR_CHECK(print_json(plan, model_path));
+        } else {
+            print_text(plan, model_path);
+        }
+    }
+done:
+    qr_plan_free(&plan);
+    qr_model_close(&model);
+    return st;
+}

@@ -1,0 +1,394 @@
+/* plan.c: module costs, the exact linear partition of layers over rank groups, and the plan
+ * (mpi/plan.h). All counts are uint64_t with overflow checks, so the partition compares exact
+ * integers and is the same on every rank. */
+#include "mpi/plan.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/alloc.h"
+
+/* ---- overflow-checked uint64 arithmetic: a sticky flag instead of a check at every step
+ * ---------- */
+
+typedef struct {
+    bool overflow;
+} u64_ctx;
+
+static uint64_t mul(u64_ctx *c, uint64_t a, uint64_t b)
+{
+    uint64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) {
+        c->overflow = true;
+    }
+    return r;
+}
+
+static uint64_t add(u64_ctx *c, uint64_t a, uint64_t b)
+{
+    uint64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) {
+        c->overflow = true;
+    }
+    return r;
+}
+
+static uint64_t mul3(u64_ctx *c, uint64_t a, uint64_t b, uint64_t d)
+{
+    return mul(c, mul(c, a, b), d);
+}
+
+void qr_plan_opts_default(qr_plan_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->tokens = 2048;
+    o->method = QR_METHOD_QERA_EXACT;
+    o->rank = 32;
+    o->svd_mode = QR_SVD_AUTO;
+    o->oversample = 10;
+    o->power_iters = 2;
+    o->weight_bytes = 4;
+    o->n_ranks = 1;
+    o->grid_p = 1;
+    o->grid_q = 1;
+    o->threads_per_rank = 1;
+    o->cores_per_node = QR_PLAN_DEFAULT_CORES_PER_NODE;
+    o->gflops_per_thread = QR_PLAN_DEFAULT_GFLOPS;
+    o->read_gbps = QR_PLAN_DEFAULT_READ_GBPS;
+}
+
+/* Thin SVD of an (m, n) matrix with both factors, k = min(m, n): 4 m n k + 22 k³ (Golub and Van
+ * Loan, Matrix Computations, 4th ed., table 8.6.1, R-SVD). */
+static uint64_t svd_exact_flops(u64_ctx *c, uint64_t m, uint64_t n)
+{
+    uint64_t k = m < n ? m : n;
+    return add(c, mul(c, 4, mul3(c, m, n, k)), mul(c, 22, mul3(c, k, k, k)));
+}
+
+/* Sketch width l of a rank-r truncated SVD, or 0 when the exact path runs (the rule of
+ * qr_svd_truncated). */
+static uint64_t sketch_width(const qr_plan_opts *o, uint64_t m, uint64_t n, uint64_t r)
+{
+    uint64_t k = m < n ? m : n;
+    uint64_t l = r + (uint64_t)o->oversample < k ? r + (uint64_t)o->oversample : k;
+    qr_svd_mode mode = o->svd_mode;
+    if (mode == QR_SVD_AUTO) {
+        mode = 8 * r <= k ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
+    }
+    return (mode == QR_SVD_EXACT || l >= k) ? 0 : l;
+}
+
+/* Rank-r truncated SVD of an (m, n) matrix. Randomized: 2q + 2 products with A (2 m n l each),
+ * 2q + 1 Householder orthonormalisations (4 max(m, n) l² each), the (l, n) SVD and U = Q U_B. */
+static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, uint64_t n,
+                                uint64_t r)
+{
+    uint64_t l = sketch_width(o, m, n, r), big = m > n ? m : n;
+    uint64_t q = (uint64_t)o->power_iters, f;
+    if (r == 0) {
+        return 0;
+    }
+    if (l == 0) {
+        return svd_exact_flops(c, m, n);
+    }
+    f = mul(c, 2 * q + 2, mul(c, 2, mul3(c, m, n, l)));
+    f = add(c, f, mul(c, 2 * q + 1, mul(c, 4, mul3(c, big, l, l))));
+    f = add(c, f, svd_exact_flops(c, l, n));
+    return add(c, f, mul(c, 2, mul3(c, m, l, r)));
+}
+
+qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
+                              qr_module_cost *c)
+{
+    u64_ctx ctx = {false};
+    uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in, n = (uint64_t)o->tokens;
+    uint64_t r = (uint64_t)o->rank, mn = mul(&ctx, dout, din);
+    uint64_t kmin = dout < din ? dout : din;
+    uint64_t quant = mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn);
+    uint64_t dec = 0, l, gram = 1;
+    bool whitened = false;
+    memset(c, 0, sizeof *c);
+    if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->rank < 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: shape or options out of range (d_out %lld, d_in %lld, "
+                       "tokens %lld, rank %lld)",
+                       m->name, (long long)m->d_out, (long long)m->d_in, (long long)o->tokens,
+                       (long long)o->rank);
+    }
+    if (r > kmin) {
+        r = kmin;
+    }
+    switch (o->method) {
+    case QR_METHOD_RTN:
+        break;
+    case QR_METHOD_LQER:
+    case QR_METHOD_QERA_APPROX:
+        dec = svd_trunc_flops(&ctx, o, dout, din, r);
+        break;
+    case QR_METHOD_QERA_EXACT:
+    case QR_METHOD_ASER:
+        /* Cholesky d³/3, E S (d_out d_in²), the SVD, and the map back C S^-1 (r d_in²). */
+        whitened = true;
+        dec = mul3(&ctx, din, din, din) / 3;
+        dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+        dec = add(&ctx, dec, svd_trunc_flops(&ctx, o, dout, din, r));
+        dec = add(&ctx, dec, mul3(&ctx, r, din, din));
+        break;
+    case QR_METHOD_SERQ:
+        /* The side matrix is a second quantization of a few columns: at most one more pass. */
+        quant = mul(&ctx, quant, 2);
+        break;
+    case QR_METHOD_FLRQ:
+        /* r rank-1 sketches of (2 it + 2) products each (it = 2), then three BLC rounds of an SVD
+         * and a quantization. */
+        dec = mul(&ctx, 6 * r, mul(&ctx, 2, mn));
+        dec = add(&ctx, dec, mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r)));
+        quant = mul(&ctx, quant, 4);
+        break;
+    case QR_METHOD_SRR:
+        /* SVDs of S W, S E_rand (for k*) and the residual. */
+        dec = mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r));
+        break;
+    default:
+        return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method);
+    }
+    if (first_of_input) {
+        c->stats_flops = add(&ctx, mul3(&ctx, n, din, din), mul3(&ctx, 4, n, din));
+        c->bytes_read = mul3(&ctx, n, din, 4);
+    }
+    c->decomp_flops = dec;
+    c->quant_flops = quant;
+    c->flops = add(&ctx, add(&ctx, c->stats_flops, dec), quant);
+    c->bytes_read = add(&ctx, c->bytes_read, mul(&ctx, mn, (uint64_t)o->weight_bytes));
+    l = sketch_width(o, dout, din, r);
+    l = (l == 0 && r > 0) ? kmin : l;
+    gram = whitened ? 2 : 1;
+    c->work_bytes = add(&ctx, mul(&ctx, 2, mn), mul3(&ctx, gram, din, din));
+    c->work_bytes = mul(&ctx, 8, add(&ctx, c->work_bytes, mul(&ctx, dout + din, l)));
+    if (ctx.overflow) {
+        memset(c, 0, sizeof *c);
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: estimated cost overflows 64 bits (d_out %lld, d_in %lld, "
+                       "tokens %lld)",
+                       m->name, (long long)m->d_out, (long long)m->d_in, (long long)o->tokens);
+    }
+    return QR_OK;
+}
+
+/* ---- the linear partition -----------------------------------------------------------------------
+ */
+
+/* Slices the left-to-right max-fill greedy needs under bound b (every item <= b). */
+static int64_t greedy_parts(const uint64_t *cost, int64_t n, uint64_t b)
+{
+    int64_t parts = 1;
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (cost[i] > b - sum) {
+            parts++;
+            sum = 0;
+        }
+        sum += cost[i];
+    }
+    return parts;
+}
+
+/* The least bound under which cost[0..n-1] fits in k slices: the optimum lies in [max item, total]
+ * and feasibility is monotone in the bound, so a binary search over integers finds it exactly. The
+ * caller has checked that the total fits in 64 bits. */
+static uint64_t optimum(const uint64_t *cost, int64_t n, int64_t k)
+{
+    uint64_t lo = 0, hi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        lo = cost[i] > lo ? cost[i] : lo;
+        hi += cost[i];
+    }
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (greedy_parts(cost, n, mid) <= k) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+qr_status qr_linear_partition(const uint64_t *cost, int64_t n, int64_t k, int64_t *bounds,
+                              uint64_t *max_sum)
+{
+    u64_ctx ctx = {false};
+    uint64_t total = 0, best;
+    int64_t pos = 0;
+    if (n < 0 || k < 1) {
+        return qr_fail(QR_ERR_INPUT,
+                       "linear partition: sizes (expected items >= 0 and slices >= 1, found %lld "
+                       "items, %lld slices)",
+                       (long long)n, (long long)k);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        total = add(&ctx, total, cost[i]);
+    }
+    if (ctx.overflow) {
+        return qr_fail(QR_ERR_INPUT, "linear partition: total cost of %lld items overflows 64 bits",
+                       (long long)n);
+    }
+    best = optimum(cost, n, k);
+    for (int64_t g = 0; g < k; g++) {
+        /* The rest is cut under its own optimum, which is never above the global one, so among
+         * the optimal partitions this picks the one whose later slices are as even as possible. */
+        uint64_t bound = pos < n ? optimum(cost + pos, n - pos, k - g) : 0, sum = 0;
+        bounds[g] = pos;
+        if (pos < n) {
+            sum = cost[pos++];
+        }
+        /* Take more while under the bound and while every later slice can still get an item. */
+        while (pos < n && cost[pos] <= bound - sum && n - (pos + 1) >= k - 1 - g) {
+            sum += cost[pos++];
+        }
+    }
+    bounds[k] = n;
+    if (pos != n) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "linear partition: construction ended at item %lld of %lld under bound %llu",
+                       (long long)pos, (long long)n, (unsigned long long)best);
+    }
+    *max_sum = best;
+    return QR_OK;
+}
+
+/* ---- the plan -----------------------------------------------------------------------------------
+ */
+
+static qr_status check_opts(const qr_plan_opts *o)
+{
+    int64_t per = (int64_t)o->grid_p * (int64_t)o->grid_q;
+    if (o->grid_p < 1 || o->grid_q < 1) {
+        return qr_fail(QR_ERR_INPUT, "--grid: expected P >= 1 and Q >= 1 (found %dx%d)", o->grid_p,
+                       o->grid_q);
+    }
+    if (o->n_ranks < 1 || o->n_ranks % per != 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--ranks %d: must be a positive multiple of P*Q = %lld for --grid %dx%d "
+                       "(expected a multiple of %lld, found %d)",
+                       o->n_ranks, (long long)per, o->grid_p, o->grid_q, (long long)per,
+                       o->n_ranks);
+    }
+    if (o->tokens < 1 || o->rank < 0 || o->oversample < 0 || o->power_iters < 0 ||
+        o->weight_bytes < 1 || o->threads_per_rank < 1 || o->cores_per_node < 1 ||
+        !(o->gflops_per_thread > 0.0) || !(o->read_gbps > 0.0) || o->method < 0 ||
+        o->method >= QR_METHOD_COUNT) {
+        return qr_fail(QR_ERR_INPUT,
+                       "plan options out of range (expected tokens >= 1, rank >= 0, threads >= 1, "
+                       "positive rates; found tokens %lld, rank %lld, threads %d, %g GFLOP/s, %g "
+                       "GB/s)",
+                       (long long)o->tokens, (long long)o->rank, o->threads_per_rank,
+                       o->gflops_per_thread, o->read_gbps);
+    }
+    return QR_OK;
+}
+
+qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_plan **out)
+{
+    qr_status st = QR_OK;
+    qr_plan *p = NULL;
+    int64_t *bounds = NULL; /* (n_groups + 1) layer cuts */
+    u64_ctx ctx = {false};
+    double group_rate;
+    int per;
+    *out = NULL;
+    QR_TRY(check_opts(o));
+    per = o->grid_p * o->grid_q;
+    QR_CHECK(qr_calloc(&p, 1, sizeof *p, "plan"));
+    p->opts = *o;
+    p->n_groups = o->n_ranks / per;
+    QR_CHECK(qr_modules_enumerate(cfg, &p->modules, &p->n_modules));
+    p->n_layers = cfg->n_layers;
+    QR_CHECK(qr_calloc(&p->costs, p->n_modules, sizeof *p->costs, "plan module costs"));
+    QR_CHECK(qr_calloc(&p->layer_cost, (size_t)p->n_layers, sizeof *p->layer_cost, "layer costs"));
+    QR_CHECK(qr_calloc(&p->slices, (size_t)p->n_groups, sizeof *p->slices, "plan slices"));
+    QR_CHECK(qr_calloc(&bounds, (size_t)p->n_groups + 1, sizeof *bounds, "plan cuts"));
+    /* A byte read weighs as many flops as the group computes while one byte arrives. */
+    group_rate = o->gflops_per_thread * 1e9 * (double)o->threads_per_rank * (double)per;
+    p->flops_per_byte = (uint64_t)llround(group_rate / (o->read_gbps * 1e9));
+    p->flops_per_byte = p->flops_per_byte > 0 ? p->flops_per_byte : 1;
+    for (size_t i = 0; i < p->n_modules; i++) {
+        const qr_module *m = &p->modules[i];
+        int first = 1;
+        for (size_t j = i - (size_t)m->kind; j < i; j++) {
+            first = first && p->modules[j].input != m->input;
+        }
+        QR_CHECK(qr_plan_module_cost(m, first, o, &p->costs[i]));
+        p->layer_cost[m->layer] =
+            add(&ctx, p->layer_cost[m->layer],
+                add(&ctx, p->costs[i].flops, mul(&ctx, p->costs[i].bytes_read, p->flops_per_byte)));
+    }
+    for (int64_t l = 0; l < p->n_layers; l++) {
+        p->total_cost = add(&ctx, p->total_cost, p->layer_cost[l]);
+    }
+    if (ctx.overflow) {
+        st = qr_fail(QR_ERR_INPUT, "plan: total cost of %lld layers overflows 64 bits",
+                     (long long)p->n_layers);
+        goto done;
+    }
+    QR_CHECK(qr_linear_partition(p->layer_cost, p->n_layers, p->n_groups, bounds, &p->max_cost));
+    for (int g = 0; g < p->n_groups; g++) {
+        qr_plan_slice *s = &p->slices[g];
+        s->group = g;
+        s->rank_begin = g * per;
+        s->rank_count = per;
+        s->layer_begin = bounds[g];
+        s->layer_end = bounds[g + 1];
+        s->module_begin = s->layer_begin * QR_MOD_KIND_COUNT;
+        s->module_end = s->layer_end * QR_MOD_KIND_COUNT;
+        for (int64_t i = s->module_begin; i < s->module_end; i++) {
+            const qr_module_cost *c = &p->costs[i];
+            const qr_module *m = &p->modules[i];
+            uint64_t mem = c->work_bytes / (uint64_t)per;
+            s->flops += c->flops;
+            s->bytes_read += c->bytes_read;
+            s->mem_per_rank = mem > s->mem_per_rank ? mem : s->mem_per_rank;
+            if (per > 1) {
+                uint64_t stage = 8 * (uint64_t)m->d_out * (uint64_t)m->d_in;
+                s->mem_root_extra = stage > s->mem_root_extra ? stage : s->mem_root_extra;
+            }
+        }
+        for (int64_t l = s->layer_begin; l < s->layer_end; l++) {
+            s->cost += p->layer_cost[l];
+        }
+        s->seconds = (double)s->cost / group_rate;
+    }
+    p->imbalance =
+        p->total_cost > 0 ? (double)p->max_cost * (double)p->n_groups / (double)p->total_cost : 1.0;
+    *out = p;
+    p = NULL;
+done:
+    free(bounds);
+    qr_plan_free(&p);
+    return st;
+}
+
+void qr_plan_free(qr_plan **p)
+{
+    if (!p || !*p) {
+        return;
+    }
+    free((*p)->modules);
+    free((*p)->costs);
+    free((*p)->layer_cost);
+    free((*p)->slices);
+    free(*p);
+    *p = NULL;
+}
+
+int qr_plan_group_of_layer(const qr_plan *p, int64_t layer)
+{
+    for (int g = 0; g < p->n_groups; g++) {
+        if (layer >= p->slices[g].layer_begin && layer < p->slices[g].layer_end) {
+            return g;
+        }
+    }
+    return -1;
+}

@@ -1,0 +1,115 @@
+/* plan.h: the work plan of a distributed quantize job: a cost per module from its shape, layers cut
+ * into contiguous slices, one per rank group, balanced by cost exactly (the linear partition
+ * problem), and the estimates `qrecon plan` prints.
+ *
+ * Costs are integers (flops, bytes), so the partition is exact and deterministic: the same model
+ * and options give the same plan on every rank and every run. Pure computation: no MPI, no files.
+ */
+#ifndef QR_MPI_PLAN_H
+#define QR_MPI_PLAN_H
+
+#include <stdint.h>
+
+#include "src/linalg.h"
+#include "src/model_config.h"
+#include "src/modules.h"
+#include "src/qlayer.h"
+#include "src/status.h"
+
+/* Flops per weight of quantization: a clipping search over about 8 range factors, each a quantize
+ * and an error sum (about 4 flops per weight). */
+#define QR_PLAN_QUANT_FLOPS_PER_WEIGHT 32
+/* Default flop rate of one BLAS thread (double-precision level-3 work on one modern core). */
+#define QR_PLAN_DEFAULT_GFLOPS 20.0
+/* Default read rate of one rank group from the calibration shards (one client stream of a parallel
+ * file system). */
+#define QR_PLAN_DEFAULT_READ_GBPS 2.0
+#define QR_PLAN_DEFAULT_CORES_PER_NODE 64
+
+typedef struct {
+    int64_t tokens;           /* calibration token count n */
+    qr_method_id method;      /* what each module runs */
+    int64_t rank;             /* low-rank budget r */
+    qr_svd_mode svd_mode;     /* AUTO: randomized when 8 r <= min(d_out, d_in), as src/linalg.h */
+    int oversample;           /* randomized SVD p */
+    int power_iters;          /* randomized SVD q */
+    int64_t weight_bytes;     /* bytes per stored source weight (4 F32, 2 BF16/F16) */
+    int n_ranks;              /* N: ranks of the job */
+    int grid_p, grid_q;       /* each rank group is a P x Q grid; N % (P Q) == 0 */
+    int threads_per_rank;     /* BLAS threads per rank */
+    int cores_per_node;       /* for the ranks-per-node advice */
+    double gflops_per_thread; /* flop rate for the time estimate */
+    double read_gbps;         /* calibration read rate of one group */
+} qr_plan_opts;
+
+/* Defaults: 2048 tokens, method QERA_EXACT, rank 32, AUTO SVD (p 10, q 2), F32 weights, 1 rank,
+ * grid 1x1, 1 thread per rank, QR_PLAN_DEFAULT_* rates and cores per node. */
+void qr_plan_opts_default(qr_plan_opts *o);
+
+/* The estimated cost of one module. */
+typedef struct {
+    uint64_t stats_flops;  /* XᵀX (n d_in²) and the per-channel sums (4 n d_in); only the first
+                              module of an input group pays them (q/k/v and gate/up share inputs) */
+    uint64_t decomp_flops; /* Cholesky, whitening products, SVDs of the method */
+    uint64_t quant_flops;  /* QR_PLAN_QUANT_FLOPS_PER_WEIGHT per quantized weight */
+    uint64_t flops;        /* the sum of the three */
+    uint64_t bytes_read;   /* calibration rows (n d_in 4, first of its input group) + weights */
+    uint64_t work_bytes;   /* float64 working set on one process: W and E (2 d_out d_in), G (d_in²,
+                              twice when whitened), sketch/factor columns ((d_out + d_in) l) */
+} qr_module_cost;
+
+/* Cost of module m; first_of_input = 1 when it is the first module of its layer reading its input.
+ * QR_ERR_INPUT when a count overflows 64 bits (naming the module). Not collective. */
+qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
+                              qr_module_cost *c);
+
+/* Exact linear partition: cut cost[0..n-1] into k >= 1 contiguous slices minimising the largest
+ * slice sum (binary search on the answer over integers, with a greedy feasibility test). bounds
+ * (k + 1) gets the slice starts: slice g is [bounds[g], bounds[g + 1]); bounds[0] = 0, bounds[k] =
+ * n. Ties are broken deterministically: slice 0 takes as many items as fit under the optimum, then
+ * the rest is cut the same way under its own optimum (so later slices are as even as possible);
+ * every slice gets at least one item while there are enough (slices beyond n are empty). *max_sum
+ * gets the optimum. QR_ERR_INPUT when the total overflows 64 bits or n < 0 or k < 1. */
+qr_status qr_linear_partition(const uint64_t *cost, int64_t n, int64_t k, int64_t *bounds,
+                              uint64_t *max_sum);
+
+/* One rank group's share of the work. */
+typedef struct {
+    int group;                        /* 0..n_groups-1 */
+    int rank_begin, rank_count;       /* ranks [rank_begin, rank_begin + rank_count) of the job */
+    int64_t layer_begin, layer_end;   /* layers [begin, end); empty when begin == end */
+    int64_t module_begin, module_end; /* indices into qr_plan.modules, [begin, end) */
+    uint64_t flops;                   /* estimated flops of the slice */
+    uint64_t bytes_read;              /* estimated bytes read */
+    uint64_t cost;                    /* balancing cost: flops + bytes_read * flops_per_byte */
+    double seconds;                   /* cost / (group flop rate) */
+    uint64_t mem_per_rank;            /* largest module working set / (P Q) */
+    uint64_t mem_root_extra;          /* on the group root with P Q > 1: the whole weight staged for
+                                         scatter/gather (d_out d_in 8), else 0 */
+} qr_plan_slice;
+
+typedef struct {
+    qr_plan_opts opts;
+    int64_t n_layers;
+    size_t n_modules;
+    qr_module *modules;      /* (n_modules) in the fixed order of src/modules.h */
+    qr_module_cost *costs;   /* (n_modules) */
+    uint64_t *layer_cost;    /* (n_layers) balancing cost of each layer */
+    uint64_t flops_per_byte; /* balancing weight of one byte read: group flop rate / read rate */
+    int n_groups;            /* N / (P Q) */
+    qr_plan_slice *slices;   /* (n_groups) */
+    uint64_t total_cost;
+    uint64_t max_cost; /* the optimum of the linear partition */
+    double imbalance;  /* max_cost / (total_cost / n_groups); 1 is perfect */
+} qr_plan;
+
+/* Build the plan of a model with config cfg under options o. QR_ERR_INPUT (naming the option) when
+ * N is not divisible by P Q, or an option is out of range. Not collective: every rank computes the
+ * same plan. */
+qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_plan **out);
+void qr_plan_free(qr_plan **p); /* NULL-safe, clears the pointer */
+
+/* The group that owns layer `layer`, or -1 when out of range. */
+int qr_plan_group_of_layer(const qr_plan *p, int64_t layer);
+
+#endif
