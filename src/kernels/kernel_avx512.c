@@ -17,17 +17,24 @@
 #include "src/kernels/internal.h"
 
 #define QR_AVX512_TARGET __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
-#define QR_AVX512_TB 8              /* tokens per block: 2 int32 accumulators each + 1 float */
+#define QR_AVX512_TB 8              /* tokens per block: one int32 accumulator each */
 #define QR_PANEL_BYTES (512 * 1024) /* activation codes per token panel: about half an L2 */
 
-static inline int32_t load_i32(const int8_t *p)
+/* acc += dot products of the 16 x 4 unsigned bytes of w with the 4 signed bytes at p, broadcast.
+ * Written as inline assembly because GCC 12 copies the accumulator around VPDPBUSD (two extra
+ * register moves per product) and does not fold the broadcast into the instruction; the memory
+ * form {1to16} makes the load and the dot product one instruction. */
+QR_AVX512_TARGET static inline __attribute__((always_inline)) __m512i
+dpbusd_bcast(__m512i acc, __m512i w, const int8_t *p)
 {
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)p));
+    return acc;
 }
 
-/* Rows 16b .. 16b+15 (masked at the end) for tokens t0 .. t0+T-1. */
+/* Rows 16b .. 16b+15 (masked at the end) for tokens t0 .. t0+T-1. The float results live in Y,
+ * updated once per segment, so only the int32 accumulators occupy registers in the inner loop:
+ * one per token (8 independent dependency chains at T = 8), or two (low and high nibbles) when
+ * T <= 2, where there would otherwise be too few chains to hide the dot product's latency. */
 QR_AVX512_TARGET static inline __attribute__((always_inline)) void
 block(const qr_kweight *W, const qr_kact *P, int64_t b, int64_t t0, const int T, float *Y,
       bool accumulate)
@@ -37,11 +44,7 @@ block(const qr_kweight *W, const qr_kact *P, int64_t b, int64_t t0, const int T,
     const int64_t r0 = b * QR_KROWS, nr = W->rows - r0 < QR_KROWS ? W->rows - r0 : QR_KROWS;
     const __mmask16 km = (__mmask16)((1u << nr) - 1u);
     const __m512i m0f = _mm512_set1_epi8(0x0f);
-    __m512 f[QR_AVX512_TB];
-    for (int t = 0; t < T; t++) {
-        f[t] = accumulate ? _mm512_maskz_loadu_ps(km, Y + (t0 + t) * W->rows + r0)
-                          : _mm512_setzero_ps();
-    }
+    const bool split = T <= 2;
     for (int64_t s = 0; s < W->n_seg; s++) {
         __m512i alo[QR_AVX512_TB], ahi[QR_AVX512_TB];
         for (int t = 0; t < T; t++) {
@@ -54,10 +57,12 @@ block(const qr_kweight *W, const qr_kact *P, int64_t b, int64_t t0, const int T,
             __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m0f);
             const int8_t *ap = a + c * QR_KCHUNK;
             for (int t = 0; t < T; t++) {
-                alo[t] =
-                    _mm512_dpbusd_epi32(alo[t], lo, _mm512_set1_epi32(load_i32(ap + t * P->kp)));
-                ahi[t] = _mm512_dpbusd_epi32(ahi[t], hi,
-                                             _mm512_set1_epi32(load_i32(ap + t * P->kp + 4)));
+                alo[t] = dpbusd_bcast(alo[t], lo, ap + t * P->kp);
+                if (split) {
+                    ahi[t] = dpbusd_bcast(ahi[t], hi, ap + t * P->kp + 4);
+                } else {
+                    alo[t] = dpbusd_bcast(alo[t], hi, ap + t * P->kp + 4);
+                }
             }
         }
         int64_t g = W->seg_wgroup[s];
@@ -68,14 +73,13 @@ block(const qr_kweight *W, const qr_kact *P, int64_t b, int64_t t0, const int T,
                           : _mm512_set1_epi32(8);
         for (int t = 0; t < T; t++) {
             int64_t k = (t0 + t) * W->n_seg + s;
-            __m512i acc = _mm512_add_epi32(alo[t], ahi[t]);
+            float *y = Y + (t0 + t) * W->rows + r0;
+            __m512i acc = split ? _mm512_add_epi32(alo[t], ahi[t]) : alo[t];
             acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(off, _mm512_set1_epi32(P->xsum[k])));
             __m512 sc = _mm512_mul_ps(ws, _mm512_set1_ps(P->xs[k]));
-            f[t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(acc), f[t]);
+            __m512 f = (s == 0 && !accumulate) ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(km, y);
+            _mm512_mask_storeu_ps(y, km, _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(acc), f));
         }
-    }
-    for (int t = 0; t < T; t++) {
-        _mm512_mask_storeu_ps(Y + (t0 + t) * W->rows + r0, km, f[t]);
     }
 }
 
