@@ -1,4 +1,6 @@
-/* modules.c: module enumeration from the model shape. */
+/* modules.c: module enumeration from the model shape: the one place where a module's shape and its
+ * calibration input are defined (io/model.c checks tensors against it, the plan and the quantizer
+ * iterate over it). */
 #include "src/modules.h"
 
 #include <stdio.h>
@@ -13,7 +15,8 @@ static const char *const kind_block[QR_MOD_KIND_COUNT] = {
     "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp",
 };
 static const qr_input_kind kind_input[QR_MOD_KIND_COUNT] = {
-    QR_INPUT_ATTN, QR_INPUT_ATTN, QR_INPUT_ATTN, QR_INPUT_O, QR_INPUT_MLP, QR_INPUT_MLP, QR_INPUT_DOWN,
+    QR_INPUT_ATTN, QR_INPUT_ATTN, QR_INPUT_ATTN, QR_INPUT_O,
+    QR_INPUT_MLP,  QR_INPUT_MLP,  QR_INPUT_DOWN,
 };
 static const char *const input_suffix[QR_INPUT_KIND_COUNT] = {"attn_in", "o_in", "mlp_in",
                                                               "down_in"};
@@ -30,13 +33,19 @@ const char *qr_input_kind_suffix(qr_input_kind k)
 
 qr_status qr_modules_enumerate(const qr_model_config *cfg, qr_module **mods, size_t *n)
 {
-    int64_t q_out = cfg->n_heads * cfg->head_dim;
-    int64_t kv_out = cfg->n_kv_heads * cfg->head_dim;
+    int64_t q_out = 0, kv_out = 0;
     size_t count;
     qr_module *out;
+    /* The config may come from anywhere (tests, synth): the products are checked, not trusted. */
+    if (cfg->n_heads <= 0 || cfg->n_kv_heads <= 0 || cfg->head_dim <= 0 ||
+        __builtin_mul_overflow(cfg->n_heads, cfg->head_dim, &q_out) ||
+        __builtin_mul_overflow(cfg->n_kv_heads, cfg->head_dim, &kv_out)) {
+        q_out = kv_out = 0;
+    }
     if (cfg->n_layers <= 0 || cfg->dim <= 0 || cfg->hidden_dim <= 0 || q_out <= 0 || kv_out <= 0) {
         return qr_fail(QR_ERR_INPUT,
-                       "model config: sizes must be positive (layers %lld, dim %lld, hidden %lld, "
+                       "model config: sizes must be positive and heads x head_dim must fit in "
+                       "int64 (layers %lld, dim %lld, hidden %lld, "
                        "heads %lld x head_dim %lld, kv heads %lld)",
                        (long long)cfg->n_layers, (long long)cfg->dim, (long long)cfg->hidden_dim,
                        (long long)cfg->n_heads, (long long)cfg->head_dim,

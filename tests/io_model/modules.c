@@ -1,5 +1,6 @@
 /* modules.c (test io_model.modules): module enumeration from a model shape: count, order, names,
  * shapes (with GQA and an explicit head_dim), shared calibration inputs, and bad shapes refused. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,19 @@ static void check_bad(void)
     QR_EXPECT(qr_modules_enumerate(&c, &m, &n) == QR_ERR_INPUT, "0 layers: expected QR_ERR_INPUT");
     QR_EXPECT(strstr(qr_errmsg(), "layers 0") != NULL, "message should give the layer count: %s",
               qr_errmsg());
+    free(m);
+    m = NULL;
+    /* heads x head_dim overflows int64: refused, not wrapped. */
+    c = stories_config();
+    c.n_heads = INT64_MAX / 2, c.head_dim = 4;
+    QR_EXPECT(qr_modules_enumerate(&c, &m, &n) == QR_ERR_INPUT,
+              "overflowing heads x head_dim: expected QR_ERR_INPUT");
+    free(m);
+    m = NULL;
+    c = stories_config();
+    c.n_kv_heads = 0;
+    QR_EXPECT(qr_modules_enumerate(&c, &m, &n) == QR_ERR_INPUT,
+              "0 kv heads: expected QR_ERR_INPUT");
     free(m);
 }
 
