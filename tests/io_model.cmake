@@ -14,4 +14,6 @@ add_executable(test_io_model_check_json io_model/check_json.c)
 target_link_libraries(test_io_model_check_json PRIVATE PkgConfig::JANSSON)
 qr_add_script_test(NAME io_model.inspect SCRIPT io_model/inspect.sh TIMEOUT 180
   ARGS $<TARGET_FILE:test_io_model_check_json>)
-qr_add_script_test(NAME io_model.inspect.np3 SCRIPT io_model/inspect_mpi.sh ARGS 3 TIMEOUT 180)
+foreach(np 2 3)
+  qr_add_script_test(NAME io_model.inspect.np${np} SCRIPT io_model/inspect_mpi.sh ARGS ${np} TIMEOUT 180)
+endforeach()
