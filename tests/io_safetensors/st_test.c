@@ -611,7 +611,7 @@ static int test_fuzz(void)
     /* Replacement bytes that tend to break structure: digits, quotes, braces, signs, NUL, high. */
     const unsigned char subst[] = {'0', '9', '"', '{', ']', '-', ',', 0, 0xff, ' '};
     qr_st_writer *w = NULL;
-    unsigned char zeros[64] = {0}, *bytes;
+    unsigned char zeros[128] = {0}, *bytes; /* >= the 66 data bytes of entries */
     size_t size, hlen = 0, opened_ok = 0, cases = 0;
     QR_REQUIRE(qr_st_writer_open(good, entries, 3, &w) == QR_OK, "%s", qr_errmsg());
     QR_REQUIRE(qr_st_writer_put(w, zeros, 48 + 10 + 8) == QR_OK, "%s", qr_errmsg());
