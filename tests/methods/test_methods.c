@@ -723,6 +723,99 @@ static int test_metrics(void)
     return qr_test_finish("methods.metrics");
 }
 
+/* Shapes of the real small models: rows that group 32 does not divide (stories260K: 172), both
+ * ways round, for every method; and GPTQ as the main quantizer where it applies. */
+static int test_odd_shapes(void)
+{
+    static const int64_t shapes[2][2] = {{64, 172}, {172, 64}};
+    for (int s = 0; s < 2; s++) {
+        int64_t d_out = shapes[s][0], d_in = shapes[s][1], nc = 512, nt = 256;
+        double *W = malloc(sizeof(double) * (size_t)(d_out * d_in));
+        float *X = malloc(sizeof(float) * (size_t)(nc * d_in));
+        float *Xt = malloc(sizeof(float) * (size_t)(nt * d_in));
+        qr_stats *st = NULL;
+        double e_rtn = 0.0;
+        mf_weight(101 + (uint64_t)s, d_out, d_in, W);
+        mf_acts(103, 104, nc, d_in, X);
+        mf_acts(103, 105, nt, d_in, Xt);
+        QR_REQUIRE(mf_stats(X, nc, d_in, &st) == QR_OK, "stats: %s", qr_errmsg());
+        for (int m = 0; m < QR_METHOD_COUNT; m++) {
+            for (int gptq = 0; gptq < 2; gptq++) {
+                qr_method_opts o;
+                qr_qlayer ql;
+                qr_metrics mt;
+                qr_method_opts_default(&o, (qr_method_id)m);
+                o.wq.group = 32;
+                o.rank = 4;
+                o.n_salient = 8;
+                o.gptq = gptq;
+                o.module_name = "model.layers.4.mlp.down_proj";
+                QR_REQUIRE(qr_method_run(&o, W, d_out, d_in, st, &ql, NULL) == QR_OK,
+                           "%s%s on %lldx%lld: %s", qr_method_name((qr_method_id)m),
+                           gptq ? "+gptq" : "", (long long)d_out, (long long)d_in, qr_errmsg());
+                QR_REQUIRE(ql.main.n_groups == 6 || (d_in == 64 && ql.main.n_groups == 2),
+                           "groups per row %lld", (long long)ql.main.n_groups);
+                QR_REQUIRE(qr_metrics_compute(&ql, W, Xt, nt, 32, NULL, &mt) == QR_OK, "%s",
+                           qr_errmsg());
+                QR_EXPECT(isfinite(mt.out_rel_err) && isfinite(mt.out_rel_err_a4g) &&
+                              mt.out_rel_err < 1.0,
+                          "%s%s on %lldx%lld: output error %g", qr_method_name((qr_method_id)m),
+                          gptq ? "+gptq" : "", (long long)d_out, (long long)d_in, mt.out_rel_err);
+                if (m == QR_METHOD_RTN && !gptq) {
+                    e_rtn = mt.out_rel_err;
+                } else if (m != QR_METHOD_ASER) { /* ASER quantizes per channel: not comparable */
+                    QR_EXPECT(mt.out_rel_err < e_rtn,
+                              "%s%s on %lldx%lld: output error %.5g not below RTN's %.5g",
+                              qr_method_name((qr_method_id)m), gptq ? "+gptq" : "",
+                              (long long)d_out, (long long)d_in, mt.out_rel_err, e_rtn);
+                }
+                qr_qlayer_free(&ql);
+            }
+        }
+        qr_stats_free(&st);
+        free(W);
+        free(X);
+        free(Xt);
+    }
+    return qr_test_finish("methods.odd_shapes");
+}
+
+/* SERQ's claim: with outlier activation channels it holds up at A4, where the two-factor
+ * corrections of LQER and QERA-exact act on badly quantized activations. */
+static int test_serq_a4(void)
+{
+    enum { DO = 96, DI = 256, NC = 1024, NT = 512 };
+    double *W = malloc(sizeof(double) * DO * DI);
+    float *X = malloc(sizeof(float) * NC * DI), *Xt = malloc(sizeof(float) * NT * DI);
+    qr_stats *st = NULL;
+    double e[3];
+    const qr_method_id ms[3] = {QR_METHOD_SERQ, QR_METHOD_LQER, QR_METHOD_QERA_EXACT};
+    mf_weight(111, DO, DI, W);
+    mf_acts(112, 113, NC, DI, X);
+    mf_acts(112, 114, NT, DI, Xt);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    for (int i = 0; i < 3; i++) {
+        qr_method_opts o;
+        qr_qlayer ql;
+        qr_method_opts_default(&o, ms[i]);
+        o.wq.group = 32;
+        o.rank = 8;
+        o.n_salient = 24; /* covers the 20 outlier channels of the fixture */
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_metrics_output_error(&ql, W, Xt, NT, 4, 0, &e[i]) == QR_OK, "%s",
+                   qr_errmsg());
+        printf("%-11s W4A4 held-out output error %.5f\n", qr_method_name(ms[i]), e[i]);
+        qr_qlayer_free(&ql);
+    }
+    QR_EXPECT(e[0] < e[1] && e[0] < e[2],
+              "SERQ at A4 (%.5g) should beat LQER (%.5g) and QERA-exact (%.5g)", e[0], e[1], e[2]);
+    qr_stats_free(&st);
+    free(W);
+    free(X);
+    free(Xt);
+    return qr_test_finish("methods.serq_a4");
+}
+
 static bool msg_has(const char *s)
 {
     return strstr(qr_errmsg(), s) != NULL;
@@ -779,11 +872,12 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(void);
     } cases[] = {
-        {"rank_monotone", test_rank},  {"whitened_optimal", test_whitened},
-        {"srr_k0", test_srr_k0},       {"srr_kstar", test_srr_kstar},
-        {"serq_transform", test_serq}, {"beat_rtn", test_beat_rtn},
-        {"flrq_rank", test_flrq_rank}, {"bits", test_bits},
-        {"metrics", test_metrics},     {"errors", test_errors},
+        {"rank_monotone", test_rank},    {"whitened_optimal", test_whitened},
+        {"srr_k0", test_srr_k0},         {"srr_kstar", test_srr_kstar},
+        {"serq_transform", test_serq},   {"beat_rtn", test_beat_rtn},
+        {"flrq_rank", test_flrq_rank},   {"bits", test_bits},
+        {"metrics", test_metrics},       {"errors", test_errors},
+        {"odd_shapes", test_odd_shapes}, {"serq_a4", test_serq_a4},
     };
     for (size_t i = 0; argc > 1 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
