@@ -155,6 +155,32 @@ done:
     return st;
 }
 
+qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
+                            int inverse)
+{
+    int mi = (int)A->m, ni = (int)A->n, one = 1;
+    double alpha = 1.0;
+    const char *op = transpose ? "T" : "N";
+    if (L->m != A->n || L->n != A->n) {
+        return qr_fail(QR_ERR_INPUT,
+                       "distributed triangular product: factor is %lld x %lld (expected %lld x "
+                       "%lld for a %lld x %lld matrix)",
+                       (long long)L->m, (long long)L->n, (long long)A->n, (long long)A->n,
+                       (long long)A->m, (long long)A->n);
+    }
+    if (A->m == 0 || A->n == 0) {
+        return QR_OK;
+    }
+    if (inverse) {
+        pdtrsm_("R", "L", op, "N", &mi, &ni, &alpha, L->data, &one, &one, L->desc, A->data, &one,
+                &one, A->desc);
+    } else {
+        pdtrmm_("R", "L", op, "N", &mi, &ni, &alpha, L->data, &one, &one, L->desc, A->data, &one,
+                &one, A->desc);
+    }
+    return QR_OK;
+}
+
 /* ---- fixed-order reductions ---------------------------------------------------------------------
  */
 

@@ -2,6 +2,7 @@
  * ScaLAPACK, each routine the distributed twin of a serial one in src/linalg.h or src/stats.h:
  *
  *   qr_pdla_cholesky_damped   PDPOTRF with the serial damping rule   (qr_cholesky_damped)
+ *   qr_pdla_tri_right         A op(L) or A op(L)^-1, PDTRMM/PDTRSM    (qr_tri_right)
  *   qr_pdla_gram_reduce       XᵀX from row blocks on many ranks      (dsyrk, fixed-order sum)
  *   qr_pdla_stats_reduce      merge per-rank statistics in rank order (qr_stats_merge)
  *   qr_pdla_svd_truncated     randomized (PDGEMM, PDGEQRF/PDORGQR) or exact (PDGESVD) rank-r SVD
@@ -31,6 +32,12 @@
  * diagonal, the same on every rank. QR_ERR_NUMERIC when every try fails; G then holds its input. */
 qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
                                   double *damping_used);
+
+/* The distributed twin of qr_tri_right: A (m, n) := A op(L), or A op(L)^-1 when inverse, with L
+ * (n, n) lower triangular as left by qr_pdla_cholesky_damped (its upper triangle is not read) and
+ * op(L) = L, or Lᵀ when transpose (PDTRMM / PDTRSM). Whitening: E L is the whitened error. */
+qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
+                            int inverse);
 
 /* Collective over comm (any communicator, e.g. a group's or the world's): G (d, d) = sum over the
  * ranks of X_rᵀ X_r, where X_r (n_local, d) float32 row-major is this rank's block of rows (n_local

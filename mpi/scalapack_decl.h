@@ -59,6 +59,10 @@ void pdtrsm_(const char *side, const char *uplo, const char *transa, const char 
              const int *n, const double *alpha, const double *a, const int *ia, const int *ja,
              const int *desca, double *b, const int *ib, const int *jb, const int *descb);
 
+void pdtrmm_(const char *side, const char *uplo, const char *transa, const char *diag, const int *m,
+             const int *n, const double *alpha, const double *a, const int *ia, const int *ja,
+             const int *desca, double *b, const int *ib, const int *jb, const int *descb);
+
 /* ---- ScaLAPACK (Fortran) ------------------------------------------------------------------------
  */
 void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,

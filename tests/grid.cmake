@@ -9,7 +9,7 @@ foreach(case scatter cholesky rsvd pdgesvd gram)
     add_test(NAME grid.${case}.np${np}
              COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS}
                      $<TARGET_FILE:test_grid> ${MPIEXEC_POSTFLAGS} ${case})
-    set_tests_properties(grid.${case}.np${np} PROPERTIES TIMEOUT 120
+    set_tests_properties(grid.${case}.np${np} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT}
       ENVIRONMENT "${QR_MPIEXEC_ENV}")
   endforeach()
 endforeach()

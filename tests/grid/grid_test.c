@@ -140,6 +140,35 @@ static void make_gram(double *G, int64_t n, double shift, uint64_t seed)
     free(X);
 }
 
+/* A op(L)^(-1) distributed vs serial for the four (transpose, inverse) cases; L (n, n) serial
+ * and Ld distributed hold the same factor. */
+static void tri_compare(const qr_grid *g, const qr_dmat *Ld, const double *L, int64_t n)
+{
+    const int64_t m = 61;
+    double *A = malloc((size_t)(m * n) * sizeof *A), *As = malloc((size_t)(m * n) * sizeof *As);
+    double *Ad = malloc((size_t)(m * n) * sizeof *Ad);
+    qr_dmat *d = NULL;
+    fill_normal(A, (size_t)(m * n), 600 + (uint64_t)n);
+    QR_EXPECT(qr_dmat_create(g, m, n, &d) == QR_OK, "create: %s", qr_errmsg());
+    for (int c = 0; c < 4 && d; c++) {
+        int transpose = c & 1, inverse = c >> 1;
+        double e;
+        memcpy(As, A, (size_t)(m * n) * sizeof *A);
+        QR_EXPECT(qr_tri_right(As, m, n, L, transpose, inverse) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(qr_dmat_scatter(g, A, d) == QR_OK, "scatter: %s", qr_errmsg());
+        QR_EXPECT(qr_pdla_tri_right(g, d, Ld, transpose, inverse) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(qr_dmat_allgather(g, d, Ad) == QR_OK, "gather: %s", qr_errmsg());
+        e = rel_diff(Ad, As, (size_t)(m * n));
+        QR_EXPECT(e <= TOL_REL,
+                  "A op(L)%s%s n=%lld grid %dx%d differs from the serial one by "
+                  "%.3g (tolerance %g)",
+                  transpose ? "T" : "", inverse ? "^-1" : "", (long long)n, g->nprow, g->npcol, e,
+                  TOL_REL);
+    }
+    qr_dmat_free(&d);
+    free(A), free(As), free(Ad);
+}
+
 /* Run serial and distributed damped Cholesky on G; compare factor (when compare_factor), damping,
  * residual, and status. */
 static void cholesky_compare(const qr_grid *g, const double *G, int64_t n, const char *what,
@@ -169,6 +198,7 @@ static void cholesky_compare(const qr_grid *g, const double *G, int64_t n, const
                       "%s n=%lld grid %dx%d: factor differs from dpotrf by %.3g "
                       "(tolerance %g)",
                       what, (long long)n, g->nprow, g->npcol, e, TOL_REL);
+            tri_compare(g, d, Ls, n);
         }
         /* L Lᵀ == G + damping I, and L is lower triangular. */
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1.0, Ld,
