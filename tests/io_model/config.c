@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "io/config.h"
+#include "src/rng.h"
+#include "tests/io_model/scratch.h"
 #include "tests/test_util.h"
 
 static char dir[4096];
@@ -203,6 +205,74 @@ static void check_bad(void)
     expect_bad("missing file", missing_path, "cannot open", NULL);
 }
 
+/* Random edits of a good config.json (a character replaced by one that matters to JSON or numbers,
+ * deleted, or doubled): each is either accepted, and then passes qr_config_validate, or refused as
+ * bad input with a message naming the file. Never another status, never a crash (ASan/UBSan in CI).
+ */
+static void check_mutations(void)
+{
+    enum { TRIALS = 1000 };
+    static const char alphabet[] = "{}[]\":,-+.0123456789eE truefalsn\\";
+    const char *good = write_config("mut-base", NULL, 0);
+    char text[2048], mutated[2100], path[4200];
+    size_t len = 0, accepted = 0, refused = 0, other = 0, invalid = 0, unnamed = 0;
+    FILE *f = fopen(good, "r");
+    qr_rng rng;
+    if (f) {
+        len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+    }
+    QR_EXPECT(len > 0, "cannot read back %s", good);
+    text[len] = '\0';
+    snprintf(path, sizeof path, "%s/mutated.json", dir);
+    qr_rng_seed(&rng, 7);
+    for (int t = 0; len > 0 && t < TRIALS; t++) {
+        size_t at = (size_t)(qr_rng_u64(&rng) % len), n = 0;
+        int op = (int)(qr_rng_u64(&rng) % 3), edits = 1 + (int)(qr_rng_u64(&rng) % 3);
+        qr_model_config c;
+        qr_status st;
+        memcpy(mutated, text, len + 1);
+        n = len;
+        for (int e = 0; e < edits; e++) {
+            at = (size_t)(qr_rng_u64(&rng) % n);
+            if (op == 0) {
+                mutated[at] = alphabet[qr_rng_u64(&rng) % (sizeof alphabet - 1)];
+            } else if (op == 1 && n > 1) {
+                memmove(mutated + at, mutated + at + 1, n - at);
+                n--;
+            } else if (n + 1 < sizeof mutated) {
+                memmove(mutated + at + 1, mutated + at, n - at + 1);
+                n++;
+            }
+        }
+        f = fopen(path, "w");
+        if (!f) {
+            QR_EXPECT(0, "cannot write %s", path);
+            break;
+        }
+        fwrite(mutated, 1, n, f);
+        fclose(f);
+        qr_clear_error();
+        st = qr_config_read(path, &c);
+        if (st == QR_OK) {
+            accepted++;
+            invalid += qr_config_validate(&c, path) != QR_OK;
+        } else if (st == QR_ERR_INPUT) {
+            refused++;
+            unnamed += strstr(qr_errmsg(), path) == NULL;
+        } else {
+            other++;
+        }
+    }
+    QR_EXPECT(other == 0, "%zu mutations gave a status other than OK or QR_ERR_INPUT", other);
+    QR_EXPECT(invalid == 0, "%zu accepted mutations fail qr_config_validate", invalid);
+    QR_EXPECT(unnamed == 0, "%zu refusals do not name the file", unnamed);
+    QR_EXPECT(refused > 0 && accepted > 0, "mutations should both pass and fail (%zu, %zu)",
+              accepted, refused);
+    printf("mutations: %d tried, %zu accepted (all valid), %zu refused (all naming the file)\n",
+           TRIALS, accepted, refused);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "%s", qr_test_tmpdir("io_model_config"));
@@ -210,5 +280,7 @@ int main(void)
     check_good_mistral();
     check_good_qwen2();
     check_bad();
+    check_mutations();
+    qr_test_remove_tree(dir);
     return qr_test_finish("io_model.config");
 }

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/llama2c.h"
+#include "src/rng.h"
+#include "tests/io_model/scratch.h"
 #include "tests/test_util.h"
 
 static char dir[4096];
@@ -201,6 +204,102 @@ static void check_bad(void)
     }
 }
 
+/* Every proper prefix of a good file is refused as bad input (never read past the end). */
+static void check_all_truncations(void)
+{
+    const int32_t good[7] = {D, HID, L, NH, KV, -V, SEQ};
+    size_t n = tied_floats() + (size_t)V * D, full = 28 + 4 * n, refused = 0;
+    const char *path = write_file("prefix-source.bin", good, 7, n);
+    char prefix[4300];
+    unsigned char *bytes = malloc(full);
+    FILE *f = fopen(path, "rb");
+    QR_EXPECT(bytes && f && fread(bytes, 1, full, f) == full, "cannot read back %s", path);
+    if (f) {
+        fclose(f);
+    }
+    snprintf(prefix, sizeof prefix, "%s/prefix.bin", dir);
+    /* One file cut down step by step (ftruncate), not thousands of new files. */
+    f = fopen(prefix, "wb");
+    QR_EXPECT(f && bytes && fwrite(bytes, 1, full, f) == full, "cannot write %s", prefix);
+    if (f) {
+        fclose(f);
+    }
+    for (size_t len = full; bytes && len-- > 0;) {
+        qr_l2c_file *h = NULL;
+        qr_status st;
+        if (truncate(prefix, (off_t)len) != 0) {
+            QR_EXPECT(0, "cannot truncate %s", prefix);
+            break;
+        }
+        st = qr_l2c_open(prefix, &h);
+        refused += st == QR_ERR_INPUT && h == NULL;
+        qr_l2c_close(&h);
+    }
+    QR_EXPECT(refused == full, "every one of the %zu proper prefixes must be refused, %zu were",
+              full, refused);
+    free(bytes);
+}
+
+/* Header fields worth drawing: small sizes, boundaries, negatives, and arbitrary int32. */
+static int32_t draw_field(qr_rng *rng)
+{
+    static const int32_t edges[] = {
+        0,       1,       2,         3,         4,         -1, -2, 8, 64, 1 << 20, (1 << 20) + 1,
+        1 << 22, 1 << 24, INT32_MAX, INT32_MIN, -(1 << 24)};
+    uint64_t r = qr_rng_u64(rng);
+    switch (r % 3) {
+    case 0:
+        return edges[(r >> 8) % (sizeof edges / sizeof edges[0])];
+    case 1:
+        return (int32_t)((r >> 8) % 64) + 1;
+    default:
+        return (int32_t)(uint32_t)(r >> 16);
+    }
+}
+
+/* qr_l2c_expected_size on random headers: never crashes, and whenever it accepts a header its
+ * answer equals the layout computed independently in 128-bit arithmetic. */
+static void check_random_headers(void)
+{
+    enum { TRIALS = 200000 };
+    qr_rng rng;
+    size_t accepted = 0, wrong = 0;
+    qr_rng_seed(&rng, 42);
+    for (int t = 0; t < TRIALS; t++) {
+        int32_t h[7];
+        uint64_t bytes = 0;
+        for (int i = 0; i < 7; i++) {
+            h[i] = draw_field(&rng);
+        }
+        if (t % 2 == 0) { /* half plausible, so the accepting path is exercised */
+            h[3] = 1 << (qr_rng_u64(&rng) % 4);
+            h[4] = h[3] >> (qr_rng_u64(&rng) % 2);
+            h[0] = h[3] * 2 * (int32_t)(1 + qr_rng_u64(&rng) % 8);
+            h[1] = (int32_t)(1 + qr_rng_u64(&rng) % 100);
+            h[2] = (int32_t)(1 + qr_rng_u64(&rng) % 100);
+            h[5] =
+                (int32_t)(qr_rng_u64(&rng) % 2 ? 1 : -1) * (int32_t)(1 + qr_rng_u64(&rng) % 1000);
+            h[6] = (int32_t)(1 + qr_rng_u64(&rng) % 1000);
+            if (qr_rng_u64(&rng) % 4 == 0) { /* and sometimes one field at an edge */
+                h[qr_rng_u64(&rng) % 7] = draw_field(&rng);
+            }
+        }
+        if (qr_l2c_expected_size(h, "random", &bytes) == QR_OK) {
+            __int128 d = h[0], hid = h[1], l = h[2], hd = h[0] / h[3], kvd = hd * h[4];
+            __int128 v = h[5] < 0 ? -(__int128)h[5] : h[5], seq = h[6];
+            __int128 floats = v * d + 2 * l * d + 2 * l * d * d + 2 * l * kvd * d +
+                              3 * l * hid * d + d + seq * hd + (h[5] < 0 ? v * d : 0);
+            accepted++;
+            wrong += (__int128)bytes != 28 + 4 * floats;
+        }
+    }
+    QR_EXPECT(wrong == 0, "%zu accepted headers gave a size other than the 128-bit layout", wrong);
+    QR_EXPECT(accepted > TRIALS / 10, "too few plausible headers drawn (%zu of %d)", accepted,
+              TRIALS);
+    printf("random headers: %d drawn, %zu accepted, all sizes match the 128-bit layout\n", TRIALS,
+           accepted);
+}
+
 /* The real stories260K header implies exactly the size of the shipped file (1056540 bytes). */
 static void check_real_size(void)
 {
@@ -216,6 +315,9 @@ int main(void)
     check_good(0);
     check_good(1);
     check_bad();
+    check_all_truncations();
+    check_random_headers();
     check_real_size();
+    qr_test_remove_tree(dir);
     return qr_test_finish("io_model.llama2c");
 }

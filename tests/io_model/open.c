@@ -12,6 +12,7 @@
 #include "io/fs.h"
 #include "io/model.h"
 #include "io/safetensors.h"
+#include "tests/io_model/scratch.h"
 #include "tests/test_util.h"
 
 /* Tiny shape: dim 8, hidden 12, 2 layers, 2 heads (head_dim 4), 1 kv head, vocab 10. */
@@ -386,5 +387,6 @@ int main(void)
     check_sharded();
     check_bad_hf();
     check_l2c();
+    qr_test_remove_tree(root);
     return qr_test_finish("io_model.open");
 }
