@@ -329,8 +329,11 @@ qr_status qr_cmd_inspect(int argc, char **argv)
         case 'h':
             qr_cli_print_help(inspect_help);
             return QR_OK;
-        default:
-            return qr_cli_usage_error("inspect", "unknown option or missing value");
+        default: {
+            char what[160];
+            snprintf(what, sizeof what, "unknown option '%.120s'", argv[optind - 1]);
+            return qr_cli_usage_error("inspect", what);
+        }
         }
     }
     if (argc - optind != 1) {
