@@ -51,19 +51,20 @@ float qr_bf16_to_f32(uint16_t b)
     return f32_from_bits((uint32_t)b << 16);
 }
 
+/* Branch-free, so the array loops vectorize: all three cases are computed and one is selected by
+ * masks (a ternary here compiles to a branch and stops the vectorizer). */
 float qr_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu;
-    uint32_t mant = h & 0x3ffu;
-    if (exp == 0x1f) { /* inf or NaN: keep the payload, so NaN stays NaN */
-        return f32_from_bits(sign | 0x7f800000u | (mant << 13));
-    }
-    if (exp == 0) { /* zero or subnormal: value = mant * 2^-24, exact in float32 */
-        float v = ldexpf((float)mant, -24);
-        return sign ? -v : v;
-    }
-    return f32_from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
+    uint32_t em = h & 0x7fffu;                  /* exponent and mantissa */
+    uint32_t normal = (em << 13) + 0x38000000u; /* rebias 15 -> 127 */
+    uint32_t infnan = normal + 0x38000000u; /* exponent 31 -> 255, payload kept: NaN stays NaN */
+    float sub = (float)em * 0x1p-24f;       /* zero or subnormal: em x 2^-24, exact in float */
+    uint32_t subbits, is_infnan = 0u - (uint32_t)(em >= 0x7c00u),
+                      is_sub = 0u - (uint32_t)(em < 0x0400u);
+    memcpy(&subbits, &sub, sizeof subbits);
+    return f32_from_bits(sign | (infnan & is_infnan) | (subbits & is_sub) |
+                         (normal & ~(is_infnan | is_sub)));
 }
 
 uint16_t qr_f32_to_bf16(float f)
@@ -97,31 +98,40 @@ uint16_t qr_f32_to_f16(float f)
     return sign | (uint16_t)((r - 0x38000000u) >> 13);
 }
 
+/* The loops below are one per dtype (no switch per element) so the compiler can keep them tight
+ * and vectorize the BF16 one; they are the inner loop of every tensor read. */
 void qr_convert_to_f32(qr_dtype dt, const void *src, size_t n, float *dst)
 {
     const unsigned char *p = src;
-    for (size_t i = 0; i < n; i++) {
-        switch (dt) {
-        case QR_DTYPE_F32: {
-            float v;
-            memcpy(&v, p + 4 * i, 4);
-            dst[i] = v;
-            break;
+    switch (dt) {
+    case QR_DTYPE_F32:
+        memcpy(dst, p, n * sizeof *dst);
+        break;
+    case QR_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t b;
+            uint32_t u;
+            memcpy(&b, p + 2 * i, 2);
+            u = (uint32_t)b << 16;
+            memcpy(&dst[i], &u, 4);
         }
-        case QR_DTYPE_F64: {
+        break;
+    case QR_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = qr_f16_to_f32(h);
+        }
+        break;
+    case QR_DTYPE_F64:
+        for (size_t i = 0; i < n; i++) {
             double v;
             memcpy(&v, p + 8 * i, 8);
             dst[i] = (float)v;
-            break;
         }
-        case QR_DTYPE_F16:
-        case QR_DTYPE_BF16: {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = dt == QR_DTYPE_F16 ? qr_f16_to_f32(h) : qr_bf16_to_f32(h);
-            break;
-        }
-        default:
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) {
             dst[i] = NAN;
         }
     }
@@ -130,14 +140,35 @@ void qr_convert_to_f32(qr_dtype dt, const void *src, size_t n, float *dst)
 void qr_convert_to_f64(qr_dtype dt, const void *src, size_t n, double *dst)
 {
     const unsigned char *p = src;
-    if (dt == QR_DTYPE_F64) {
+    switch (dt) {
+    case QR_DTYPE_F64:
         memcpy(dst, p, n * sizeof *dst);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        float v;
-        qr_convert_to_f32(dt, p + i * qr_dtype_size(dt), 1, &v);
-        dst[i] = v;
+        break;
+    case QR_DTYPE_F32:
+        for (size_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, p + 4 * i, 4);
+            dst[i] = v;
+        }
+        break;
+    case QR_DTYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t b;
+            memcpy(&b, p + 2 * i, 2);
+            dst[i] = qr_bf16_to_f32(b);
+        }
+        break;
+    case QR_DTYPE_F16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = qr_f16_to_f32(h);
+        }
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) {
+            dst[i] = NAN;
+        }
     }
 }
 
