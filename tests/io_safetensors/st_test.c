@@ -195,6 +195,13 @@ static int test_roundtrip(void)
         QR_EXPECT(strcmp(qr_st_model_at(m, i - 1)->name, qr_st_model_at(m, i)->name) < 0,
                   "model tensors not sorted by name at %zu", i);
     }
+    qr_st_model_close(&m);
+    /* ... and so is a .safetensors file given directly. */
+    QR_REQUIRE(qr_st_model_open(path, &m) == QR_OK, "model open of a file: %s", qr_errmsg());
+    QR_EXPECT(qr_st_model_count(m) == n && qr_st_model_shard_count(m) == 1 &&
+                  strcmp(qr_st_model_shard_path(m, 0), path) == 0 &&
+                  qr_st_path(qr_st_model_shard(m, 0)) == qr_st_model_shard_path(m, 0),
+              "a file given directly is a one-shard model");
     QR_EXPECT(qr_st_model_find(m, "m.bf16") &&
                   qr_st_model_find(m, "m.bf16")->dtype == QR_DTYPE_BF16,
               "model find m.bf16");
