@@ -63,7 +63,7 @@ void qr_svd_opts_default(qr_svd_opts *o)
 {
     o->mode = QR_SVD_AUTO;
     o->oversample = 10;
-    o->power_iters = 2;
+    o->power_iters = 3;
 }
 
 /* Exact rank-r truncation: full thin SVD, then the leading r triplets. */
@@ -149,10 +149,17 @@ qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, con
 {
     int mi = 0, ni = 0;
     int64_t k = m < n ? m : n;
-    qr_svd_mode mode = o ? o->mode : QR_SVD_AUTO;
-    int64_t p = o ? o->oversample : 10;
-    int q = o ? o->power_iters : 2;
-    int64_t l;
+    qr_svd_opts defaults;
+    qr_svd_mode mode;
+    int64_t p, l;
+    int q;
+    qr_svd_opts_default(&defaults);
+    if (!o) {
+        o = &defaults;
+    }
+    mode = o->mode;
+    p = o->oversample;
+    q = o->power_iters;
     QR_TRY(to_ints("truncated SVD", m, n, &mi, &ni));
     if (r < 0 || r > k) {
         return qr_fail(QR_ERR_INPUT, "truncated SVD: rank (expected 0..%lld, found %lld)",

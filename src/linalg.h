@@ -24,10 +24,10 @@ qr_status qr_svd(const double *A, int64_t m, int64_t n, double *U, double *S, do
 typedef struct {
     qr_svd_mode mode;
     int oversample;  /* p: extra sketch columns (default 10) */
-    int power_iters; /* q: power iterations (default 2) */
+    int power_iters; /* q: power iterations (default 3) */
 } qr_svd_opts;
 
-/* AUTO, p = 10, q = 2 (see docs/quantizers.md for the measurements behind them). */
+/* AUTO, p = 10, q = 3 (see docs/quantizers.md for the measurements behind them). */
 void qr_svd_opts_default(qr_svd_opts *o);
 
 /* Rank-r truncated SVD of A (m, n): U (m, r), S (r) descending, Vt (r, n); A is not modified.
@@ -36,7 +36,8 @@ void qr_svd_opts_default(qr_svd_opts *o);
  * min(m, n)), drawn from rng row by row; Y = A Omega, then q times Y = A (Aᵀ Y), with a QR
  * re-orthonormalisation after every multiply; B = Qᵀ A (l, n), exact SVD of B, U = Q U_B, first r
  * kept. When l == min(m, n) the randomized path is no cheaper and the exact one runs instead.
- * rng may be NULL only for EXACT (and for AUTO when it picks exact). 0 <= r <= min(m, n). */
+ * o NULL = the defaults. rng may be NULL only for EXACT (and for AUTO when it picks exact).
+ * 0 <= r <= min(m, n). */
 qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
                            qr_rng *rng, double *U, double *S, double *Vt);
 
