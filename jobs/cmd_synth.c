@@ -16,12 +16,14 @@
 
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "io/tokenizer_bin.h"
 #include "jobs/cli.h"
 #include "src/alloc.h"
 #include "src/checked.h"
 #include "src/log.h"
 #include "src/progress.h"
 #include "src/synth.h"
+#include "src/tokenizer.h"
 
 /* Rows are generated in blocks of about this many float32 values (4 MiB): big enough for long
  * sequential writes, small enough that a 7B layer never sits in memory. */
@@ -53,6 +55,8 @@ static const char synth_help[] =
     "  --seed N           random seed (0)\n"
     "  --shards N         number of safetensors files (1)\n"
     "  --tie-embeddings   no lm_head; the classifier reuses embed_tokens (untied by default)\n"
+    "  --tokenizer FILE   copy a llama2.c tokenizer.bin holding --vocab pieces into the folder\n"
+    "                     (e.g. stories260K's tok512.bin with the default vocab of 512)\n"
     "  -h, --help         this text\n";
 
 typedef struct {
@@ -61,6 +65,7 @@ typedef struct {
     qr_dtype dtype;
     uint64_t seed;
     int64_t shards;
+    const char *tokenizer; /* NULL: none */
 } synth_opts;
 
 enum {
@@ -77,6 +82,7 @@ enum {
     OPT_TIE,
     OPT_PRESET,
     OPT_OUT,
+    OPT_TOKENIZER,
     OPT_COUNT
 };
 
@@ -113,6 +119,7 @@ static qr_status parse_options(int argc, char **argv, synth_opts *o, int *help)
         {"seed", required_argument, NULL, OPT_SEED},
         {"shards", required_argument, NULL, OPT_SHARDS},
         {"tie-embeddings", no_argument, NULL, OPT_TIE},
+        {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +154,9 @@ static qr_status parse_options(int argc, char **argv, synth_opts *o, int *help)
             break;
         case OPT_TIE:
             tie = 1;
+            break;
+        case OPT_TOKENIZER:
+            o->tokenizer = optarg;
             break;
         case ':': {
             char what[256];
@@ -324,6 +334,23 @@ done:
     return st;
 }
 
+/* Check that `src` is a tokenizer.bin for this vocabulary, then copy it to dir/tokenizer.bin. */
+static qr_status copy_tokenizer(const char *dir, const synth_opts *o)
+{
+    qr_status st = QR_OK;
+    qr_tokenizer *tok = NULL;
+    char *bytes = NULL, path[SYNTH_PATH_MAX];
+    size_t size = 0;
+    QR_CHECK(qr_tokenizer_bin_read(o->tokenizer, o->cfg.vocab_size, &tok));
+    QR_CHECK(qr_fs_read_all(o->tokenizer, QR_TOKENIZER_BIN_MAX, &bytes, &size));
+    QR_CHECK(qr_fs_join(path, sizeof path, dir, "tokenizer.bin"));
+    QR_CHECK(qr_fs_write_atomic(path, bytes, size));
+done:
+    free(bytes);
+    qr_tokenizer_free(&tok);
+    return st;
+}
+
 /* Remove a stale model file of the other layout, so readers cannot pick up an old model. */
 static qr_status remove_stale(const char *dir, const char *name)
 {
@@ -366,6 +393,9 @@ static qr_status run_synth(const synth_opts *o)
     }
     QR_CHECK(remove_stale(o->out, S == 1 ? "model.safetensors.index.json" : "model.safetensors"));
     QR_CHECK(write_config(o->out, o));
+    if (o->tokenizer) {
+        QR_CHECK(copy_tokenizer(o->out, o));
+    }
     for (size_t i = 0; i < n; i++) {
         n_steps += i + 1 == n || tensor_layer(&ts[i + 1]) != tensor_layer(&ts[i]);
     }

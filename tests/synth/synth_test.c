@@ -371,7 +371,7 @@ static void expect_usage_error(const char *args, const char *what)
 
 static int test_options(void)
 {
-    char args[2048], out[2048], cmd[8192];
+    char args[4096], out[2048], cmd[8192];
     int rc;
     expect_usage_error("--dim abc --out x", "--dim: expected an integer");
     expect_usage_error("--dim 0 --out x", "--dim: expected an integer in [1,");
@@ -383,6 +383,20 @@ static int test_options(void)
     expect_usage_error("--out x --seed", "option '--seed' is missing its value");
     snprintf(args, sizeof args, "--out '%s/many' --layers 1 --shards 50", dir);
     expect_usage_error(args, "--shards: expected at most 12");
+    {
+        /* --tokenizer: copied when it matches --vocab, refused (naming the file) when not. */
+        const char *data = qr_test_data_dir();
+        if (data) {
+            char tok[1024], copy[2048];
+            snprintf(tok, sizeof tok, "%s/models/stories260K/llama2c/tok512.bin", data);
+            snprintf(args, sizeof args, "--out '%s/tok' --layers 1 --tokenizer '%s'", dir, tok);
+            QR_EXPECT(run(args, NULL) == 0, "synth %s failed", args);
+            snprintf(copy, sizeof copy, "%s/tok/tokenizer.bin", dir);
+            QR_EXPECT(files_equal(tok, copy), "tokenizer.bin should be a copy of %s", tok);
+            snprintf(args, sizeof args, "--out '%s/tok2' --vocab 100 --tokenizer '%s'", dir, tok);
+            expect_usage_error(args, "tok512.bin");
+        }
+    }
     snprintf(out, sizeof out, "%s/help.txt", dir);
     snprintf(cmd, sizeof cmd, "'%s' synth --help >'%s' 2>&1 && grep -q -- '--kv-heads N' '%s'", bin,
              out, out);
