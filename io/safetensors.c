@@ -655,6 +655,33 @@ qr_status qr_st_read_f64(const qr_st_tensor *t, double *dst, size_t n)
     return QR_OK;
 }
 
+static qr_status check_range(const qr_st_tensor *t, int64_t first, size_t n)
+{
+    if (first < 0 || first > t->numel || n > (size_t)(t->numel - first)) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "%s: tensor '%s': read of elements [%" PRId64 ", +%zu) out of range "
+                       "(expected within %" PRId64 " elements)",
+                       t->path, t->name, first, n, t->numel);
+    }
+    return QR_OK;
+}
+
+qr_status qr_st_read_range_f32(const qr_st_tensor *t, int64_t first, size_t n, float *dst)
+{
+    QR_TRY(check_range(t, first, n));
+    qr_convert_to_f32(
+        t->dtype, (const unsigned char *)t->data + (size_t)first * qr_dtype_size(t->dtype), n, dst);
+    return QR_OK;
+}
+
+qr_status qr_st_read_range_f64(const qr_st_tensor *t, int64_t first, size_t n, double *dst)
+{
+    QR_TRY(check_range(t, first, n));
+    qr_convert_to_f64(
+        t->dtype, (const unsigned char *)t->data + (size_t)first * qr_dtype_size(t->dtype), n, dst);
+    return QR_OK;
+}
+
 /* ---- writing --------------------------------------------------------------------------------- */
 
 struct qr_st_writer {

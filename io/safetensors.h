@@ -60,6 +60,10 @@ const qr_st_file *qr_st_model_shard(const qr_st_model *m, size_t i);
 /* Convert a whole tensor to float32 / float64; n must equal t->numel. */
 qr_status qr_st_read_f32(const qr_st_tensor *t, float *dst, size_t n);
 qr_status qr_st_read_f64(const qr_st_tensor *t, double *dst, size_t n);
+/* Convert elements [first, first + n) of the flattened tensor (e.g. a block of rows: first = row0 x
+ * cols), so a tensor larger than memory can be streamed. QR_ERR_INTERNAL when out of range. */
+qr_status qr_st_read_range_f32(const qr_st_tensor *t, int64_t first, size_t n, float *dst);
+qr_status qr_st_read_range_f64(const qr_st_tensor *t, int64_t first, size_t n, double *dst);
 
 /* ---- writing (synth, tests) ------------------------------------------------------------------ */
 typedef struct {

@@ -166,6 +166,20 @@ static int test_roundtrip(void)
         }
         QR_EXPECT(qr_st_read_f32(t, got, numel + 1) == QR_ERR_INTERNAL,
                   "a wrong element count must be refused");
+        if (numel >= 3) { /* a range read is the matching slice of the whole read */
+            float part[64];
+            double part64[64];
+            QR_EXPECT(qr_st_read_range_f32(t, 1, numel - 2, part) == QR_OK &&
+                          memcmp(part, got + 1, (numel - 2) * sizeof *part) == 0,
+                      "%s: range read [1, %zu) differs from the whole read", t->name, numel - 1);
+            QR_EXPECT(qr_st_read_range_f64(t, 2, numel - 2, part64) == QR_OK &&
+                          part64[0] == got64[2] && part64[numel - 3] == got64[numel - 1],
+                      "%s: float64 range read differs", t->name);
+            QR_EXPECT(qr_st_read_range_f32(t, 2, numel - 1, part) == QR_ERR_INTERNAL &&
+                          qr_st_read_range_f32(t, -1, 1, part) == QR_ERR_INTERNAL &&
+                          qr_st_read_range_f32(t, (int64_t)numel + 1, 0, part) == QR_ERR_INTERNAL,
+                      "%s: out-of-range reads must be refused", t->name);
+        }
     }
     /* qr_st_at is in data order and the data follows the header 8-aligned */
     for (size_t i = 0; i < n; i++) {
