@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,18 @@
 #define QR_CKPT_TENSOR_BLOCK_BYTES ((size_t)256 << 20)
 
 static qr_ckpt_stats last_stats;
+
+/* Test hook (docs/checkpoint.md): QRECON_TEST_KILL_AT=assemble:N makes rank 0 SIGKILL itself after
+ * the N-th module of the checkpoint is written, the way a node dies in the middle of an assembly.
+ */
+static long kill_after_module(void)
+{
+    const char *v = getenv("QRECON_TEST_KILL_AT");
+    if (!v || strncmp(v, "assemble:", 9) != 0) {
+        return -1;
+    }
+    return strtol(v + 9, NULL, 10);
+}
 
 void qr_ckpt_last_stats(qr_ckpt_stats *s)
 {
@@ -365,11 +378,20 @@ qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_sp
     if (st == QR_OK && spec->root) {
         st = qr_h5_attrs_write(file, spec->root);
     }
+    if (st == QR_OK && spec->model_config) {
+        st = qr_h5_attr_write_str(file, "model_config", spec->model_config);
+    }
+    if (st == QR_OK && spec->options) {
+        st = qr_h5_attr_write_str(file, "options", spec->options);
+    }
     QR_CHECK(agree(comm, st));
     for (size_t i = 0; i < spec->n_modules; i++) {
         QR_CHECK(agree(comm, write_module(comm, file, dxpl, spec, i, &infos[i],
                                           (int)(i % (size_t)size) == rank)));
         bytes += qr_qlayer_layout_bytes(&infos[i].layout);
+        if (rank == 0 && (long)i + 1 == kill_after_module()) {
+            raise(SIGKILL);
+        }
     }
     gcpl = qr_h5_gcpl_plain();
     tg = gcpl >= 0 ? H5Gcreate2(file, QR_CKPT_TENSORS, H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
@@ -443,6 +465,7 @@ struct qr_ckpt {
     char path[4096];
     hid_t file;
     qr_kvlist attrs;
+    char *model_config, *options;
     char **modules;
     size_t n_modules;
     char **tensors;
@@ -543,7 +566,16 @@ qr_status qr_ckpt_open(const char *path, qr_ckpt **out)
                      path, (long long)complete);
         goto done;
     }
-    QR_CHECK(qr_h5_attrs_read_all(c->file, path, &c->attrs));
+    {
+        static const char *const texts[] = {"model_config", "options", NULL};
+        QR_CHECK(qr_h5_attrs_read_all(c->file, path, texts, &c->attrs));
+        if (qr_h5_attr_exists(c->file, "model_config")) {
+            QR_CHECK(qr_h5_attr_read_text(c->file, "model_config", path, &c->model_config));
+        }
+        if (qr_h5_attr_exists(c->file, "options")) {
+            QR_CHECK(qr_h5_attr_read_text(c->file, "options", path, &c->options));
+        }
+    }
     QR_CHECK(list_links(c->file, H5_INDEX_CRT_ORDER, 1, path, &c->modules, &c->n_modules));
     if (H5Lexists(c->file, QR_CKPT_TENSORS, H5P_DEFAULT) > 0) {
         tg = H5Gopen2(c->file, QR_CKPT_TENSORS, H5P_DEFAULT);
@@ -573,6 +605,8 @@ void qr_ckpt_close(qr_ckpt **c)
         H5Fclose((*c)->file);
     }
     qr_kvlist_free(&(*c)->attrs);
+    free((*c)->model_config);
+    free((*c)->options);
     for (size_t i = 0; i < (*c)->n_modules; i++) {
         free((*c)->modules[i]);
     }
@@ -588,6 +622,16 @@ void qr_ckpt_close(qr_ckpt **c)
 const qr_kvlist *qr_ckpt_attrs(const qr_ckpt *c)
 {
     return &c->attrs;
+}
+
+const char *qr_ckpt_model_config(const qr_ckpt *c)
+{
+    return c->model_config ? c->model_config : "";
+}
+
+const char *qr_ckpt_options(const qr_ckpt *c)
+{
+    return c->options ? c->options : "";
 }
 
 size_t qr_ckpt_module_count(const qr_ckpt *c)
@@ -628,7 +672,7 @@ qr_status qr_ckpt_load_module(const qr_ckpt *c, const char *name, qr_qlayer *ql,
     }
     QR_CHECK(qr_h5_qlayer_read(g, where, ql));
     if (metrics) {
-        QR_CHECK(qr_h5_attrs_read_all(g, where, &all));
+        QR_CHECK(qr_h5_attrs_read_all(g, where, NULL, &all));
         for (size_t i = 0; i < all.n; i++) {
             if (strncmp(all.items[i].key, QR_PART_METRIC_PREFIX, lp) == 0) {
                 qr_kv kv = all.items[i];

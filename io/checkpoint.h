@@ -43,6 +43,8 @@ typedef qr_status (*qr_ckpt_read_fn)(void *ctx, const char *name, float *dst, si
 
 typedef struct {
     const qr_kvlist *root;      /* root attributes besides format, version and complete */
+    const char *model_config;   /* root attribute "model_config": JSON text (may be NULL) */
+    const char *options;        /* root attribute "options": JSON text (may be NULL) */
     const char *const *modules; /* (n_modules) module names, in model order */
     const char *const *parts;   /* (n_modules) part file paths */
     size_t n_modules;
@@ -73,8 +75,12 @@ typedef struct qr_ckpt qr_ckpt;
 qr_status qr_ckpt_open(const char *path, qr_ckpt **out);
 void qr_ckpt_close(qr_ckpt **c); /* NULL-safe, clears the pointer */
 
-/* Root attributes (all of them, in name order); owned by the handle. */
+/* Root attributes (all but the JSON texts, in name order); owned by the handle. */
 const qr_kvlist *qr_ckpt_attrs(const qr_ckpt *c);
+/* The JSON texts of the root attributes "model_config" and "options" ("" when absent); owned by
+ * the handle. */
+const char *qr_ckpt_model_config(const qr_ckpt *c);
+const char *qr_ckpt_options(const qr_ckpt *c);
 
 /* Quantized modules in model order. */
 size_t qr_ckpt_module_count(const qr_ckpt *c);

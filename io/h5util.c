@@ -389,6 +389,7 @@ qr_status qr_h5_attr_read_str(hid_t obj, const char *name, const char *where, ch
 
 typedef struct {
     const char *where;
+    const char *const *skip;
     qr_kvlist *list;
     qr_status st;
 } attr_iter_ctx;
@@ -398,6 +399,11 @@ static herr_t attr_iter_cb(hid_t obj, const char *name, const H5A_info_t *info, 
     attr_iter_ctx *ctx = data;
     qr_kv kv;
     (void)info;
+    for (const char *const *sk = ctx->skip; sk && *sk; sk++) {
+        if (strcmp(*sk, name) == 0) {
+            return 0;
+        }
+    }
     ctx->st = attr_read_kv(obj, name, ctx->where, &kv);
     if (ctx->st == QR_OK) {
         ctx->st = qr_kv_set(ctx->list, &kv);
@@ -405,9 +411,9 @@ static herr_t attr_iter_cb(hid_t obj, const char *name, const H5A_info_t *info, 
     return ctx->st == QR_OK ? 0 : -1;
 }
 
-qr_status qr_h5_attrs_read_all(hid_t obj, const char *where, qr_kvlist *l)
+qr_status qr_h5_attrs_read_all(hid_t obj, const char *where, const char *const *skip, qr_kvlist *l)
 {
-    attr_iter_ctx ctx = {where, l, QR_OK};
+    attr_iter_ctx ctx = {where, skip, l, QR_OK};
     hsize_t idx = 0;
     if (H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_iter_cb, &ctx) < 0) {
         return ctx.st != QR_OK ? ctx.st
@@ -515,4 +521,41 @@ hid_t qr_h5_gcpl_plain(void)
         gcpl = -1;
     }
     return gcpl;
+}
+
+qr_status qr_h5_attr_read_text(hid_t obj, const char *name, const char *where, char **text)
+{
+    qr_status st = QR_OK;
+    hid_t attr = -1, type = -1, mtype = -1;
+    size_t size;
+    *text = NULL;
+    if (H5Aexists(obj, name) <= 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute '%s' is missing", where, name);
+    }
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : -1;
+    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) {
+        st = qr_fail(QR_ERR_INPUT, "%s: attribute '%s' is not a fixed-length string", where, name);
+        goto done;
+    }
+    size = H5Tget_size(type);
+    mtype = H5Tcopy(type);
+    QR_CHECK(qr_calloc(text, size + 1, 1, name));
+    if (mtype < 0 || H5Aread(attr, mtype, *text) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot read attribute '%s'", where, name);
+    }
+done:
+    if (st != QR_OK) {
+        qr_free(text);
+    }
+    if (mtype >= 0) {
+        H5Tclose(mtype);
+    }
+    if (type >= 0) {
+        H5Tclose(type);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    return st;
 }

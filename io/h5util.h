@@ -74,9 +74,13 @@ qr_status qr_h5_attr_read_double(hid_t obj, const char *name, const char *where,
 qr_status qr_h5_attr_read_str(hid_t obj, const char *name, const char *where, char *buf, size_t n);
 bool qr_h5_attr_exists(hid_t obj, const char *name);
 
-/* Read every scalar attribute of obj (integers, floats, strings) into l, in name order. Attributes
- * of other shapes or classes are QR_ERR_INPUT. */
-qr_status qr_h5_attrs_read_all(hid_t obj, const char *where, qr_kvlist *l);
+/* Read every scalar attribute of obj (integers, floats, strings) into l, in name order, except
+ * those named in skip (a NULL-terminated list; skip itself may be NULL). Attributes of other shapes
+ * or classes are QR_ERR_INPUT. */
+qr_status qr_h5_attrs_read_all(hid_t obj, const char *where, const char *const *skip, qr_kvlist *l);
+
+/* Read a string attribute of any length; *text is allocated (caller frees). */
+qr_status qr_h5_attr_read_text(hid_t obj, const char *name, const char *where, char **text);
 
 /* Dimensions of dataset `name` under loc: QR_ERR_INPUT naming it when absent or of another rank
  * (ndim) than expected. */

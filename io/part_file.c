@@ -175,7 +175,7 @@ static qr_status open_part(const char *path, qr_part_info *info, hid_t *file)
     }
     QR_CHECK(qr_h5_attr_read_str(*file, "module", path, info->module, sizeof info->module));
     QR_CHECK(qr_h5_qlayer_read_layout(*file, path, &info->layout));
-    QR_CHECK(qr_h5_attrs_read_all(*file, path, &all));
+    QR_CHECK(qr_h5_attrs_read_all(*file, path, NULL, &all));
     QR_CHECK(split_attrs(&all, info));
 done:
     qr_kvlist_free(&all);
