@@ -35,8 +35,8 @@ struct qr_kweight {
     int32_t *seg_agroup; /* (n_seg) activation group of each segment */
     int64_t n_chunks;    /* padded columns / QR_KCHUNK */
     uint8_t *tiles;      /* (rows_p / 16, n_chunks, 64) as above */
-    float *scales_t;     /* (n_wgroups, rows_p) weight scales, transposed; padding rows 0 */
-    uint8_t *zeros_t;    /* (n_wgroups, rows_p) zero points (asymmetric only, else NULL) */
+    float *scales_b;     /* (rows_p / 16, n_wgroups, 16) weight scales by row block; padding 0 */
+    uint8_t *zeros_b;    /* (rows_p / 16, n_wgroups, 16) zero points (asymmetric, else NULL) */
 };
 
 /* Activations laid out for one prepared weight: codes in padded columns, and per segment the sum
@@ -61,6 +61,13 @@ void qr_w4_avx512(const qr_kweight *W, const qr_qact *A, const qr_kact *P, float
 
 /* Lay out A for W: *P points into one block *storage (free with free()). */
 qr_status qr_kact_make(const qr_kweight *W, const qr_qact *A, qr_kact *P, void **storage);
+
+/* Index in scales_b / zeros_b of row block b, weight group g: a row block's scales are one
+ * sequential stream, read in step with its tiles. */
+static inline int64_t qr_kw_scale_index(const qr_kweight *W, int64_t b, int64_t g)
+{
+    return (b * W->n_wgroups + g) * QR_KROWS;
+}
 
 /* Activation group of column j for grouping `group` (0 = whole token). */
 static inline int64_t qr_kact_group_of(int64_t j, int64_t group)

@@ -57,11 +57,12 @@ half_block(const qr_kweight *W, const qr_kact *P, int64_t b, int h, int64_t t0, 
             }
         }
         int64_t g = W->seg_wgroup[s];
-        __m256 ws = _mm256_loadu_ps(W->scales_t + g * W->rows_p + r0);
-        __m256i off = W->asym
-                          ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                (const __m128i *)(const void *)(W->zeros_t + g * W->rows_p + r0)))
-                          : _mm256_set1_epi32(8);
+        __m256 ws = _mm256_loadu_ps(W->scales_b + qr_kw_scale_index(W, b, g) + 8 * h);
+        __m256i off =
+            W->asym ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                          (const __m128i *)(const void *)(W->zeros_b + qr_kw_scale_index(W, b, g) +
+                                                          8 * h)))
+                    : _mm256_set1_epi32(8);
         for (int t = 0; t < T; t++) {
             int64_t k = (t0 + t) * W->n_seg + s;
             float *y = Y + (t0 + t) * W->rows + r0;

@@ -106,21 +106,24 @@ qr_status qr_kernel_w4_with(qr_kernel_id k, const qr_kweight *W, const qr_qact *
 qr_status qr_lowrank_apply_f32(const float *L, const float *R, int64_t d_out, int64_t d_in,
                                int64_t rank, const float *Xdeq, int64_t n, float *Y);
 
-/* INT8 option: R and L quantized per row, symmetric, scale = max|row| / 127 (never zero). */
+/* INT8 option: the factors are STORED as int8, quantized per row of R and per row of L,
+ * symmetric, scale = max|row| / 127 (never zero); the products run on the same quantized
+ * activations as the main product (details in src/kernels/lowrank.c). */
 typedef struct {
     int64_t d_out, d_in, rank;
-    int8_t *Lq; /* (d_out, rank) */
-    float *sL;  /* (d_out) */
-    int8_t *Rq; /* (rank, d_in) */
-    float *sR;  /* (rank) */
+    int8_t *LqT; /* (rank, d_out): L quantized per row of L, stored transposed */
+    float *sL;   /* (d_out) */
+    int8_t *Rq;  /* (rank, d_in) */
+    float *sR;   /* (rank) */
 } qr_lowrank_i8;
 
 /* Quantize L (d_out, rank) and R (rank, d_in) into out (allocated here; qr_lowrank_i8_free). */
 qr_status qr_lowrank_i8_quantize(const float *L, const float *R, int64_t d_out, int64_t d_in,
                                  int64_t rank, qr_lowrank_i8 *out);
 
-/* Y (n, d_out) += (A · Rqᵀ) · Lqᵀ: Z = A · Rqᵀ with exact int32 sums per activation group, scaled
- * to float; then Y += Z · deq(Lq)ᵀ in float (L read as int8 for few tokens, sgemm for many). */
+/* Y (n, d_out) += (deq(A) · deq(Rq)ᵀ) · deq(Lq)ᵀ. Few tokens: the int8 factors are read once per
+ * token (a quarter of the float bytes; the product is memory bound there). Many tokens: the
+ * factors are dequantized once per call and the products run as sgemm. */
 qr_status qr_lowrank_i8_apply(const qr_lowrank_i8 *q, const qr_qact *A, float *Y);
 
 void qr_lowrank_i8_free(qr_lowrank_i8 *q);

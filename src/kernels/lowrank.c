@@ -1,16 +1,17 @@
 /* lowrank.c: the low-rank correction Y += (Xdeq · Rᵀ) · Lᵀ of the quantized modules, in float32
- * (two BLAS calls) or with INT8 factors (integer dot products), both on the same quantized
- * activations as the main INT4 product.
+ * (two BLAS calls) or from INT8 factors, both on the same quantized activations as the main INT4
+ * product.
  *
- * INT8 option. R (rank, d_in) and L (d_out, rank) are quantized per row, symmetric, scale =
- * max|row| / 127. Then per token:
- *     z_k = sR_k * sum_h xs_h * sum_{j in group h} Rq_kj x_j      (exact int32 per group)
- *     zq = round(z / sz), sz = max|z| / 127                        (z quantized per token)
- *     y_o += sL_o * sz * sum_k Lq_ok zq_k                          (exact int32)
- * so both products run on int8 data (a quarter of the float bytes, which is what matters at few
- * tokens, where the product is memory bound). Error: each of the three roundings adds a relative
- * error of about 1/254 of the row's largest magnitude per element; measured figures are in
- * docs/kernels.md. */
+ * INT8 option. R (rank, d_in) and L (d_out, rank) are stored as int8 per row, symmetric, scale =
+ * max|row| / 127; the product is (Xdeq · deq(Rq)ᵀ) · deq(Lq)ᵀ, so its only error against the
+ * float factors is the two int8 roundings (about 1/254 of a row's largest magnitude per element;
+ * measured figures in docs/kernels.md). It runs two ways with the same result up to float
+ * summation order:
+ *   few tokens (n < QR_LR_I8_GEMM_MIN): per token, z_k = sR_k * sum_h xs_h * (Rq_k · x)_h with
+ *     exact int32 sums per activation group h, then y += sL ∘ (LqT z), reading 1 byte per factor
+ *     element: at few tokens the correction is memory bound, and int8 is a quarter of the bytes;
+ *   many tokens: dequantize both factors once per call (r (d_in + d_out) values) and run sgemm,
+ *     which is compute bound there and faster than any int8 loop without VNNI-style tiling. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -52,18 +53,19 @@ qr_status qr_lowrank_apply_f32(const float *L, const float *R, int64_t d_out, in
     return st;
 }
 
-/* Symmetric int8 of one row of n values: codes and the scale max|v| / 127 (never zero). */
-static float quantize_row_i8(const float *v, int64_t n, int8_t *q)
+/* Symmetric int8 of n values at stride `stride`: codes q[j * qstride] and the scale
+ * max|v| / 127 (never zero). */
+static float quantize_row_i8(const float *v, int64_t n, int64_t stride, int8_t *q, int64_t qstride)
 {
     float amax = 0.0f, s;
     for (int64_t j = 0; j < n; j++) {
-        amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
+        amax = fabsf(v[j * stride]) > amax ? fabsf(v[j * stride]) : amax;
     }
     s = amax / 127.0f;
     s = s >= FLT_MIN ? s : FLT_MIN;
     for (int64_t j = 0; j < n; j++) {
-        float c = roundf(v[j] / s);
-        q[j] = (int8_t)(c > 127.0f ? 127.0f : (c < -127.0f ? -127.0f : c));
+        float c = roundf(v[j * stride] / s);
+        q[j * qstride] = (int8_t)(c > 127.0f ? 127.0f : (c < -127.0f ? -127.0f : c));
     }
     return s;
 }
@@ -84,15 +86,15 @@ qr_status qr_lowrank_i8_quantize(const float *L, const float *R, int64_t d_out, 
     out->d_out = d_out;
     out->d_in = d_in;
     out->rank = rank;
-    QR_CHECK(qr_malloc(&out->Lq, nl, 1, "INT8 L"));
+    QR_CHECK(qr_malloc(&out->LqT, nl, 1, "INT8 L"));
     QR_CHECK(qr_malloc(&out->sL, (size_t)d_out, sizeof(float), "INT8 L scales"));
     QR_CHECK(qr_malloc(&out->Rq, nr, 1, "INT8 R"));
     QR_CHECK(qr_malloc(&out->sR, (size_t)rank, sizeof(float), "INT8 R scales"));
     for (int64_t o = 0; o < d_out; o++) {
-        out->sL[o] = quantize_row_i8(L + o * rank, rank, out->Lq + o * rank);
+        out->sL[o] = quantize_row_i8(L + o * rank, rank, 1, out->LqT + o, d_out);
     }
     for (int64_t k = 0; k < rank; k++) {
-        out->sR[k] = quantize_row_i8(R + k * d_in, d_in, out->Rq + k * d_in);
+        out->sR[k] = quantize_row_i8(R + k * d_in, d_in, 1, out->Rq + k * d_in, 1);
     }
 done:
     if (st != QR_OK) {
@@ -106,7 +108,7 @@ void qr_lowrank_i8_free(qr_lowrank_i8 *q)
     if (!q) {
         return;
     }
-    free(q->Lq);
+    free(q->LqT);
     free(q->sL);
     free(q->Rq);
     free(q->sR);
@@ -125,14 +127,60 @@ __attribute__((target_clones("avx2", "default"))) static int32_t dot_i8(const in
     return acc;
 }
 
+/* y[o] += a * q[o] for o < n: one column of Lq (a row of LqT) times one z_k. Element-wise, so the
+ * compiler vectorizes it (int8 widened to float) without reordering any sum. */
+__attribute__((target_clones("avx2", "default"))) static void axpy_i8(float *y, float a,
+                                                                      const int8_t *q, int64_t n)
+{
+    for (int64_t o = 0; o < n; o++) {
+        y[o] += a * (float)q[o];
+    }
+}
+
 /* Longest int8 dot product whose int32 sum cannot overflow: 127 * 127 * 2^17 < 2^31. */
 #define QR_DOT_I8_MAX (INT64_C(1) << 17)
+/* From this many tokens on, dequantizing the factors once and running sgemm beats the per-token
+ * int8 loops (measured with kernels_bench: at 16 tokens sgemm was already 3-4x faster). */
+#define QR_LR_I8_GEMM_MIN 8
+
+/* Many tokens: dequantize factors and activations, then the float path. */
+static qr_status apply_gemm(const qr_lowrank_i8 *q, const qr_qact *A, float *Y)
+{
+    qr_status st = QR_OK;
+    float *Lf = NULL, *Rf = NULL, *Xd = NULL; /* (d_out, rank), (rank, d_in), (n, d_in) */
+    size_t nl, nr, nx;
+    if (!qr_mul_size((size_t)q->d_out, (size_t)q->rank, &nl) ||
+        !qr_mul_size((size_t)q->rank, (size_t)q->d_in, &nr) ||
+        !qr_mul_size((size_t)A->n, (size_t)A->d, &nx)) {
+        return qr_fail(QR_ERR_INPUT, "INT8 low-rank correction: size overflows");
+    }
+    QR_CHECK(qr_malloc(&Lf, nl, sizeof *Lf, "dequantized L"));
+    QR_CHECK(qr_malloc(&Rf, nr, sizeof *Rf, "dequantized R"));
+    QR_CHECK(qr_malloc(&Xd, nx, sizeof *Xd, "dequantized activations"));
+    for (int64_t o = 0; o < q->d_out; o++) {
+        for (int64_t k = 0; k < q->rank; k++) {
+            Lf[o * q->rank + k] = q->sL[o] * (float)q->LqT[k * q->d_out + o];
+        }
+    }
+    for (int64_t k = 0; k < q->rank; k++) {
+        for (int64_t j = 0; j < q->d_in; j++) {
+            Rf[k * q->d_in + j] = q->sR[k] * (float)q->Rq[k * q->d_in + j];
+        }
+    }
+    qr_qact_dequantize(A, Xd);
+    QR_CHECK(qr_lowrank_apply_f32(Lf, Rf, q->d_out, q->d_in, q->rank, Xd, A->n, Y));
+done:
+    free(Lf);
+    free(Rf);
+    free(Xd);
+    return st;
+}
 
 qr_status qr_lowrank_i8_apply(const qr_lowrank_i8 *q, const qr_qact *A, float *Y)
 {
     qr_status st = QR_OK;
     float *z = NULL;   /* (rank) one token's R product */
-    int8_t *zq = NULL; /* (rank) z quantized */
+    float *acc = NULL; /* (d_out) one token's LqT z */
     int64_t gs;
     if (q->rank == 0 || A->n == 0 || q->d_out == 0) {
         return QR_OK;
@@ -142,15 +190,18 @@ qr_status qr_lowrank_i8_apply(const qr_lowrank_i8 *q, const qr_qact *A, float *Y
                        "INT8 low-rank correction: activation width (expected %lld, found %lld)",
                        (long long)q->d_in, (long long)A->d);
     }
+    if (A->n >= QR_LR_I8_GEMM_MIN) {
+        return apply_gemm(q, A, Y);
+    }
     gs = (A->group == 0 || A->group >= A->d) ? A->d : A->group;
-    if (gs > QR_DOT_I8_MAX || q->rank > QR_DOT_I8_MAX) {
+    if (gs > QR_DOT_I8_MAX) {
         return qr_fail(QR_ERR_INPUT,
-                       "INT8 low-rank correction: dot product too long for int32 (expected at "
-                       "most %lld, found %lld)",
-                       (long long)QR_DOT_I8_MAX, (long long)(gs > q->rank ? gs : q->rank));
+                       "INT8 low-rank correction: activation group too long for int32 sums "
+                       "(expected at most %lld, found %lld)",
+                       (long long)QR_DOT_I8_MAX, (long long)gs);
     }
     QR_CHECK(qr_malloc(&z, (size_t)q->rank, sizeof *z, "INT8 low-rank product"));
-    QR_CHECK(qr_malloc(&zq, (size_t)q->rank, 1, "INT8 low-rank product"));
+    QR_CHECK(qr_malloc(&acc, (size_t)q->d_out, sizeof *acc, "INT8 low-rank product"));
     for (int64_t t = 0; t < A->n; t++) {
         const int8_t *x = A->codes + t * A->d;         /* (d_in) */
         const float *xs = A->scales + t * A->n_groups; /* (n_groups) */
@@ -164,13 +215,16 @@ qr_status qr_lowrank_i8_apply(const qr_lowrank_i8 *q, const qr_qact *A, float *Y
             }
             z[k] = q->sR[k] * zk;
         }
-        float sz = quantize_row_i8(z, q->rank, zq);
+        memset(acc, 0, (size_t)q->d_out * sizeof *acc);
+        for (int64_t k = 0; k < q->rank; k++) {
+            axpy_i8(acc, z[k], q->LqT + k * q->d_out, q->d_out);
+        }
         for (int64_t o = 0; o < q->d_out; o++) {
-            y[o] += (q->sL[o] * sz) * (float)dot_i8(q->Lq + o * q->rank, zq, q->rank);
+            y[o] += q->sL[o] * acc[o];
         }
     }
 done:
     free(z);
-    free(zq);
+    free(acc);
     return st;
 }

@@ -171,9 +171,9 @@ static void fill_tiles(qr_kweight *kw)
             }
         }
         for (int64_t g = 0; g < W->n_groups; g++) {
-            kw->scales_t[g * kw->rows_p + i] = W->scales[i * W->n_groups + g];
-            if (kw->zeros_t) {
-                kw->zeros_t[g * kw->rows_p + i] = W->zeros[i * W->n_groups + g];
+            kw->scales_b[qr_kw_scale_index(kw, b, g) + r] = W->scales[i * W->n_groups + g];
+            if (kw->zeros_b) {
+                kw->zeros_b[qr_kw_scale_index(kw, b, g) + r] = W->zeros[i * W->n_groups + g];
             }
         }
     }
@@ -206,9 +206,9 @@ qr_status qr_kweight_prepare(const qr_qweight *W, int64_t act_group, qr_kweight 
         goto done;
     }
     QR_CHECK(alloc_tiles(&kw->tiles, n_tiles));
-    QR_CHECK(qr_calloc(&kw->scales_t, n_scales, sizeof(float), "kernel weight scales"));
+    QR_CHECK(qr_calloc(&kw->scales_b, n_scales, sizeof(float), "kernel weight scales"));
     if (W->asym) {
-        QR_CHECK(qr_calloc(&kw->zeros_t, n_scales, 1, "kernel weight zero points"));
+        QR_CHECK(qr_calloc(&kw->zeros_b, n_scales, 1, "kernel weight zero points"));
     }
     fill_tiles(kw);
     *out = kw;
@@ -228,8 +228,8 @@ void qr_kweight_free(qr_kweight **kw)
     free((*kw)->seg_wgroup);
     free((*kw)->seg_agroup);
     free((*kw)->tiles);
-    free((*kw)->scales_t);
-    free((*kw)->zeros_t);
+    free((*kw)->scales_b);
+    free((*kw)->zeros_b);
     free(*kw);
     *kw = NULL;
 }

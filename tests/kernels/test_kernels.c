@@ -20,9 +20,10 @@
 #define KERNEL_ROUND_MARGIN 2.0
 /* sgemm in float32 over d_in + rank terms: relative to sum|L||R||x|, a few hundred ulps at most. */
 #define LOWRANK_F32_REL 1e-5
-/* INT8 L·R: three int8 roundings (R, L, z), each at most 1/254 of a row's largest magnitude;
- * on Gaussian factors the Frobenius error measures about 1% (docs/kernels.md): 3% fails on a
- * real bug (a wrong scale or index gives O(1)). */
+/* INT8 L·R: two int8 roundings (R and L per row), each at most 1/254 of a row's largest
+ * magnitude; on Gaussian factors the Frobenius error measures under 1% (docs/kernels.md): 3% fails
+ * on a real bug (a wrong scale or index gives O(1)). Cases run both the few-token int8 loops and
+ * the many-token sgemm path. */
 #define LOWRANK_I8_REL 3e-2
 
 static qr_rng rng;
