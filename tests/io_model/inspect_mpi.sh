@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # inspect_mpi.sh NP (test io_model.inspect.npN): `mpiexec -n NP qrecon inspect` on a good model
 # passes and prints the table once (rank 0); on a broken model folder written here every rank exits 2
-# with the same message (checked with QRECON_LOG_ALL_RANKS=1), and nothing hangs.
+# with the same message (checked with QRECON_LOG_ALL_RANKS=1), also when only rank 1 meets it, and
+# nothing hangs.
 set -u
 np=$1
 data=${QRECON_TEST_DATA:-}
@@ -40,6 +41,18 @@ lines=$(grep -c 'error: .*broken/model.safetensors' "$tmp/bad.err")
 distinct=$(grep 'error: ' "$tmp/bad.err" | sed 's/.*error: //' | sort -u | wc -l)
 [ "$distinct" -eq 1 ] || bad "broken model: ranks printed different messages"
 [ ! -s "$tmp/bad.out" ] || bad "broken model: nothing should go to stdout"
+
+# Only rank 1 meets the broken folder (each rank picks its path from OMPI_COMM_WORLD_RANK): all
+# ranks still exit 2 with rank 1's message, and rank 0 prints no table.
+QRECON_LOG_ALL_RANKS=1 timeout 120 "$MPIEXEC" -n "$np" bash -c \
+    'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then p=$1; else p=$2; fi; exec "$QRECON_BIN" inspect "$p"' \
+    inspect "$tmp/broken" "$data/models/stories260K/hf" >"$tmp/one.out" 2>"$tmp/one.err"
+rc=$?
+[ $rc -ne 124 ] || bad "rank 1 only: mpiexec -n $np hung (killed after 120 s)"
+[ $rc -eq 2 ] || bad "rank 1 only: expected exit 2, found $rc"
+lines=$(grep -c 'error: .*broken/model.safetensors' "$tmp/one.err")
+[ "$lines" -eq "$np" ] || bad "rank 1 only: expected rank 1's error on every rank ($np), found $lines"
+[ ! -s "$tmp/one.out" ] || bad "rank 1 only: rank 0 must not print the table"
 
 if [ $fail -ne 0 ]; then
     exit 1
