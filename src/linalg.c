@@ -144,8 +144,21 @@ done:
     return st;
 }
 
-qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
-                           qr_rng *rng, double *U, double *S, double *Vt)
+static const qr_linalg_backend *active_backend;
+
+void qr_linalg_set_backend(const qr_linalg_backend *b)
+{
+    active_backend = b;
+}
+
+const qr_linalg_backend *qr_linalg_get_backend(void)
+{
+    return active_backend;
+}
+
+static qr_status svd_truncated_lapack(const double *A, int64_t m, int64_t n, int64_t r,
+                                      const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
+                                      double *Vt)
 {
     int mi = 0, ni = 0;
     int64_t k = m < n ? m : n;
@@ -187,7 +200,7 @@ qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, con
     return svd_truncated_randomized(A, m, n, r, l, q, rng, U, S, Vt);
 }
 
-qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used)
+static qr_status cholesky_damped_lapack(double *G, int64_t n, double lambda0, double *damping_used)
 {
     qr_status st = QR_OK;
     int ni = 0;
@@ -348,4 +361,32 @@ double qr_frobenius(const double *A, int64_t m, int64_t n)
         sum += a * a;
     }
     return amax * sqrt(sum);
+}
+
+/* The public entry points forward to the backend when one is set (src/linalg.h). */
+qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
+                           qr_rng *rng, double *U, double *S, double *Vt)
+{
+    const qr_linalg_backend *b = active_backend;
+    qr_status st;
+    if (!b || !b->svd_truncated) {
+        return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
+    }
+    active_backend = NULL;
+    st = b->svd_truncated(b->ctx, A, m, n, r, o, rng, U, S, Vt);
+    active_backend = b;
+    return st;
+}
+
+qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used)
+{
+    const qr_linalg_backend *b = active_backend;
+    qr_status st;
+    if (!b || !b->cholesky_damped) {
+        return cholesky_damped_lapack(G, n, lambda0, damping_used);
+    }
+    active_backend = NULL;
+    st = b->cholesky_damped(b->ctx, G, n, lambda0, damping_used);
+    active_backend = b;
+    return st;
 }

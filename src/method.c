@@ -213,7 +213,12 @@ qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out,
     out->method = o->method;
     out->d_out = d_out;
     out->d_in = d_in;
-    st = impl->run(o, W, d_out, d_in, calib, out, rep);
+    {
+        const qr_linalg_backend *saved = qr_linalg_get_backend();
+        qr_linalg_set_backend(o->backend);
+        st = impl->run(o, W, d_out, d_in, calib, out, rep);
+        qr_linalg_set_backend(saved);
+    }
     if (st != QR_OK) {
         qr_qlayer_free(out);
         return st;

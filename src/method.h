@@ -51,6 +51,9 @@ typedef struct {
     uint64_t seed;         /* user seed */
     const char
         *module_name; /* seeds the module's random stream (qr_rng_for_name); NULL = "module" */
+    /* SVDs and Cholesky factorizations go through this backend during qr_method_run (NULL =
+     * LAPACK): `quantize --grid PxQ` passes ScaLAPACK on the rank group (mpi/linalg_backend.h). */
+    const qr_linalg_backend *backend;
 } qr_method_opts;
 
 /* Defaults for method m: group-128 symmetric RTN main weight (ASER: per-channel, group 0), rank 32,
