@@ -688,6 +688,28 @@ static int test_fuzz(void)
             cases++;
         }
     }
+    /* Every truncation of a sharded folder's index fails cleanly, naming the index. */
+    {
+        const char *index = "{\"metadata\":{\"total_size\":22},\"weight_map\":{"
+                            "\"t1\":\"a.safetensors\",\"t2\":\"a.safetensors\","
+                            "\"t3\":\"b.safetensors\"}}";
+        const char *folder = make_folder("fuzz_index", index);
+        char ipath[4200];
+        snprintf(ipath, sizeof ipath, "%s/model.safetensors.index.json", folder);
+        for (size_t cut = 0; cut < strlen(index); cut++) {
+            qr_st_model *m = NULL;
+            qr_status st;
+            write_bytes(ipath, (const unsigned char *)index, cut);
+            st = qr_st_model_open(folder, &m);
+            QR_EXPECT(st == QR_ERR_INPUT && m == NULL &&
+                          strstr(qr_errmsg(), "model.safetensors.index.json"),
+                      "index truncated at %zu: expected QR_ERR_INPUT naming the index, found %s "
+                      "'%s'",
+                      cut, qr_status_name(st), qr_errmsg());
+            qr_st_model_close(&m);
+            cases++;
+        }
+    }
     printf("fuzz: %zu cases, %zu corrupted headers still valid\n", cases, opened_ok);
     free(bytes);
     return qr_test_finish("io_safetensors.fuzz");
