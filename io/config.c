@@ -44,8 +44,7 @@ static const char *json_type_name(const json_t *v)
     }
 }
 
-/* The value of `key`, or NULL when the key is absent or null (transformers treats both as unset).
- */
+/* The value of `key`, or NULL when absent or null (transformers treats both as unset). */
 static json_t *get_value(json_t *root, const char *key)
 {
     json_t *v = json_object_get(root, key);

@@ -23,8 +23,7 @@
 #error "llama2c.c maps little-endian float32 arrays in place: a little-endian host is required"
 #endif
 
-/* llama2.c's newer exports (export.py --version 1/2) start with this magic ("ak42" little-endian).
- */
+/* llama2.c's newer exports (export.py --version 1/2) start with this magic ("ak42", LE). */
 #define L2C_MAGIC_V1 0x616b3432
 #define L2C_NAME_MAX 96
 #define L2C_PER_LAYER 9 /* two norms, q, k, v, o, gate, up, down */

@@ -20,10 +20,11 @@
 #define MODEL_PATH_MAX 4096
 #define MODEL_NAME_MAX 128
 /* llama2.c checkpoints have no header to hash, so the identity covers their first MiB (header,
- * embeddings and more: enough to tell two exports apart) plus the exact size. */
-#define IDENTITY_HEAD_BYTES ((size_t)1 << 20)
-/* config.json is hashed whole; the reader already bounds it at 16 MiB. */
-#define CONFIG_HASH_MAX ((size_t)16 << 20)
+ * embeddings) and IDENTITY_SAMPLES blocks of IDENTITY_SAMPLE_BYTES spread evenly to the last byte:
+ * about 2 MiB read whatever the size, and every layer's weights of a small model are touched. */
+#define IDENTITY_HEAD_BYTES ((uint64_t)1 << 20)
+#define IDENTITY_SAMPLES 16
+#define IDENTITY_SAMPLE_BYTES ((uint64_t)64 << 10)
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
 
@@ -42,8 +43,7 @@ struct qr_model {
     char identity[17];    /* 16 hex digits + NUL */
 };
 
-/* ---- small helpers ------------------------------------------------------------------------------
- */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static char *dup_str(const char *s)
 {
@@ -186,8 +186,7 @@ static qr_status add_file(qr_model *m, const char *path)
     return QR_OK;
 }
 
-/* ---- identity -----------------------------------------------------------------------------------
- */
+/* ---- identity -------------------------------------------------------------------------------- */
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
 {
@@ -199,55 +198,74 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-/* Hash the first `n` bytes of a file, read in chunks. */
-static qr_status hash_file_head(const char *path, uint64_t n, uint64_t *h)
+/* Hash bytes [off, off + n) of an open file, read in chunks. */
+static qr_status hash_range(FILE *f, const char *path, uint64_t off, uint64_t n, uint64_t *h)
 {
     unsigned char buf[1 << 16];
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        return qr_fail(QR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    if (fseeko(f, (off_t)off, SEEK_SET) != 0) {
+        return qr_fail(QR_ERR_IO, "%s: cannot seek to byte %" PRIu64 " (%s)", path, off,
+                       strerror(errno));
     }
     while (n > 0) {
         size_t want = n < sizeof buf ? (size_t)n : sizeof buf;
         if (fread(buf, 1, want, f) != want) {
-            fclose(f);
             return qr_fail(QR_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
         }
         *h = fnv1a(*h, buf, want);
         n -= want;
     }
-    fclose(f);
     return QR_OK;
 }
 
-/* How many leading bytes of a file stand for its content: the 8-byte length and JSON header of a
- * safetensors file (its tensor table, which changes whenever the tensors do), config.json whole,
- * the first MiB of a llama2.c checkpoint. */
-static qr_status identity_span(const qr_model *m, size_t i, uint64_t *n)
+/* The 8-byte little-endian header length at the start of a safetensors file. */
+static qr_status st_header_length(FILE *f, const char *path, uint64_t *len)
 {
-    const char *path = m->files[i];
-    uint64_t size = m->file_sizes[i];
-    if (ends_with(path, ".safetensors")) {
-        unsigned char len[8];
-        uint64_t hl = 0;
-        FILE *f = fopen(path, "rb");
-        if (!f || fread(len, 1, 8, f) != 8) {
-            if (f) {
-                fclose(f);
-            }
-            return qr_fail(QR_ERR_IO, "%s: cannot read the header length", path);
-        }
-        fclose(f);
-        for (int b = 7; b >= 0; b--) {
-            hl = (hl << 8) | len[b];
-        }
-        *n = 8 + hl; /* the safetensors reader has checked 8 + hl <= size */
-    } else if (ends_with(path, ".json")) {
-        *n = size < CONFIG_HASH_MAX ? size : CONFIG_HASH_MAX;
-    } else {
-        *n = size < IDENTITY_HEAD_BYTES ? size : IDENTITY_HEAD_BYTES;
+    unsigned char b[8];
+    *len = 0;
+    if (fseeko(f, 0, SEEK_SET) != 0 || fread(b, 1, 8, f) != 8) {
+        return qr_fail(QR_ERR_IO, "%s: cannot read the header length", path);
+    }
+    for (int i = 7; i >= 0; i--) {
+        *len = (*len << 8) | b[i];
     }
     return QR_OK;
+}
+
+/* Hash what stands for a file's content: the 8-byte length and JSON header of a safetensors file
+ * (its tensor table, which changes whenever the tensors do; the safetensors reader has checked that
+ * it lies inside the file), config.json whole (bounded by its reader), and for a llama2.c
+ * checkpoint the first MiB plus evenly spread samples. */
+static qr_status hash_content(const char *path, uint64_t size, uint64_t *h)
+{
+    qr_status st = QR_OK;
+    FILE *f = fopen(path, "rb");
+    uint64_t len = 0;
+    if (!f) {
+        return qr_fail(QR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    }
+    if (ends_with(path, ".safetensors")) {
+        QR_CHECK(st_header_length(f, path, &len));
+        QR_CHECK(hash_range(f, path, 0, 8 + len, h));
+    } else if (ends_with(path, ".json")) {
+        QR_CHECK(hash_range(f, path, 0, size, h));
+    } else {
+        QR_CHECK(
+            hash_range(f, path, 0, size < IDENTITY_HEAD_BYTES ? size : IDENTITY_HEAD_BYTES, h));
+        if (size > IDENTITY_HEAD_BYTES + IDENTITY_SAMPLE_BYTES) {
+            uint64_t last = size - IDENTITY_SAMPLE_BYTES; /* offset of the final block */
+            for (uint64_t k = 0; k < IDENTITY_SAMPLES; k++) {
+                uint64_t off =
+                    IDENTITY_HEAD_BYTES + (last - IDENTITY_HEAD_BYTES) / (IDENTITY_SAMPLES - 1) * k;
+                if (k == IDENTITY_SAMPLES - 1) {
+                    off = last;
+                }
+                QR_CHECK(hash_range(f, path, off, IDENTITY_SAMPLE_BYTES, h));
+            }
+        }
+    }
+done:
+    fclose(f);
+    return st;
 }
 
 static qr_status compute_identity(qr_model *m)
@@ -256,21 +274,18 @@ static qr_status compute_identity(qr_model *m)
     for (size_t i = 0; i < m->n_files; i++) {
         const char *name = base_name(m->files[i]);
         unsigned char size_le[8];
-        uint64_t span = 0;
         for (int b = 0; b < 8; b++) {
             size_le[b] = (unsigned char)(m->file_sizes[i] >> (8 * b));
         }
         h = fnv1a(h, name, strlen(name) + 1);
         h = fnv1a(h, size_le, sizeof size_le);
-        QR_TRY(identity_span(m, i, &span));
-        QR_TRY(hash_file_head(m->files[i], span, &h));
+        QR_TRY(hash_content(m->files[i], m->file_sizes[i], &h));
     }
     snprintf(m->identity, sizeof m->identity, "%016" PRIx64, h);
     return QR_OK;
 }
 
-/* ---- tensor checks ------------------------------------------------------------------------------
- */
+/* ---- tensor checks --------------------------------------------------------------------------- */
 
 static void shape_text(char *buf, size_t size, int ndim, const int64_t *shape)
 {
@@ -350,8 +365,7 @@ done:
     return st;
 }
 
-/* ---- opening ------------------------------------------------------------------------------------
- */
+/* ---- opening --------------------------------------------------------------------------------- */
 
 /* The tokenizer beside the model in `dir`: tokenizer.bin, else the first tok*.bin by name. */
 static qr_status find_tokenizer(qr_model *m, const char *dir)
@@ -383,8 +397,7 @@ done:
     return st;
 }
 
-/* A Hugging Face model: `dir` holds config.json; `st_path` is the folder or one .safetensors file.
- */
+/* A Hugging Face model: `dir` holds config.json; `st_path` is the folder or a .safetensors file. */
 static qr_status open_hf(qr_model *m, const char *dir, const char *st_path)
 {
     char config[MODEL_PATH_MAX];
@@ -514,8 +527,7 @@ void qr_model_close(qr_model **mp)
     *mp = NULL;
 }
 
-/* ---- queries ------------------------------------------------------------------------------------
- */
+/* ---- queries --------------------------------------------------------------------------------- */
 
 const qr_model_config *qr_model_get_config(const qr_model *m)
 {
