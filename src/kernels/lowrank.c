@@ -116,9 +116,9 @@ void qr_lowrank_i8_free(qr_lowrank_i8 *q)
 }
 
 /* Exact int32 dot product of two int8 vectors (|sum| <= 127^2 n; n <= 2^17 keeps it in int32).
- * Cloned for AVX2 so the widening multiply-add is vectorized 16 lanes wide where the CPU has it. */
-__attribute__((target_clones("avx2", "default"))) static int32_t dot_i8(const int8_t *a,
-                                                                        const int8_t *b, int64_t n)
+ * Cloned so the widening multiply-add is vectorized as wide as the CPU allows. */
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default"))) static int32_t
+dot_i8(const int8_t *a, const int8_t *b, int64_t n)
 {
     int32_t acc = 0;
     for (int64_t j = 0; j < n; j++) {
@@ -129,8 +129,8 @@ __attribute__((target_clones("avx2", "default"))) static int32_t dot_i8(const in
 
 /* y[o] += a * q[o] for o < n: one column of Lq (a row of LqT) times one z_k. Element-wise, so the
  * compiler vectorizes it (int8 widened to float) without reordering any sum. */
-__attribute__((target_clones("avx2", "default"))) static void axpy_i8(float *y, float a,
-                                                                      const int8_t *q, int64_t n)
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+axpy_i8(float *y, float a, const int8_t *q, int64_t n)
 {
     for (int64_t o = 0; o < n; o++) {
         y[o] += a * (float)q[o];
@@ -143,36 +143,59 @@ __attribute__((target_clones("avx2", "default"))) static void axpy_i8(float *y, 
  * int8 loops (measured with kernels_bench: at 16 tokens sgemm was already 3-4x faster). */
 #define QR_LR_I8_GEMM_MIN 8
 
-/* Many tokens: dequantize factors and activations, then the float path. */
+/* out[j] = s * q[j]: contiguous, so it vectorizes. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+dequant_i8(float *out, const int8_t *q, const float *s, bool per_elem, float s0, int64_t n)
+{
+    if (per_elem) {
+        for (int64_t j = 0; j < n; j++) {
+            out[j] = s[j] * (float)q[j];
+        }
+    } else {
+        for (int64_t j = 0; j < n; j++) {
+            out[j] = s0 * (float)q[j];
+        }
+    }
+}
+
+/* Many tokens: dequantize the factors (contiguously: LqT row k times sL element-wise, Rq row k
+ * times sR_k) and the activations, then Z = Xd · Rfᵀ and Y += Z · LfT with sgemm. */
 static qr_status apply_gemm(const qr_lowrank_i8 *q, const qr_qact *A, float *Y)
 {
     qr_status st = QR_OK;
-    float *Lf = NULL, *Rf = NULL, *Xd = NULL; /* (d_out, rank), (rank, d_in), (n, d_in) */
-    size_t nl, nr, nx;
+    float *LfT = NULL, *Rf = NULL, *Xd = NULL, *Z = NULL; /* (rank, d_out), (rank, d_in), (n, d_in),
+                                                             (n, rank) */
+    size_t nl, nr, nx, nz;
+    int in, ir, io, ik;
     if (!qr_mul_size((size_t)q->d_out, (size_t)q->rank, &nl) ||
         !qr_mul_size((size_t)q->rank, (size_t)q->d_in, &nr) ||
-        !qr_mul_size((size_t)A->n, (size_t)A->d, &nx)) {
-        return qr_fail(QR_ERR_INPUT, "INT8 low-rank correction: size overflows");
+        !qr_mul_size((size_t)A->n, (size_t)A->d, &nx) ||
+        !qr_mul_size((size_t)A->n, (size_t)q->rank, &nz) || !qr_to_int(A->n, &in) ||
+        !qr_to_int(q->rank, &ir) || !qr_to_int(q->d_out, &io) || !qr_to_int(q->d_in, &ik)) {
+        return qr_fail(
+            QR_ERR_INPUT,
+            "INT8 low-rank correction: size does not fit a BLAS int (%lld tokens, %lld x "
+            "%lld, rank %lld)",
+            (long long)A->n, (long long)q->d_out, (long long)q->d_in, (long long)q->rank);
     }
-    QR_CHECK(qr_malloc(&Lf, nl, sizeof *Lf, "dequantized L"));
+    QR_CHECK(qr_malloc(&LfT, nl, sizeof *LfT, "dequantized L"));
     QR_CHECK(qr_malloc(&Rf, nr, sizeof *Rf, "dequantized R"));
     QR_CHECK(qr_malloc(&Xd, nx, sizeof *Xd, "dequantized activations"));
-    for (int64_t o = 0; o < q->d_out; o++) {
-        for (int64_t k = 0; k < q->rank; k++) {
-            Lf[o * q->rank + k] = q->sL[o] * (float)q->LqT[k * q->d_out + o];
-        }
-    }
+    QR_CHECK(qr_malloc(&Z, nz, sizeof *Z, "low-rank product"));
     for (int64_t k = 0; k < q->rank; k++) {
-        for (int64_t j = 0; j < q->d_in; j++) {
-            Rf[k * q->d_in + j] = q->sR[k] * (float)q->Rq[k * q->d_in + j];
-        }
+        dequant_i8(LfT + k * q->d_out, q->LqT + k * q->d_out, q->sL, true, 0.0f, q->d_out);
+        dequant_i8(Rf + k * q->d_in, q->Rq + k * q->d_in, NULL, false, q->sR[k], q->d_in);
     }
     qr_qact_dequantize(A, Xd);
-    QR_CHECK(qr_lowrank_apply_f32(Lf, Rf, q->d_out, q->d_in, q->rank, Xd, A->n, Y));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, ir, ik, 1.0f, Xd, ik, Rf, ik, 0.0f, Z,
+                ir);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, io, ir, 1.0f, Z, ir, LfT, io, 1.0f,
+                Y, io);
 done:
-    free(Lf);
+    free(LfT);
     free(Rf);
     free(Xd);
+    free(Z);
     return st;
 }
 
