@@ -222,7 +222,7 @@ done:
 }
 
 qr_status qr_quantize_fixed_clip(const double *W, int64_t d_out, int64_t d_in,
-                                 const qr_wquant_opts *wq, double clip, qr_qweight *q)
+                                 const qr_wquant_opts *wq, double clip, qr_qweight *q, double *deq)
 {
     QR_TRY(qr_qweight_alloc(q, d_out, d_in, wq->group, wq->asym));
     for (int64_t i = 0; i < d_out; i++) {
@@ -238,7 +238,11 @@ qr_status qr_quantize_fixed_clip(const double *W, int64_t d_out, int64_t d_in,
                 q->zeros[i * q->n_groups + g] = (uint8_t)zero;
             }
             for (int64_t j = j0; j < j0 + n; j++) {
-                qr_qweight_set_code(q, i, j, qr_wquant_code(row[j], scale, zero, wq->asym));
+                unsigned code = qr_wquant_code(row[j], scale, zero, wq->asym);
+                qr_qweight_set_code(q, i, j, code);
+                if (deq) {
+                    deq[i * d_in + j] = qr_wquant_decode(code, scale, zero, wq->asym);
+                }
             }
         }
     }

@@ -61,9 +61,10 @@ qr_status qr_qlayer_set_lowrank(qr_qlayer *out, const double *L, const double *R
 qr_status qr_method_quantize(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
                              const double *H, qr_qweight *q, double *deq);
 
-/* RTN of W (d_out, d_in) with every group's range shrunk by the fixed factor clip (FLRQ's BLC). */
+/* RTN of W (d_out, d_in) with every group's range shrunk by the fixed factor clip (FLRQ's BLC).
+ * q is allocated here; deq (d_out, d_in) may be NULL, else it gets the dequantized values. */
 qr_status qr_quantize_fixed_clip(const double *W, int64_t d_out, int64_t d_in,
-                                 const qr_wquant_opts *wq, double clip, qr_qweight *q);
+                                 const qr_wquant_opts *wq, double clip, qr_qweight *q, double *deq);
 
 /* Gram matrix of the transformed input t_j = x_perm[j] / s_j: Gt (d, d) from G (d, d); perm and s
  * may be NULL (identity, ones). */

@@ -46,13 +46,14 @@ static void scale_vec(double *v, int64_t n, double a)
     }
 }
 
-/* max |A_ij / s_j| over A (m, n). */
-static double residual_amax(const double *A, int64_t m, int64_t n, const double *s)
+/* max |A_ij / s_j| over A (m, n); inv_s (n) = 1 / s. */
+static double residual_amax(const double *A, int64_t m, int64_t n, const double *inv_s)
 {
     double a = 0.0;
     for (int64_t i = 0; i < m; i++) {
+        const double *row = A + i * n; /* (n) */
         for (int64_t j = 0; j < n; j++) {
-            double v = fabs(A[i * n + j] / s[j]);
+            double v = fabs(row[j] * inv_s[j]);
             a = v > a ? v : a;
         }
     }
@@ -66,21 +67,26 @@ static qr_status flexible_rank(const qr_method_opts *o, const double *W, int64_t
                                int64_t *rank)
 {
     qr_status st = QR_OK;
-    double *A = NULL; /* (m, n) scaled residual */
-    double *u = NULL; /* (m) */
-    double *v = NULL; /* (n) */
+    double *A = NULL;     /* (m, n) scaled residual */
+    double *u = NULL;     /* (m) */
+    double *v = NULL;     /* (n) */
+    double *inv_s = NULL; /* (n) 1 / s */
     double amax0, mn = (double)m * (double)n;
     qr_rng rng;
     *rank = 0;
     QR_CHECK(qr_alloc_f64(&A, m, n, "FLRQ residual"));
     QR_CHECK(qr_alloc_f64(&u, m, 1, "FLRQ sketch u"));
     QR_CHECK(qr_alloc_f64(&v, n, 1, "FLRQ sketch v"));
+    QR_CHECK(qr_alloc_f64(&inv_s, n, 1, "FLRQ inverse scale"));
+    for (int64_t j = 0; j < n; j++) {
+        inv_s[j] = 1.0 / s[j];
+    }
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) {
             A[i * n + j] = W[i * n + j] * s[j];
         }
     }
-    amax0 = residual_amax(A, m, n, s);
+    amax0 = residual_amax(A, m, n, inv_s);
     qr_method_rng(o, "flrq-sketch", &rng);
     for (int64_t c = 0; c < r_max; c++) {
         double sigma, nv, amax, cost, gain;
@@ -113,7 +119,7 @@ static qr_status flexible_rank(const qr_method_opts *o, const double *W, int64_t
         }
         memcpy(Rb + c * n, v, (size_t)n * sizeof(double));
         cblas_dger(CblasRowMajor, (int)m, (int)n, -1.0, u, 1, v, 1, A, (int)n);
-        amax = residual_amax(A, m, n, s);
+        amax = residual_amax(A, m, n, inv_s);
         cost = 1.0 + 16.0 * (double)(c + 1) * (double)(m + n) / (FLRQ_WBITS * mn);
         gain = (FLRQ_WBITS + (amax > 0.0 ? log2(amax0 / amax) : INFINITY)) / FLRQ_WBITS;
         if (cost <= gain) {
@@ -124,6 +130,7 @@ done:
     free(A);
     free(u);
     free(v);
+    free(inv_s);
     return st;
 }
 
@@ -271,8 +278,7 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
             if (o->gptq) {
                 QR_CHECK(qr_method_quantize(o, T, m, n, calib->G, &cand, Dq));
             } else {
-                QR_CHECK(qr_quantize_fixed_clip(T, m, n, &o->wq, clip, &cand));
-                qr_qweight_dequantize_f64(&cand, Dq);
+                QR_CHECK(qr_quantize_fixed_clip(T, m, n, &o->wq, clip, &cand, Dq));
             }
             rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
             t0 = qr_method_clock();

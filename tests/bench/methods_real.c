@@ -104,6 +104,7 @@ int main(int argc, char **argv)
     }
     memset(&job, 0, sizeof job);
     in.text_path = argv[2];
+    in.unknown_to_zero = true; /* babyllama105 has no byte fallback: newline -> id 0 */
     if (qr_llama_job_open(argv[1], &job) != QR_OK ||
         qr_llama_job_input(&job, &in, &ids, &n_ids) != QR_OK ||
         qr_modules_enumerate(&job.w.cfg, &mods, &n_mods) != QR_OK) {
@@ -148,8 +149,12 @@ int main(int argc, char **argv)
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     {
         double *rtn_a8 = calloc(n_mods, sizeof(double));
-        for (int m = 0; m <= QR_METHOD_COUNT; m++) {
-            qr_method_id id = m == QR_METHOD_COUNT ? QR_METHOD_RTN : (qr_method_id)m;
+        /* rows 0..COUNT-1: each method with RTN main matrices; then each with GPTQ. */
+        for (int row = 0; row < 2 * QR_METHOD_COUNT; row++) {
+            int m = row % QR_METHOD_COUNT;
+            bool gptq = row >= QR_METHOD_COUNT;
+            qr_method_id id = (qr_method_id)m;
+            char label[48];
             double sum[3] = {0, 0, 0}, bits = 0.0;
             int64_t rsum = 0;
             int beats = 0;
@@ -167,7 +172,7 @@ int main(int argc, char **argv)
                     W[i] = (double)lin->W[i];
                 }
                 qr_method_opts_default(&o, id);
-                o.gptq = m == QR_METHOD_COUNT;
+                o.gptq = gptq;
                 if (o.wq.group != 0) {
                     o.wq.group = group;
                 }
@@ -188,7 +193,7 @@ int main(int argc, char **argv)
                 sum[2] += mt.out_rel_err_a4;
                 bits += mt.bits_per_weight;
                 rsum += rep.rank_used;
-                if (m == QR_METHOD_RTN) {
+                if (m == QR_METHOD_RTN && !gptq) {
                     rtn_a8[k] = mt.out_rel_err_a8;
                 } else if (mt.out_rel_err_a8 < rtn_a8[k]) {
                     beats++;
@@ -196,10 +201,10 @@ int main(int argc, char **argv)
                 qr_qlayer_free(&ql);
                 free(W);
             }
-            printf("| %s | %.1f | %.4f | %.4f | %.4f | %d/%zu | %.3f |\n",
-                   m == QR_METHOD_COUNT ? "rtn+gptq" : qr_method_name(id),
+            snprintf(label, sizeof label, "%s%s", qr_method_name(id), gptq ? "+gptq" : "");
+            printf("| %s | %.1f | %.4f | %.4f | %.4f | %d/%zu | %.3f |\n", label,
                    (double)rsum / (double)n_mods, sum[0] / (double)n_mods, sum[1] / (double)n_mods,
-                   sum[2] / (double)n_mods, m == QR_METHOD_RTN ? 0 : beats, n_mods,
+                   sum[2] / (double)n_mods, row == QR_METHOD_RTN ? 0 : beats, n_mods,
                    bits / (double)n_mods);
             fflush(stdout);
         }

@@ -816,6 +816,66 @@ static int test_serq_a4(void)
     return qr_test_finish("methods.serq_a4");
 }
 
+/* ASER: the smoothing is SmoothQuant's, the f channels with the largest G_jj ||W_j||^2 are exactly
+ * zero in the main matrix, and the whitened correction puts them back. */
+static int test_aser_salient(void)
+{
+    enum { DO = 48, DI = 96, NC = 512, F = 6 };
+    double *W = malloc(sizeof(double) * DO * DI), *M = malloc(sizeof(double) * DO * DI);
+    float *X = malloc(sizeof(float) * NC * DI);
+    double sal[DI];
+    int order[DI];
+    qr_stats *st = NULL;
+    qr_method_opts o;
+    qr_qlayer ql;
+    mf_weight(121, DO, DI, W);
+    mf_acts(122, 123, NC, DI, X);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    qr_method_opts_default(&o, QR_METHOD_ASER);
+    o.rank = 8;
+    o.n_salient = F;
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(ql.smooth && !ql.perm && ql.rank == 8, "ASER stores smooth and L, R");
+    for (int j = 0; j < DI; j++) {
+        double wmax = 0.0, c = 0.0, expect;
+        for (int i = 0; i < DO; i++) {
+            wmax = fmax(wmax, fabs(W[i * DI + j]));
+            c += W[i * DI + j] * W[i * DI + j];
+        }
+        expect = sqrt(st->max_abs[j]) / sqrt(wmax);
+        QR_EXPECT(fabs(ql.smooth[j] - expect) <= 1e-6 * expect,
+                  "smooth[%d] = %.9g, SmoothQuant alpha 0.5 gives %.9g", j, ql.smooth[j], expect);
+        sal[j] = st->G[j * DI + j] * c;
+        order[j] = j;
+    }
+    for (int a = 0; a < DI; a++) { /* selection sort by salience, descending */
+        for (int b = a + 1; b < DI; b++) {
+            if (sal[order[b]] > sal[order[a]]) {
+                int t = order[a];
+                order[a] = order[b];
+                order[b] = t;
+            }
+        }
+    }
+    qr_qweight_dequantize_f64(&ql.main, M);
+    for (int k = 0; k < DI; k++) {
+        int j = order[k];
+        double colmax = 0.0;
+        for (int i = 0; i < DO; i++) {
+            colmax = fmax(colmax, fabs(M[i * DI + j]));
+        }
+        QR_EXPECT((k < F) == (colmax == 0.0),
+                  "channel %d (salience rank %d): main column max %g (zero expected iff rank < %d)",
+                  j, k, colmax, F);
+    }
+    qr_qlayer_free(&ql);
+    qr_stats_free(&st);
+    free(W);
+    free(M);
+    free(X);
+    return qr_test_finish("methods.aser_salient");
+}
+
 static bool msg_has(const char *s)
 {
     return strstr(qr_errmsg(), s) != NULL;
@@ -872,12 +932,19 @@ int main(int argc, char **argv)
         const char *name;
         int (*fn)(void);
     } cases[] = {
-        {"rank_monotone", test_rank},    {"whitened_optimal", test_whitened},
-        {"srr_k0", test_srr_k0},         {"srr_kstar", test_srr_kstar},
-        {"serq_transform", test_serq},   {"beat_rtn", test_beat_rtn},
-        {"flrq_rank", test_flrq_rank},   {"bits", test_bits},
-        {"metrics", test_metrics},       {"errors", test_errors},
-        {"odd_shapes", test_odd_shapes}, {"serq_a4", test_serq_a4},
+        {"rank_monotone", test_rank},
+        {"whitened_optimal", test_whitened},
+        {"srr_k0", test_srr_k0},
+        {"srr_kstar", test_srr_kstar},
+        {"serq_transform", test_serq},
+        {"beat_rtn", test_beat_rtn},
+        {"flrq_rank", test_flrq_rank},
+        {"bits", test_bits},
+        {"metrics", test_metrics},
+        {"errors", test_errors},
+        {"odd_shapes", test_odd_shapes},
+        {"serq_a4", test_serq_a4},
+        {"aser_salient", test_aser_salient},
     };
     for (size_t i = 0; argc > 1 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
