@@ -628,3 +628,51 @@ qr_status qr_model_read_f64(const qr_model *m, const char *name, double *dst, si
     QR_TRY(find_or_fail(m, name, &t));
     return qr_st_read_f64(t, dst, n);
 }
+
+/* Locate rows [row0, row0 + nrows) of `name`: *src = their first byte, *count = their elements. */
+static qr_status row_span(const qr_model *m, const char *name, int64_t row0, int64_t nrows,
+                          size_t n, const void **src, size_t *count)
+{
+    const qr_st_tensor *t;
+    int64_t rows, per_row = 1;
+    QR_TRY(find_or_fail(m, name, &t));
+    rows = t->ndim > 0 ? t->shape[0] : 1;
+    for (int i = 1; i < t->ndim; i++) {
+        per_row *= t->shape[i]; /* cannot overflow: the product is numel, checked by the reader */
+    }
+    if (row0 < 0 || nrows < 0 || row0 > rows || nrows > rows - row0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: tensor '%s': rows [%" PRId64 ", %" PRId64 ") out of range (expected "
+                       "within [0, %" PRId64 "))",
+                       t->path, name, row0, row0 + nrows, rows);
+    }
+    if ((int64_t)n != nrows * per_row) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "%s: tensor '%s': read of %" PRId64 " rows into a buffer of the wrong size "
+                       "(expected %" PRId64 " elements, found %zu)",
+                       t->path, name, nrows, nrows * per_row, n);
+    }
+    *src = (const unsigned char *)t->data + (size_t)(row0 * per_row) * qr_dtype_size(t->dtype);
+    *count = n;
+    return QR_OK;
+}
+
+qr_status qr_model_read_rows_f32(const qr_model *m, const char *name, int64_t row0, int64_t nrows,
+                                 float *dst, size_t n)
+{
+    const void *src = NULL;
+    size_t count = 0;
+    QR_TRY(row_span(m, name, row0, nrows, n, &src, &count));
+    qr_convert_to_f32(qr_model_tensor(m, name)->dtype, src, count, dst);
+    return QR_OK;
+}
+
+qr_status qr_model_read_rows_f64(const qr_model *m, const char *name, int64_t row0, int64_t nrows,
+                                 double *dst, size_t n)
+{
+    const void *src = NULL;
+    size_t count = 0;
+    QR_TRY(row_span(m, name, row0, nrows, n, &src, &count));
+    qr_convert_to_f64(qr_model_tensor(m, name)->dtype, src, count, dst);
+    return QR_OK;
+}

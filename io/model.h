@@ -65,4 +65,12 @@ uint64_t qr_model_file_size(const qr_model *m, size_t i);
  * Owned by the model; valid until qr_model_close. */
 const qr_st_tensor *qr_model_tensor(const qr_model *m, const char *name);
 
+/* Read rows [row0, row0 + nrows) of a tensor (along its first dimension; elements of a vector)
+ * converted to float32 / float64, so a rank can read only its block of a large matrix. n must equal
+ * nrows x (elements per row); QR_ERR_INPUT naming the tensor when the rows are out of range. */
+qr_status qr_model_read_rows_f32(const qr_model *m, const char *name, int64_t row0, int64_t nrows,
+                                 float *dst, size_t n);
+qr_status qr_model_read_rows_f64(const qr_model *m, const char *name, int64_t row0, int64_t nrows,
+                                 double *dst, size_t n);
+
 #endif

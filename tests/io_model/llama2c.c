@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "io/llama2c.h"
+#include "io/model.h"
 #include "src/rng.h"
 #include "tests/io_model/scratch.h"
 #include "tests/test_util.h"
@@ -68,6 +69,39 @@ static void expect_tensor(const qr_l2c_file *f, const char *name, size_t want_of
     QR_EXPECT(last == (float)(want_off + (size_t)t->numel - 1),
               "%s: expected to end at float %zu, found %g", name, want_off + (size_t)t->numel - 1,
               last);
+}
+
+/* qr_model_read_rows_*: rows of layer 1's down_proj (D x HID, starting at float `off`) hold their
+ * own indices, so any offset slip shows; out-of-range rows and a wrong buffer size are refused. */
+static void check_row_reads(const char *path, size_t off)
+{
+    qr_model *m = NULL;
+    const char *name = "model.layers.1.mlp.down_proj.weight";
+    float f32[3 * HID];
+    double f64[3 * HID];
+    size_t bad = 0;
+    QR_EXPECT(qr_model_open(path, &m) == QR_OK, "open %s: %s", path, qr_errmsg());
+    if (!m) {
+        return;
+    }
+    QR_EXPECT(qr_model_read_rows_f32(m, name, 2, 3, f32, 3 * HID) == QR_OK, "rows 2..4: %s",
+              qr_errmsg());
+    QR_EXPECT(qr_model_read_rows_f64(m, name, 5, 3, f64, 3 * HID) == QR_OK, "rows 5..7: %s",
+              qr_errmsg());
+    for (size_t i = 0; i < 3 * HID; i++) {
+        bad += f32[i] != (float)(off + 2 * HID + i);
+        bad += f64[i] != (double)(off + 5 * HID + i);
+    }
+    QR_EXPECT(bad == 0, "%zu row-read elements hold the wrong value", bad);
+    QR_EXPECT(qr_model_read_rows_f32(m, name, 6, 3, f32, 3 * HID) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "rows [6, 9) out of range") != NULL,
+              "rows past the end: expected QR_ERR_INPUT naming the range, found '%s'", qr_errmsg());
+    QR_EXPECT(qr_model_read_rows_f32(m, name, -1, 1, f32, HID) == QR_ERR_INPUT,
+              "negative row: expected QR_ERR_INPUT");
+    QR_EXPECT(qr_model_read_rows_f32(m, name, 0, 2, f32, 3 * HID) != QR_OK,
+              "a buffer of the wrong size must be refused");
+    QR_EXPECT(qr_model_read_rows_f32(m, name, D, 0, f32, 0) == QR_OK, "zero rows at the end");
+    qr_model_close(&m);
 }
 
 static void check_good(int untied)
@@ -131,6 +165,9 @@ static void check_good(int untied)
     }
     qr_l2c_close(&f);
     QR_EXPECT(f == NULL, "close must clear the pointer");
+    if (untied) {
+        check_row_reads(path, o_w2 + D * HID);
+    }
     qr_l2c_close(&f); /* NULL-safe */
 }
 
