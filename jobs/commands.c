@@ -5,11 +5,17 @@ qr_status qr_cmd_version(int argc, char **argv);
 qr_status qr_cmd_plan(int argc, char **argv);
 qr_status qr_cmd_synth(int argc, char **argv);
 qr_status qr_cmd_inspect(int argc, char **argv);
+qr_status qr_cmd_generate(int argc, char **argv);
+qr_status qr_cmd_capture(int argc, char **argv);
+qr_status qr_cmd_eval(int argc, char **argv);
 
 const qr_command qr_commands[] = {
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
     {"synth", qr_cmd_synth, "write a seeded synthetic Llama-shaped safetensors model folder"},
     {"inspect", qr_cmd_inspect, "list a model's quantizable modules, other tensors and totals"},
+    {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
+    {"capture", qr_cmd_capture, "run text through the model and write HDF5 calibration shards"},
+    {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
     {"plan", qr_cmd_plan, "print the layer slices of a distributed job, their cost and balance"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);

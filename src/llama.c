@@ -11,6 +11,10 @@
 #include "src/alloc.h"
 #include "src/checked.h"
 
+/* Query rows per attention tile: a tile's scores only reach the positions its last row may see,
+ * so causal attention over a window computes about half of the full (n, ctx) score matrix. */
+#define QR_ATTN_TILE 64
+
 struct qr_llama_state {
     qr_model_config cfg;
     int64_t max_block, max_pos;
@@ -20,7 +24,8 @@ struct qr_llama_state {
     float *tmp;      /* (max_block, dim) output of o_proj or down_proj before the residual add */
     float *q;        /* (max_block, q_dim) queries, heads side by side */
     float *att;      /* (max_block, q_dim) attention output, heads side by side */
-    float *scores;   /* (max_block, max_pos) attention weights of one head */
+    float *scores;   /* (QR_ATTN_TILE, max_pos) attention weights of one head and query tile */
+    float *row_sum;  /* (QR_ATTN_TILE) softmax denominators of the tile's rows */
     float *gate;     /* (max_block, hidden_dim) gate_proj output, then silu(gate) * up */
     float *up;       /* (max_block, hidden_dim) up_proj output */
     float *kcache;   /* (n_layers, max_pos, kv_dim) keys after RoPE */
@@ -178,7 +183,7 @@ qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int
     int64_t half;
     *out = NULL;
     QR_TRY(check_config(cfg));
-    if (max_block < 1 || max_pos < max_block ||
+    if (max_block < 1 || max_pos < max_block || max_pos > INT32_MAX ||
         (cfg->max_seq_len > 0 && max_pos > cfg->max_seq_len)) {
         return qr_fail(QR_ERR_INPUT,
                        "forward pass: bad block size %lld or context %lld (expected 1 <= block <= "
@@ -205,7 +210,8 @@ qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int
     QR_STATE_BUF(tmp, max_block, cfg->dim);
     QR_STATE_BUF(q, max_block, s->q_dim);
     QR_STATE_BUF(att, max_block, s->q_dim);
-    QR_STATE_BUF(scores, max_block, max_pos);
+    QR_STATE_BUF(scores, QR_ATTN_TILE, max_pos);
+    QR_STATE_BUF(row_sum, QR_ATTN_TILE, 1);
     QR_STATE_BUF(gate, max_block, cfg->hidden_dim);
     QR_STATE_BUF(up, max_block, cfg->hidden_dim);
     if (!qr_mul_size((size_t)cfg->n_layers, (size_t)max_pos, &cache)) {
@@ -247,6 +253,7 @@ void qr_llama_state_close(qr_llama_state **ps)
     qr_free(&s->q);
     qr_free(&s->att);
     qr_free(&s->scores);
+    qr_free(&s->row_sum);
     qr_free(&s->gate);
     qr_free(&s->up);
     qr_free(&s->kcache);
@@ -296,46 +303,112 @@ static void rope(const qr_llama_state *s, float *v, int64_t n, int64_t n_heads, 
     }
 }
 
+/* Largest of v (n >= 1). Eight running maxima let the compiler keep several comparisons in flight
+ * (a single running maximum is one long dependency chain). */
+static float row_max(const float *v, int64_t n)
+{
+    float m[8];
+    int64_t j = 0;
+    for (int k = 0; k < 8; k++) {
+        m[k] = v[0];
+    }
+    for (; j + 8 <= n; j += 8) {
+        for (int k = 0; k < 8; k++) {
+            m[k] = v[j + k] > m[k] ? v[j + k] : m[k];
+        }
+    }
+    for (; j < n; j++) {
+        m[0] = v[j] > m[0] ? v[j] : m[0];
+    }
+    for (int k = 1; k < 8; k++) {
+        m[0] = m[k] > m[0] ? m[k] : m[0];
+    }
+    return m[0];
+}
+
+/* exp(x) for x <= 0 in float32, branch-free so that a loop over it vectorizes: x = k ln2 + r with
+ * |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6 (relative error below 2e-7 there),
+ * times 2^k built in the exponent bits. Inputs below -87 (where exp underflows float32's normal
+ * range) give about 1e-38 instead of a denormal or 0, which no softmax sum can tell apart. */
+static inline float exp_nonpos(float x)
+{
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    float t, k, r, p;
+    int32_t bits;
+    uint32_t kb, sb;
+    x = x < -87.0f ? -87.0f : x;
+    t = x * 1.44269504f + shifter;
+    k = t - shifter; /* round(x / ln2) */
+    memcpy(&kb, &t, sizeof kb);
+    memcpy(&sb, &shifter, sizeof sb);
+    r = x - k * 0.693145752f; /* ln2 split in two so that k * ln2_hi is exact */
+    r = r - k * 1.42860677e-06f;
+    p = 1.0f +
+        r * (1.0f +
+             r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+    bits = (int32_t)(kb - sb); /* k as an integer, -126 <= k <= 0 */
+    memcpy(&kb, &p, sizeof kb);
+    kb += (uint32_t)bits << 23;
+    memcpy(&p, &kb, sizeof p);
+    return p;
+}
+
+/* v[j] = exp(v[j] - shift) for j < n (every v[j] <= shift); returns the sum. */
+static float exp_shift_sum(float *v, int64_t n, float shift)
+{
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; j++) {
+        v[j] = exp_nonpos(v[j] - shift);
+    }
+    for (int64_t j = 0; j < n; j++) {
+        sum += v[j];
+    }
+    return sum;
+}
+
 /* Causal grouped-query attention of the block's queries (n, q_dim) against cached keys and values
  * of positions 0 .. pos0+n-1 of one layer; writes s->att (n, q_dim). */
 static void attention(qr_llama_state *s, int64_t layer, int64_t n, int64_t pos0)
 {
     const qr_model_config *c = &s->cfg;
-    int64_t hd = c->head_dim, ctx = pos0 + n, group = c->n_heads / c->n_kv_heads;
-    const float *kc = s->kcache + layer * s->max_pos * s->kv_dim; /* (ctx, kv_dim) */
-    const float *vc = s->vcache + layer * s->max_pos * s->kv_dim; /* (ctx, kv_dim) */
+    int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
+    const float *kc = s->kcache + layer * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
+    const float *vc = s->vcache + layer * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
     float scale = (float)(1.0 / sqrt((double)hd));
     /* Sizes were checked against int when the state was opened. */
-    int rows = (int)n, cols = (int)ctx, ihd = (int)hd, ldq = (int)s->q_dim, ldkv = (int)s->kv_dim;
+    int ihd = (int)hd, ldq = (int)s->q_dim, ldkv = (int)s->kv_dim;
     for (int64_t h = 0; h < c->n_heads; h++) {
         int64_t kvh = h / group;
-        const float *qh = s->q + h * hd; /* (n, hd), row stride q_dim */
-        float *oh = s->att + h * hd;     /* (n, hd), row stride q_dim */
-        /* scores (n, ctx) = qh khᵀ / sqrt(hd) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, ihd, scale, qh, ldq,
-                    kc + kvh * hd, ldkv, 0.0f, s->scores, cols);
-        for (int64_t i = 0; i < n; i++) {
-            float *row = s->scores + i * ctx; /* (ctx) */
-            int64_t last = pos0 + i;          /* attend to positions 0..last */
-            float mx = row[0];
-            double sum = 0.0;
-            for (int64_t j = 1; j <= last; j++) {
-                mx = row[j] > mx ? row[j] : mx;
+        for (int64_t i0 = 0; i0 < n; i0 += QR_ATTN_TILE) {
+            int64_t i1 = i0 + QR_ATTN_TILE < n ? i0 + QR_ATTN_TILE : n;
+            int64_t ctx = pos0 + i1; /* positions the tile's last row attends to */
+            const float *qh = s->q + i0 * s->q_dim + h * hd; /* (i1 - i0, hd), stride q_dim */
+            float *oh = s->att + i0 * s->q_dim + h * hd;     /* (i1 - i0, hd), stride q_dim */
+            float *sc = s->scores;                           /* (i1 - i0, ctx) */
+            int rows = (int)(i1 - i0), cols = (int)ctx;
+            /* sc = qh khᵀ / sqrt(hd) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, ihd, scale, qh, ldq,
+                        kc + kvh * hd, ldkv, 0.0f, sc, cols);
+            for (int64_t i = i0; i < i1; i++) {
+                float *row = sc + (i - i0) * ctx; /* (ctx) */
+                int64_t last = pos0 + i;          /* attend to positions 0..last */
+                float mx = row_max(row, last + 1);
+                s->row_sum[i - i0] = exp_shift_sum(row, last + 1, mx);
+                for (int64_t j = last + 1; j < ctx; j++) {
+                    row[j] = 0.0f;
+                }
             }
-            for (int64_t j = 0; j <= last; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            for (int64_t j = 0; j <= last; j++) {
-                row[j] = (float)(row[j] / sum);
-            }
-            for (int64_t j = last + 1; j < ctx; j++) {
-                row[j] = 0.0f;
+            /* oh = softmax(sc) vh: unnormalized weights times values, then each row divided by
+             * its sum (hd values per row instead of ctx) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, ihd, cols, 1.0f, sc, cols,
+                        vc + kvh * hd, ldkv, 0.0f, oh, ldq);
+            for (int64_t i = 0; i < rows; i++) {
+                float inv = 1.0f / s->row_sum[i];
+                for (int64_t e = 0; e < hd; e++) {
+                    oh[i * s->q_dim + e] *= inv;
+                }
             }
         }
-        /* oh (n, hd) = scores (n, ctx) vh (ctx, hd) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, ihd, cols, 1.0f, s->scores,
-                    cols, vc + kvh * hd, ldkv, 0.0f, oh, ldq);
     }
 }
 

@@ -1,0 +1,1131 @@
+/* calib_shard.c: HDF5 calibration shards (see calib_shard.h and docs/calibration.md). */
+#include "io/calib_shard.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/fs.h"
+#include "src/alloc.h"
+#include "src/checked.h"
+
+#define N_KINDS QR_INPUT_KIND_COUNT
+
+/* Integer root attributes and where they live in qr_calib_info, in the order they are written. */
+typedef struct {
+    const char *name;
+    size_t offset;
+} int_attr;
+
+static const int_attr int_attrs[] = {
+    {"version", offsetof(qr_calib_info, version)},
+    {"dim", offsetof(qr_calib_info, dim)},
+    {"hidden_dim", offsetof(qr_calib_info, hidden_dim)},
+    {"q_dim", offsetof(qr_calib_info, q_dim)},
+    {"n_layers", offsetof(qr_calib_info, n_layers)},
+    {"vocab_size", offsetof(qr_calib_info, vocab_size)},
+    {"seq_len", offsetof(qr_calib_info, seq_len)},
+    {"n_tokens", offsetof(qr_calib_info, n_tokens)},
+    {"n_windows", offsetof(qr_calib_info, n_windows)},
+    {"window_first", offsetof(qr_calib_info, window_first)},
+    {"total_windows", offsetof(qr_calib_info, total_windows)},
+    {"shard_index", offsetof(qr_calib_info, shard_index)},
+    {"shard_count", offsetof(qr_calib_info, shard_count)},
+    {"add_dummy_prefix", offsetof(qr_calib_info, add_dummy_prefix)},
+    {"unknown_to_zero", offsetof(qr_calib_info, unknown_to_zero)},
+};
+#define N_INT_ATTRS (sizeof int_attrs / sizeof int_attrs[0])
+
+static int64_t *info_int(qr_calib_info *info, size_t i)
+{
+    return (int64_t *)((char *)info + int_attrs[i].offset);
+}
+
+void qr_calib_key(char *buf, size_t size, int64_t layer, qr_input_kind kind)
+{
+    snprintf(buf, size, "layers.%lld.%s", (long long)layer, qr_input_kind_suffix(kind));
+}
+
+static int64_t key_width(const qr_calib_info *info, qr_input_kind kind)
+{
+    switch (kind) {
+    case QR_INPUT_O:
+        return info->q_dim;
+    case QR_INPUT_DOWN:
+        return info->hidden_dim;
+    default:
+        return info->dim;
+    }
+}
+
+static size_t elem_size(qr_dtype dt)
+{
+    return dt == QR_DTYPE_F16 ? 2 : 4;
+}
+
+/* IEEE binary16 little-endian as an HDF5 type (HDF5 1.10 has no predefined one). */
+static hid_t make_f16_type(void)
+{
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0 || H5Tset_fields(t, 15, 10, 5, 0, 10) < 0 || H5Tset_size(t, 2) < 0 ||
+        H5Tset_ebias(t, 15) < 0) {
+        if (t >= 0) {
+            H5Tclose(t);
+        }
+        return -1;
+    }
+    return t;
+}
+
+/* Consistency of the shape fields (shared by writer and reader); path names the file. */
+static qr_status check_info(const char *path, const qr_calib_info *in)
+{
+    int64_t rows_per_window = in->seq_len;
+    if (in->dim < 1 || in->hidden_dim < 1 || in->q_dim < 1 || in->n_layers < 1 ||
+        in->vocab_size < 1 || in->seq_len < 2 || in->n_windows < 1 || in->window_first < 0 ||
+        in->total_windows < in->window_first + in->n_windows || in->shard_count < 1 ||
+        in->shard_index < 0 || in->shard_index >= in->shard_count) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: inconsistent shard attributes (dim %lld, hidden_dim %lld, q_dim %lld, "
+                       "n_layers %lld, vocab_size %lld, seq_len %lld, windows %lld from %lld of "
+                       "%lld, shard %lld of %lld)",
+                       path, (long long)in->dim, (long long)in->hidden_dim, (long long)in->q_dim,
+                       (long long)in->n_layers, (long long)in->vocab_size, (long long)in->seq_len,
+                       (long long)in->n_windows, (long long)in->window_first,
+                       (long long)in->total_windows, (long long)in->shard_index,
+                       (long long)in->shard_count);
+    }
+    if (in->n_windows > INT64_MAX / rows_per_window ||
+        in->n_tokens != in->n_windows * rows_per_window) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: attribute n_tokens disagrees with the windows (expected n_windows %lld "
+                       "x seq_len %lld, found %lld)",
+                       path, (long long)in->n_windows, (long long)in->seq_len,
+                       (long long)in->n_tokens);
+    }
+    if (in->dtype != QR_DTYPE_F32 && in->dtype != QR_DTYPE_F16) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute dtype: expected f32 or f16", path);
+    }
+    return QR_OK;
+}
+
+/* ---- attributes --------------------------------------------------------------------------------
+ */
+
+static qr_status write_int_attr(hid_t loc, const char *path, const char *name, int64_t v)
+{
+    qr_status st = QR_OK;
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    if (space < 0 ||
+        (attr = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, H5T_NATIVE_INT64, &v) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot write attribute %s", path, name);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    return st;
+}
+
+static qr_status write_str_attr(hid_t loc, const char *path, const char *name, const char *v)
+{
+    qr_status st = QR_OK;
+    size_t len = strlen(v);
+    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
+    /* A fixed-length string of the value's length (at least 1 byte: HDF5 has no empty size). */
+    if (type < 0 || space < 0 || H5Tset_size(type, len ? len : 1) < 0 ||
+        H5Tset_strpad(type, H5T_STR_NULLPAD) < 0 ||
+        (attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, type, len ? v : "") < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot write attribute %s", path, name);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    if (type >= 0) {
+        H5Tclose(type);
+    }
+    return st;
+}
+
+static qr_status read_int_attr(hid_t loc, const char *path, const char *name, int64_t *v)
+{
+    qr_status st = QR_OK;
+    hid_t attr = -1, type = -1, space = -1;
+    if (H5Aexists(loc, name) <= 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute %s missing (expected a qrecon-calib shard)",
+                       path, name);
+    }
+    attr = H5Aopen(loc, name, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : -1;
+    space = attr >= 0 ? H5Aget_space(attr) : -1;
+    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
+        H5Sget_simple_extent_npoints(space) != 1) {
+        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: expected a scalar integer", path, name);
+    } else if (H5Aread(attr, H5T_NATIVE_INT64, v) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot read attribute %s", path, name);
+    }
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    if (type >= 0) {
+        H5Tclose(type);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    return st;
+}
+
+static qr_status read_str_attr(hid_t loc, const char *path, const char *name, char *buf,
+                               size_t size)
+{
+    qr_status st = QR_OK;
+    hid_t attr = -1, type = -1;
+    size_t len;
+    char *tmp = NULL;
+    if (H5Aexists(loc, name) <= 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute %s missing (expected a qrecon-calib shard)",
+                       path, name);
+    }
+    attr = H5Aopen(loc, name, H5P_DEFAULT);
+    type = attr >= 0 ? H5Aget_type(attr) : -1;
+    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) {
+        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: expected a fixed-length string", path, name);
+        goto done;
+    }
+    len = H5Tget_size(type);
+    if (len == 0 || len >= size) {
+        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: string length %zu out of range (limit %zu)",
+                     path, name, len, size - 1);
+        goto done;
+    }
+    QR_CHECK(qr_calloc(&tmp, len + 1, 1, "attribute"));
+    if (H5Aread(attr, type, tmp) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot read attribute %s", path, name);
+        goto done;
+    }
+    memcpy(buf, tmp, len + 1);
+done:
+    free(tmp);
+    if (type >= 0) {
+        H5Tclose(type);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    return st;
+}
+
+static qr_status write_attrs(hid_t file, const char *path, const qr_calib_info *info)
+{
+    qr_calib_info copy = *info;
+    copy.version = QR_CALIB_VERSION;
+    QR_TRY(write_str_attr(file, path, "format", QR_CALIB_FORMAT));
+    for (size_t i = 0; i < N_INT_ATTRS; i++) {
+        QR_TRY(write_int_attr(file, path, int_attrs[i].name, *info_int(&copy, i)));
+    }
+    QR_TRY(write_str_attr(file, path, "dtype", info->dtype == QR_DTYPE_F16 ? "f16" : "f32"));
+    QR_TRY(write_str_attr(file, path, "model_identity", info->model_identity));
+    QR_TRY(write_str_attr(file, path, "model_path", info->model_path));
+    QR_TRY(write_str_attr(file, path, "source", info->source));
+    QR_TRY(write_str_attr(file, path, "source_kind", info->source_kind));
+    return QR_OK;
+}
+
+/* Read the format attribute and the rest; QR_ERR_INPUT when it is not a version-1 shard. */
+static qr_status read_attrs(hid_t file, const char *path, qr_calib_info *info)
+{
+    char format[64], dtype[16];
+    memset(info, 0, sizeof *info);
+    QR_TRY(read_str_attr(file, path, "format", format, sizeof format));
+    if (strcmp(format, QR_CALIB_FORMAT) != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute format: expected '%s', found '%s'", path,
+                       QR_CALIB_FORMAT, format);
+    }
+    for (size_t i = 0; i < N_INT_ATTRS; i++) {
+        QR_TRY(read_int_attr(file, path, int_attrs[i].name, info_int(info, i)));
+    }
+    if (info->version != QR_CALIB_VERSION) {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute version: expected %d, found %lld", path,
+                       QR_CALIB_VERSION, (long long)info->version);
+    }
+    QR_TRY(read_str_attr(file, path, "dtype", dtype, sizeof dtype));
+    if (strcmp(dtype, "f32") == 0) {
+        info->dtype = QR_DTYPE_F32;
+    } else if (strcmp(dtype, "f16") == 0) {
+        info->dtype = QR_DTYPE_F16;
+    } else {
+        return qr_fail(QR_ERR_INPUT, "%s: attribute dtype: expected f32 or f16, found '%s'", path,
+                       dtype);
+    }
+    QR_TRY(read_str_attr(file, path, "model_identity", info->model_identity,
+                         sizeof info->model_identity));
+    QR_TRY(read_str_attr(file, path, "model_path", info->model_path, sizeof info->model_path));
+    QR_TRY(read_str_attr(file, path, "source", info->source, sizeof info->source));
+    QR_TRY(read_str_attr(file, path, "source_kind", info->source_kind, sizeof info->source_kind));
+    return check_info(path, info);
+}
+
+/* ---- writer ------------------------------------------------------------------------------------
+ */
+
+struct qr_calib_writer {
+    char path[QR_CALIB_STR_MAX];
+    char tmp[QR_CALIB_STR_MAX + 8];
+    qr_calib_info info;
+    hid_t file;
+    hid_t f16;          /* the binary16 type, or -1 */
+    hid_t *dsets;       /* (n_layers * 4) activation datasets, canonical order */
+    hid_t tokens;       /* (n_tokens) int32 */
+    int64_t *rows_done; /* (n_layers * 4 + 1) rows written per dataset, tokens last */
+    uint16_t *conv;     /* (conv_cap) binary16 staging for f16 shards */
+    size_t conv_cap;
+    uint64_t bytes;
+};
+
+static qr_status create_dataset(qr_calib_writer *w, const char *name, int rank, int64_t width,
+                                hid_t type, hid_t *out)
+{
+    qr_status st = QR_OK;
+    hsize_t dims[2] = {(hsize_t)w->info.n_tokens, (hsize_t)width};
+    hsize_t chunk[2] = {(hsize_t)w->info.seq_len, (hsize_t)width};
+    int64_t row_bytes = width * (rank == 2 ? (int64_t)elem_size(w->info.dtype) : 4);
+    hid_t space = -1, dcpl = -1;
+    /* One window per chunk so a reader streams whole windows, unless that is too big. */
+    if ((int64_t)chunk[0] * row_bytes > QR_CALIB_CHUNK_MAX) {
+        chunk[0] =
+            (hsize_t)(QR_CALIB_CHUNK_MAX / row_bytes > 0 ? QR_CALIB_CHUNK_MAX / row_bytes : 1);
+    }
+    space = H5Screate_simple(rank, dims, NULL);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    /* No timestamps and no fill pass: the same capture gives the same bytes, and every row is
+     * written by the capture anyway. */
+    if (space < 0 || dcpl < 0 || H5Pset_chunk(dcpl, rank, chunk) < 0 ||
+        H5Pset_obj_track_times(dcpl, 0) < 0 || H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        (*out = H5Dcreate2(w->file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot create dataset %s (%lld x %lld)", w->tmp, name,
+                     (long long)dims[0], (long long)width);
+    }
+    if (dcpl >= 0) {
+        H5Pclose(dcpl);
+    }
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    return st;
+}
+
+qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_calib_writer **out)
+{
+    qr_status st = QR_OK;
+    qr_calib_writer *w = NULL;
+    hid_t fcpl = -1;
+    size_t n_keys;
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through qr_fail */
+    QR_TRY(check_info(path, info));
+    if (strlen(path) >= QR_CALIB_STR_MAX) {
+        return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
+    }
+    QR_TRY(qr_calloc(&w, 1, sizeof *w, "calibration writer"));
+    w->file = w->f16 = w->tokens = -1;
+    w->info = *info;
+    w->info.version = QR_CALIB_VERSION;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
+    n_keys = (size_t)info->n_layers * N_KINDS;
+    QR_CHECK(qr_malloc(&w->dsets, n_keys, sizeof *w->dsets, "calibration datasets"));
+    for (size_t i = 0; i < n_keys; i++) {
+        w->dsets[i] = -1;
+    }
+    QR_CHECK(qr_calloc(&w->rows_done, n_keys + 1, sizeof *w->rows_done, "calibration rows"));
+    if (info->dtype == QR_DTYPE_F16 && (w->f16 = make_f16_type()) < 0) {
+        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot build the float16 HDF5 type", path);
+        goto done;
+    }
+    fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+        (w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot create HDF5 file", w->tmp);
+        goto done;
+    }
+    QR_CHECK(write_attrs(w->file, w->tmp, &w->info));
+    for (int64_t l = 0; l < info->n_layers; l++) {
+        for (int k = 0; k < N_KINDS; k++) {
+            char key[QR_INPUT_KEY_MAX];
+            qr_calib_key(key, sizeof key, l, (qr_input_kind)k);
+            QR_CHECK(create_dataset(w, key, 2, key_width(info, (qr_input_kind)k),
+                                    w->f16 >= 0 ? w->f16 : H5T_IEEE_F32LE,
+                                    &w->dsets[l * N_KINDS + k]));
+        }
+    }
+    QR_CHECK(create_dataset(w, "tokens", 1, 1, H5T_STD_I32LE, &w->tokens));
+    *out = w;
+    w = NULL;
+done:
+    if (fcpl >= 0) {
+        H5Pclose(fcpl);
+    }
+    qr_calib_writer_abort(&w);
+    return st;
+}
+
+/* Write n rows of width d at row0 of dset from buf (memory type mtype). */
+static qr_status write_rows(qr_calib_writer *w, hid_t dset, const char *name, int rank,
+                            int64_t row0, int64_t n, int64_t d, hid_t mtype, const void *buf)
+{
+    qr_status st = QR_OK;
+    hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)n, (hsize_t)d};
+    hid_t fspace = H5Dget_space(dset), mspace = H5Screate_simple(rank, count, NULL);
+    if (fspace < 0 || mspace < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: dataset %s: cannot write rows %lld..%lld", w->tmp, name,
+                     (long long)row0, (long long)(row0 + n - 1));
+    }
+    if (mspace >= 0) {
+        H5Sclose(mspace);
+    }
+    if (fspace >= 0) {
+        H5Sclose(fspace);
+    }
+    return st;
+}
+
+qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind kind, int64_t row0,
+                              const float *X, int64_t n, int64_t d)
+{
+    char key[QR_INPUT_KEY_MAX];
+    size_t idx, count;
+    const void *buf = X;
+    hid_t mtype = H5T_NATIVE_FLOAT;
+    if (layer < 0 || layer >= w->info.n_layers || kind < 0 || kind >= N_KINDS) {
+        return qr_fail(QR_ERR_INTERNAL, "%s: no dataset for layer %lld input %d", w->tmp,
+                       (long long)layer, (int)kind);
+    }
+    qr_calib_key(key, sizeof key, layer, kind);
+    if (d != key_width(&w->info, kind) || n < 1 || row0 < 0 || row0 + n > w->info.n_tokens) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "%s: dataset %s: rows %lld..%lld of width %lld do not fit (expected rows "
+                       "below %lld, width %lld)",
+                       w->tmp, key, (long long)row0, (long long)(row0 + n - 1), (long long)d,
+                       (long long)w->info.n_tokens, (long long)key_width(&w->info, kind));
+    }
+    idx = (size_t)(layer * N_KINDS + kind);
+    count = (size_t)n * (size_t)d; /* bounded by the dataset's size, which exists */
+    if (w->f16 >= 0) {
+        if (count > w->conv_cap) {
+            qr_free(&w->conv);
+            w->conv_cap = 0;
+            QR_TRY(qr_malloc(&w->conv, count, sizeof *w->conv, "float16 staging"));
+            w->conv_cap = count;
+        }
+        for (size_t i = 0; i < count; i++) {
+            w->conv[i] = qr_f32_to_f16(X[i]);
+        }
+        buf = w->conv;
+        mtype = w->f16;
+    }
+    QR_TRY(write_rows(w, w->dsets[idx], key, 2, row0, n, d, mtype, buf));
+    w->rows_done[idx] += n;
+    w->bytes += count * elem_size(w->info.dtype);
+    return QR_OK;
+}
+
+qr_status qr_calib_writer_put_tokens(qr_calib_writer *w, int64_t row0, const int32_t *ids,
+                                     int64_t n)
+{
+    size_t idx = (size_t)w->info.n_layers * N_KINDS;
+    if (n < 1 || row0 < 0 || row0 + n > w->info.n_tokens) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "%s: dataset tokens: rows %lld..%lld do not fit (%lld rows)", w->tmp,
+                       (long long)row0, (long long)(row0 + n - 1), (long long)w->info.n_tokens);
+    }
+    QR_TRY(write_rows(w, w->tokens, "tokens", 1, row0, n, 1, H5T_NATIVE_INT32, ids));
+    w->rows_done[idx] += n;
+    w->bytes += (uint64_t)n * 4;
+    return QR_OK;
+}
+
+uint64_t qr_calib_writer_bytes(const qr_calib_writer *w)
+{
+    return w->bytes;
+}
+
+/* Close every HDF5 handle of w; false when HDF5 reports a failure (e.g. a failed flush). */
+static bool close_handles(qr_calib_writer *w)
+{
+    bool ok = true;
+    size_t n_keys = (size_t)w->info.n_layers * N_KINDS;
+    for (size_t i = 0; w->dsets && i < n_keys; i++) {
+        if (w->dsets[i] >= 0 && H5Dclose(w->dsets[i]) < 0) {
+            ok = false;
+        }
+        w->dsets[i] = -1;
+    }
+    if (w->tokens >= 0 && H5Dclose(w->tokens) < 0) {
+        ok = false;
+    }
+    w->tokens = -1;
+    if (w->f16 >= 0) {
+        H5Tclose(w->f16);
+    }
+    w->f16 = -1;
+    if (w->file >= 0 && H5Fclose(w->file) < 0) {
+        ok = false;
+    }
+    w->file = -1;
+    return ok;
+}
+
+static void writer_free(qr_calib_writer *w)
+{
+    free(w->dsets);
+    free(w->rows_done);
+    free(w->conv);
+    free(w);
+}
+
+qr_status qr_calib_writer_finish(qr_calib_writer **pw)
+{
+    qr_status st = QR_OK;
+    qr_calib_writer *w = *pw;
+    size_t n_keys = (size_t)w->info.n_layers * N_KINDS;
+    int fd;
+    for (size_t i = 0; i <= n_keys; i++) {
+        if (w->rows_done[i] != w->info.n_tokens) {
+            char key[QR_INPUT_KEY_MAX] = "tokens";
+            if (i < n_keys) {
+                qr_calib_key(key, sizeof key, (int64_t)(i / N_KINDS), (qr_input_kind)(i % N_KINDS));
+            }
+            st = qr_fail(QR_ERR_INTERNAL,
+                         "%s: dataset %s incomplete (expected %lld rows written, found %lld)",
+                         w->tmp, key, (long long)w->info.n_tokens, (long long)w->rows_done[i]);
+            goto done;
+        }
+    }
+    if (!close_handles(w)) {
+        st = qr_fail(QR_ERR_IO, "%s: closing the HDF5 file failed", w->tmp);
+        goto done;
+    }
+    fd = open(w->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot flush (%s)", w->tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        goto done;
+    }
+    close(fd);
+    if (rename(w->tmp, w->path) != 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", w->path, strerror(errno));
+        goto done;
+    }
+    QR_CHECK(qr_fs_sync_parent(w->path));
+    writer_free(w);
+    *pw = NULL;
+    return QR_OK;
+done:
+    qr_calib_writer_abort(pw);
+    return st;
+}
+
+void qr_calib_writer_abort(qr_calib_writer **pw)
+{
+    qr_calib_writer *w;
+    if (!pw || !*pw) {
+        return;
+    }
+    w = *pw;
+    close_handles(w);
+    unlink(w->tmp);
+    writer_free(w);
+    *pw = NULL;
+}
+
+/* ---- reader ------------------------------------------------------------------------------------
+ */
+
+struct qr_calib_shard {
+    char path[QR_CALIB_STR_MAX];
+    qr_calib_info info;
+    hid_t file;
+    hid_t *dsets; /* (n_keys) canonical order */
+    char (*keys)[QR_INPUT_KEY_MAX];
+    size_t n_keys;
+    hid_t tokens;
+    uint16_t *conv; /* binary16 staging for f16 shards */
+    size_t conv_cap;
+};
+
+/* Open dataset name and check its type and shape (rows, width) (rank 1 when width == 0). */
+static qr_status open_dataset(qr_calib_shard *s, const char *name, int64_t width, bool is_int,
+                              hid_t *out)
+{
+    qr_status st = QR_OK;
+    hid_t d = -1, type = -1, space = -1;
+    hsize_t dims[2] = {0, 0};
+    int rank = width > 0 ? 2 : 1, found_rank;
+    if (H5Lexists(s->file, name, H5P_DEFAULT) <= 0 ||
+        (d = H5Dopen2(s->file, name, H5P_DEFAULT)) < 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: dataset %s missing (expected %s)", s->path, name,
+                       is_int ? "the token ids" : "a layer input");
+    }
+    type = H5Dget_type(d);
+    space = H5Dget_space(d);
+    found_rank = space >= 0 ? H5Sget_simple_extent_ndims(space) : -1;
+    if (found_rank != rank) {
+        st = qr_fail(QR_ERR_INPUT, "%s: dataset %s: expected %d dimension(s), found %d", s->path,
+                     name, rank, found_rank);
+        goto done;
+    }
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    if ((int64_t)dims[0] != s->info.n_tokens || (rank == 2 && (int64_t)dims[1] != width)) {
+        st =
+            qr_fail(QR_ERR_INPUT, "%s: dataset %s: expected shape (%lld, %lld), found (%llu, %llu)",
+                    s->path, name, (long long)s->info.n_tokens, (long long)width,
+                    (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        goto done;
+    }
+    if (is_int) {
+        if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 4) {
+            st = qr_fail(QR_ERR_INPUT, "%s: dataset %s: expected 32-bit integers", s->path, name);
+            goto done;
+        }
+    } else if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != elem_size(s->info.dtype)) {
+        st = qr_fail(QR_ERR_INPUT,
+                     "%s: dataset %s: expected %s floats as the dtype attribute says, found a "
+                     "%zu-byte type",
+                     s->path, name, s->info.dtype == QR_DTYPE_F16 ? "16-bit" : "32-bit",
+                     H5Tget_size(type));
+        goto done;
+    }
+    *out = d;
+    d = -1;
+done:
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    if (type >= 0) {
+        H5Tclose(type);
+    }
+    if (d >= 0) {
+        H5Dclose(d);
+    }
+    return st;
+}
+
+qr_status qr_calib_shard_open(const char *path, qr_calib_shard **out)
+{
+    qr_status st = QR_OK;
+    qr_calib_shard *s = NULL;
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (strlen(path) >= QR_CALIB_STR_MAX) {
+        return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
+    }
+    QR_TRY(qr_calloc(&s, 1, sizeof *s, "calibration shard"));
+    s->file = s->tokens = -1;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (!qr_fs_exists(path)) {
+        st = qr_fail(QR_ERR_INPUT, "%s: no such calibration shard", path);
+        goto done;
+    }
+    if (H5Fis_hdf5(path) <= 0 || (s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
+        st = qr_fail(QR_ERR_INPUT, "%s: not an HDF5 file (expected a qrecon-calib shard)", path);
+        goto done;
+    }
+    QR_CHECK(read_attrs(s->file, path, &s->info));
+    if (!qr_mul_size((size_t)s->info.n_layers, N_KINDS, &s->n_keys)) {
+        st = qr_fail(QR_ERR_INPUT, "%s: attribute n_layers too large", path);
+        goto done;
+    }
+    QR_CHECK(qr_malloc(&s->dsets, s->n_keys, sizeof *s->dsets, "calibration datasets"));
+    for (size_t i = 0; i < s->n_keys; i++) {
+        s->dsets[i] = -1;
+    }
+    QR_CHECK(qr_calloc(&s->keys, s->n_keys, sizeof *s->keys, "calibration keys"));
+    for (size_t i = 0; i < s->n_keys; i++) {
+        qr_input_kind kind = (qr_input_kind)(i % N_KINDS);
+        qr_calib_key(s->keys[i], sizeof s->keys[i], (int64_t)(i / N_KINDS), kind);
+        QR_CHECK(open_dataset(s, s->keys[i], key_width(&s->info, kind), false, &s->dsets[i]));
+    }
+    QR_CHECK(open_dataset(s, "tokens", 0, true, &s->tokens));
+    *out = s;
+    s = NULL;
+done:
+    qr_calib_shard_close(&s);
+    return st;
+}
+
+void qr_calib_shard_close(qr_calib_shard **ps)
+{
+    qr_calib_shard *s;
+    if (!ps || !*ps) {
+        return;
+    }
+    s = *ps;
+    for (size_t i = 0; s->dsets && i < s->n_keys; i++) {
+        if (s->dsets[i] >= 0) {
+            H5Dclose(s->dsets[i]);
+        }
+    }
+    if (s->tokens >= 0) {
+        H5Dclose(s->tokens);
+    }
+    if (s->file >= 0) {
+        H5Fclose(s->file);
+    }
+    free(s->dsets);
+    free(s->keys);
+    free(s->conv);
+    free(s);
+    *ps = NULL;
+}
+
+const qr_calib_info *qr_calib_shard_info(const qr_calib_shard *s)
+{
+    return &s->info;
+}
+
+const char *qr_calib_shard_path(const qr_calib_shard *s)
+{
+    return s->path;
+}
+
+size_t qr_calib_shard_key_count(const qr_calib_shard *s)
+{
+    return s->n_keys;
+}
+
+const char *qr_calib_shard_key(const qr_calib_shard *s, size_t i)
+{
+    return i < s->n_keys ? s->keys[i] : NULL;
+}
+
+static qr_status find_key(const qr_calib_shard *s, const char *key, size_t *idx)
+{
+    for (size_t i = 0; i < s->n_keys; i++) {
+        if (strcmp(s->keys[i], key) == 0) {
+            *idx = i;
+            return QR_OK;
+        }
+    }
+    return qr_fail(QR_ERR_INPUT,
+                   "%s: no dataset %s (expected layers.L.{attn_in,o_in,mlp_in,down_in} with L in "
+                   "0..%lld)",
+                   s->path, key, (long long)s->info.n_layers - 1);
+}
+
+qr_status qr_calib_shard_shape(const qr_calib_shard *s, const char *key, int64_t *rows,
+                               int64_t *cols)
+{
+    size_t i = 0;
+    QR_TRY(find_key(s, key, &i));
+    *rows = s->info.n_tokens;
+    *cols = key_width(&s->info, (qr_input_kind)(i % N_KINDS));
+    return QR_OK;
+}
+
+static qr_status read_slab(const qr_calib_shard *s, hid_t dset, const char *name, int rank,
+                           int64_t r0, int64_t n, int64_t d, hid_t mtype, void *buf)
+{
+    qr_status st = QR_OK;
+    hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)n, (hsize_t)d};
+    hid_t fspace = H5Dget_space(dset), mspace = H5Screate_simple(rank, count, NULL);
+    if (fspace < 0 || mspace < 0 ||
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        H5Dread(dset, mtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: dataset %s: cannot read rows %lld..%lld", s->path, name,
+                     (long long)r0, (long long)(r0 + n - 1));
+    }
+    if (mspace >= 0) {
+        H5Sclose(mspace);
+    }
+    if (fspace >= 0) {
+        H5Sclose(fspace);
+    }
+    return st;
+}
+
+qr_status qr_calib_shard_read_rows(qr_calib_shard *s, const char *key, int64_t r0, int64_t n,
+                                   float *dst)
+{
+    qr_status st = QR_OK;
+    size_t i = 0, count;
+    int64_t d;
+    hid_t type = -1;
+    QR_TRY(find_key(s, key, &i));
+    d = key_width(&s->info, (qr_input_kind)(i % N_KINDS));
+    if (n < 0 || r0 < 0 || r0 > s->info.n_tokens - n) {
+        return qr_fail(QR_ERR_INPUT, "%s: dataset %s: rows %lld..%lld out of range (%lld rows)",
+                       s->path, key, (long long)r0, (long long)(r0 + n - 1),
+                       (long long)s->info.n_tokens);
+    }
+    if (n == 0) {
+        return QR_OK;
+    }
+    count = (size_t)n * (size_t)d;
+    if (s->info.dtype == QR_DTYPE_F32) {
+        return read_slab(s, s->dsets[i], key, 2, r0, n, d, H5T_NATIVE_FLOAT, dst);
+    }
+    if (count > s->conv_cap) {
+        qr_free(&s->conv);
+        s->conv_cap = 0;
+        QR_TRY(qr_malloc(&s->conv, count, sizeof *s->conv, "float16 staging"));
+        s->conv_cap = count;
+    }
+    /* Read the stored binary16 bits as they are and widen them here (exact). */
+    type = H5Dget_type(s->dsets[i]);
+    if (type < 0) {
+        return qr_fail(QR_ERR_IO, "%s: dataset %s: cannot read its type", s->path, key);
+    }
+    QR_CHECK(read_slab(s, s->dsets[i], key, 2, r0, n, d, type, s->conv));
+    for (size_t j = 0; j < count; j++) {
+        dst[j] = qr_f16_to_f32(s->conv[j]);
+    }
+done:
+    H5Tclose(type);
+    return st;
+}
+
+qr_status qr_calib_shard_read_tokens(qr_calib_shard *s, int64_t r0, int64_t n, int32_t *dst)
+{
+    if (n < 0 || r0 < 0 || r0 > s->info.n_tokens - n) {
+        return qr_fail(QR_ERR_INPUT, "%s: dataset tokens: rows %lld..%lld out of range (%lld rows)",
+                       s->path, (long long)r0, (long long)(r0 + n - 1),
+                       (long long)s->info.n_tokens);
+    }
+    if (n == 0) {
+        return QR_OK;
+    }
+    return read_slab(s, s->tokens, "tokens", 1, r0, n, 1, H5T_NATIVE_INT32, dst);
+}
+
+/* ---- sets of shards ----------------------------------------------------------------------------
+ */
+
+struct qr_calib_set {
+    qr_calib_shard **shards; /* (n) */
+    size_t n;
+    int64_t *row_start; /* (n + 1) first global row of each shard; row_start[n] = total */
+};
+
+static qr_status same_capture(const qr_calib_shard *a, const qr_calib_shard *b)
+{
+    const qr_calib_info *x = &a->info, *y = &b->info;
+    if (strcmp(x->model_identity, y->model_identity) != 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: captured from another model than %s (expected identity %s, found %s)",
+                       b->path, a->path, x->model_identity, y->model_identity);
+    }
+    if (x->dim != y->dim || x->hidden_dim != y->hidden_dim || x->q_dim != y->q_dim ||
+        x->n_layers != y->n_layers || x->seq_len != y->seq_len) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: shape differs from %s (expected dim %lld, hidden %lld, layers %lld, "
+                       "seq_len %lld; found %lld, %lld, %lld, %lld)",
+                       b->path, a->path, (long long)x->dim, (long long)x->hidden_dim,
+                       (long long)x->n_layers, (long long)x->seq_len, (long long)y->dim,
+                       (long long)y->hidden_dim, (long long)y->n_layers, (long long)y->seq_len);
+    }
+    return QR_OK;
+}
+
+static qr_status set_build(const char *const *paths, size_t n, bool complete, qr_calib_set **out)
+{
+    qr_status st = QR_OK;
+    qr_calib_set *set = NULL;
+    *out = NULL;
+    if (n == 0) {
+        return qr_fail(QR_ERR_INPUT, "calibration: no shard given (expected at least one)");
+    }
+    QR_TRY(qr_calloc(&set, 1, sizeof *set, "calibration set"));
+    QR_CHECK(qr_calloc(&set->shards, n, sizeof *set->shards, "calibration set"));
+    QR_CHECK(qr_calloc(&set->row_start, n + 1, sizeof *set->row_start, "calibration set"));
+    set->n = n;
+    for (size_t i = 0; i < n; i++) {
+        const qr_calib_info *in;
+        QR_CHECK(qr_calib_shard_open(paths[i], &set->shards[i]));
+        in = &set->shards[i]->info;
+        if (i > 0) {
+            const qr_calib_info *prev = &set->shards[i - 1]->info;
+            int64_t next_window = prev->window_first + prev->n_windows;
+            QR_CHECK(same_capture(set->shards[0], set->shards[i]));
+            if (complete ? in->window_first != next_window : in->window_first < next_window) {
+                st = qr_fail(QR_ERR_INPUT,
+                             "%s: window range does not follow %s (expected first window %s%lld, "
+                             "found %lld)",
+                             paths[i], paths[i - 1], complete ? "" : ">= ", (long long)next_window,
+                             (long long)in->window_first);
+                goto done;
+            }
+        }
+        if (complete && (in->shard_index != (int64_t)i || in->shard_count != (int64_t)n)) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: not shard %zu of a %zu-shard capture (found shard %lld of %lld; "
+                         "stale or missing shards in the folder?)",
+                         paths[i], i, n, (long long)in->shard_index, (long long)in->shard_count);
+            goto done;
+        }
+        set->row_start[i + 1] = set->row_start[i] + in->n_tokens;
+    }
+    if (complete) {
+        const qr_calib_info *first = &set->shards[0]->info, *last = &set->shards[n - 1]->info;
+        if (first->window_first != 0 ||
+            last->window_first + last->n_windows != last->total_windows) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: shards do not cover the capture (expected windows 0..%lld, found "
+                         "%lld..%lld)",
+                         paths[0], (long long)last->total_windows - 1,
+                         (long long)first->window_first,
+                         (long long)(last->window_first + last->n_windows - 1));
+            goto done;
+        }
+    }
+    *out = set;
+    set = NULL;
+done:
+    qr_calib_set_close(&set);
+    return st;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Names in dir that start with "shard-" and end with suffix, sorted; caller frees each and the
+ * array. */
+static qr_status list_shards(const char *dir, const char *suffix, char ***names, size_t *n)
+{
+    qr_status st = QR_OK;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **list = NULL;
+    size_t count = 0, cap = 0, sl = strlen(suffix);
+    *names = NULL;
+    *n = 0;
+    if (!d) {
+        return errno == ENOENT
+                   ? QR_OK
+                   : qr_fail(QR_ERR_INPUT, "%s: cannot list folder (%s)", dir, strerror(errno));
+    }
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 + sl || strncmp(e->d_name, "shard-", 6) != 0 ||
+            strcmp(e->d_name + len - sl, suffix) != 0) {
+            continue;
+        }
+        if (count == cap) {
+            size_t ncap = cap ? 2 * cap : 16;
+            char **nl = realloc(list, ncap * sizeof *nl);
+            if (!nl) {
+                st = qr_fail(QR_ERR_NOMEM, "%s: out of memory listing shards", dir);
+                goto done;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        if (!(list[count] = strdup(e->d_name))) {
+            st = qr_fail(QR_ERR_NOMEM, "%s: out of memory listing shards", dir);
+            goto done;
+        }
+        count++;
+    }
+    qsort(list, count, sizeof *list, cmp_str);
+    *names = list;
+    *n = count;
+    list = NULL;
+    count = 0;
+done:
+    for (size_t i = 0; i < count; i++) {
+        free(list[i]);
+    }
+    free(list);
+    closedir(d);
+    return st;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+    }
+    free(names);
+}
+
+qr_status qr_calib_set_open_dir(const char *dir, qr_calib_set **out)
+{
+    qr_status st = QR_OK;
+    char **names = NULL, **paths = NULL;
+    size_t n = 0;
+    *out = NULL;
+    if (!qr_fs_is_dir(dir)) {
+        return qr_fail(QR_ERR_INPUT, "%s: not a folder (expected a capture folder of shards)", dir);
+    }
+    QR_TRY(list_shards(dir, ".h5", &names, &n));
+    if (n == 0) {
+        st = qr_fail(QR_ERR_INPUT, "%s: no shard-*.h5 files (expected a capture folder)", dir);
+        goto done;
+    }
+    QR_CHECK(qr_calloc(&paths, n, sizeof *paths, "shard paths"));
+    for (size_t i = 0; i < n; i++) {
+        QR_CHECK(qr_malloc(&paths[i], QR_CALIB_STR_MAX, 1, "shard path"));
+        QR_CHECK(qr_fs_join(paths[i], QR_CALIB_STR_MAX, dir, names[i]));
+    }
+    st = set_build((const char *const *)paths, n, true, out);
+done:
+    if (paths) {
+        free_names(paths, n);
+    }
+    free_names(names, n);
+    return st;
+}
+
+qr_status qr_calib_set_open_files(const char *const *paths, size_t n, qr_calib_set **out)
+{
+    return set_build(paths, n, false, out);
+}
+
+void qr_calib_set_close(qr_calib_set **pset)
+{
+    qr_calib_set *set;
+    if (!pset || !*pset) {
+        return;
+    }
+    set = *pset;
+    for (size_t i = 0; set->shards && i < set->n; i++) {
+        qr_calib_shard_close(&set->shards[i]);
+    }
+    free(set->shards);
+    free(set->row_start);
+    free(set);
+    *pset = NULL;
+}
+
+size_t qr_calib_set_shard_count(const qr_calib_set *set)
+{
+    return set->n;
+}
+
+qr_calib_shard *qr_calib_set_shard(const qr_calib_set *set, size_t i)
+{
+    return i < set->n ? set->shards[i] : NULL;
+}
+
+int64_t qr_calib_set_rows(const qr_calib_set *set)
+{
+    return set->row_start[set->n];
+}
+
+qr_status qr_calib_set_read_rows(qr_calib_set *set, const char *key, int64_t r0, int64_t n,
+                                 float *dst)
+{
+    int64_t rows = 0, cols = 0, total = qr_calib_set_rows(set);
+    QR_TRY(qr_calib_shard_shape(set->shards[0], key, &rows, &cols));
+    if (n < 0 || r0 < 0 || r0 > total - n) {
+        return qr_fail(QR_ERR_INPUT,
+                       "calibration set: key %s: rows %lld..%lld out of range (%lld rows over %zu "
+                       "shards)",
+                       key, (long long)r0, (long long)(r0 + n - 1), (long long)total, set->n);
+    }
+    for (size_t i = 0; i < set->n && n > 0; i++) {
+        int64_t lo = set->row_start[i], hi = set->row_start[i + 1];
+        int64_t take;
+        if (r0 >= hi) {
+            continue;
+        }
+        take = hi - r0 < n ? hi - r0 : n;
+        QR_TRY(qr_calib_shard_read_rows(set->shards[i], key, r0 - lo, take, dst));
+        dst += take * cols;
+        r0 += take;
+        n -= take;
+    }
+    return QR_OK;
+}
+
+/* ---- the output folder -------------------------------------------------------------------------
+ */
+
+qr_status qr_calib_shard_name(char *buf, size_t size, const char *dir, int64_t r)
+{
+    char name[32];
+    snprintf(name, sizeof name, "shard-%05lld.h5", (long long)r);
+    return qr_fs_join(buf, size, dir, name);
+}
+
+qr_status qr_calib_dir_check(const char *dir, const char *identity, size_t *n_found)
+{
+    qr_status st = QR_OK;
+    char **names = NULL;
+    size_t n = 0;
+    char path[QR_CALIB_STR_MAX];
+    qr_calib_shard *s = NULL;
+    *n_found = 0;
+    if (qr_fs_exists(dir) && !qr_fs_is_dir(dir)) {
+        return qr_fail(QR_ERR_INPUT, "%s: exists and is not a folder (expected a capture folder)",
+                       dir);
+    }
+    QR_TRY(list_shards(dir, ".h5", &names, &n));
+    for (size_t i = 0; i < n; i++) {
+        QR_CHECK(qr_fs_join(path, sizeof path, dir, names[i]));
+        st = qr_calib_shard_open(path, &s);
+        if (st != QR_OK) {
+            char inner[QR_ERRMSG_MAX];
+            snprintf(inner, sizeof inner, "%s", qr_errmsg()); /* qr_fail reuses the buffer */
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: the output folder holds a file that is not a readable calibration "
+                         "shard (%s); remove it or choose another --out",
+                         dir, inner);
+            goto done;
+        }
+        if (strcmp(s->info.model_identity, identity) != 0) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: holds shards of another model (expected identity %s, found %s from "
+                         "%s); remove them or choose another --out",
+                         path, identity, s->info.model_identity, s->info.model_path);
+            goto done;
+        }
+        qr_calib_shard_close(&s);
+    }
+    *n_found = n;
+done:
+    qr_calib_shard_close(&s);
+    free_names(names, n);
+    return st;
+}
+
+qr_status qr_calib_dir_clear(const char *dir)
+{
+    static const char *const suffixes[] = {".h5", ".h5.tmp"};
+    char path[QR_CALIB_STR_MAX];
+    for (size_t k = 0; k < 2; k++) {
+        char **names = NULL;
+        size_t n = 0;
+        QR_TRY(list_shards(dir, suffixes[k], &names, &n));
+        for (size_t i = 0; i < n; i++) {
+            qr_status st = qr_fs_join(path, sizeof path, dir, names[i]);
+            if (st == QR_OK && unlink(path) != 0 && errno != ENOENT) {
+                st = qr_fail(QR_ERR_IO, "%s: cannot remove old shard (%s)", path, strerror(errno));
+            }
+            if (st != QR_OK) {
+                free_names(names, n);
+                return st;
+            }
+        }
+        free_names(names, n);
+    }
+    return QR_OK;
+}

@@ -1,0 +1,125 @@
+/* cmd_generate.c: `qrecon generate`: greedy decoding from BOS (and an optional prompt) with the
+ * float32 forward pass and its KV cache; prints the decoded text. A quick check that a model loads
+ * and runs correctly (stories260K starts "Once upon a time, there was a little girl named Lily.").
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobs/cli.h"
+#include "jobs/llama_job.h"
+#include "src/alloc.h"
+#include "src/log.h"
+
+static const char help[] =
+    "usage: qrecon generate --model DIR [--prompt TEXT] [--steps N] [--tokenizer FILE]\n"
+    "\n"
+    "Greedy decoding (argmax at every step) from BOS, or from BOS + the prompt, for up to N new\n"
+    "tokens (default 256, at most the model's context), stopping early when the model emits BOS "
+    "or\n"
+    "EOS. Prints the prompt and the continuation as text on stdout.\n"
+    "\n"
+    "  --model DIR       Hugging Face folder or llama2.c checkpoint\n"
+    "  --prompt TEXT     text to continue (encoded with the model's tokenizer)\n"
+    "  --steps N         new tokens to generate (default 256)\n"
+    "  --tokenizer FILE  llama2.c tokenizer.bin (default: the one beside the model)\n";
+
+qr_status qr_cmd_generate(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'}, {"prompt", required_argument, NULL, 'p'},
+        {"steps", required_argument, NULL, 's'}, {"tokenizer", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
+    qr_status st = QR_OK;
+    const char *model_path = NULL, *prompt = NULL, *tok_path = NULL;
+    int64_t steps = 256, n_seq = 0, max_pos, vocab;
+    int32_t *seq = NULL, *prompt_ids = NULL;
+    size_t n_prompt = 0, text_len = 0;
+    float *logits = NULL;
+    char *text = NULL;
+    qr_llama_job job;
+    qr_llama_state *state = NULL;
+    int c;
+    memset(&job, 0, sizeof job);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 's':
+            QR_CHECK(qr_cli_int("--steps", optarg, 1, INT32_MAX, &steps));
+            break;
+        case 't':
+            tok_path = optarg;
+            break;
+        case 'h':
+            qr_cli_print_help(help);
+            return QR_OK;
+        case ':':
+            return qr_cli_usage_error("generate", "an option is missing its value");
+        default:
+            return qr_cli_usage_error("generate", "unknown option");
+        }
+    }
+    if (!model_path || optind != argc) {
+        return qr_cli_usage_error("generate", "expected --model DIR and no other arguments");
+    }
+    QR_CHECK(qr_llama_job_open(model_path, &job));
+    QR_CHECK(qr_llama_job_tokenizer(&job, tok_path));
+    vocab = job.w.cfg.vocab_size;
+    if (prompt && *prompt) {
+        qr_encode_opts eo = {true, false, "--prompt"};
+        QR_CHECK(qr_tokenizer_encode(job.tok, prompt, strlen(prompt), &eo, &prompt_ids, &n_prompt));
+    }
+    max_pos = job.w.cfg.max_seq_len;
+    if ((int64_t)n_prompt + 1 >= max_pos) {
+        st = qr_fail(QR_ERR_INPUT,
+                     "--prompt: %zu tokens leave no room in the model's context of "
+                     "%lld positions",
+                     n_prompt, (long long)max_pos);
+        goto done;
+    }
+    if (steps > max_pos - 1 - (int64_t)n_prompt) {
+        steps = max_pos - 1 - (int64_t)n_prompt;
+    }
+    QR_CHECK(qr_calloc(&seq, (size_t)max_pos, sizeof *seq, "generated tokens"));
+    QR_CHECK(qr_calloc(&logits, (size_t)(n_prompt + 1) * (size_t)vocab, sizeof *logits, "logits"));
+    QR_CHECK(qr_llama_state_open(&job.w.cfg, (int64_t)n_prompt + 1, max_pos, &state));
+    seq[0] = QR_TOKEN_BOS;
+    memcpy(seq + 1, prompt_ids, n_prompt * sizeof *seq);
+    n_seq = (int64_t)n_prompt + 1;
+    /* The prompt runs as one block; then one token per step through the KV cache. */
+    QR_CHECK(qr_llama_forward(&job.w, state, seq, n_seq, 0, logits, NULL, NULL));
+    for (int64_t s = 0; s < steps; s++) {
+        const float *last = s == 0 ? logits + (n_seq - 1) * vocab : logits;
+        int32_t next = qr_logits_argmax(last, vocab);
+        if (next == QR_TOKEN_BOS || next == QR_TOKEN_EOS) {
+            break;
+        }
+        seq[n_seq++] = next;
+        if (s + 1 < steps) {
+            QR_CHECK(
+                qr_llama_forward(&job.w, state, &seq[n_seq - 1], 1, n_seq - 1, logits, NULL, NULL));
+        }
+    }
+    QR_CHECK(
+        qr_tokenizer_decode(job.tok, seq + 1, (size_t)(n_seq - 1), QR_TOKEN_BOS, &text, &text_len));
+    if (qr_log_rank() == 0) {
+        fwrite(text, 1, text_len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+done:
+    free(text);
+    free(logits);
+    free(seq);
+    free(prompt_ids);
+    qr_llama_state_close(&state);
+    qr_llama_job_close(&job);
+    return st;
+}

@@ -1,0 +1,92 @@
+/* llama_job.c: model, tokenizer and input for the forward-pass subcommands (see llama_job.h). */
+#include "jobs/llama_job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/fs.h"
+#include "io/llama_load.h"
+#include "io/tokenizer_bin.h"
+#include "io/tokens.h"
+
+qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job)
+{
+    qr_status st = QR_OK;
+    memset(job, 0, sizeof *job);
+    QR_CHECK(qr_model_open(model_path, &job->model));
+    QR_CHECK(qr_llama_load(job->model, &job->w));
+done:
+    if (st != QR_OK) {
+        qr_llama_job_close(job);
+    }
+    return st;
+}
+
+qr_status qr_llama_job_tokenizer(qr_llama_job *job, const char *tokenizer_path)
+{
+    const char *path = tokenizer_path ? tokenizer_path : qr_model_tokenizer_path(job->model);
+    if (job->tok) {
+        return QR_OK;
+    }
+    if (!path) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: no tokenizer.bin beside the model (expected one, or --tokenizer FILE)",
+                       qr_model_path(job->model));
+    }
+    return qr_tokenizer_bin_read(path, job->w.cfg.vocab_size, &job->tok);
+}
+
+void qr_llama_job_close(qr_llama_job *job)
+{
+    qr_tokenizer_free(&job->tok);
+    qr_llama_weights_free(&job->w);
+    qr_model_close(&job->model);
+}
+
+qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32_t **ids, size_t *n)
+{
+    qr_status st = QR_OK;
+    char *text = NULL;
+    size_t size = 0;
+    *ids = NULL;
+    *n = 0;
+    if (opts->token_path) {
+        QR_CHECK(qr_tokens_read(opts->token_path, job->w.cfg.vocab_size, ids, n));
+        if (*n == 0) {
+            st = qr_fail(QR_ERR_INPUT, "%s: empty token file (expected at least one token id)",
+                         opts->token_path);
+        }
+        goto done;
+    }
+    QR_CHECK(qr_llama_job_tokenizer(job, opts->tokenizer_path));
+    QR_CHECK(qr_fs_read_all(opts->text_path, QR_TEXT_FILE_MAX, &text, &size));
+    if (size == 0) {
+        st = qr_fail(QR_ERR_INPUT, "%s: empty text (expected at least one character)",
+                     opts->text_path);
+        goto done;
+    }
+    {
+        qr_encode_opts eo = {true, opts->unknown_to_zero, opts->text_path};
+        QR_CHECK(qr_tokenizer_encode(job->tok, text, size, &eo, ids, n));
+    }
+done:
+    if (st != QR_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    free(text);
+    return st;
+}
+
+void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t *window,
+                      int64_t *len)
+{
+    size_t begin = (size_t)w * (size_t)(L - 1), take = 0;
+    window[0] = QR_TOKEN_BOS;
+    if (begin < n) {
+        take = n - begin < (size_t)(L - 1) ? n - begin : (size_t)(L - 1);
+        memcpy(window + 1, ids + begin, take * sizeof *ids);
+    }
+    *len = (int64_t)take + 1;
+}

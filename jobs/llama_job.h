@@ -1,0 +1,52 @@
+/* llama_job.h: what capture, eval and generate share: open a model with its forward-pass weights
+ * and tokenizer, read the input (text through the tokenizer, or a token-id file), and cut it into
+ * windows that start with BOS.
+ *
+ * Windows: the whole input is tokenized once (with the " " dummy prefix, as llama2.c does; no BOS),
+ * giving ids t_0 .. t_{m-1}; window w is BOS followed by t_{w(L-1)} .. t_{(w+1)(L-1)-1}, L = the
+ * window length (--seq-len). Capture keeps only full windows; eval also runs the last, shorter one.
+ * Not collective: every rank computes the same result from the same files. */
+#ifndef QR_JOBS_LLAMA_JOB_H
+#define QR_JOBS_LLAMA_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/model.h"
+#include "src/llama.h"
+#include "src/tokenizer.h"
+
+/* Largest text file accepted (the whole file is read and tokenized at once). */
+#define QR_TEXT_FILE_MAX ((size_t)1 << 30)
+
+typedef struct {
+    qr_model *model;
+    qr_llama_weights w;
+    qr_tokenizer *tok; /* NULL until needed (a token-file input has no use for it) */
+} qr_llama_job;
+
+/* Open the model and load its float32 weights. */
+qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job);
+/* Read the tokenizer: tokenizer_path, or the one beside the model when NULL. */
+qr_status qr_llama_job_tokenizer(qr_llama_job *job, const char *tokenizer_path);
+void qr_llama_job_close(qr_llama_job *job); /* NULL-safe on its members */
+
+typedef struct {
+    const char *text_path; /* exactly one of text_path and token_path */
+    const char *token_path;
+    const char *tokenizer_path; /* NULL: the model's */
+    bool unknown_to_zero;
+} qr_input_opts;
+
+/* Read the input into *ids (no BOS; caller frees), *n of them. An empty text or token file is
+ * QR_ERR_INPUT naming the file. */
+qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32_t **ids,
+                             size_t *n);
+
+/* window (len) = BOS + the ids of window w for window length L; *len is L, or less for the last
+ * partial window; 1 when w is past the end. */
+void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t *window,
+                      int64_t *len);
+
+#endif

@@ -1,0 +1,268 @@
+/* capture_check.c: checks on calibration shards written by `qrecon capture`, driven by the
+ * scripts in tests/capture/. Modes:
+ *   rmsnorm DIR MODEL         layers.0.attn_in == RMSNorm(embedding[token]) recomputed here in
+ *                             double from the model's tensors; every other dataset's shape
+ *   compare DIR_A DIR_B TOL   the two captures hold the same rows in order (every key, tokens),
+ *                             each value within TOL relative to max(1, |a|)
+ *   tokens DIR OUT            write the captured text ids (BOS of each window dropped) as raw u32
+ *   reader_errors SCRATCH     the reader refuses a non-HDF5 file, a missing key, rows out of range,
+ *                             and an incomplete set of shards, naming the file */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/calib_shard.h"
+#include "io/model.h"
+#include "io/tokens.h"
+#include "tests/test_util.h"
+
+/* float32 RMSNorm against a double recomputation: a few ulps of float32 on values of order 1-10. */
+#define RMSNORM_TOL 1e-5
+
+static int mode_rmsnorm(const char *dir, const char *model_path)
+{
+    qr_calib_set *set = NULL;
+    qr_model *m = NULL;
+    const qr_model_config *c;
+    const qr_calib_info *info;
+    float *emb = NULL, *g = NULL, *rows = NULL;
+    int32_t *tok = NULL;
+    int64_t total, dim, r, cols;
+    double worst = 0.0;
+    QR_REQUIRE(qr_calib_set_open_dir(dir, &set) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_model_open(model_path, &m) == QR_OK, "%s", qr_errmsg());
+    c = qr_model_get_config(m);
+    info = qr_calib_shard_info(qr_calib_set_shard(set, 0));
+    dim = c->dim;
+    QR_EXPECT(strcmp(info->model_identity, qr_model_identity(m)) == 0,
+              "shard identity %s differs from the model's %s", info->model_identity,
+              qr_model_identity(m));
+    QR_EXPECT(info->dim == dim && info->hidden_dim == c->hidden_dim &&
+                  info->n_layers == c->n_layers && info->q_dim == c->n_heads * c->head_dim,
+              "shard shape attributes differ from the model config");
+    for (size_t k = 0; k < qr_calib_shard_key_count(qr_calib_set_shard(set, 0)); k++) {
+        const char *key = qr_calib_shard_key(qr_calib_set_shard(set, 0), k);
+        int64_t want = strstr(key, "down_in") ? c->hidden_dim
+                       : strstr(key, "o_in")  ? c->n_heads * c->head_dim
+                                              : c->dim;
+        QR_EXPECT(qr_calib_shard_shape(qr_calib_set_shard(set, 0), key, &r, &cols) == QR_OK &&
+                      cols == want && r == info->n_tokens,
+                  "%s: expected (%lld, %lld), found (%lld, %lld)", key, (long long)info->n_tokens,
+                  (long long)want, (long long)r, (long long)cols);
+    }
+    total = qr_calib_set_rows(set);
+    emb = malloc((size_t)(c->vocab_size * dim) * sizeof *emb);
+    g = malloc((size_t)dim * sizeof *g);
+    rows = malloc((size_t)(total * dim) * sizeof *rows);
+    tok = malloc((size_t)total * sizeof *tok);
+    QR_REQUIRE(emb && g && rows && tok, "out of memory");
+    QR_REQUIRE(
+        qr_model_read_f32(m, "model.embed_tokens.weight", emb, (size_t)(c->vocab_size * dim)) ==
+                QR_OK &&
+            qr_model_read_f32(m, "model.layers.0.input_layernorm.weight", g, (size_t)dim) == QR_OK,
+        "%s", qr_errmsg());
+    QR_REQUIRE(qr_calib_set_read_rows(set, "layers.0.attn_in", 0, total, rows) == QR_OK, "%s",
+               qr_errmsg());
+    {
+        int64_t off = 0;
+        for (size_t s = 0; s < qr_calib_set_shard_count(set); s++) {
+            qr_calib_shard *sh = qr_calib_set_shard(set, s);
+            int64_t n = qr_calib_shard_info(sh)->n_tokens;
+            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, tok + off) == QR_OK, "%s", qr_errmsg());
+            off += n;
+        }
+    }
+    for (int64_t t = 0; t < total; t++) {
+        const float *e = emb + (int64_t)tok[t] * dim;
+        double ss = 0.0;
+        if (t % info->seq_len == 0) {
+            QR_EXPECT(tok[t] == 1, "row %lld starts a window and must be BOS, found %d",
+                      (long long)t, (int)tok[t]);
+        }
+        for (int64_t j = 0; j < dim; j++) {
+            ss += (double)e[j] * e[j];
+        }
+        ss = 1.0 / sqrt(ss / (double)dim + c->rms_eps);
+        for (int64_t j = 0; j < dim; j++) {
+            double want = (double)g[j] * e[j] * ss;
+            double err = fabs(want - rows[t * dim + j]) / fmax(1.0, fabs(want));
+            worst = err > worst || isnan(err) ? (isnan(err) ? INFINITY : err) : worst;
+        }
+    }
+    printf("layers.0.attn_in vs RMSNorm(embedding): %lld rows, worst relative error %.3g\n",
+           (long long)total, worst);
+    QR_EXPECT(worst <= RMSNORM_TOL, "expected at most %g, found %.3g", RMSNORM_TOL, worst);
+    free(emb);
+    free(g);
+    free(rows);
+    free(tok);
+    qr_model_close(&m);
+    qr_calib_set_close(&set);
+    return qr_test_finish("capture.rmsnorm");
+}
+
+static int mode_compare(const char *da, const char *db, double tol)
+{
+    qr_calib_set *a = NULL, *b = NULL;
+    qr_calib_shard *a0, *b0;
+    int64_t rows;
+    QR_REQUIRE(qr_calib_set_open_dir(da, &a) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_calib_set_open_dir(db, &b) == QR_OK, "%s", qr_errmsg());
+    a0 = qr_calib_set_shard(a, 0);
+    b0 = qr_calib_set_shard(b, 0);
+    rows = qr_calib_set_rows(a);
+    printf("%s: %zu shard(s), %s: %zu shard(s), %lld rows\n", da, qr_calib_set_shard_count(a), db,
+           qr_calib_set_shard_count(b), (long long)rows);
+    QR_REQUIRE(rows == qr_calib_set_rows(b), "row counts differ: %lld vs %lld", (long long)rows,
+               (long long)qr_calib_set_rows(b));
+    QR_REQUIRE(qr_calib_shard_key_count(a0) == qr_calib_shard_key_count(b0), "key counts differ");
+    for (size_t k = 0; k < qr_calib_shard_key_count(a0); k++) {
+        const char *key = qr_calib_shard_key(a0, k);
+        int64_t r = 0, cols = 0, bad = -1;
+        float *xa, *xb;
+        double worst = 0.0;
+        QR_REQUIRE(qr_calib_shard_shape(b0, key, &r, &cols) == QR_OK, "%s", qr_errmsg());
+        xa = malloc((size_t)(rows * cols) * sizeof *xa);
+        xb = malloc((size_t)(rows * cols) * sizeof *xb);
+        QR_REQUIRE(xa && xb, "out of memory");
+        QR_REQUIRE(qr_calib_set_read_rows(a, key, 0, rows, xa) == QR_OK &&
+                       qr_calib_set_read_rows(b, key, 0, rows, xb) == QR_OK,
+                   "%s", qr_errmsg());
+        for (int64_t i = 0; i < rows * cols; i++) {
+            double err = fabs((double)xa[i] - xb[i]) / fmax(1.0, fabs((double)xa[i]));
+            if (err > worst || isnan(err)) {
+                worst = isnan(err) ? INFINITY : err;
+                bad = i;
+            }
+        }
+        QR_EXPECT(worst <= tol, "%s: row %lld column %lld differs (expected within %g, found %.3g)",
+                  key, (long long)(bad / cols), (long long)(bad % cols), tol, worst);
+        free(xa);
+        free(xb);
+    }
+    {
+        int32_t *ta = malloc((size_t)rows * 4), *tb = malloc((size_t)rows * 4);
+        int64_t off = 0;
+        QR_REQUIRE(ta && tb, "out of memory");
+        for (size_t s = 0; s < qr_calib_set_shard_count(a); s++) {
+            qr_calib_shard *sh = qr_calib_set_shard(a, s);
+            int64_t n = qr_calib_shard_info(sh)->n_tokens;
+            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, ta + off) == QR_OK, "%s", qr_errmsg());
+            off += n;
+        }
+        off = 0;
+        for (size_t s = 0; s < qr_calib_set_shard_count(b); s++) {
+            qr_calib_shard *sh = qr_calib_set_shard(b, s);
+            int64_t n = qr_calib_shard_info(sh)->n_tokens;
+            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, tb + off) == QR_OK, "%s", qr_errmsg());
+            off += n;
+        }
+        QR_EXPECT(memcmp(ta, tb, (size_t)rows * 4) == 0, "token datasets differ");
+        free(ta);
+        free(tb);
+    }
+    qr_calib_set_close(&a);
+    qr_calib_set_close(&b);
+    return qr_test_finish("capture.compare");
+}
+
+static int mode_tokens(const char *dir, const char *out)
+{
+    qr_calib_set *set = NULL;
+    int32_t *all = NULL, *ids = NULL;
+    int64_t rows, L, n = 0, off = 0;
+    QR_REQUIRE(qr_calib_set_open_dir(dir, &set) == QR_OK, "%s", qr_errmsg());
+    rows = qr_calib_set_rows(set);
+    L = qr_calib_shard_info(qr_calib_set_shard(set, 0))->seq_len;
+    all = malloc((size_t)rows * 4);
+    ids = malloc((size_t)rows * 4);
+    QR_REQUIRE(all && ids, "out of memory");
+    for (size_t s = 0; s < qr_calib_set_shard_count(set); s++) {
+        qr_calib_shard *sh = qr_calib_set_shard(set, s);
+        int64_t k = qr_calib_shard_info(sh)->n_tokens;
+        QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, k, all + off) == QR_OK, "%s", qr_errmsg());
+        off += k;
+    }
+    for (int64_t i = 0; i < rows; i++) {
+        if (i % L != 0) {
+            ids[n++] = all[i];
+        }
+    }
+    QR_REQUIRE(qr_tokens_write_u32(out, ids, (size_t)n) == QR_OK, "%s", qr_errmsg());
+    free(all);
+    free(ids);
+    qr_calib_set_close(&set);
+    return qr_test_finish("capture.tokens");
+}
+
+/* dir holds a valid 2-shard capture (shard-00000.h5, shard-00001.h5). */
+static int mode_reader_errors(const char *dir, const char *scratch)
+{
+    char path[4096], p0[4096], p1[4096];
+    qr_calib_shard *s = NULL;
+    qr_calib_set *set = NULL;
+    float buf[16];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/not-hdf5.h5", scratch);
+    f = fopen(path, "w");
+    QR_REQUIRE(f != NULL, "create %s", path);
+    fputs("plain text\n", f);
+    fclose(f);
+    QR_EXPECT(qr_calib_shard_open(path, &s) == QR_ERR_INPUT && strstr(qr_errmsg(), path) &&
+                  strstr(qr_errmsg(), "not an HDF5 file"),
+              "a text file must be refused naming it, found: %s", qr_errmsg());
+    snprintf(p0, sizeof p0, "%s/shard-00000.h5", dir);
+    snprintf(p1, sizeof p1, "%s/shard-00001.h5", dir);
+    QR_REQUIRE(qr_calib_shard_open(p0, &s) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_calib_shard_read_rows(s, "layers.99.attn_in", 0, 1, buf) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "layers.99.attn_in"),
+              "an unknown key must be refused naming it, found: %s", qr_errmsg());
+    QR_EXPECT(qr_calib_shard_read_rows(s, "layers.0.attn_in", qr_calib_shard_info(s)->n_tokens, 1,
+                                       buf) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "out of range"),
+              "rows past the end must be refused, found: %s", qr_errmsg());
+    qr_calib_shard_close(&s);
+    /* A folder holding only shard 1 of 2 is not a whole capture; a list of files may be. */
+    snprintf(path, sizeof path, "%s/partial", scratch);
+    QR_REQUIRE(system(NULL) != 0, "no shell");
+    {
+        char cmd[12400];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/'", path, p1, path);
+        QR_REQUIRE(system(cmd) == 0, "cannot copy %s", p1);
+    }
+    QR_EXPECT(qr_calib_set_open_dir(path, &set) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "not shard 0 of a 1-shard capture"),
+              "a folder with shard 1 only must be refused, found: %s", qr_errmsg());
+    {
+        const char *one[1] = {p1}, *both_reversed[2] = {p1, p0};
+        QR_EXPECT(qr_calib_set_open_files(one, 1, &set) == QR_OK, "one shard as a file list: %s",
+                  qr_errmsg());
+        qr_calib_set_close(&set);
+        QR_EXPECT(qr_calib_set_open_files(both_reversed, 2, &set) == QR_ERR_INPUT &&
+                      strstr(qr_errmsg(), "does not follow"),
+                  "shards out of order must be refused, found: %s", qr_errmsg());
+    }
+    return qr_test_finish("capture.reader_errors");
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "rmsnorm") == 0 && argc == 4) {
+        return mode_rmsnorm(argv[2], argv[3]);
+    }
+    if (strcmp(mode, "compare") == 0 && argc == 5) {
+        return mode_compare(argv[2], argv[3], atof(argv[4]));
+    }
+    if (strcmp(mode, "tokens") == 0 && argc == 4) {
+        return mode_tokens(argv[2], argv[3]);
+    }
+    if (strcmp(mode, "reader_errors") == 0 && argc == 4) {
+        return mode_reader_errors(argv[2], argv[3]);
+    }
+    fprintf(stderr, "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
+                    "reader_errors DIR SCRATCH\n");
+    return 1;
+}
