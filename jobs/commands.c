@@ -8,6 +8,7 @@ qr_status qr_cmd_inspect(int argc, char **argv);
 qr_status qr_cmd_generate(int argc, char **argv);
 qr_status qr_cmd_capture(int argc, char **argv);
 qr_status qr_cmd_eval(int argc, char **argv);
+qr_status qr_cmd_report(int argc, char **argv);
 
 const qr_command qr_commands[] = {
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
@@ -16,6 +17,7 @@ const qr_command qr_commands[] = {
     {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
     {"capture", qr_cmd_capture, "run text through the model and write HDF5 calibration shards"},
     {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
+    {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
     {"plan", qr_cmd_plan, "print the layer slices of a distributed job, their cost and balance"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);
