@@ -38,9 +38,32 @@ static qr_status be_cholesky_damped(void *ctx, double *G, int64_t n, double lamb
     return st;
 }
 
+static qr_status be_tri_right(void *ctx, double *A, int64_t m, int64_t n, const double *L,
+                              bool transpose, bool inverse)
+{
+    const qr_grid *g = ctx;
+    qr_dmat *da = NULL, *dl = NULL;
+    qr_status st = qr_dmat_create(g, m, n, &da);
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, n, n, &dl);
+    }
+    if (st == QR_OK) {
+        qr_dmat_fill_local(g, da, A);
+        qr_dmat_fill_local(g, dl, L);
+        st = qr_pdla_tri_right(g, da, dl, transpose, inverse);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_allgather(g, da, A);
+    }
+    qr_dmat_free(&da);
+    qr_dmat_free(&dl);
+    return st;
+}
+
 void qr_scalapack_backend(qr_linalg_backend *b, const qr_grid *g)
 {
     b->svd_truncated = be_svd_truncated;
     b->cholesky_damped = be_cholesky_damped;
+    b->tri_right = be_tri_right;
     b->ctx = (void *)g;
 }

@@ -282,8 +282,8 @@ done:
     return st;
 }
 
-qr_status qr_tri_right(double *A, int64_t m, int64_t n, const double *L, bool transpose,
-                       bool inverse)
+static qr_status tri_right_blas(double *A, int64_t m, int64_t n, const double *L, bool transpose,
+                                bool inverse)
 {
     int mi = 0, ni = 0;
     QR_TRY(to_ints("triangular product", m, n, &mi, &ni));
@@ -387,6 +387,20 @@ qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *dampi
     }
     active_backend = NULL;
     st = b->cholesky_damped(b->ctx, G, n, lambda0, damping_used);
+    active_backend = b;
+    return st;
+}
+
+qr_status qr_tri_right(double *A, int64_t m, int64_t n, const double *L, bool transpose,
+                       bool inverse)
+{
+    const qr_linalg_backend *b = active_backend;
+    qr_status st;
+    if (!b || !b->tri_right) {
+        return tri_right_blas(A, m, n, L, transpose, inverse);
+    }
+    active_backend = NULL;
+    st = b->tri_right(b->ctx, A, m, n, L, transpose, inverse);
     active_backend = b;
     return st;
 }

@@ -79,22 +79,24 @@ double qr_frobenius(const double *A, int64_t m, int64_t n);
 /* ---- an optional distributed backend (added for `quantize --grid PxQ`) ------------------------
  */
 
-/* Replacements for qr_svd_truncated and qr_cholesky_damped with the same contracts, e.g. ScaLAPACK
- * on a rank group's grid (mpi/linalg_backend.h). A NULL function pointer keeps LAPACK for that
- * routine. A collective backend requires every rank of its group to make the same calls in the
- * same order with the same arguments. */
+/* Replacements for qr_svd_truncated, qr_cholesky_damped and qr_tri_right with the same contracts,
+ * e.g. ScaLAPACK on a rank group's grid (mpi/linalg_backend.h). A NULL function pointer keeps
+ * LAPACK for that routine. A collective backend requires every rank of its group to make the same
+ * calls in the same order with the same arguments. */
 typedef struct {
     qr_status (*svd_truncated)(void *ctx, const double *A, int64_t m, int64_t n, int64_t r,
                                const qr_svd_opts *o, qr_rng *rng, double *U, double *S, double *Vt);
     qr_status (*cholesky_damped)(void *ctx, double *G, int64_t n, double lambda0,
                                  double *damping_used);
+    qr_status (*tri_right)(void *ctx, double *A, int64_t m, int64_t n, const double *L,
+                           bool transpose, bool inverse);
     void *ctx;
 } qr_linalg_backend;
 
-/* While a backend is set (process-wide; NULL = LAPACK, the default), qr_svd_truncated and
- * qr_cholesky_damped forward to it; inside the forwarded call the backend is unset, so a backend
- * may use the serial routines itself. qr_method_run sets qr_method_opts.backend for the duration
- * of one run. Not thread-safe: call from the main thread. */
+/* While a backend is set (process-wide; NULL = LAPACK, the default), qr_svd_truncated,
+ * qr_cholesky_damped and qr_tri_right forward to it; inside the forwarded call the backend is
+ * unset, so a backend may use the serial routines itself. qr_method_run sets qr_method_opts.backend
+ * for the duration of one run. Not thread-safe: call from the main thread. */
 void qr_linalg_set_backend(const qr_linalg_backend *b);
 const qr_linalg_backend *qr_linalg_get_backend(void);
 
