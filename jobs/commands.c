@@ -8,6 +8,7 @@ qr_status qr_cmd_inspect(int argc, char **argv);
 qr_status qr_cmd_generate(int argc, char **argv);
 qr_status qr_cmd_capture(int argc, char **argv);
 qr_status qr_cmd_eval(int argc, char **argv);
+qr_status qr_cmd_validate(int argc, char **argv);
 qr_status qr_cmd_report(int argc, char **argv);
 
 const qr_command qr_commands[] = {
@@ -18,6 +19,7 @@ const qr_command qr_commands[] = {
     {"capture", qr_cmd_capture, "run text through the model and write HDF5 calibration shards"},
     {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
     {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
+    {"validate", qr_cmd_validate, "run every module through the INT4 kernels and check it"},
     {"plan", qr_cmd_plan, "print the layer slices of a distributed job, their cost and balance"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);

@@ -46,6 +46,7 @@ const char *qr_status_name(qr_status st)
         [QR_ERR_NUMERIC] = "numerical failure",
         [QR_ERR_INTERNAL] = "internal error",
         [QR_STOPPED] = "stopped (resumable)",
+        [QR_ERR_VALIDATION] = "validation failed",
     };
     if ((int)st < 0 || st >= QR_STATUS_COUNT) {
         return "unknown status";
@@ -62,6 +63,8 @@ int qr_status_exit_code(qr_status st)
         return QR_EXIT_INPUT;
     case QR_STOPPED:
         return QR_EXIT_STOPPED;
+    case QR_ERR_VALIDATION:
+        return QR_EXIT_VALIDATION;
     default:
         return QR_EXIT_INTERNAL;
     }

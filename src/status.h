@@ -16,12 +16,17 @@ typedef enum {
     QR_ERR_NUMERIC,  /* a factorization failed where the input was valid (exit 1) */
     QR_ERR_INTERNAL, /* a broken invariant or a library error code (exit 1) */
     QR_STOPPED,      /* stopped on request at a safe point; the job can be resumed (exit 75) */
+    QR_ERR_VALIDATION, /* a check ran to the end and found the data wrong: validate (exit 4) */
     QR_STATUS_COUNT
 } qr_status;
 
 /* Process exit codes. 75 is EX_TEMPFAIL from sysexits.h: "try again", which is what a resumable stop
  * means to a batch system. */
 enum { QR_EXIT_OK = 0, QR_EXIT_INTERNAL = 1, QR_EXIT_INPUT = 2, QR_EXIT_STOPPED = 75 };
+
+/* `qrecon validate` ran to the end and a module failed a check (the inputs were readable; the
+ * checkpoint does not compute what it claims). Distinct from 1 and 2 so a pipeline can tell. */
+enum { QR_EXIT_VALIDATION = 4 };
 
 /* Longest recorded message, including the terminating NUL; longer ones are truncated. */
 #define QR_ERRMSG_MAX 1024

@@ -1,0 +1,52 @@
+/* calib_holdout.c: the fit / held-out split of a calibration set and its identity
+ * (io/calib_holdout.h). Moved here from jobs/quantize_run.c unchanged in behaviour, so quantize
+ * and validate cannot disagree on which rows were held out. */
+#include "io/calib_holdout.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+
+qr_status qr_calib_split_holdout(qr_calib_set *set, double holdout, qr_calib_split *sp)
+{
+    const qr_calib_info *c0 = qr_calib_shard_info(qr_calib_set_shard(set, 0));
+    int64_t windows = 0, ho_windows;
+    sp->seq_len = c0->seq_len;
+    sp->n_rows = qr_calib_set_rows(set);
+    if (sp->seq_len < 1 || sp->n_rows % sp->seq_len != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: %" PRId64 " rows are not whole windows of %" PRId64,
+                       qr_calib_shard_path(qr_calib_set_shard(set, 0)), sp->n_rows, sp->seq_len);
+    }
+    windows = sp->n_rows / sp->seq_len;
+    ho_windows = holdout > 0 ? (int64_t)ceil(holdout * (double)windows) : 0;
+    if (windows - ho_windows < 1) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--holdout %g: keeps %" PRId64 " of %" PRId64
+                       " calibration windows, none left to fit (capture more windows or lower it)",
+                       holdout, ho_windows, windows);
+    }
+    sp->n_fit = (windows - ho_windows) * sp->seq_len;
+    sp->n_ho = ho_windows * sp->seq_len;
+    return QR_OK;
+}
+
+void qr_calib_identity(qr_calib_set *set, char *buf, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    char line[3 * QR_CALIB_STR_MAX + 512];
+    for (size_t i = 0; i < qr_calib_set_shard_count(set); i++) {
+        const qr_calib_info *ci = qr_calib_shard_info(qr_calib_set_shard(set, i));
+        snprintf(line, sizeof line,
+                 "%s|%s|%s|%d|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64
+                 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 ";",
+                 ci->model_identity, ci->source, ci->source_kind, (int)ci->dtype, ci->dim,
+                 ci->hidden_dim, ci->q_dim, ci->n_layers, ci->seq_len, ci->n_tokens, ci->n_windows,
+                 ci->window_first, ci->total_windows, ci->shard_index, ci->shard_count,
+                 ci->add_dummy_prefix);
+        for (const char *p = line; *p; p++) {
+            h ^= (uint8_t)*p;
+            h *= 1099511628211ull;
+        }
+    }
+    snprintf(buf, n, "%016" PRIx64, h);
+}
