@@ -2,6 +2,7 @@
  * scaled low-rank correction, the main quantizer, Gram transforms, timing and random streams. */
 #include "src/methods/correction.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/linalg.h"
 
 qr_status qr_alloc_f64(double **p, int64_t n1, int64_t n2, const char *what)
 {
@@ -130,12 +132,107 @@ qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inver
     return QR_OK;
 }
 
+/* Whether the truncated SVD of an (m, n) matrix at rank r takes the randomized path (the rule of
+ * qr_svd_truncated in src/linalg.h). */
+static bool svd_is_randomized(const qr_svd_opts *o, int64_t m, int64_t n, int64_t r)
+{
+    int64_t k = m < n ? m : n;
+    int64_t l = r + (o->oversample > 0 ? o->oversample : 0);
+    qr_svd_mode mode =
+        o->mode == QR_SVD_AUTO ? (8 * r <= k ? QR_SVD_RANDOMIZED : QR_SVD_EXACT) : o->mode;
+    return mode == QR_SVD_RANDOMIZED && l < k && o->oversample >= 0 && o->power_iters >= 0;
+}
+
+/* Randomized rank-r SVD of A = E C without forming A (E (m, n), C (n, n) lower triangular): the
+ * range finder of src/linalg.h with every product by A split into a product by E (m n l) and a
+ * triangular product by C (n^2 l / 2), instead of the m n^2 / 2 of forming E C. U (m, r), sv (r),
+ * Vt (r, n). Requires svd_is_randomized(o, m, n, r). */
+static qr_status svd_whitened_randomized(const double *E, int64_t m, int64_t n, const double *C,
+                                         int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U,
+                                         double *sv, double *Vt)
+{
+    qr_status st = QR_OK;
+    int64_t l = r + o->oversample;
+    int mi = (int)m, ni = (int)n, li = (int)l;
+    double *Y = NULL;  /* (m, l) basis of the range of A */
+    double *Z = NULL;  /* (n, l) test matrix, then C times a basis of the range of Aᵀ */
+    double *B = NULL;  /* (l, n) Yᵀ A */
+    double *Ub = NULL; /* (l, l) */
+    double *Sb = NULL; /* (l) */
+    double *Vb = NULL; /* (l, n) */
+    QR_CHECK(qr_alloc_f64(&Y, m, l, "whitened SVD sketch"));
+    QR_CHECK(qr_alloc_f64(&Z, n, l, "whitened SVD test matrix"));
+    QR_CHECK(qr_alloc_f64(&B, l, n, "whitened SVD projection"));
+    QR_CHECK(qr_alloc_f64(&Ub, l, l, "whitened SVD U_B"));
+    QR_CHECK(qr_alloc_f64(&Sb, l, 1, "whitened SVD S_B"));
+    QR_CHECK(qr_alloc_f64(&Vb, l, n, "whitened SVD Vt_B"));
+    for (int64_t i = 0; i < n * l; i++) {
+        Z[i] = qr_rng_normal(rng);
+    }
+    for (int it = 0;; it++) {
+        /* Y = E (C Z), orthonormalised */
+        cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, ni, li, 1.0,
+                    C, ni, Z, li);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mi, li, ni, 1.0, E, ni, Z, li, 0.0,
+                    Y, li);
+        QR_CHECK(qr_orthonormalize(Y, m, l));
+        if (it == o->power_iters) {
+            break;
+        }
+        /* Z = Cᵀ (Eᵀ Y), orthonormalised: re-orthonormalising after every product keeps the
+         * small singular directions from being lost to rounding. */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, li, mi, 1.0, E, ni, Y, li, 0.0, Z,
+                    li);
+        cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, ni, li, 1.0, C,
+                    ni, Z, li);
+        QR_CHECK(qr_orthonormalize(Z, n, l));
+    }
+    /* B = (Yᵀ E) C */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, li, ni, mi, 1.0, Y, li, E, ni, 0.0, B, ni);
+    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, li, ni, 1.0, C,
+                ni, B, ni);
+    QR_CHECK(qr_svd(B, l, n, Ub, Sb, Vb));
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mi, (int)r, li, 1.0, Y, li, Ub, li, 0.0,
+                U, (int)r);
+    memcpy(sv, Sb, (size_t)r * sizeof(double));
+    memcpy(Vt, Vb, (size_t)(r * n) * sizeof(double));
+done:
+    free(Y);
+    free(Z);
+    free(B);
+    free(Ub);
+    free(Sb);
+    free(Vb);
+    return st;
+}
+
+qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
+                        const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt)
+{
+    qr_status st = QR_OK;
+    double *AS = NULL; /* (m, n) A S when formed */
+    int tmp;
+    if (!qr_to_int(m, &tmp) || !qr_to_int(n, &tmp)) {
+        return qr_fail(QR_ERR_INPUT, "scaled SVD: size does not fit a LAPACK int (%lld x %lld)",
+                       (long long)m, (long long)n);
+    }
+    if (S->chol && rng && svd_is_randomized(svd, m, n, r)) {
+        return svd_whitened_randomized(A, m, n, S->chol, r, svd, rng, U, sv, Vt);
+    }
+    QR_CHECK(qr_alloc_f64(&AS, m, n, "scaled matrix"));
+    memcpy(AS, A, (size_t)(m * n) * sizeof(double));
+    QR_CHECK(qr_scaling_apply(S, AS, m, false));
+    QR_CHECK(qr_svd_truncated(AS, m, n, r, svd, rng, U, sv, Vt));
+done:
+    free(AS);
+    return st;
+}
+
 qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr_scaling *S,
                           int64_t r, const qr_svd_opts *svd, qr_rng *rng, double *L, double *R,
                           double *sigma)
 {
     qr_status st = QR_OK;
-    double *A = NULL;  /* (d_out, d_in): E S */
     double *sv = NULL; /* (r) */
     if (r == 0) {
         return QR_OK;
@@ -147,11 +244,8 @@ qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr
                        (long long)(d_out < d_in ? d_out : d_in), (long long)d_in, (long long)r,
                        (long long)S->d);
     }
-    QR_CHECK(qr_alloc_f64(&A, d_out, d_in, "scaled error"));
     QR_CHECK(qr_alloc_f64(&sv, r, 1, "singular values"));
-    memcpy(A, E, (size_t)(d_out * d_in) * sizeof(double));
-    QR_CHECK(qr_scaling_apply(S, A, d_out, false));
-    QR_CHECK(qr_svd_truncated(A, d_out, d_in, r, svd, rng, L, sv, R));
+    QR_CHECK(qr_scaled_svd(E, d_out, d_in, S, r, svd, rng, L, sv, R));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
@@ -162,7 +256,6 @@ qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr
         memcpy(sigma, sv, (size_t)r * sizeof(double));
     }
 done:
-    free(A);
     free(sv);
     return st;
 }

@@ -43,6 +43,13 @@ qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambd
 /* A (m, d) := A S, or A S^-1 when inverse. */
 qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inverse);
 
+/* Rank-r truncated SVD of A S (A (m, n)): U (m, r), sv (r), Vt (r, n). For a whitening S on the
+ * randomized path (svd options and rank as qr_svd_truncated decides) A S is never formed: every
+ * product goes through A and the triangular factor (m n l + n^2 l instead of m n^2 / 2 work);
+ * otherwise A S is formed and qr_svd_truncated runs on it. rng as for qr_svd_truncated. */
+qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
+                        const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt);
+
 /* The rank-r correction of E (d_out, d_in) under S: with the truncated SVD E S ≈ U Σ Vt,
  * L = U Σ (d_out, r) and R = Vt S^-1 (r, d_in), so L R minimises ||(E - L R) S||_F over rank r
  * (for whitening: the output error on the calibration set). sigma (r) may be NULL. r == 0 is a

@@ -876,6 +876,82 @@ static int test_aser_salient(void)
     return qr_test_finish("methods.aser_salient");
 }
 
+/* The whitened randomized SVD that never forms E S agrees with qr_svd_truncated on the formed
+ * matrix (same algorithm, same draws: rounding only), and with a decaying spectrum it is within
+ * 1% of the exact truncation's error. */
+static int test_whitened_randomized(void)
+{
+    enum { DO = 96, DI = 128, NC = 512, R = 6 };
+    double *E = malloc(sizeof(double) * DO * DI), *ES = malloc(sizeof(double) * DO * DI);
+    double *U1 = malloc(sizeof(double) * DO * R), *V1 = malloc(sizeof(double) * R * DI);
+    double *U2 = malloc(sizeof(double) * DO * R), *V2 = malloc(sizeof(double) * R * DI);
+    double *Uf = malloc(sizeof(double) * DO * DO), *Vf = malloc(sizeof(double) * DO * DI);
+    double s1[R], s2[R], sf[DO], tail = 0.0, got = 0.0;
+    float *X = malloc(sizeof(float) * NC * DI);
+    qr_stats *st = NULL;
+    qr_scaling sc;
+    qr_svd_opts so;
+    qr_rng rng;
+    mf_weight(131, DO, DI, E);
+    qr_rng_seed(&rng, 132);
+    for (int c = 0; c < 12; c++) { /* a decaying spectrum on top of the noise */
+        double u[DO], v[DI], a = 4.0 / (1.0 + c);
+        for (int i = 0; i < DO; i++) {
+            u[i] = qr_rng_normal(&rng) / sqrt((double)DO);
+        }
+        for (int j = 0; j < DI; j++) {
+            v[j] = qr_rng_normal(&rng) / sqrt((double)DI);
+        }
+        for (int i = 0; i < DO; i++) {
+            for (int j = 0; j < DI; j++) {
+                E[i * DI + j] += a * u[i] * v[j];
+            }
+        }
+    }
+    mf_acts(133, 134, NC, DI, X);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    QR_REQUIRE(qr_scaling_whiten(st->G, DI, QR_CHOL_LAMBDA0, &sc) == QR_OK, "%s", qr_errmsg());
+    qr_svd_opts_default(&so);
+    so.mode = QR_SVD_RANDOMIZED;
+    qr_rng_seed(&rng, 135);
+    QR_REQUIRE(qr_scaled_svd(E, DO, DI, &sc, R, &so, &rng, U1, s1, V1) == QR_OK, "%s", qr_errmsg());
+    memcpy(ES, E, sizeof(double) * DO * DI);
+    QR_REQUIRE(qr_scaling_apply(&sc, ES, DO, false) == QR_OK, "%s", qr_errmsg());
+    qr_rng_seed(&rng, 135);
+    QR_REQUIRE(qr_svd_truncated(ES, DO, DI, R, &so, &rng, U2, s2, V2) == QR_OK, "%s", qr_errmsg());
+    for (int k = 0; k < R; k++) {
+        QR_EXPECT(fabs(s1[k] - s2[k]) <= TOL_F64 * s2[0],
+                  "singular value %d: implicit %.15g, formed %.15g", k, s1[k], s2[k]);
+    }
+    QR_REQUIRE(qr_svd(ES, DO, DI, Uf, sf, Vf) == QR_OK, "%s", qr_errmsg());
+    for (int k = R; k < DO; k++) {
+        tail += sf[k] * sf[k];
+    }
+    for (int i = 0; i < DO; i++) { /* ||E S - U1 diag(s1) V1||_F^2 */
+        for (int j = 0; j < DI; j++) {
+            double a = ES[i * DI + j];
+            for (int k = 0; k < R; k++) {
+                a -= U1[i * R + k] * s1[k] * V1[k * DI + j];
+            }
+            got += a * a;
+        }
+    }
+    QR_EXPECT(sqrt(got) <= (1.0 + TOL_RANDOMIZED) * sqrt(tail),
+              "implicit randomized truncation error %.9g vs optimal %.9g", sqrt(got), sqrt(tail));
+    qr_scaling_free(&sc);
+    qr_stats_free(&st);
+    free(E);
+    free(ES);
+    free(U1);
+    free(V1);
+    free(U2);
+    free(V2);
+    free(Uf);
+    free(Vf);
+    free(X);
+    return qr_test_finish("methods.whitened_randomized");
+}
+
 static bool msg_has(const char *s)
 {
     return strstr(qr_errmsg(), s) != NULL;
@@ -945,6 +1021,7 @@ int main(int argc, char **argv)
         {"odd_shapes", test_odd_shapes},
         {"serq_a4", test_serq_a4},
         {"aser_salient", test_aser_salient},
+        {"whitened_randomized", test_whitened_randomized},
     };
     for (size_t i = 0; argc > 1 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
