@@ -33,7 +33,7 @@ static int64_t kv_int(const qr_kvlist *l, const char *key, int64_t dflt)
 static void kv_str(const qr_kvlist *l, const char *key, char *buf, size_t n)
 {
     const qr_kv *kv = qr_kv_find(l, key);
-    snprintf(buf, n, "%s", kv && kv->type == QR_KV_STRING ? kv->s : "");
+    snprintf(buf, n, "%.*s", (int)n - 1, kv && kv->type == QR_KV_STRING ? kv->s : "");
 }
 
 /* One module group's attributes (metric.* included) into a row. */
