@@ -9,3 +9,5 @@ foreach(case generate_llama2c generate_hf hf_vs_llama2c kv_cache bf16 tokenizer_
   set_tests_properties(forward.${case} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT} SKIP_RETURN_CODE 77
     ENVIRONMENT "QRECON_TEST_DATA=${QR_TEST_DATA};OPENBLAS_NUM_THREADS=1")
 endforeach()
+# The eval and generate subcommands end to end (JSON, 1 vs 2 ranks, exit codes).
+qr_add_script_test(NAME forward.eval_cli SCRIPT forward/eval.sh)
