@@ -11,17 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/ckpt_llama.h"
 #include "jobs/cli.h"
 #include "jobs/llama_job.h"
 #include "mpi/comm.h"
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/kernels/kernels.h"
 #include "src/log.h"
 #include "src/progress.h"
 
 static const char help[] =
     "usage: qrecon eval --model DIR (--text FILE | --token-file FILE) [--seq-len N]\n"
     "                   [--max-tokens T] [--unknown-to-zero] [--tokenizer FILE] [--json]\n"
+    "                   [--ckpt CKPT [--kernel auto|ref|avx2|avx512] [--ckpt-reference]]\n"
     "\n"
     "NLL per token (natural log) and perplexity exp(NLL) of the model over the text. The text is\n"
     "tokenized once (with the \" \" dummy prefix, as llama2.c does) into m tokens; window w is "
@@ -38,13 +41,21 @@ static const char help[] =
     "  --max-tokens T     score at most the first T text tokens (default: all)\n"
     "  --unknown-to-zero  encode characters the vocabulary lacks as id 0 (<unk>)\n"
     "  --tokenizer FILE   llama2.c tokenizer.bin (default: the one beside the model)\n"
-    "  --json             print one JSON object instead of text\n";
+    "  --json             print one JSON object instead of text\n"
+    "  --ckpt CKPT        evaluate the quantized checkpoint of this model: every linear module\n"
+    "                     through the INT4 kernels with the checkpoint's activation bits,\n"
+    "                     embeddings and norms from the checkpoint (docs/validate.md)\n"
+    "  --kernel K         kernel path for --ckpt (default auto: the best this CPU runs)\n"
+    "  --ckpt-reference   run --ckpt's modules through the float64 reference instead of the\n"
+    "                     kernels (same quantized activations; for checking the kernels)\n";
 
 /* Default window cap: long contexts cost memory for the logits (N x vocab floats per rank). */
 #define QR_EVAL_DEFAULT_SEQ_MAX 2048
 
 typedef struct {
     const char *model, *text, *token_file, *tokenizer;
+    const char *ckpt, *kernel; /* --ckpt (NULL: the float model), --kernel */
+    bool ckpt_reference;
     int64_t seq_len; /* 0: default */
     int64_t max_tokens;
     bool unknown_to_zero, json;
@@ -60,6 +71,9 @@ static qr_status parse(int argc, char **argv, eval_opts *o, bool *help_only)
                                              {"unknown-to-zero", no_argument, NULL, 'u'},
                                              {"tokenizer", required_argument, NULL, 't'},
                                              {"json", no_argument, NULL, 'j'},
+                                             {"ckpt", required_argument, NULL, 'c'},
+                                             {"kernel", required_argument, NULL, 'K'},
+                                             {"ckpt-reference", no_argument, NULL, 'R'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
@@ -93,6 +107,15 @@ static qr_status parse(int argc, char **argv, eval_opts *o, bool *help_only)
         case 'j':
             o->json = true;
             break;
+        case 'c':
+            o->ckpt = optarg;
+            break;
+        case 'K':
+            o->kernel = optarg;
+            break;
+        case 'R':
+            o->ckpt_reference = true;
+            break;
         case 'h':
             *help_only = true;
             return QR_OK;
@@ -105,6 +128,9 @@ static qr_status parse(int argc, char **argv, eval_opts *o, bool *help_only)
     if (optind != argc) {
         return qr_cli_usage_error("eval", "unexpected argument");
     }
+    if (!o->ckpt && (o->kernel || o->ckpt_reference)) {
+        return qr_cli_usage_error("eval", "--kernel and --ckpt-reference need --ckpt");
+    }
     if (!o->model || (!o->text == !o->token_file)) {
         return qr_cli_usage_error("eval",
                                   "expected --model and exactly one of --text, --token-file");
@@ -112,9 +138,24 @@ static qr_status parse(int argc, char **argv, eval_opts *o, bool *help_only)
     return QR_OK;
 }
 
-static void print_result(const eval_opts *o, int64_t seq_len, int64_t n_windows, int64_t scored,
-                         double nll, double seconds, int nranks)
+/* What runs the linear modules: "float32" (the source model) or the checkpoint's path. */
+static void describe_modules(const eval_opts *o, const qr_ckpt_llama *qm, char *buf, size_t n)
 {
+    if (!qm) {
+        snprintf(buf, n, "float32");
+    } else if (qr_ckpt_llama_abits(qm) == 0) {
+        snprintf(buf, n, "%s W4A16 (dequantized float32 weights)", qr_ckpt_llama_method(qm));
+    } else {
+        snprintf(buf, n, "%s W4A%d through %s", qr_ckpt_llama_method(qm), qr_ckpt_llama_abits(qm),
+                 o->ckpt_reference ? "the float64 reference" : qr_kernel_name(qr_kernel_active()));
+    }
+}
+
+static void print_result(const eval_opts *o, const qr_ckpt_llama *qm, int64_t seq_len,
+                         int64_t n_windows, int64_t scored, double nll, double seconds, int nranks)
+{
+    char modules[160];
+    describe_modules(o, qm, modules, sizeof modules);
     double ppl = exp(nll);
     if (o->json) {
         json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:i}", "model",
@@ -123,6 +164,11 @@ static void print_result(const eval_opts *o, int64_t seq_len, int64_t n_windows,
                               "windows", (json_int_t)n_windows, "tokens_scored", (json_int_t)scored,
                               "nll_per_token", nll, "perplexity", ppl, "seconds", seconds,
                               "tokens_per_s", (double)scored / seconds, "ranks", nranks);
+        if (j && o->ckpt) {
+            json_object_set_new(j, "ckpt", json_string(o->ckpt));
+            json_object_set_new(j, "abits", json_integer(qr_ckpt_llama_abits(qm)));
+            json_object_set_new(j, "modules", json_string(modules));
+        }
         char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
         if (s) {
             printf("%s\n", s);
@@ -131,6 +177,9 @@ static void print_result(const eval_opts *o, int64_t seq_len, int64_t n_windows,
         json_decref(j);
     } else {
         printf("eval: %s on %s\n", o->model, o->text ? o->text : o->token_file);
+        if (o->ckpt) {
+            printf("  checkpoint: %s, %s\n", o->ckpt, modules);
+        }
         printf("  windows: %lld of %lld tokens (BOS + %lld), %lld tokens scored\n",
                (long long)n_windows, (long long)seq_len, (long long)seq_len - 1, (long long)scored);
         printf("  NLL/token: %.4f nats   perplexity: %.4f\n", nll, ppl);
@@ -146,6 +195,7 @@ qr_status qr_cmd_eval(int argc, char **argv)
     eval_opts o;
     bool help_only = false;
     qr_llama_job job;
+    qr_ckpt_llama *qm = NULL; /* --ckpt: owns the quantized modules job.w runs */
     qr_llama_state *state = NULL;
     qr_progress *prog = NULL;
     int32_t *ids = NULL, *window = NULL;
@@ -165,6 +215,14 @@ qr_status qr_cmd_eval(int argc, char **argv)
         return st;
     }
     st = qr_llama_job_open(o.model, &job);
+    if (st == QR_OK && o.ckpt) {
+        st = qr_kernel_select(o.kernel ? o.kernel : "auto");
+        if (st == QR_OK) {
+            st = qr_ckpt_llama_attach(
+                o.ckpt, job.model, o.ckpt_reference ? QR_CKPT_RUN_REFERENCE : QR_CKPT_RUN_KERNELS,
+                &job.w, &qm);
+        }
+    }
     if (st == QR_OK) {
         const qr_model_config *c = &job.w.cfg;
         vocab = c->vocab_size;
@@ -252,7 +310,7 @@ qr_status qr_cmd_eval(int argc, char **argv)
     nll /= (double)scored;
     qr_progress_end(&prog, "eval: NLL/token %.4f, perplexity %.4f", nll, exp(nll));
     if (rank == 0) {
-        print_result(&o, L, n_windows, scored, nll, elapsed, nranks);
+        print_result(&o, qm, L, n_windows, scored, nll, elapsed, nranks);
     }
 done:
     qr_progress_end(&prog, "eval: failed");
@@ -263,5 +321,6 @@ done:
     free(all);
     free(ids);
     qr_llama_job_close(&job);
+    qr_ckpt_llama_free(&qm);
     return st;
 }
