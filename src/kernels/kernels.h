@@ -63,7 +63,12 @@ typedef struct {
 /* Allocate an empty qr_qact for (n, d) tokens; free with qr_qact_free. */
 qr_status qr_qact_alloc(qr_qact *a, int64_t n, int64_t d, int bits, int64_t group);
 
-/* Allocate *a and quantize X (n, d) float32 row-major into it (qr_act_quantize). */
+/* Quantize X (a->n, a->d) float32 row-major into an allocated a, with a's bits and grouping.
+ * The codes and scales are identical to qr_act_quantize's (src/quant.h); with the AVX-512 kernels
+ * selected a vectorized implementation computes them. QR_ERR_INPUT for non-finite X. */
+qr_status qr_qact_fill(qr_qact *a, const float *X);
+
+/* Allocate *a and quantize X (n, d) float32 row-major into it (qr_qact_fill). */
 qr_status qr_qact_quantize(qr_qact *a, const float *X, int64_t n, int64_t d, int bits,
                            int64_t group);
 

@@ -53,7 +53,7 @@ qr_status qr_qact_quantize(qr_qact *a, const float *X, int64_t n, int64_t d, int
 {
     qr_status st = QR_OK;
     QR_TRY(qr_qact_alloc(a, n, d, bits, group));
-    QR_CHECK(qr_act_quantize(X, n, d, bits, a->group, a->codes, a->scales));
+    QR_CHECK(qr_qact_fill(a, X));
 done:
     if (st != QR_OK) {
         qr_qact_free(a);

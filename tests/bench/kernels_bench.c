@@ -111,7 +111,7 @@ static void check(qr_status st)
 static void run_w4(qr_qact *a, void *p)
 {
     ctx_t *c = p;
-    check(qr_act_quantize(c->X, c->n, c->d_in, a->bits, a->group, a->codes, a->scales));
+    check(qr_qact_fill(a, c->X));
     check(qr_kernel_w4_with(c->kernel, c->kw, a, c->Y, false));
 }
 

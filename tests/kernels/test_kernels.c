@@ -3,7 +3,9 @@
  *   ref_f64     the reference against float64 from dequantized weights and activations
  *   lowrank     float and INT8 L·R against float64
  *   module      a whole qr_qlayer (perm, smooth, main, SERQ side, L·R) on every path and in float64
- *   select      the forced-kernel selector, including paths the CPU lacks (test hook) */
+ *   select      the forced-kernel selector, including paths the CPU lacks (test hook)
+ *   actq        the kernels' activation quantizer gives exactly qr_act_quantize's codes and scales
+ */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -528,6 +530,87 @@ static int test_select(void)
     return qr_test_finish("kernels.select");
 }
 
+/* One comparison of qr_qact_fill (active path) with qr_act_quantize on X (n, d). */
+static void check_actq(const float *X, int64_t n, int64_t d, int bits, int64_t group,
+                       const char *what)
+{
+    qr_qact a = {0};
+    int8_t *codes = malloc((size_t)(n * d));
+    float *scales = malloc((size_t)(n * d) * sizeof(float));
+    if (!codes || !scales || qr_qact_alloc(&a, n, d, bits, group) != QR_OK) {
+        QR_EXPECT(0, "%s: setup failed", what);
+        goto done;
+    }
+    qr_status s1 = qr_qact_fill(&a, X);
+    qr_status s2 = qr_act_quantize(X, n, d, bits, a.group, codes, scales);
+    QR_EXPECT(s1 == s2, "%s: status (expected %s, found %s)", what, qr_status_name(s2),
+              qr_status_name(s1));
+    if (s1 == QR_OK && s2 == QR_OK) {
+        for (int64_t k = 0; k < n * d; k++) {
+            if (a.codes[k] != codes[k]) {
+                QR_EXPECT(0, "%s: code %lld (x = %.9g) (expected %d, found %d)", what, (long long)k,
+                          (double)X[k], codes[k], a.codes[k]);
+                break;
+            }
+        }
+        QR_EXPECT(memcmp(a.scales, scales, (size_t)(n * a.n_groups) * sizeof(float)) == 0,
+                  "%s: scales differ", what);
+    }
+done:
+    free(codes);
+    free(scales);
+    qr_qact_free(&a);
+}
+
+static int test_actq(void)
+{
+    const int64_t n = 5, d = 300;
+    float *X = malloc((size_t)(n * d) * sizeof(float));
+    QR_REQUIRE(X, "out of memory");
+    for (int k = 0; k < QR_KERNEL_COUNT; k++) {
+        if (!qr_kernel_cpu_has((qr_kernel_id)k)) {
+            continue;
+        }
+        QR_REQUIRE(qr_kernel_select(qr_kernel_name((qr_kernel_id)k)) == QR_OK, "%s", qr_errmsg());
+        for (int bits = 4; bits <= 8; bits += 4) {
+            int qmax = (1 << (bits - 1)) - 1;
+            for (int64_t group = 0; group <= 128; group += 32) {
+                char what[128];
+                snprintf(what, sizeof what, "%s A%d group %lld", qr_kernel_name((qr_kernel_id)k),
+                         bits, (long long)group);
+                for (int64_t e = 0; e < n * d; e++) {
+                    X[e] = (float)(3.0 * qr_rng_normal(&rng));
+                }
+                check_actq(X, n, d, bits, group, what);
+                /* ties: max |x| = qmax / 16 makes the scale 1/16 exactly, and x = (k + 1/2) / 16
+                 * lands halfway between two codes; round() sends them away from zero */
+                for (int64_t e = 0; e < n * d; e++) {
+                    X[e] = (float)((double)rand_int(-qmax, qmax - 1) + 0.5) / 16.0f;
+                    if (rand_int(0, 1)) {
+                        X[e] = -X[e];
+                    }
+                }
+                for (int64_t t = 0; t < n; t++) {
+                    for (int64_t j = 0; j < d; j += (group ? group : d)) {
+                        X[t * d + j] = (float)qmax / 16.0f;
+                    }
+                }
+                check_actq(X, n, d, bits, group, what);
+                /* an all-zero token (scale FLT_MIN) and a non-finite value */
+                memset(X, 0, (size_t)d * sizeof(float));
+                check_actq(X, n, d, bits, group, what);
+                X[d + 7] = NAN;
+                check_actq(X, n, d, bits, group, what);
+                X[d + 7] = INFINITY;
+                check_actq(X, n, d, bits, group, what);
+            }
+        }
+    }
+    free(X);
+    QR_EXPECT(qr_kernel_select("auto") == QR_OK, "%s", qr_errmsg());
+    return qr_test_finish("kernels.actq");
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "";
@@ -547,6 +630,9 @@ int main(int argc, char **argv)
     if (strcmp(which, "select") == 0) {
         return test_select();
     }
-    fprintf(stderr, "usage: %s simd_exact|ref_f64|lowrank|module|select\n", argv[0]);
+    if (strcmp(which, "actq") == 0) {
+        return test_actq();
+    }
+    fprintf(stderr, "usage: %s simd_exact|ref_f64|lowrank|module|select|actq\n", argv[0]);
     return 2;
 }
