@@ -52,8 +52,13 @@ static size_t model_specs(spec *s, int with_lm_head, int with_bias)
         for (size_t k = 0; k < sizeof layer / sizeof layer[0]; k++) {
             snprintf(s[n].name, sizeof s[n].name, "model.layers.%d.%s.weight", l, layer[k].name);
             s[n].rows = layer[k].rows, s[n].cols = layer[k].cols;
-            /* Mixed dtypes, as real checkpoints have: BF16 matrices in layer 0, F16 in layer 1. */
-            s[n++].dtype = layer[k].cols ? (l == 0 ? QR_DTYPE_BF16 : QR_DTYPE_F16) : QR_DTYPE_F32;
+            /* Mixed dtypes, as real checkpoints have: BF16 matrices in layer 0, F16 in layer 1;
+             * norms F32 in layer 0 and F64 in layer 1. */
+            if (layer[k].cols) {
+                s[n++].dtype = l == 0 ? QR_DTYPE_BF16 : QR_DTYPE_F16;
+            } else {
+                s[n++].dtype = l == 0 ? QR_DTYPE_F32 : QR_DTYPE_F64;
+            }
         }
         if (with_bias) {
             static const char *const b[3] = {"q_proj", "k_proj", "v_proj"};
