@@ -50,7 +50,8 @@ qr_status qr_mpi_agree(MPI_Comm comm, qr_status local)
         packet.status = (int)local;
         strncpy(packet.msg, qr_errmsg(), sizeof packet.msg - 1);
     }
-    QR_TRY(qr_mpi_check(MPI_Bcast(&packet, (int)sizeof packet, MPI_BYTE, first, comm), "MPI_Bcast"));
+    QR_TRY(
+        qr_mpi_check(MPI_Bcast(&packet, (int)sizeof packet, MPI_BYTE, first, comm), "MPI_Bcast"));
     qr_set_errmsg(packet.msg);
     return (qr_status)packet.status;
 }
@@ -58,13 +59,14 @@ qr_status qr_mpi_agree(MPI_Comm comm, qr_status local)
 int qr_mpi_finish_status(MPI_Comm comm, qr_status local)
 {
     qr_status st = qr_mpi_agree(comm, local);
-    if (st != QR_OK && st != QR_STOPPED) {
+    if (st != QR_OK) {
         int rank = qr_mpi_rank(comm), nranks = qr_mpi_size(comm);
         const char *all = getenv("QRECON_LOG_ALL_RANKS");
+        const char *what = st == QR_STOPPED ? "stopped" : "error";
         if (all && all[0] != '\0' && strcmp(all, "0") != 0) {
-            fprintf(stderr, "qrecon: [rank %d/%d] error: %s\n", rank, nranks, qr_errmsg());
+            fprintf(stderr, "qrecon: [rank %d/%d] %s: %s\n", rank, nranks, what, qr_errmsg());
         } else if (rank == 0) {
-            fprintf(stderr, "qrecon: error: %s\n", qr_errmsg());
+            fprintf(stderr, "qrecon: %s: %s\n", what, qr_errmsg());
         }
     }
     return qr_status_exit_code(st);

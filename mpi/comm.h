@@ -1,7 +1,8 @@
 /* comm.h: communicator helpers: start-up, rank-0 printing, and collective agreement on a status.
  *
- * The rule (as in HPL): a rank that meets bad input does not exit alone. Every collective phase starts
- * with qr_mpi_agree(), so all ranks learn the same status and the same message and leave together. */
+ * The rule (as in HPL): a rank that meets bad input does not exit alone. Every collective phase
+ * starts with qr_mpi_agree(), so all ranks learn the same status and the same message and leave
+ * together. */
 #ifndef QR_MPI_COMM_H
 #define QR_MPI_COMM_H
 
@@ -20,7 +21,8 @@ int qr_mpi_size(MPI_Comm comm);
 /* Convert an MPI return code to a status with a message naming the call. */
 qr_status qr_mpi_check(int mpi_rc, const char *call);
 
-/* Collective: agree on the final status of a run, print the agreed error once (from rank 0; from
+/* Collective: agree on the final status of a run, print the agreed error (or the resumable stop)
+ * once (from rank 0; from
  * every rank, tagged, when QRECON_LOG_ALL_RANKS=1), and return the process exit code. */
 int qr_mpi_finish_status(MPI_Comm comm, qr_status local);
 
