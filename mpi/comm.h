@@ -22,8 +22,8 @@ int qr_mpi_size(MPI_Comm comm);
 qr_status qr_mpi_check(int mpi_rc, const char *call);
 
 /* Collective: agree on the final status of a run, print the agreed error (or the resumable stop)
- * once (from rank 0; from
- * every rank, tagged, when QRECON_LOG_ALL_RANKS=1), and return the process exit code. */
+ * once (from rank 0; from every rank, tagged, when QRECON_LOG_ALL_RANKS=1), and return the process
+ * exit code. */
 int qr_mpi_finish_status(MPI_Comm comm, qr_status local);
 
 #endif
