@@ -9,9 +9,15 @@
  *
  * usage: methods_bench [--shape DOUTxDIN]... [--tokens N] [--heldout N] [--rank R]
  *                      [--methods a,b,...] [--big-methods a,b,...] [--sweep]
- * --big-methods limits the methods timed on shapes with more than 2^24 weights (default: all).
+ *                      [--whiten-compare]
+ * --big-methods limits the methods timed on shapes with more than 2^24 weights (default: all but
+ * flrq and rtn+gptq, the two slowest, to keep the whole run near 10 minutes on 2 shared cores;
+ * "all" times every method).
  * --sweep runs the variants of the choices the papers leave open instead (ASER smoothing alpha and
- * salient count, whitening damping, SRR base and k, FLRQ BLC iterations). */
+ * salient count, whitening damping, SRR base and k, FLRQ BLC iterations).
+ * --whiten-compare times the whitened rank-r SVD of E S two ways side by side: implicit (never
+ * forming E S, src/methods/correction.c) and formed (E S by a triangular multiply, then
+ * qr_svd_truncated), with the relative difference of their singular values. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include <time.h>
 
 #include "src/method.h"
+#include "src/methods/correction.h"
 #include "src/metrics.h"
 #include "src/rng.h"
 #include "src/stats.h"
@@ -135,6 +142,66 @@ static const variant sweep[] = {
     {"flrq blc 2", QR_METHOD_FLRQ, -1, -1, -1, QR_METHOD_COUNT, -2, 2},
 };
 
+/* Time the whitened rank-r SVD of E S, implicit and formed, on E = W - RTN(W). */
+static int whiten_compare(const double *W, int64_t m, int64_t n, const qr_stats *st, int64_t r)
+{
+    qr_wquant_opts wq;
+    qr_qweight q;
+    qr_scaling S;
+    qr_svd_opts so;
+    qr_rng rng;
+    double *E = malloc(sizeof(double) * (size_t)(m * n)), *ES = NULL;
+    double *U = malloc(sizeof(double) * (size_t)(m * r));
+    double *Vt = malloc(sizeof(double) * (size_t)(r * n));
+    double *s1 = malloc(sizeof(double) * (size_t)r), *s2 = malloc(sizeof(double) * (size_t)r);
+    double t_imp, t_form, diff = 0.0;
+    qr_wquant_opts_default(&wq);
+    qr_svd_opts_default(&so);
+    if (!E || !U || !Vt || !s1 || !s2 || qr_quantize_rtn(W, m, n, &wq, NULL, &q) != QR_OK ||
+        qr_scaling_whiten(st->G, n, QR_CHOL_LAMBDA0, &S) != QR_OK) {
+        fprintf(stderr, "methods_bench: whiten-compare setup: %s\n", qr_errmsg());
+        return 1;
+    }
+    qr_qweight_dequantize_f64(&q, E);
+    qr_qweight_free(&q);
+    for (int64_t i = 0; i < m * n; i++) {
+        E[i] = W[i] - E[i];
+    }
+    t_imp = now();
+    qr_rng_seed(&rng, 1);
+    if (qr_scaled_svd(E, m, n, &S, r, &so, &rng, U, s1, Vt) != QR_OK) {
+        fprintf(stderr, "methods_bench: implicit: %s\n", qr_errmsg());
+        return 1;
+    }
+    t_imp = now() - t_imp;
+    t_form = now();
+    ES = malloc(sizeof(double) * (size_t)(m * n));
+    qr_rng_seed(&rng, 1);
+    if (!ES) {
+        return 1;
+    }
+    memcpy(ES, E, sizeof(double) * (size_t)(m * n));
+    if (qr_scaling_apply(&S, ES, m, false) != QR_OK ||
+        qr_svd_truncated(ES, m, n, r, &so, &rng, U, s2, Vt) != QR_OK) {
+        fprintf(stderr, "methods_bench: formed: %s\n", qr_errmsg());
+        return 1;
+    }
+    t_form = now() - t_form;
+    for (int64_t k = 0; k < r; k++) {
+        diff = fmax(diff, fabs(s1[k] - s2[k]) / s2[0]);
+    }
+    printf("| %lld x %lld | %lld | %.2f | %.2f | %.2fx | %.1e |\n", (long long)m, (long long)n,
+           (long long)r, t_imp, t_form, t_form / t_imp, diff);
+    qr_scaling_free(&S);
+    free(E);
+    free(ES);
+    free(U);
+    free(Vt);
+    free(s1);
+    free(s2);
+    return 0;
+}
+
 static bool listed(const char *list, const char *name)
 {
     size_t n = strlen(name);
@@ -154,8 +221,8 @@ int main(int argc, char **argv)
     int64_t shapes[MAX_SHAPES][2] = {{4096, 4096}, {11008, 4096}};
     int n_shapes = 0, user_shapes = 0;
     int64_t n_cal = 2048, n_test = 256, rank = 32;
-    const char *methods = NULL, *big_methods = NULL;
-    bool do_sweep = false;
+    const char *methods = NULL, *big_methods = "rtn,lqer,qera-approx,qera-exact,aser,serq,srr";
+    bool do_sweep = false, do_whiten = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc && user_shapes < MAX_SHAPES) {
             long long a, b;
@@ -174,10 +241,13 @@ int main(int argc, char **argv)
             rank = atoll(argv[++i]);
         } else if (strcmp(argv[i], "--methods") == 0 && i + 1 < argc) {
             methods = argv[++i];
+        } else if (strcmp(argv[i], "--whiten-compare") == 0) {
+            do_whiten = true;
         } else if (strcmp(argv[i], "--sweep") == 0) {
             do_sweep = true;
         } else if (strcmp(argv[i], "--big-methods") == 0 && i + 1 < argc) {
-            big_methods = argv[++i];
+            big_methods = strcmp(argv[i + 1], "all") == 0 ? NULL : argv[i + 1];
+            i++;
         } else {
             fprintf(stderr, "methods_bench: unknown or incomplete option %s\n", argv[i]);
             return 2;
@@ -216,6 +286,18 @@ int main(int argc, char **argv)
         }
         printf("\n## %lld x %lld (statistics of %lld tokens: %.2f s)\n\n", (long long)d_out,
                (long long)d_in, (long long)n_cal, now() - t0);
+        if (do_whiten) {
+            printf("| shape | r | implicit s | formed s | speed-up | max singular value diff |\n");
+            printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+            if (whiten_compare(W, d_out, d_in, st, rank)) {
+                return 1;
+            }
+            qr_stats_free(&st);
+            free(W);
+            free(Xc);
+            free(Xt);
+            continue;
+        }
         printf(
             "| method | scale s | quantize s | decompose s | other s | total s | rank | bits/w | "
             "out err float | A8 | A4 | A4 g128 | SQNR dB |\n");
