@@ -3,6 +3,7 @@
 
 qr_status qr_cmd_version(int argc, char **argv);
 qr_status qr_cmd_plan(int argc, char **argv);
+qr_status qr_cmd_quantize(int argc, char **argv);
 qr_status qr_cmd_synth(int argc, char **argv);
 qr_status qr_cmd_inspect(int argc, char **argv);
 qr_status qr_cmd_generate(int argc, char **argv);
@@ -17,6 +18,7 @@ const qr_command qr_commands[] = {
     {"inspect", qr_cmd_inspect, "list a model's quantizable modules, other tensors and totals"},
     {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
     {"capture", qr_cmd_capture, "run text through the model and write HDF5 calibration shards"},
+    {"quantize", qr_cmd_quantize, "quantize a model over MPI ranks into one shared checkpoint"},
     {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
     {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
     {"validate", qr_cmd_validate, "run every module through the INT4 kernels and check it"},

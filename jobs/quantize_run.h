@@ -1,0 +1,44 @@
+/* quantize_run.h: the distributed quantize job behind `qrecon quantize`: the plan's layer slices
+ * over rank groups, calibration streaming and statistics per module input, the method and its
+ * metrics per module, one part file per module (the resume unit), progress on rank 0, the job lock,
+ * and the collective assembly of the shared checkpoint. docs/quantize.md describes the behaviour.
+ */
+#ifndef QR_JOBS_QUANTIZE_RUN_H
+#define QR_JOBS_QUANTIZE_RUN_H
+
+#include <mpi.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "src/method.h"
+#include "src/status.h"
+
+typedef struct {
+    const char *model_path; /* --model: a Hugging Face folder or llama2.c checkpoint */
+    const char *calib_dir;  /* --calib: a capture folder of shard-*.h5 */
+    const char *out_path;   /* --out: the shared checkpoint; parts go to <out>.parts/ */
+    qr_method_opts method;  /* method, quantizer, rank, salient, gptq, seed, svd, abits */
+    int wbits;              /* weight bits (4) */
+    int grid_p, grid_q;     /* rank group grid (1x1: each rank on its own modules) */
+    double holdout;         /* fraction of calibration windows kept for the metrics (the last) */
+    int64_t agroup;         /* channel group of the grouped-A4 metric (0: off) */
+    volatile sig_atomic_t *stop; /* set by SIGUSR1/SIGTERM: finish the module, exit 75 */
+} qr_quantize_job;
+
+/* Collective over comm: run the whole job (resuming from existing parts) and assemble the
+ * checkpoint. Every rank returns the same status: QR_OK, QR_ERR_INPUT (bad input or options, other
+ * parts, a held lock), QR_STOPPED (stopped on request; rerun to resume), or an internal error. */
+qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job);
+
+/* Figures of the last run on this rank (for the benchmark). */
+typedef struct {
+    double seconds_total;    /* whole job */
+    double seconds_modules;  /* calibration, methods, metrics and part files of this rank */
+    double seconds_assemble; /* the collective assembly */
+    uint64_t assemble_bytes; /* array bytes in the checkpoint */
+    int modules_done;        /* modules this rank's group quantized (not resumed) */
+    uint64_t peak_rss_bytes; /* getrusage maxrss of this rank at the end */
+} qr_quantize_stats;
+void qr_quantize_last_stats(qr_quantize_stats *s);
+
+#endif

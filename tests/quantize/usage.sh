@@ -1,0 +1,27 @@
+#!/bin/bash
+# quantize.usage: bad options exit 2 with a message naming the option, on every rank alike;
+# --help exits 0.
+source "$(dirname "$0")/common.sh"
+make_calib "$WORK/calib"
+expect2() { # expect2 PATTERN NP options...
+    local pattern=$1 np=$2
+    shift 2
+    "$MPIEXEC" -n "$np" "$QRECON_BIN" quantize "$@" >"$WORK/log" 2>&1
+    local rc=$?
+    [ $rc -eq 2 ] || { cat "$WORK/log"; fail "'$*' exited $rc (expected 2)"; }
+    grep -q -- "$pattern" "$WORK/log" || { cat "$WORK/log"; fail "'$*': message lacks: $pattern"; }
+}
+base=(--model "$MODEL" --calib "$WORK/calib" --out "$WORK/u.h5")
+expect2 "--model, --calib and --out are required" 1 --model "$MODEL"
+expect2 "--wbits: expected an integer in \[4, 4\]" 1 "${base[@]}" --wbits 3
+expect2 "--abits: expected 4, 8 or 16" 1 "${base[@]}" --abits 6
+expect2 "--method: expected rtn" 1 "${base[@]}" --method magic
+expect2 "--svd: expected auto, exact or randomized" 1 "${base[@]}" --svd fast
+expect2 "--holdout: expected a number in \[0, 0.9\]" 1 "${base[@]}" --holdout 2
+expect2 "--grid 3x1: the job size 2 is not a multiple" 2 "${base[@]}" --grid 3x1
+expect2 "unknown option '--bogus'" 2 "${base[@]}" --bogus
+expect2 "--holdout 0.9: keeps 9 of 9 calibration windows" 1 "${base[@]}" --holdout 0.9
+expect2 "not a folder" 1 --model "$MODEL" --calib "$WORK/nothing" --out "$WORK/u.h5"
+"$MPIEXEC" -n 1 "$QRECON_BIN" quantize --help >"$WORK/log" 2>&1 || fail "--help failed"
+grep -q "usage: mpiexec -n N qrecon quantize" "$WORK/log" || fail "--help text missing"
+echo "quantize.usage: all option errors named"
