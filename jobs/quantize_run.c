@@ -702,10 +702,13 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job)
     last_stats.seconds_modules = qr_now() - t_mod;
     progress_finish(&prog);
     if (rank == 0) {
-        qr_progress_end(&prog.bar, "quantize: %" PRId64 " module(s) in %.1f s", todo,
-                        qr_now() - t_mod);
+        qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t_mod);
     }
-    QR_CHECK(qr_mpi_agree(comm, local));
+    st = qr_mpi_agree(comm, local);
+    if (st == QR_STOPPED && rank == 0) {
+        QR_INFO("quantize: %s", qr_errmsg());
+    }
+    QR_CHECK(st);
 
     /* 4. the shared checkpoint, from every part. */
     {

@@ -14,4 +14,8 @@ done
 quantize 2 "$WORK/np2.h5" || fail "rerun of a finished job"
 grep -q "0 module(s) to do, 35 already done" "$WORK/log.np2.h5" || { cat "$WORK/log.np2.h5"; fail "rerun redid modules"; }
 "$CKPT_COMPARE" "$WORK/np1.h5" "$WORK/np2.h5" || fail "reassembled checkpoint differs"
+# The root attributes describe the job (docs/checkpoint.md).
+h5dump -a /model_config "$WORK/np1.h5" | grep -q '"dim":64,"hidden_dim":172,"n_layers":5' || fail "model_config attribute"
+h5dump -a /options "$WORK/np1.h5" | grep -q '"method":"srr","wbits":4,"abits":8,"group":32' || fail "options attribute"
+h5dump -a /complete "$WORK/np1.h5" | grep -q "(0): 1" || fail "complete attribute"
 echo "quantize.determinism: -n 1, 2, 3, 4 give identical checkpoints"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # quantize.resume: kill -9 the job (a) after at least one part exists and before it ends and
-# (b) during the assembly (QRECON_TEST_KILL_AT=assemble:3 makes rank 0 SIGKILL itself after 3
+# (b) during the assembly, and (c) stop it with SIGUSR1 (QRECON_TEST_KILL_AT=assemble:3 makes rank 0 SIGKILL itself after 3
 # modules of the checkpoint are written); rerunning the same command completes the job, and the
 # checkpoint is bit-identical to an uninterrupted run's.
 source "$(dirname "$0")/common.sh"
@@ -42,4 +42,22 @@ QRECON_TEST_KILL_AT=assemble:3 quantize 2 "$WORK/b.h5" && fail "the injected kil
 quantize 2 "$WORK/b.h5" || { cat "$WORK/log.b.h5"; fail "rerun after the assembly kill"; }
 grep -q "0 module(s) to do, 35 already done" "$WORK/log.b.h5" || { cat "$WORK/log.b.h5"; fail "rerun redid modules"; }
 "$CKPT_COMPARE" "$WORK/ref.h5" "$WORK/b.h5" || fail "checkpoint after the assembly kill differs"
-echo "quantize.resume: both kills resumed to identical checkpoints"
+
+# (c) SIGUSR1 (what Slurm sends before a time limit) through mpiexec: every rank finishes its
+# module and the job exits 75; the rerun resumes to the same checkpoint.
+QRECON_TEST_SLOW_MS=150 "$MPIEXEC" -n 2 "$QRECON_BIN" quantize --model "$MODEL" \
+    --calib "$WORK/calib" --out "$WORK/c.h5" "${QOPTS[@]}" >"$WORK/log.c1" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do
+    [ "$(ls "$WORK/c.h5.parts"/*.h5 2>/dev/null | wc -l)" -ge 1 ] && break
+    sleep 0.05
+done
+kill -USR1 "$job"
+wait "$job"
+rc=$?
+[ $rc -eq 75 ] || { cat "$WORK/log.c1"; fail "SIGUSR1: exit $rc (expected 75)"; }
+grep -q "stopped on signal 10; rerun the same command to resume" "$WORK/log.c1" || { cat "$WORK/log.c1"; fail "no stop message"; }
+[ ! -e "$WORK/c.h5.parts/LOCK" ] || fail "a stopped job left its lock"
+quantize 2 "$WORK/c.h5" || { cat "$WORK/log.c.h5"; fail "rerun after SIGUSR1"; }
+"$CKPT_COMPARE" "$WORK/ref.h5" "$WORK/c.h5" || fail "checkpoint after SIGUSR1 differs"
+echo "quantize.resume: both kills and a SIGUSR1 stop resumed to identical checkpoints"
