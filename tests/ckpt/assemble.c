@@ -64,6 +64,10 @@ static int check_readback(const char *out, char parts[][1024])
     kv = qr_kv_find(qr_ckpt_attrs(c), "method");
     QR_EXPECT(kv && kv->type == QR_KV_STRING && strcmp(kv->s, "srr") == 0,
               "root attribute 'method' not read back");
+    QR_EXPECT(strcmp(qr_ckpt_model_config(c), "{\"dim\": 64}") == 0,
+              "model_config text not read back: '%s'", qr_ckpt_model_config(c));
+    QR_EXPECT(strcmp(qr_ckpt_options(c), "{\"wbits\": 4}") == 0, "options text not read back: '%s'",
+              qr_ckpt_options(c));
     kv = qr_kv_find(qr_ckpt_attrs(c), "complete");
     QR_EXPECT(kv && kv->type == QR_KV_INT && kv->i == 1, "root attribute 'complete' is not 1");
     QR_EXPECT(qr_ckpt_module_count(c) == N_MODULES, "%zu modules listed (expected %d)",
@@ -142,7 +146,7 @@ int main(int argc, char **argv)
         unlink(out2);
     }
     QR_REQUIRE(qr_fixture_options(&root, 4) == QR_OK, "%s", qr_errmsg());
-    QR_REQUIRE(qr_kv_set_str(&root, "model_config", "{\"dim\": 64}") == QR_OK, "%s", qr_errmsg());
+
     /* Parts are written by their module's index modulo the job size, like quantize does. */
     for (int i = 0; i < N_MODULES; i++) {
         snprintf(parts[i], sizeof parts[i], "%s/%s.h5", dir, module_names[i]);
@@ -165,6 +169,8 @@ int main(int argc, char **argv)
     MPI_Barrier(MPI_COMM_WORLD);
     memset(&spec, 0, sizeof spec);
     spec.root = &root;
+    spec.model_config = "{\"dim\": 64}";
+    spec.options = "{\"wbits\": 4}";
     spec.modules = module_names;
     spec.parts = paths;
     spec.n_modules = N_MODULES;
