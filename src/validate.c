@@ -251,8 +251,10 @@ static qr_status check_act(const qr_qlayer *ql, const float *X, int64_t n, const
     for (size_t k = 0; k < no; k++) {
         double d = fabs((double)Yk[k] - Y64[k]);
         double rel = mag[k] > 0.0 ? d / mag[k] : (d > 0.0 ? INFINITY : 0.0);
-        if (!(rel <= r->float_rel_diff)) {
-            r->float_rel_diff = rel; /* NaN propagates as a failure */
+        if (!isfinite(Yk[k]) || !isfinite(Y64[k]) || isnan(r->float_rel_diff)) {
+            r->float_rel_diff = NAN; /* a non-finite output never passes */
+        } else if (rel > r->float_rel_diff) {
+            r->float_rel_diff = rel;
         }
     }
     r->out_err = rel_err(Yw, Yk, (int64_t)no);

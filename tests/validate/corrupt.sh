@@ -1,0 +1,21 @@
+# validate.corrupt: a copy of a checkpoint with one byte of ONE module's packed weight flipped
+# (both nibbles moved by 8 levels) fails validation with exit 4, naming exactly that module.
+. "$(dirname "$0")/common.sh"
+FLIP=$2
+for c in lqer-a8 serq-a4; do
+    for target in model.layers.2.mlp.up_proj model.layers.0.self_attn.k_proj; do
+        bad=$SCRATCH/corrupt-$c.h5
+        cp "$SCRATCH/$c.h5" "$bad"
+        off=$("$FLIP" "$bad" "$target" 37 0x88) || fail "cannot flip a byte of $target"
+        "$QR" validate "$bad" --calib "$CALIB" --quiet >"$bad.txt" 2>"$bad.err"
+        rc=$?
+        [ $rc -eq 4 ] || { cat "$bad.txt" "$bad.err"; fail "$c/$target: exit $rc (expected 4)"; }
+        failed=$(table_rows "$bad.txt" | grep FAIL | awk '{print $1}')
+        [ "$failed" = "$target" ] || {
+            cat "$bad.txt"
+            fail "$c: failed modules '$failed' (expected exactly $target)"
+        }
+        grep -q "$target" "$bad.err" || fail "$c: the error message does not name $target"
+        echo "$c: byte at offset $off of $target: $(grep FAIL "$bad.txt" | head -1)"
+    done
+done
