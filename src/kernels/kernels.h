@@ -120,6 +120,8 @@ typedef struct {
     float *sL;   /* (d_out) */
     int8_t *Rq;  /* (rank, d_in) */
     float *sR;   /* (rank) */
+    float *LfT;  /* (rank, d_out) deq(Lq)ᵀ, made once for the many-token path */
+    float *Rf;   /* (rank, d_in) deq(Rq) */
 } qr_lowrank_i8;
 
 /* Quantize L (d_out, rank) and R (rank, d_in) into out (allocated here; qr_lowrank_i8_free). */
@@ -127,8 +129,9 @@ qr_status qr_lowrank_i8_quantize(const float *L, const float *R, int64_t d_out, 
                                  int64_t rank, qr_lowrank_i8 *out);
 
 /* Y (n, d_out) += (deq(A) · deq(Rq)ᵀ) · deq(Lq)ᵀ. Few tokens: the int8 factors are read once per
- * token (a quarter of the float bytes; the product is memory bound there). Many tokens: the
- * factors are dequantized once per call and the products run as sgemm. */
+ * token (a quarter of the float bytes; the product is memory bound there). Many tokens: sgemm on
+ * the float copies of deq(Lq), deq(Rq) made by qr_lowrank_i8_quantize (dequantizing per call
+ * cost more than the products: fresh pages for the copies on every call). */
 qr_status qr_lowrank_i8_apply(const qr_lowrank_i8 *q, const qr_qact *A, float *Y);
 
 void qr_lowrank_i8_free(qr_lowrank_i8 *q);

@@ -10,8 +10,9 @@
  *   few tokens (n < QR_LR_I8_GEMM_MIN): per token, z_k = sR_k * sum_h xs_h * (Rq_k · x)_h with
  *     exact int32 sums per activation group h, then y += sL ∘ (LqT z), reading 1 byte per factor
  *     element: at few tokens the correction is memory bound, and int8 is a quarter of the bytes;
- *   many tokens: dequantize both factors once per call (r (d_in + d_out) values) and run sgemm,
- *     which is compute bound there and faster than any int8 loop without VNNI-style tiling. */
+ *   many tokens: sgemm on float copies of deq(Lq) and deq(Rq) made once at quantization (the
+ *     same values; dequantizing per call cost 2-3x the products themselves, mostly page faults
+ *     on the fresh copies), compute bound there and faster than these int8 loops. */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -90,11 +91,21 @@ qr_status qr_lowrank_i8_quantize(const float *L, const float *R, int64_t d_out, 
     QR_CHECK(qr_malloc(&out->sL, (size_t)d_out, sizeof(float), "INT8 L scales"));
     QR_CHECK(qr_malloc(&out->Rq, nr, 1, "INT8 R"));
     QR_CHECK(qr_malloc(&out->sR, (size_t)rank, sizeof(float), "INT8 R scales"));
+    QR_CHECK(qr_malloc(&out->LfT, nl, sizeof(float), "dequantized INT8 L"));
+    QR_CHECK(qr_malloc(&out->Rf, nr, sizeof(float), "dequantized INT8 R"));
     for (int64_t o = 0; o < d_out; o++) {
         out->sL[o] = quantize_row_i8(L + o * rank, rank, 1, out->LqT + o, d_out);
     }
     for (int64_t k = 0; k < rank; k++) {
         out->sR[k] = quantize_row_i8(R + k * d_in, d_in, 1, out->Rq + k * d_in, 1);
+    }
+    for (int64_t k = 0; k < rank; k++) {
+        for (int64_t o = 0; o < d_out; o++) {
+            out->LfT[k * d_out + o] = out->sL[o] * (float)out->LqT[k * d_out + o];
+        }
+        for (int64_t j = 0; j < d_in; j++) {
+            out->Rf[k * d_in + j] = out->sR[k] * (float)out->Rq[k * d_in + j];
+        }
     }
 done:
     if (st != QR_OK) {
@@ -112,6 +123,8 @@ void qr_lowrank_i8_free(qr_lowrank_i8 *q)
     free(q->sL);
     free(q->Rq);
     free(q->sR);
+    free(q->LfT);
+    free(q->Rf);
     memset(q, 0, sizeof *q);
 }
 
@@ -143,33 +156,14 @@ axpy_i8(float *y, float a, const int8_t *q, int64_t n)
  * int8 loops (measured with kernels_bench: at 16 tokens sgemm was already 3-4x faster). */
 #define QR_LR_I8_GEMM_MIN 8
 
-/* out[j] = s * q[j]: contiguous, so it vectorizes. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-dequant_i8(float *out, const int8_t *q, const float *s, bool per_elem, float s0, int64_t n)
-{
-    if (per_elem) {
-        for (int64_t j = 0; j < n; j++) {
-            out[j] = s[j] * (float)q[j];
-        }
-    } else {
-        for (int64_t j = 0; j < n; j++) {
-            out[j] = s0 * (float)q[j];
-        }
-    }
-}
-
-/* Many tokens: dequantize the factors (contiguously: LqT row k times sL element-wise, Rq row k
- * times sR_k) and the activations, then Z = Xd · Rfᵀ and Y += Z · LfT with sgemm. */
+/* Many tokens: Z = Xd · Rfᵀ and Y += Z · LfT with sgemm on the float copies. */
 static qr_status apply_gemm(const qr_lowrank_i8 *q, const qr_qact *A, float *Y)
 {
     qr_status st = QR_OK;
-    float *LfT = NULL, *Rf = NULL, *Xd = NULL, *Z = NULL; /* (rank, d_out), (rank, d_in), (n, d_in),
-                                                             (n, rank) */
-    size_t nl, nr, nx, nz;
+    float *Xd = NULL, *Z = NULL; /* (n, d_in), (n, rank) */
+    size_t nx, nz;
     int in, ir, io, ik;
-    if (!qr_mul_size((size_t)q->d_out, (size_t)q->rank, &nl) ||
-        !qr_mul_size((size_t)q->rank, (size_t)q->d_in, &nr) ||
-        !qr_mul_size((size_t)A->n, (size_t)A->d, &nx) ||
+    if (!qr_mul_size((size_t)A->n, (size_t)A->d, &nx) ||
         !qr_mul_size((size_t)A->n, (size_t)q->rank, &nz) || !qr_to_int(A->n, &in) ||
         !qr_to_int(q->rank, &ir) || !qr_to_int(q->d_out, &io) || !qr_to_int(q->d_in, &ik)) {
         return qr_fail(
@@ -178,22 +172,14 @@ static qr_status apply_gemm(const qr_lowrank_i8 *q, const qr_qact *A, float *Y)
             "%lld, rank %lld)",
             (long long)A->n, (long long)q->d_out, (long long)q->d_in, (long long)q->rank);
     }
-    QR_CHECK(qr_malloc(&LfT, nl, sizeof *LfT, "dequantized L"));
-    QR_CHECK(qr_malloc(&Rf, nr, sizeof *Rf, "dequantized R"));
     QR_CHECK(qr_malloc(&Xd, nx, sizeof *Xd, "dequantized activations"));
     QR_CHECK(qr_malloc(&Z, nz, sizeof *Z, "low-rank product"));
-    for (int64_t k = 0; k < q->rank; k++) {
-        dequant_i8(LfT + k * q->d_out, q->LqT + k * q->d_out, q->sL, true, 0.0f, q->d_out);
-        dequant_i8(Rf + k * q->d_in, q->Rq + k * q->d_in, NULL, false, q->sR[k], q->d_in);
-    }
     qr_qact_dequantize(A, Xd);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, ir, ik, 1.0f, Xd, ik, Rf, ik, 0.0f, Z,
-                ir);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, io, ir, 1.0f, Z, ir, LfT, io, 1.0f,
-                Y, io);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, in, ir, ik, 1.0f, Xd, ik, q->Rf, ik, 0.0f,
+                Z, ir);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, in, io, ir, 1.0f, Z, ir, q->LfT, io,
+                1.0f, Y, io);
 done:
-    free(LfT);
-    free(Rf);
     free(Xd);
     free(Z);
     return st;
