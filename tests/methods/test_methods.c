@@ -952,6 +952,63 @@ static int test_whitened_randomized(void)
     return qr_test_finish("methods.whitened_randomized");
 }
 
+/* FLRQ reports the calibration output error of the pair it kept: exactly (d_in <= 512) or from its
+ * Gaussian sketch (p = 128) above. Both are checked against the error from G. */
+static int test_flrq_calib_error(void)
+{
+    static const int64_t din[2] = {200, 640};
+    for (int c = 0; c < 2; c++) {
+        int64_t d_out = 64, d_in = din[c], nc = 1024;
+        double *W = malloc(sizeof(double) * (size_t)(d_out * d_in)), *We, e;
+        float *X = malloc(sizeof(float) * (size_t)(nc * d_in));
+        qr_stats *st = NULL;
+        qr_method_opts o;
+        qr_method_report rep;
+        qr_qlayer ql;
+        /* Exact: float32 storage of L and R only. Sketched: the estimate of the squared error has a
+         * relative standard deviation of sqrt(2/128) = 12.5%, about 6% on the norm; 25% is 4 sd. */
+        double tol = c == 0 ? 1e-4 : 0.25;
+        qr_rng rng;
+        mf_weight(141 + (uint64_t)c, d_out, d_in, W);
+        qr_rng_seed(&rng, 145);
+        for (int k = 0; k < 2; k++) { /* a strong rank-2 part, so FLRQ keeps a low-rank term */
+            double u[64];
+            for (int i = 0; i < d_out; i++) {
+                u[i] = qr_rng_normal(&rng);
+            }
+            for (int64_t j = 0; j < d_in; j++) {
+                double v = qr_rng_normal(&rng);
+                for (int i = 0; i < d_out; i++) {
+                    W[i * d_in + j] += u[i] * v;
+                }
+            }
+        }
+        mf_acts(143, 144, nc, d_in, X);
+        QR_REQUIRE(mf_stats(X, nc, d_in, &st) == QR_OK, "stats: %s", qr_errmsg());
+        qr_method_opts_default(&o, QR_METHOD_FLRQ);
+        o.wq.group = 32;
+        o.rank = 8;
+        QR_REQUIRE(qr_method_run(&o, W, d_out, d_in, st, &ql, &rep) == QR_OK, "%s", qr_errmsg());
+        We = mf_effective(&ql);
+        QR_REQUIRE(We, "effective weight");
+        QR_REQUIRE(qr_metrics_calib_error(W, We, st->G, d_out, d_in, &e) == QR_OK, "%s",
+                   qr_errmsg());
+        QR_EXPECT(rep.rank_used > 0, "d_in %lld: test design expects a low-rank term (rank 0)",
+                  (long long)d_in);
+        QR_EXPECT(fabs(rep.calib_out_err - e) <= tol * e,
+                  "d_in %lld: FLRQ reports calibration error %.6g, G gives %.6g (tolerance %g)",
+                  (long long)d_in, rep.calib_out_err, e, tol);
+        printf("d_in %lld: reported %.6f, from G %.6f, rank %lld, clip %.2f\n", (long long)d_in,
+               rep.calib_out_err, e, (long long)rep.rank_used, rep.clip_ratio);
+        free(We);
+        qr_qlayer_free(&ql);
+        qr_stats_free(&st);
+        free(W);
+        free(X);
+    }
+    return qr_test_finish("methods.flrq_calib_error");
+}
+
 static bool msg_has(const char *s)
 {
     return strstr(qr_errmsg(), s) != NULL;
@@ -1022,6 +1079,7 @@ int main(int argc, char **argv)
         {"serq_a4", test_serq_a4},
         {"aser_salient", test_aser_salient},
         {"whitened_randomized", test_whitened_randomized},
+        {"flrq_calib_error", test_flrq_calib_error},
     };
     for (size_t i = 0; argc > 1 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
