@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "io/calib_holdout.h"
 #include "io/calib_shard.h"
 #include "io/checkpoint.h"
 #include "io/fs.h"
@@ -72,35 +73,12 @@ static const char *svd_mode_name(qr_svd_mode m)
     return m == QR_SVD_EXACT ? "exact" : m == QR_SVD_RANDOMIZED ? "randomized" : "auto";
 }
 
-/* FNV-1a of every shard's attributes in order: two captures with the same attributes give the same
- * identity. */
-static void calib_identity(qr_calib_set *set, char *buf, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    char line[3 * QR_CALIB_STR_MAX + 512];
-    for (size_t i = 0; i < qr_calib_set_shard_count(set); i++) {
-        const qr_calib_info *ci = qr_calib_shard_info(qr_calib_set_shard(set, i));
-        snprintf(line, sizeof line,
-                 "%s|%s|%s|%d|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64
-                 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 ";",
-                 ci->model_identity, ci->source, ci->source_kind, (int)ci->dtype, ci->dim,
-                 ci->hidden_dim, ci->q_dim, ci->n_layers, ci->seq_len, ci->n_tokens, ci->n_windows,
-                 ci->window_first, ci->total_windows, ci->shard_index, ci->shard_count,
-                 ci->add_dummy_prefix);
-        for (const char *p = line; *p; p++) {
-            h ^= (uint8_t)*p;
-            h *= 1099511628211ull;
-        }
-    }
-    snprintf(buf, n, "%016" PRIx64, h);
-}
-
 static qr_status build_options(const qr_quantize_job *job, const qr_model *model,
                                qr_calib_set *calib, qr_kvlist *opts)
 {
     const qr_method_opts *mo = &job->method;
     char ident[32];
-    calib_identity(calib, ident, sizeof ident);
+    qr_calib_identity(calib, ident, sizeof ident);
     QR_TRY(qr_kv_set_str(opts, "method", qr_method_name(mo->method)));
     QR_TRY(qr_kv_set_int(opts, "wbits", job->wbits));
     QR_TRY(qr_kv_set_int(opts, "abits", mo->abits));
@@ -293,37 +271,10 @@ static void progress_finish(progress_ctx *p)
 /* ---- one layer input: statistics on the fitting windows, the held-out rows ---------------------
  */
 
-typedef struct {
-    int64_t seq_len;
-    int64_t n_rows, n_fit, n_ho; /* rows: all, fitting (first), held out (last) */
-} calib_split;
-
-static qr_status split_calib(qr_calib_set *set, double holdout, calib_split *sp)
-{
-    const qr_calib_info *c0 = qr_calib_shard_info(qr_calib_set_shard(set, 0));
-    int64_t windows = 0, ho_windows;
-    sp->seq_len = c0->seq_len;
-    sp->n_rows = qr_calib_set_rows(set);
-    if (sp->seq_len < 1 || sp->n_rows % sp->seq_len != 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: %" PRId64 " rows are not whole windows of %" PRId64,
-                       qr_calib_shard_path(qr_calib_set_shard(set, 0)), sp->n_rows, sp->seq_len);
-    }
-    windows = sp->n_rows / sp->seq_len;
-    ho_windows = holdout > 0 ? (int64_t)ceil(holdout * (double)windows) : 0;
-    if (windows - ho_windows < 1) {
-        return qr_fail(QR_ERR_INPUT,
-                       "--holdout %g: keeps %" PRId64 " of %" PRId64
-                       " calibration windows, none left to fit (capture more windows or lower it)",
-                       holdout, ho_windows, windows);
-    }
-    sp->n_fit = (windows - ho_windows) * sp->seq_len;
-    sp->n_ho = ho_windows * sp->seq_len;
-    return QR_OK;
-}
-
 /* Stream the fitting windows of `key` (d columns) in shard order, one window per batch. */
-static qr_status input_stats(qr_calib_set *set, const char *key, int64_t d, const calib_split *sp,
-                             qr_stats **stats, float **held, double *seconds)
+static qr_status input_stats(qr_calib_set *set, const char *key, int64_t d,
+                             const qr_calib_split *sp, qr_stats **stats, float **held,
+                             double *seconds)
 {
     qr_status st = QR_OK;
     float *buf = NULL;
@@ -472,15 +423,20 @@ static qr_status list_tensors(const qr_model *model, const qr_module *mods, size
 }
 
 /* Rank 0 prints the largest peak resident memory of any rank next to the plan's largest module
- * working set (the model is never loaded whole, so the two should be close). Collective. */
+ * working set (the model is never loaded whole, so the two should be close), and the CPU time of
+ * the busiest rank and of all ranks. Collective. */
 static void report_memory(MPI_Comm comm, const qr_plan *plan)
 {
     struct rusage ru;
-    double mine, peak = 0, work = 0;
+    double mine, peak = 0, work = 0, cpu, cpu_max = 0, cpu_sum = 0;
     getrusage(RUSAGE_SELF, &ru);
     mine = (double)ru.ru_maxrss * 1024.0; /* Linux: kilobytes */
+    cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+          (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
     last_stats.peak_rss_bytes = (uint64_t)mine;
     MPI_Reduce(&mine, &peak, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+    MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+    MPI_Reduce(&cpu, &cpu_sum, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
     for (size_t i = 0; i < plan->n_modules; i++) {
         if ((double)plan->costs[i].work_bytes > work) {
             work = (double)plan->costs[i].work_bytes;
@@ -490,6 +446,9 @@ static void report_memory(MPI_Comm comm, const qr_plan *plan)
         QR_INFO("quantize: peak memory per rank %.1f MiB (largest module working set %.1f MiB, "
                 "ratio %.2f)",
                 peak / 1048576.0, work / 1048576.0, work > 0 ? peak / work : 0.0);
+        /* CPU time does not count the time a rank waits for a busy core, so on a shared machine
+         * max-over-ranks CPU time is the fairer measure of how the work was split. */
+        QR_INFO("quantize: CPU time per rank: max %.1f s, sum %.1f s", cpu_max, cpu_sum);
     }
 }
 
@@ -506,7 +465,7 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job)
     qr_plan_opts po;
     qr_kvlist opts = {0}, root = {0};
     qr_lock *lock = NULL;
-    calib_split sp;
+    qr_calib_split sp;
     char parts_dir[QR_PATH_MAX], lock_path[QR_PATH_MAX + 8];
     char **part_paths = NULL;
     uint8_t *done_flags = NULL;
@@ -544,7 +503,7 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job)
         local = check_calib(model, calib, mods, n_mods);
     }
     if (local == QR_OK) {
-        local = split_calib(calib, job->holdout, &sp);
+        local = qr_calib_split_holdout(calib, job->holdout, &sp);
     }
     if (local == QR_OK) {
         local = build_options(job, model, calib, &opts);
@@ -671,14 +630,19 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job)
         }
         for (int64_t k = i; k < j && local == QR_OK; k++) {
             progress_msg msg;
+            int stop_sig;
             if (done_flags[k]) {
                 continue;
             }
-            if (job->stop && *job->stop) {
+            stop_sig = job->stop ? (int)*job->stop : 0;
+            if (grid) {
+                /* A signal may reach the ranks of a group at different moments: they must agree,
+                 * or one would stop while the others enter the next module's collectives. */
+                MPI_Allreduce(MPI_IN_PLACE, &stop_sig, 1, MPI_INT, MPI_MAX, grid->comm);
+            }
+            if (stop_sig) {
                 local = qr_fail(QR_STOPPED,
-                                "stopped on signal %d; rerun the same command to "
-                                "resume",
-                                (int)*job->stop);
+                                "stopped on signal %d; rerun the same command to resume", stop_sig);
                 break;
             }
             /* Every rank of a group computes the module; only the group root writes it. */
