@@ -27,7 +27,8 @@ static inline int32_t load_i32(const int8_t *p)
 }
 
 /* Rows 16b + 8h .. 16b + 8h + 7 (h = half) for tokens t0 .. t0+T-1. As in the AVX-512 path the
- * float results live in Y (updated once per segment) so the 16 registers hold the accumulators. */
+ * float results stay in registers for the whole row (a store and reload of Y per segment would
+ * stall on store forwarding), and each accumulator starts at -off * sum(x). */
 QR_AVX2_TARGET static inline __attribute__((always_inline)) void
 half_block(const qr_kweight *W, const qr_kact *P, int64_t b, int h, int64_t t0, const int T,
            float *Y, bool accumulate)
@@ -38,10 +39,25 @@ half_block(const qr_kweight *W, const qr_kact *P, int64_t b, int h, int64_t t0, 
     const __m256i m0f = _mm256_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
     float tmp[8];
+    __m256 f[QR_AVX2_TB];
+    for (int t = 0; t < T; t++) {
+        f[t] = _mm256_setzero_ps();
+        if (accumulate) {
+            memset(tmp, 0, sizeof tmp);
+            memcpy(tmp, Y + (t0 + t) * W->rows + r0, (size_t)nr * sizeof(float));
+            f[t] = _mm256_loadu_ps(tmp);
+        }
+    }
     for (int64_t s = 0; s < W->n_seg; s++) {
+        int64_t g = W->seg_wgroup[s];
+        __m256i off = _mm256_set1_epi32(8);
+        if (W->asym) {
+            off = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                (const __m128i *)(const void *)(W->zeros_b + qr_kw_scale_index(W, b, g) + 8 * h)));
+        }
         __m256i acc[QR_AVX2_TB];
         for (int t = 0; t < T; t++) {
-            acc[t] = _mm256_setzero_si256();
+            acc[t] = _mm256_mullo_epi32(off, _mm256_set1_epi32(-P->xsum[(t0 + t) * W->n_seg + s]));
         }
         for (int64_t c = W->seg_pchunk[s]; c < W->seg_pchunk[s + 1]; c++) {
             __m256i v = _mm256_load_si256((const __m256i *)(const void *)(wt + c * 64));
@@ -56,27 +72,18 @@ half_block(const qr_kweight *W, const qr_kact *P, int64_t b, int h, int64_t t0, 
                 acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(p16, ones));
             }
         }
-        int64_t g = W->seg_wgroup[s];
         __m256 ws = _mm256_loadu_ps(W->scales_b + qr_kw_scale_index(W, b, g) + 8 * h);
-        __m256i off =
-            W->asym ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                          (const __m128i *)(const void *)(W->zeros_b + qr_kw_scale_index(W, b, g) +
-                                                          8 * h)))
-                    : _mm256_set1_epi32(8);
         for (int t = 0; t < T; t++) {
-            int64_t k = (t0 + t) * W->n_seg + s;
-            float *y = Y + (t0 + t) * W->rows + r0;
-            __m256i ai =
-                _mm256_sub_epi32(acc[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(P->xsum[k])));
-            __m256 sc = _mm256_mul_ps(ws, _mm256_set1_ps(P->xs[k]));
-            __m256 f = _mm256_setzero_ps();
-            if (s > 0 || accumulate) {
-                memset(tmp, 0, sizeof tmp);
-                memcpy(tmp, y, (size_t)nr * sizeof(float));
-                f = _mm256_loadu_ps(tmp);
-            }
-            _mm256_storeu_ps(tmp, _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(ai), f));
-            memcpy(y, tmp, (size_t)nr * sizeof(float));
+            __m256 sc = _mm256_mul_ps(ws, _mm256_set1_ps(P->xs[(t0 + t) * W->n_seg + s]));
+            f[t] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(acc[t]), f[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        if (nr == 8) {
+            _mm256_storeu_ps(Y + (t0 + t) * W->rows + r0, f[t]);
+        } else {
+            _mm256_storeu_ps(tmp, f[t]);
+            memcpy(Y + (t0 + t) * W->rows + r0, tmp, (size_t)nr * sizeof(float));
         }
     }
 }
