@@ -405,38 +405,49 @@ static void pgemm(const char *ta, const char *tb, int64_t k, const qr_dmat *A, c
             B->desc, &beta, C->data, &one, &one, C->desc);
 }
 
-/* Rank-r truncation of PDGESVD: full thin SVD, the leading r triplets gathered to every rank. */
+/* Rank-r truncation of PDGESVD: full thin SVD, then the leading r triplets gathered to every rank.
+ * The first r columns of U (m, k) (rows of Vt (k, n)) are, in the same block-cyclic layout, the
+ * leading local columns (rows) of each rank's part: global indices grow with local ones. So they
+ * are copied locally into (m, r) and (r, n) matrices and only those are gathered. */
 static qr_status psvd_truncated_exact(const qr_grid *g, const qr_dmat *A, int64_t r, double *U,
                                       double *S, double *Vt)
 {
     qr_status st = QR_OK;
     int64_t m = A->m, n = A->n, k = m < n ? m : n;
-    qr_dmat *Ud = NULL, *Vd = NULL;
-    double *Sf = NULL, *full = NULL; /* (k), and (max(m, n), k) staging of U or Vt */
+    qr_dmat *Ud = NULL, *Vd = NULL; /* (m, k), (k, n) from PDGESVD */
+    qr_dmat *Ur = NULL, *Vr = NULL; /* (m, r), (r, n) leading parts */
+    double *Sf = NULL;              /* (k) */
     st = qr_dmat_create(g, m, k, &Ud);
     if (st == QR_OK) {
         st = qr_dmat_create(g, k, n, &Vd);
     }
     if (st == QR_OK) {
-        st = qr_malloc(&Sf, (size_t)k, sizeof *Sf, "SVD singular values");
+        st = qr_dmat_create(g, m, r, &Ur);
     }
     if (st == QR_OK) {
-        st = qr_malloc(&full, (size_t)(m > n ? m : n) * (size_t)k, sizeof *full, "SVD staging");
+        st = qr_dmat_create(g, r, n, &Vr);
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Sf, (size_t)k, sizeof *Sf, "SVD singular values");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     QR_CHECK(qr_pdla_svd(g, A, Sf, Ud, Vd));
-    QR_CHECK(qr_dmat_allgather(g, Ud, full));
-    for (int64_t i = 0; i < m; i++) {
-        memcpy(U + i * r, full + i * k, (size_t)r * sizeof *U);
+    /* Same mloc and leading dimension: the leading Ur->nloc local columns, contiguous. */
+    memcpy(Ur->data, Ud->data, local_count(Ur) * sizeof *Ur->data);
+    for (int lj = 0; lj < Vr->nloc; lj++) {
+        memcpy(Vr->data + (size_t)lj * (size_t)Vr->desc[QR_DESC_LLD],
+               Vd->data + (size_t)lj * (size_t)Vd->desc[QR_DESC_LLD],
+               (size_t)Vr->mloc * sizeof *Vr->data);
     }
-    QR_CHECK(qr_dmat_allgather(g, Vd, full));
-    memcpy(Vt, full, (size_t)r * (size_t)n * sizeof *Vt);
+    QR_CHECK(qr_dmat_allgather(g, Ur, U));
+    QR_CHECK(qr_dmat_allgather(g, Vr, Vt));
     memcpy(S, Sf, (size_t)r * sizeof *S);
 done:
     qr_dmat_free(&Ud);
     qr_dmat_free(&Vd);
+    qr_dmat_free(&Ur);
+    qr_dmat_free(&Vr);
     free(Sf);
-    free(full);
     return st;
 }
 

@@ -3,6 +3,8 @@
  * tests/bench/grid_bench.sh, which runs it under mpiexec -n 1 and -n 2 in one go and prints ratios.
  *
  * usage: mpiexec -n N grid_bench rsvd M N R | chol N | pdgesvd M N   [repeats]
+ * Environment: GRID_BENCH_NB = block size, GRID_BENCH_P = grid rows (default N; the grid is
+ * P x 1 and N / P groups run the same work at once, so P = 1 measures the machine's capacity).
  * Prints one line per measurement: "<what> <grid> best <seconds> s" (best of the repeats). */
 #include <cblas.h>
 #include <math.h>
@@ -37,12 +39,12 @@ static void report(const char *what, const qr_grid *g, double best)
     }
 }
 
-/* A (m, n) seeded Gaussian on rank 0 only (others get NULL). */
-static double *make_matrix(int64_t m, int64_t n, uint64_t seed)
+/* A (m, n) seeded Gaussian on the group root only (others get NULL). */
+static double *make_matrix(const qr_grid *g, int64_t m, int64_t n, uint64_t seed)
 {
     qr_rng rng;
     double *A;
-    if (rank_ != 0) {
+    if (g->group_rank != 0) {
         return NULL;
     }
     A = malloc((size_t)(m * n) * sizeof *A);
@@ -58,7 +60,7 @@ static double *make_matrix(int64_t m, int64_t n, uint64_t seed)
 
 static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int reps)
 {
-    double *A = make_matrix(m, n, 1), best = 1e30, bestl = 1e30;
+    double *A = make_matrix(g, m, n, 1), best = 1e30, bestl = 1e30;
     double *U = malloc((size_t)(m * r) * sizeof *U), *S = malloc((size_t)r * sizeof *S);
     double *Vt = malloc((size_t)(r * n) * sizeof *Vt);
     qr_dmat *d = NULL;
@@ -100,7 +102,7 @@ static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int re
 static void bench_chol(const qr_grid *g, int64_t n, int reps)
 {
     /* G = B + Bᵀ + 2n I with B uniform in [0, 1): symmetric and diagonally dominant (SPD). */
-    double *G = make_matrix(n, n, 3), best = 1e30, bestl = 1e30, damping = 0.0;
+    double *G = make_matrix(g, n, n, 3), best = 1e30, bestl = 1e30, damping = 0.0;
     qr_dmat *d = NULL;
     char what[64];
     if (G) {
@@ -148,7 +150,7 @@ static void bench_chol(const qr_grid *g, int64_t n, int reps)
 static void bench_pdgesvd(const qr_grid *g, int64_t m, int64_t n, int reps)
 {
     int64_t k = m < n ? m : n;
-    double *A = make_matrix(m, n, 4), best = 1e30, bestl = 1e30;
+    double *A = make_matrix(g, m, n, 4), best = 1e30, bestl = 1e30;
     double *S = malloc((size_t)k * sizeof *S);
     qr_dmat *d = NULL, *U = NULL, *Vt = NULL;
     char what[64];
@@ -196,8 +198,14 @@ int main(int argc, char **argv)
     MPI_Init(&argc, &argv);
     rank_ = qr_mpi_rank(MPI_COMM_WORLD);
     size_ = qr_mpi_size(MPI_COMM_WORLD);
-    if (qr_grid_create(MPI_COMM_WORLD, size_, 1, 0, &g) != QR_OK) {
-        die("grid");
+    /* GRID_BENCH_NB sets the block size (default QR_GRID_DEFAULT_NB); GRID_BENCH_P the grid's
+     * rows (default: all ranks in one P x 1 grid; 1 = independent 1x1 groups, a capacity check). */
+    {
+        const char *nb = getenv("GRID_BENCH_NB"), *p = getenv("GRID_BENCH_P");
+        if (qr_grid_create(MPI_COMM_WORLD, p ? atoi(p) : size_, 1, nb ? atoi(nb) : 0, &g) !=
+            QR_OK) {
+            die("grid");
+        }
     }
     if (strcmp(mode, "rsvd") == 0 && argc >= 5) {
         bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3);
