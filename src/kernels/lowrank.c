@@ -152,8 +152,8 @@ axpy_i8(float *y, float a, const int8_t *q, int64_t n)
 
 /* Longest int8 dot product whose int32 sum cannot overflow: 127 * 127 * 2^17 < 2^31. */
 #define QR_DOT_I8_MAX (INT64_C(1) << 17)
-/* From this many tokens on, dequantizing the factors once and running sgemm beats the per-token
- * int8 loops (measured with kernels_bench: at 16 tokens sgemm was already 3-4x faster). */
+/* From this many tokens on, sgemm on the float copies beats the per-token int8 loops (measured at
+ * 16 tokens, 4096 x 4096, rank 64: about 1.1 ms for the int8 loops, 0.5 ms for sgemm). */
 #define QR_LR_I8_GEMM_MIN 8
 
 /* Many tokens: Z = Xd · Rfᵀ and Y += Z · LfT with sgemm on the float copies. */
