@@ -63,7 +63,7 @@ static qr_status parse(int argc, char **argv, report_opts *o, int *help)
     o->style = (qr_report_style){0.0, 2.0, 2, 5, "auto"};
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'o':
             o->out_dir = optarg;
