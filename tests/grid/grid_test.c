@@ -467,6 +467,16 @@ int main(int argc, char **argv)
             }
         }
     }
+    if (strcmp(which, "scatter") == 0) {
+        /* Once more with the default block size (64) on one size x 1 grid. */
+        qr_grid *g = NULL;
+        QR_EXPECT(qr_grid_create(MPI_COMM_WORLD, size, 1, 0, &g) == QR_OK && g->nb == 64,
+                  "default grid: %s", qr_errmsg());
+        if (g) {
+            case_scatter(g);
+        }
+        qr_grid_free(&g);
+    }
     failures = qr_test_failures;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     qr_blacs_shutdown();
