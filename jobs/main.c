@@ -108,6 +108,7 @@ int main(int argc, char **argv)
         st = dispatch(argc, argv);
     }
     code = qr_mpi_finish_status(MPI_COMM_WORLD, st);
+    qr_exit_file_write(qr_mpi_rank(MPI_COMM_WORLD), code);
     if (json_log) {
         fclose(json_log);
     }

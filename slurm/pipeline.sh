@@ -44,7 +44,10 @@ submit() {
         echo "$stage: done ($done_file exists), not submitted" >&2
         return 0
     fi
-    id=$(squeue -h -n "$name" -t PENDING,RUNNING,REQUEUED,CONFIGURING -o %i | head -1)
+    # A job that will still run (also one requeued after a stop, or held) is reused.
+    id=$(squeue -h -u "$(id -un)" -n "$name" -o %i \
+        -t PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED,REQUEUE_HOLD,REQUEUE_FED,RESIZING |
+        head -1)
     if [ -n "$id" ]; then
         echo "$stage: job $id is already queued, reused" >&2
         echo "$id"
@@ -64,7 +67,7 @@ quantize=$(submit quantize "$ckpt" "$capture" quantize.sbatch -N "$nodes" -n "$r
 QRECON_ARGS=(validate "$ckpt" --calib "$work/calib" --json "$ckpt.validate.json")
 validate=$(QRECON_MARK="$ckpt.validate.json" submit validate "$ckpt.validate.json" "$quantize" \
     run.sbatch -N "$nodes" -n "$ranks" --export=ALL)
-QRECON_ARGS=(report "$ckpt" --out "$work/report")
+QRECON_ARGS=(report --out "$work/report" "$ckpt")
 report=$(QRECON_MARK="$work/report/.complete" submit report "$work/report/.complete" "$validate" \
     run.sbatch -n 1 --export=ALL)
 

@@ -26,10 +26,10 @@ read -r -a entries <<<"$sweep"
 ckpts=()
 for e in "${entries[@]}"; do ckpts+=("$out/${e%%:*}-r${e##*:}.h5"); done
 
-array=$(QRECON_SWEEP="$sweep" sbatch --parsable --export=ALL -n "$ranks" \
+array=$(QRECON_SWEEP="$sweep" QRECON_SLURM_DIR="$here" sbatch --parsable --export=ALL -n "$ranks" \
     --array=0-$((${#entries[@]} - 1)) -o "$out/logs/sweep-%A_%a.log" \
     "$here/sweep.sbatch" "$out" --model "$model" --calib "$calib" "$@")
 report=$(sbatch --parsable --export=ALL -n 1 --dependency=afterok:"$array" \
     --kill-on-invalid-dep=yes -o "$out/logs/report-%j.log" \
-    "$here/run.sbatch" report "${ckpts[@]}" --out "$out/report")
+    "$here/run.sbatch" report --out "$out/report" "${ckpts[@]}")
 echo "array=$array report=$report"
