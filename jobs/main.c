@@ -14,7 +14,7 @@
 /* Options every command accepts, anywhere on the line; removed from argv before dispatch. */
 static const char global_help[] =
     "global options (any command):\n"
-    "  --quiet             no progress output (errors still print)\n"
+    "  --quiet             no progress or information lines (warnings and errors print)\n"
     "  --progress MODE     auto (bar on a terminal, else one line per unit), bar, lines\n"
     "  --json-log FILE     also write progress events as JSON lines to FILE (rank 0)\n"
     "  --verbose           debug messages\n";
@@ -29,6 +29,7 @@ static qr_status take_global_options(int *argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "--quiet") == 0) {
             mode = QR_PROGRESS_QUIET;
+            qr_log_set_level(QR_LOG_WARN);
         } else if (strcmp(a, "--verbose") == 0) {
             qr_log_set_level(QR_LOG_DEBUG);
         } else if (strcmp(a, "--progress") == 0 || strcmp(a, "--json-log") == 0) {
