@@ -19,6 +19,19 @@ need_packages() {
 }
 
 stop() {
+    # Cancel this cluster's jobs first: slurmstepd and the job's processes outlive slurmd.
+    if [ -f "$dir"/slurmctld.pid ] && kill -0 "$(cat "$dir"/slurmctld.pid)" 2>/dev/null; then
+        export SLURM_CONF="$dir"/slurm.conf
+        jobs=$(squeue -h -o %i 2>/dev/null || true)
+        if [ -n "$jobs" ]; then
+            # shellcheck disable=SC2086
+            scancel $jobs 2>/dev/null || true
+            for _ in $(seq 100); do
+                [ -z "$(squeue -h -o %i 2>/dev/null)" ] && break
+                sleep 0.1
+            done
+        fi
+    fi
     for f in "$dir"/slurmd.pid "$dir"/slurmctld.pid "$dir"/munge/munged.pid; do
         [ -f "$f" ] || continue
         pid=$(cat "$f")

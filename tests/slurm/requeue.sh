@@ -49,11 +49,25 @@ expect_completed "$WORK/logs/*.log" "$id" "$dep"
 
 grep -q "start (restart 0)" "$log" && grep -q "start (restart 1)" "$log" ||
     { cat "$log"; fail "the log does not show both runs (open-mode append)"; }
-grep -q "stop requested" "$log" && grep -q "exited with 75" "$log" && grep -q "requeued job $id" "$log" ||
+grep -q "SIGUSR1: asking qrecon to stop" "$log" && grep -q "exited with 75" "$log" && grep -q "requeued job $id" "$log" ||
     { cat "$log"; fail "the log does not show the forwarded stop, exit 75 and the requeue"; }
 grep -q "$((NMODS - n)) module(s) to do, $n already done" "$log" ||
     { cat "$log"; fail "the resumed run did not skip exactly the $n finished modules"; }
 [ "$(grep -c 'exited with 0' "$log")" -eq 1 ] || { cat "$log"; fail "the log does not end with one successful run"; }
 "$CKPT_SAME" "$WORK/ref.h5" "$out" || fail "the requeued checkpoint differs from the direct run"
 [ -s "$WORK/report/report.md" ] || fail "the dependent report job wrote no report"
+
+# A plain scancel (SIGTERM to the script and the ranks) stops the job for good: no requeue.
+out=$WORK/c.h5
+cid=$(QRECON_TEST_SLOW_MS=$SLOW_MS sbatch --parsable --export=ALL -n 2 -o "$WORK/logs/cancel-%j.log" \
+    "$SLURM_DIR/quantize.sbatch" --model "$MODEL" --calib "$WORK/calib" --out "$out" "${QOPTS[@]}") ||
+    fail "sbatch the job to cancel"
+n=$(wait_parts "$out.parts" "")
+[ "$n" -ge 1 ] || { show_jobs; fail "no part file appeared in the job to cancel"; }
+scancel "$cid" || fail "scancel $cid"
+wait_jobs 60 "$cid"
+sleep 2
+[ "$(job_field "$cid" JobState)" = CANCELLED ] && [ "$(job_field "$cid" Restarts)" = 0 ] ||
+    { show_jobs; cat "$WORK/logs/cancel-$cid.log"; fail "a cancelled job was requeued (or did not end CANCELLED)"; }
+grep -q "requeued job" "$WORK/logs/cancel-$cid.log" && { cat "$WORK/logs/cancel-$cid.log"; fail "the script requeued a cancelled job"; }
 echo "slurm.requeue: USR1 -> exit 75 -> requeue -> resume gave the direct run's checkpoint"
