@@ -34,6 +34,10 @@ static const int64_t SIZES[][2] = {{173, 97}, {97, 173}, {300, 257}, {1, 1}, {5,
 
 static int world_rank;
 
+/* Each group of a job with several groups works on its own matrices, so a message crossing groups
+ * could not go unnoticed. */
+#define GROUP_SEED(g) (1000u * (unsigned)(g)->group)
+
 static void fill_normal(double *a, size_t n, uint64_t seed)
 {
     qr_rng rng;
@@ -96,7 +100,7 @@ static void case_scatter(const qr_grid *g)
         int64_t m = SIZES[s][0], n = SIZES[s][1];
         double *A = malloc((size_t)(m * n) * sizeof *A), *B = calloc((size_t)(m * n), sizeof *B);
         qr_dmat *d = NULL;
-        fill_normal(A, (size_t)(m * n), 100 + s);
+        fill_normal(A, (size_t)(m * n), 100 + s + GROUP_SEED(g));
         QR_EXPECT(qr_dmat_create(g, m, n, &d) == QR_OK, "create %lldx%lld: %s", (long long)m,
                   (long long)n, qr_errmsg());
         QR_EXPECT(qr_dmat_scatter(g, A, d) == QR_OK, "scatter: %s", qr_errmsg());
@@ -232,7 +236,7 @@ static void case_cholesky(const qr_grid *g)
         int64_t n = ns[t];
         double *G = malloc((size_t)(n * n) * sizeof *G), *E = malloc((size_t)(n * n) * sizeof *E);
         double *w = malloc((size_t)n * sizeof *w), mean = 0.0, shift;
-        make_gram(G, n, 0.1, 200 + t);
+        make_gram(G, n, 0.1, 200 + t + GROUP_SEED(g));
         cholesky_compare(g, G, n, "well-conditioned", 1, 0);
         /* Indefinite: shift so the smallest eigenvalue is -3e-5 x mean(diag): the tries with
          * damping 1e-8 .. 1e-5 fail and 1e-4 succeeds, on both sides. */
@@ -276,7 +280,7 @@ static void case_rsvd(const qr_grid *g)
             qr_dmat *d = NULL;
             qr_svd_opts_default(&o);
             o.mode = (qr_svd_mode)mode;
-            make_decaying(A, m, n, 300 + s);
+            make_decaying(A, m, n, 300 + s + GROUP_SEED(g));
             qr_rng_for_name(&rs_, "model.layers.0.mlp.down_proj", 7);
             rd_ = rs_;
             QR_EXPECT(qr_svd_truncated(A, m, n, r, &o, &rs_, Us, Ss, Vs) == QR_OK, "serial: %s",
@@ -318,7 +322,7 @@ static void case_pdgesvd(const qr_grid *g)
         double *U = malloc((size_t)(m * k) * sizeof *U), *Vt = malloc((size_t)(k * n) * sizeof *Vt);
         double *Sd = malloc((size_t)k * sizeof *Sd), *Ss = malloc((size_t)k * sizeof *Ss);
         qr_dmat *d = NULL, *Ud = NULL, *Vd = NULL;
-        fill_normal(A, (size_t)(m * n), 400 + s);
+        fill_normal(A, (size_t)(m * n), 400 + s + GROUP_SEED(g));
         QR_EXPECT(qr_svd(A, m, n, U, Ss, Vt) == QR_OK, "dgesdd: %s", qr_errmsg());
         QR_EXPECT(qr_dmat_create(g, m, n, &d) == QR_OK && qr_dmat_create(g, m, k, &Ud) == QR_OK &&
                       qr_dmat_create(g, k, n, &Vd) == QR_OK,
