@@ -12,7 +12,7 @@ set -euo pipefail
 usage() { sed -n '2,12p' "$0"; exit 2; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-model= text= work= ranks=2 nodes=1 tokens=8192 seq_len=256 extra_sbatch=
+model='' text='' work='' ranks=2 nodes=1 tokens=8192 seq_len=256 extra_sbatch=''
 while [ $# -gt 0 ]; do
     case "$1" in
     --model) model=$2; shift 2 ;;

@@ -6,7 +6,7 @@
 #                  [-- more quantize options]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-calib= model= out= ranks=2 sweep="rtn:0 lqer:4 qera-exact:4 srr:4"
+calib='' model='' out='' ranks=2 sweep="rtn:0 lqer:4 qera-exact:4 srr:4"
 while [ $# -gt 0 ]; do
     case "$1" in
     --calib) calib=$2; shift 2 ;;

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # common.sh: sourced by the Slurm test scripts. Argument: the ckpt_same tool.
 # Sets MODEL and TEXT (the real stories260K and TinyStories text; skip 77 when the shared data are
 # absent), WORK (a scratch folder, removed at exit with the test's cluster stopped first), the
@@ -32,6 +33,11 @@ export QRECON_BIN
 fail() {
     echo "FAIL: $*"
     exit 1
+}
+
+# elapsed T0: seconds since T0 (from date +%s.%N), two decimals.
+elapsed() {
+    awk -v t0="$1" -v t1="$(date +%s.%N)" 'BEGIN { printf "%.2f", t1 - t0 }'
 }
 
 # start_cluster: the one-node cluster under $WORK/cluster; exports SLURM_CONF. Skips (77) only when

@@ -20,7 +20,7 @@ again=$(run_pipeline 2>"$WORK/again.err") || fail "second pipeline.sh exited $?"
 [ "$(grep -c 'already queued, reused' "$WORK/again.err")" -eq 4 ] ||
     { cat "$WORK/again.err"; fail "a re-run while queued did not reuse all four jobs"; }
 
-# shellcheck disable=SC2086
+# shellcheck disable=SC2046
 set -- $(echo "$ids" | tr ' =' '\n\n' | sed -n '2~2p')
 wait_jobs 300 "$@"
 expect_completed "$W/logs/*.log" "$@"

@@ -25,6 +25,7 @@ dep=$(sbatch --parsable --export=ALL -n 1 --dependency=afterok:"$id" --kill-on-i
 n=$(wait_parts "$out.parts" "")
 [ "$n" -ge 1 ] || { show_jobs; cat "$log"; fail "no part file appeared"; }
 scancel --signal=USR1 --batch "$id" || fail "scancel --signal=USR1 --batch $id"
+t0=$(date +%s.%N)
 for _ in $(seq 300); do
     [ "$(job_field "$id" Restarts)" = 1 ] && [ "$(job_field "$id" JobState)" = PENDING ] && break
     sleep 0.2
@@ -34,7 +35,7 @@ n=$(find "$out.parts" -maxdepth 1 -name '*.h5' | wc -l)
 [ "$n" -lt "$NMODS" ] || fail "all $NMODS modules were done before the stop took effect (raise SLOW_MS)"
 [ ! -e "$out" ] || fail "a checkpoint was assembled although the job stopped"
 [ "$(job_field "$dep" JobState)" = PENDING ] || { show_jobs; fail "the afterok job did not keep waiting across the requeue"; }
-echo "stopped with $n of $NMODS parts; job $id requeued"
+echo "stopped with $n of $NMODS parts; job $id requeued $(elapsed "$t0")s after USR1"
 
 # Release the ~120 s requeue hold, once the stopped run's step daemons are gone: a restart within
 # seconds reuses step id ID.0 while the old step still holds its PMIx socket, and the new step
@@ -44,7 +45,9 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 scontrol update JobId="$id" StartTime=now || fail "scontrol update JobId=$id StartTime=now"
+t0=$(date +%s.%N)
 wait_jobs 300 "$id" "$dep"
+echo "released: the resumed job and its afterok report ended $(elapsed "$t0")s later"
 expect_completed "$WORK/logs/*.log" "$id" "$dep"
 
 grep -q "start (restart 0)" "$log" && grep -q "start (restart 1)" "$log" ||

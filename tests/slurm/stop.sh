@@ -35,7 +35,7 @@ rank_pid() {
 
 # stop_case NAME SIGNAL "RANKS TO SIGNAL" [quantize options]
 stop_case() {
-    local name=$1 sig=$2 targets=$3 out job n rc r pid
+    local name=$1 sig=$2 targets=$3 out job n rc r pid t0 took
     shift 3
     out=$WORK/$name.h5
     mkdir -p "$WORK/rc.$name"
@@ -52,8 +52,10 @@ stop_case() {
         pid=$(rank_pid "$job" "$r") || { cat "$WORK/log.$name"; fail "$name: rank $r not found"; }
         kill -s "$sig" "$pid"
     done
+    t0=$(date +%s.%N)
     rc=0
     wait "$job" || rc=$?
+    took=$(elapsed "$t0")
     [ "$rc" -ne 124 ] || { cat "$WORK/log.$name"; fail "$name: the stopped job hung (killed after $STOP_LIMIT s)"; }
     [ "$rc" -eq 75 ] || { cat "$WORK/log.$name"; fail "$name: mpiexec exit $rc (expected 75, stopped and resumable)"; }
     for r in 0 1; do
@@ -66,7 +68,8 @@ stop_case() {
     [ ! -e "$out" ] || fail "$name: a checkpoint was assembled although the job stopped"
     n=$(find "$out.parts" -maxdepth 1 -name '*.h5' | wc -l)
     [ "$n" -lt "$NMODS" ] || fail "$name: all $NMODS modules were done before the stop took effect (raise SLOW_MS)"
-    echo "$name: stopped by SIG$sig to rank(s) $targets with $n of $NMODS parts; every rank exit 75"
+    echo "$name: stopped by SIG$sig to rank(s) $targets with $n of $NMODS parts in ${took}s" \
+        "(modules slowed to ${SLOW_MS}ms); every rank exit 75"
 
     "$MPIEXEC" -n 2 "$QRECON_BIN" --progress lines quantize --model "$MODEL" --calib "$WORK/calib" \
         --out "$out" "${QOPTS[@]}" "$@" >"$WORK/log.$name.2" 2>&1 ||
