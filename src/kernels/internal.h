@@ -10,7 +10,11 @@
  * the code of (row 16b + r, padded column 8c + 4 + i). One 512-bit load is one chunk: masking the
  * low nibbles gives 16 rows x 4 columns of unsigned bytes for one VNNI dot product, shifting gives
  * the next 4 columns. The codes are the raw nibbles (0..15), so the integer sum of a segment is
- * sum_j code_j x_j - off * sum_j x_j, with off = 8 (symmetric) or the zero point. */
+ * sum_j code_j x_j - off * sum_j x_j, with off = 8 (symmetric) or the zero point.
+ *
+ * A SERQ side matrix prepared with the main one (qr_kweight_prepare_pair) is more segments after
+ * the main matrix's, over activation columns 0..k-1, in the same tiles: one pass over Y computes
+ * main · u + side · u[0..k-1], with the same float operations as two passes. */
 #ifndef QR_KERNELS_INTERNAL_H
 #define QR_KERNELS_INTERNAL_H
 
@@ -24,14 +28,19 @@
 
 struct qr_kweight {
     const qr_qweight *src; /* borrowed: the reference path reads the original packing */
+    const qr_qweight
+        *side; /* borrowed, or NULL: SERQ side matrix on the first side->cols channels */
     int64_t rows, cols, rows_p;
     int64_t act_group; /* activation grouping this layout was made for (0 = whole token) */
-    bool asym;
+    bool asym; /* either matrix asymmetric: zeros_b holds every offset (8 for a symmetric one) */
     int64_t n_wgroups;   /* weight groups per row */
     int64_t n_seg;       /* segments per row */
-    int64_t *seg_start;  /* (n_seg + 1) first original column of each segment, then cols */
+    int64_t *seg_start;  /* (n_seg) first activation column of each segment */
+    int64_t *seg_end;    /* (n_seg) one past its last column */
     int64_t *seg_pchunk; /* (n_seg + 1) first padded chunk of each segment, then n_chunks */
-    int32_t *seg_wgroup; /* (n_seg) weight group of each segment */
+    uint8_t *seg_src;    /* (n_seg) 0: main matrix, 1: side matrix */
+    int32_t *seg_wgroup; /* (n_seg) weight group within its matrix */
+    int32_t *seg_sgroup; /* (n_seg) group index in scales_b / zeros_b */
     int32_t *seg_agroup; /* (n_seg) activation group of each segment */
     int64_t n_chunks;    /* padded columns / QR_KCHUNK */
     uint8_t *tiles;      /* (rows_p / 16, n_chunks, 64) as above */

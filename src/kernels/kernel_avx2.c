@@ -49,7 +49,7 @@ half_block(const qr_kweight *W, const qr_kact *P, int64_t b, int h, int64_t t0, 
         }
     }
     for (int64_t s = 0; s < W->n_seg; s++) {
-        int64_t g = W->seg_wgroup[s];
+        int64_t g = W->seg_sgroup[s];
         __m256i off = _mm256_set1_epi32(8);
         if (W->asym) {
             off = _mm256_cvtepu8_epi32(_mm_loadl_epi64(

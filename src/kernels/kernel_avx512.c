@@ -51,7 +51,7 @@ block(const qr_kweight *W, const qr_kact *P, int64_t b, int64_t t0, const int T,
                           : _mm512_setzero_ps();
     }
     for (int64_t s = 0; s < W->n_seg; s++) {
-        int64_t g = W->seg_wgroup[s];
+        int64_t g = W->seg_sgroup[s];
         __m512i off = _mm512_set1_epi32(8);
         if (W->asym) {
             off = _mm512_cvtepu8_epi32(_mm_loadu_si128(

@@ -89,6 +89,13 @@ typedef struct qr_kweight qr_kweight;
  * inconsistent W (shape, group count) or a segment too long for int32 accumulation. */
 qr_status qr_kweight_prepare(const qr_qweight *W, int64_t act_group, qr_kweight **out);
 
+/* Prepare W together with a SERQ side matrix (W.rows, k <= W.cols) that acts on the first k
+ * channels of the same quantized activations: the product then computes
+ * A · deq(W)ᵀ + A[:, 0..k-1] · deq(side)ᵀ in one pass over Y (bit-identical to two passes).
+ * side may be NULL (= qr_kweight_prepare). Both matrices must outlive the prepared copy. */
+qr_status qr_kweight_prepare_pair(const qr_qweight *W, const qr_qweight *side, int64_t act_group,
+                                  qr_kweight **out);
+
 /* NULL-safe; clears the pointer. */
 void qr_kweight_free(qr_kweight **kw);
 

@@ -1,7 +1,8 @@
 /* module.c: one quantized linear module (src/qlayer.h) run through the kernels, the way inference
  * runs it: transform the input (permutation, smoothing), quantize it per token once, then the
- * INT4 main product, SERQ's INT4 side matrix on the first k channels of the SAME quantized token,
- * and the low-rank correction on the same quantized activations. */
+ * INT4 main product and SERQ's INT4 side matrix on the first k channels of the SAME quantized
+ * token (one pass, src/kernels/internal.h), and the low-rank correction on the same quantized
+ * activations. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +13,7 @@
 struct qr_kmodule {
     const qr_qlayer *ql; /* borrowed */
     qr_kmodule_opts o;
-    qr_kweight *main;
-    qr_kweight *side;  /* NULL without salient channels */
+    qr_kweight *main;  /* main matrix, with the side matrix's segments when there is one */
     qr_lowrank_i8 lr8; /* INT8 factors when o.lowrank_int8 and rank > 0 */
 };
 
@@ -74,10 +74,8 @@ qr_status qr_kmodule_prepare(const qr_qlayer *ql, const qr_kmodule_opts *o, qr_k
     QR_TRY(qr_calloc(&m, 1, sizeof *m, "kernel module"));
     m->ql = ql;
     m->o = *o;
-    QR_CHECK(qr_kweight_prepare(&ql->main, o->act_group, &m->main));
-    if (ql->n_salient > 0) {
-        QR_CHECK(qr_kweight_prepare(&ql->side, o->act_group, &m->side));
-    }
+    QR_CHECK(qr_kweight_prepare_pair(&ql->main, ql->n_salient > 0 ? &ql->side : NULL,
+                                     o->act_group, &m->main));
     if (ql->rank > 0 && o->lowrank_int8) {
         QR_CHECK(qr_lowrank_i8_quantize(ql->L, ql->R, ql->d_out, ql->d_in, ql->rank, &m->lr8));
     }
@@ -94,7 +92,6 @@ void qr_kmodule_free(qr_kmodule **m)
         return;
     }
     qr_kweight_free(&(*m)->main);
-    qr_kweight_free(&(*m)->side);
     qr_lowrank_i8_free(&(*m)->lr8);
     free(*m);
     *m = NULL;
@@ -123,10 +120,7 @@ qr_status qr_kmodule_forward(const qr_kmodule *m, const float *X, int64_t n, flo
         }
     }
     QR_CHECK(qr_qact_quantize(&A, T, n, d_in, m->o.abits, m->o.act_group));
-    QR_CHECK(qr_kernel_w4(m->main, &A, Y, false));
-    if (m->side) {
-        QR_CHECK(qr_kernel_w4(m->side, &A, Y, true));
-    }
+    QR_CHECK(qr_kernel_w4(m->main, &A, Y, false)); /* main + side in one pass */
     if (ql->rank > 0) {
         if (m->o.lowrank_int8) {
             QR_CHECK(qr_lowrank_i8_apply(&m->lr8, &A, Y));

@@ -111,38 +111,61 @@ static int64_t segment_end(int64_t j, int64_t cols, int64_t wgroup, int64_t agro
     return end < cols ? end : cols;
 }
 
-static qr_status make_segments(qr_kweight *kw, int64_t wgroup)
+/* Segments of one source matrix (0 main, 1 side) over its columns 0..cols-1, appended at
+ * segment index *n_seg and chunk *chunk; with out_only counting (kw arrays not yet allocated). */
+static qr_status add_segments(qr_kweight *kw, const qr_qweight *Q, int src, int64_t group_base,
+                              bool count_only, int64_t *n_seg, int64_t *chunk)
 {
-    qr_status st = QR_OK;
-    int64_t n_seg = 0;
-    for (int64_t j = 0; j < kw->cols; j = segment_end(j, kw->cols, wgroup, kw->act_group)) {
-        n_seg++;
-    }
-    kw->n_seg = n_seg;
-    QR_TRY(qr_malloc(&kw->seg_start, (size_t)n_seg + 1, sizeof(int64_t), "kernel segments"));
-    QR_TRY(qr_malloc(&kw->seg_pchunk, (size_t)n_seg + 1, sizeof(int64_t), "kernel segments"));
-    QR_TRY(qr_malloc(&kw->seg_wgroup, (size_t)n_seg, sizeof(int32_t), "kernel segments"));
-    QR_TRY(qr_malloc(&kw->seg_agroup, (size_t)n_seg, sizeof(int32_t), "kernel segments"));
-    int64_t j = 0, chunk = 0;
-    for (int64_t s = 0; s < n_seg; s++) {
-        int64_t end = segment_end(j, kw->cols, wgroup, kw->act_group);
+    for (int64_t j = 0; j < Q->cols;) {
+        int64_t end = segment_end(j, Q->cols, Q->group, kw->act_group);
         if (end - j > QR_KSEG_MAX) {
             return qr_fail(QR_ERR_INPUT,
                            "quantized matrix: segment too long for int32 sums (expected at most "
                            "%lld columns, found %lld)",
                            (long long)QR_KSEG_MAX, (long long)(end - j));
         }
-        kw->seg_start[s] = j;
-        kw->seg_pchunk[s] = chunk;
-        kw->seg_wgroup[s] = (int32_t)(j / wgroup);
-        kw->seg_agroup[s] = (int32_t)qr_kact_group_of(j, kw->act_group);
-        chunk += (end - j + QR_KCHUNK - 1) / QR_KCHUNK;
+        if (!count_only) {
+            int64_t s = *n_seg;
+            kw->seg_start[s] = j;
+            kw->seg_end[s] = end;
+            kw->seg_pchunk[s] = *chunk;
+            kw->seg_src[s] = (uint8_t)src;
+            kw->seg_wgroup[s] = (int32_t)(j / Q->group);
+            kw->seg_sgroup[s] = (int32_t)(group_base + j / Q->group);
+            kw->seg_agroup[s] = (int32_t)qr_kact_group_of(j, kw->act_group);
+        }
+        *chunk += (end - j + QR_KCHUNK - 1) / QR_KCHUNK;
+        (*n_seg)++;
         j = end;
     }
-    kw->seg_start[n_seg] = kw->cols;
+    return QR_OK;
+}
+
+/* The main matrix's segments, then the side matrix's (acting on the first side->cols channels). */
+static qr_status make_segments(qr_kweight *kw)
+{
+    int64_t n_seg = 0, chunk = 0;
+    QR_TRY(add_segments(kw, kw->src, 0, 0, true, &n_seg, &chunk));
+    if (kw->side) {
+        QR_TRY(add_segments(kw, kw->side, 1, kw->src->n_groups, true, &n_seg, &chunk));
+    }
+    kw->n_seg = n_seg;
+    QR_TRY(qr_malloc(&kw->seg_start, (size_t)n_seg, sizeof(int64_t), "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_end, (size_t)n_seg, sizeof(int64_t), "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_pchunk, (size_t)n_seg + 1, sizeof(int64_t), "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_src, (size_t)n_seg, 1, "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_wgroup, (size_t)n_seg, sizeof(int32_t), "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_sgroup, (size_t)n_seg, sizeof(int32_t), "kernel segments"));
+    QR_TRY(qr_malloc(&kw->seg_agroup, (size_t)n_seg, sizeof(int32_t), "kernel segments"));
+    n_seg = 0;
+    chunk = 0;
+    QR_TRY(add_segments(kw, kw->src, 0, 0, false, &n_seg, &chunk));
+    if (kw->side) {
+        QR_TRY(add_segments(kw, kw->side, 1, kw->src->n_groups, false, &n_seg, &chunk));
+    }
     kw->seg_pchunk[n_seg] = chunk;
     kw->n_chunks = chunk;
-    return st;
+    return QR_OK;
 }
 
 /* aligned_alloc of n bytes (a multiple of 64), zeroed. */
@@ -158,22 +181,27 @@ static qr_status alloc_tiles(uint8_t **out, size_t n)
 
 static void fill_tiles(qr_kweight *kw)
 {
-    const qr_qweight *W = kw->src;
-    for (int64_t i = 0; i < W->rows; i++) {
+    for (int64_t i = 0; i < kw->rows; i++) {
         int64_t b = i / QR_KROWS, r = i % QR_KROWS;
         for (int64_t s = 0; s < kw->n_seg; s++) {
-            for (int64_t j = kw->seg_start[s]; j < kw->seg_start[s + 1]; j++) {
+            const qr_qweight *Q = kw->seg_src[s] ? kw->side : kw->src;
+            for (int64_t j = kw->seg_start[s]; j < kw->seg_end[s]; j++) {
                 int64_t p = kw->seg_pchunk[s] * QR_KCHUNK + (j - kw->seg_start[s]);
                 int64_t c = p / QR_KCHUNK, in = p % QR_KCHUNK;
                 uint8_t *byte = kw->tiles + (b * kw->n_chunks + c) * 64 + 4 * r + (in % 4);
-                unsigned code = qr_qweight_get_code(W, i, j);
+                unsigned code = qr_qweight_get_code(Q, i, j);
                 *byte |= (uint8_t)(in < 4 ? code : code << 4);
             }
         }
-        for (int64_t g = 0; g < W->n_groups; g++) {
-            kw->scales_b[qr_kw_scale_index(kw, b, g) + r] = W->scales[i * W->n_groups + g];
-            if (kw->zeros_b) {
-                kw->zeros_b[qr_kw_scale_index(kw, b, g) + r] = W->zeros[i * W->n_groups + g];
+        for (int src = 0; src < 2; src++) {
+            const qr_qweight *Q = src ? kw->side : kw->src;
+            int64_t base = src ? kw->src->n_groups : 0;
+            for (int64_t g = 0; Q && g < Q->n_groups; g++) {
+                int64_t k = qr_kw_scale_index(kw, b, base + g) + r;
+                kw->scales_b[k] = Q->scales[i * Q->n_groups + g];
+                if (kw->zeros_b) { /* a symmetric matrix's offset is 8 */
+                    kw->zeros_b[k] = Q->asym ? Q->zeros[i * Q->n_groups + g] : 8;
+                }
             }
         }
     }
@@ -181,24 +209,41 @@ static void fill_tiles(qr_kweight *kw)
 
 qr_status qr_kweight_prepare(const qr_qweight *W, int64_t act_group, qr_kweight **out)
 {
+    return qr_kweight_prepare_pair(W, NULL, act_group, out);
+}
+
+qr_status qr_kweight_prepare_pair(const qr_qweight *W, const qr_qweight *side, int64_t act_group,
+                                  qr_kweight **out)
+{
     qr_status st = QR_OK;
     qr_kweight *kw = NULL;
     size_t n_tiles, n_scales;
     *out = NULL;
     QR_TRY(check_qweight(W));
+    if (side) {
+        QR_TRY(check_qweight(side));
+        if (side->rows != W->rows || side->cols > W->cols) {
+            return qr_fail(QR_ERR_INPUT,
+                           "side matrix: shape (expected %lld rows and at most %lld columns, "
+                           "found %lld x %lld)",
+                           (long long)W->rows, (long long)W->cols, (long long)side->rows,
+                           (long long)side->cols);
+        }
+    }
     if (act_group < 0) {
         return qr_fail(QR_ERR_INPUT, "kernel weights: activation group (expected >= 0, found %lld)",
                        (long long)act_group);
     }
     QR_TRY(qr_calloc(&kw, 1, sizeof *kw, "kernel weights"));
     kw->src = W;
+    kw->side = side;
     kw->rows = W->rows;
     kw->cols = W->cols;
     kw->rows_p = (W->rows + QR_KROWS - 1) / QR_KROWS * QR_KROWS;
     kw->act_group = act_group;
-    kw->asym = W->asym;
-    kw->n_wgroups = W->n_groups;
-    QR_CHECK(make_segments(kw, W->group));
+    kw->asym = W->asym || (side && side->asym);
+    kw->n_wgroups = W->n_groups + (side ? side->n_groups : 0);
+    QR_CHECK(make_segments(kw));
     if (!qr_mul3_size((size_t)kw->rows_p, (size_t)kw->n_chunks, QR_KCHUNK / 2, &n_tiles) ||
         !qr_mul_size((size_t)kw->rows_p, (size_t)kw->n_wgroups, &n_scales)) {
         st = qr_fail(QR_ERR_INPUT, "kernel weights: size overflows (%lld x %lld)",
@@ -207,7 +252,7 @@ qr_status qr_kweight_prepare(const qr_qweight *W, int64_t act_group, qr_kweight 
     }
     QR_CHECK(alloc_tiles(&kw->tiles, n_tiles));
     QR_CHECK(qr_calloc(&kw->scales_b, n_scales, sizeof(float), "kernel weight scales"));
-    if (W->asym) {
+    if (kw->asym) {
         QR_CHECK(qr_calloc(&kw->zeros_b, n_scales, 1, "kernel weight zero points"));
     }
     fill_tiles(kw);
@@ -224,8 +269,11 @@ void qr_kweight_free(qr_kweight **kw)
         return;
     }
     free((*kw)->seg_start);
+    free((*kw)->seg_end);
     free((*kw)->seg_pchunk);
+    free((*kw)->seg_src);
     free((*kw)->seg_wgroup);
+    free((*kw)->seg_sgroup);
     free((*kw)->seg_agroup);
     free((*kw)->tiles);
     free((*kw)->scales_b);
@@ -258,7 +306,7 @@ qr_status qr_kact_make(const qr_kweight *W, const qr_qact *A, qr_kact *P, void *
         const float *sc = A->scales + t * A->n_groups; /* (n_groups) */
         int8_t *dst = codes + (size_t)t * kp;          /* (kp) */
         for (int64_t s = 0; s < W->n_seg; s++) {
-            int64_t j0 = W->seg_start[s], len = W->seg_start[s + 1] - j0;
+            int64_t j0 = W->seg_start[s], len = W->seg_end[s] - j0;
             int64_t p0 = W->seg_pchunk[s] * QR_KCHUNK;
             int64_t plen = (W->seg_pchunk[s + 1] - W->seg_pchunk[s]) * QR_KCHUNK;
             int32_t sum = 0;

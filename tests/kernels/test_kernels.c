@@ -180,6 +180,53 @@ done:
     qr_qact_free(&A);
 }
 
+/* Main + side matrix in one pass: every path bit-identical to ref, and to the two-pass result
+ * (main, then side with accumulate) that it replaces. */
+static void check_pair(const shape *s, int64_t k, bool side_asym)
+{
+    shape ss = *s;
+    qr_qweight W = {0}, S = {0};
+    qr_qact A = {0};
+    qr_kweight *kp = NULL, *km = NULL, *ks = NULL;
+    size_t ny = (size_t)(s->n * s->rows);
+    float *Yr = malloc((ny + 1) * sizeof(float)), *Yk = malloc((ny + 1) * sizeof(float));
+    char what[300];
+    ss.cols = k;
+    ss.asym = side_asym;
+    describe(s, what, sizeof what);
+    snprintf(what + strlen(what), sizeof what - strlen(what), " + side %lld%s", (long long)k,
+             side_asym ? " asym" : "");
+    if (!Yr || !Yk || make_weight(s, &W) != QR_OK || make_weight(&ss, &S) != QR_OK ||
+        make_act(s, &A) != QR_OK || qr_kweight_prepare_pair(&W, &S, s->agroup, &kp) != QR_OK ||
+        qr_kweight_prepare(&W, s->agroup, &km) != QR_OK ||
+        qr_kweight_prepare(&S, s->agroup, &ks) != QR_OK) {
+        QR_EXPECT(0, "%s: setup failed: %s", what, qr_errmsg());
+        goto done;
+    }
+    /* two passes on the reference */
+    QR_EXPECT(qr_kernel_w4_with(QR_KERNEL_REF, km, &A, Yr, false) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_kernel_w4_with(QR_KERNEL_REF, ks, &A, Yr, true) == QR_OK, "%s", qr_errmsg());
+    for (int kk = 0; kk < QR_KERNEL_COUNT; kk++) {
+        if (!qr_kernel_cpu_has((qr_kernel_id)kk)) {
+            continue;
+        }
+        QR_EXPECT(qr_kernel_w4_with((qr_kernel_id)kk, kp, &A, Yk, false) == QR_OK, "%s",
+                  qr_errmsg());
+        QR_EXPECT(memcmp(Yk, Yr, ny * sizeof(float)) == 0,
+                  "%s: one pass on %s differs from two passes on ref", what,
+                  qr_kernel_name((qr_kernel_id)kk));
+    }
+done:
+    free(Yr);
+    free(Yk);
+    qr_kweight_free(&kp);
+    qr_kweight_free(&km);
+    qr_kweight_free(&ks);
+    qr_qweight_free(&W);
+    qr_qweight_free(&S);
+    qr_qact_free(&A);
+}
+
 static int test_simd_exact(void)
 {
     static const shape fixed[] = {
@@ -204,6 +251,10 @@ static int test_simd_exact(void)
         shape s = random_shape();
         s.unit_scales = (k % 3 == 0);
         check_shape(&s);
+    }
+    for (int k = 0; k < 20; k++) {
+        shape s = random_shape();
+        check_pair(&s, rand_int(1, s.cols), rand_int(0, 1));
     }
     for (int k = QR_KERNEL_AVX2; k < QR_KERNEL_COUNT; k++) {
         if (!qr_kernel_cpu_has((qr_kernel_id)k)) {
