@@ -330,6 +330,10 @@ static qr_status validate_one(const validate_opts *o, vctx *v, size_t i, vrow *r
     for (size_t k = 0; k < v->n_mods && !m; k++) {
         m = strcmp(v->mods[k].name, name) == 0 ? &v->mods[k] : NULL;
     }
+    if (!m) {
+        return qr_fail(QR_ERR_INPUT, "%s: module '%s' is not a linear module of %s", o->ckpt, name,
+                       v->model_path);
+    }
     QR_CHECK(qr_ckpt_load_module(v->ck, name, &ql, &metrics));
     if (ql.d_out != m->d_out || ql.d_in != m->d_in) {
         st =
