@@ -86,6 +86,9 @@ MpiDefault=pmix
 MailProg=/bin/true
 ReturnToService=2
 MinJobAge=3600
+# Job ids name host-wide paths (PMIx's /tmp/spmix_appdir_<uid>_<job>.<step>, the scripts' exit
+# files): clusters of tests running at the same time must not share them.
+FirstJobId=$((1000 + (RANDOM * 32768 + RANDOM) % 60000000)) # below the default MaxJobId 67043328
 SchedulerType=sched/backfill
 $node
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
