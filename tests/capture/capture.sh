@@ -104,6 +104,9 @@ f16)
     echo "shard bytes: f32 $s32, f16 $s16"
     [ $((s16 * 10)) -lt $((s32 * 6)) ] || die "f16 shard not smaller (f32 $s32, f16 $s16 bytes)"
     ;;
+writer)
+    "$check" writer "$scratch" || exit 1
+    ;;
 bad_input)
     : >"$scratch/empty.txt"
     expect_bad "empty text" "empty text" --model "$stories" --text "$scratch/empty.txt" \

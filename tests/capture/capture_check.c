@@ -5,8 +5,11 @@
  *   compare DIR_A DIR_B TOL   the two captures hold the same rows in order (every key, tokens),
  *                             each value within TOL relative to max(1, |a|)
  *   tokens DIR OUT            write the captured text ids (BOS of each window dropped) as raw u32
- *   reader_errors SCRATCH     the reader refuses a non-HDF5 file, a missing key, rows out of range,
- *                             and an incomplete set of shards, naming the file */
+ *   reader_errors DIR SCRATCH the reader refuses a non-HDF5 file, a missing key, rows out of range,
+ *                             and an incomplete set of shards, naming the file
+ *   writer SCRATCH            the writer on synthetic rows: f32 and f16 round trips, an incomplete
+ *                             shard refused at finish (and no file left), inconsistent attributes
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +250,88 @@ static int mode_reader_errors(const char *dir, const char *scratch)
     return qr_test_finish("capture.reader_errors");
 }
 
+/* binary16 keeps 11 significant bits: relative rounding error at most 2^-11. */
+#define F16_TOL (1.0 / 2048)
+
+static int mode_writer(const char *scratch)
+{
+    enum { L = 4, W = 3, N = L * W }; /* seq_len, windows, rows */
+    qr_calib_info info;
+    qr_calib_writer *w = NULL;
+    qr_calib_shard *s = NULL;
+    char path[4096];
+    float x[N * 12], back[N * 12];
+    int32_t ids[N];
+    memset(&info, 0, sizeof info);
+    snprintf(info.model_identity, sizeof info.model_identity, "test-identity");
+    snprintf(info.source_kind, sizeof info.source_kind, "tokens");
+    info.dim = 6;
+    info.hidden_dim = 12;
+    info.q_dim = 8;
+    info.n_layers = 2;
+    info.vocab_size = 100;
+    info.seq_len = L;
+    info.n_windows = W;
+    info.n_tokens = N;
+    info.total_windows = W;
+    info.shard_count = 1;
+    for (int i = 0; i < N * 12; i++) {
+        x[i] = (float)((i % 7) - 3) * 0.37f + (float)i * 1e-3f;
+    }
+    for (int i = 0; i < N; i++) {
+        ids[i] = i % L == 0 ? 1 : 10 + i;
+    }
+    for (int f16 = 0; f16 < 2; f16++) {
+        double worst = 0.0;
+        info.dtype = f16 ? QR_DTYPE_F16 : QR_DTYPE_F32;
+        snprintf(path, sizeof path, "%s/writer-%d.h5", scratch, f16);
+        QR_REQUIRE(qr_calib_writer_open(path, &info, &w) == QR_OK, "%s", qr_errmsg());
+        for (int64_t l = 0; l < 2; l++) {
+            for (int k = 0; k < QR_INPUT_KIND_COUNT; k++) {
+                int64_t d = k == QR_INPUT_O ? 8 : k == QR_INPUT_DOWN ? 12 : 6;
+                /* Two writes per dataset: rows 0..4 and 5..11 (not window aligned on purpose). */
+                QR_REQUIRE(qr_calib_writer_put(w, l, (qr_input_kind)k, 0, x, 5, d) == QR_OK &&
+                               qr_calib_writer_put(w, l, (qr_input_kind)k, 5, x + 5 * d, N - 5,
+                                                   d) == QR_OK,
+                           "%s", qr_errmsg());
+            }
+        }
+        QR_REQUIRE(qr_calib_writer_put_tokens(w, 0, ids, N) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(qr_calib_writer_put(w, 0, QR_INPUT_ATTN, 10, x, 5, 6) != QR_OK,
+                  "rows past the end must be refused");
+        QR_REQUIRE(qr_calib_writer_finish(&w) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_calib_shard_open(path, &s) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(qr_calib_shard_info(s)->dtype == info.dtype, "dtype attribute round trip");
+        QR_REQUIRE(qr_calib_shard_read_rows(s, "layers.1.down_in", 0, N, back) == QR_OK, "%s",
+                   qr_errmsg());
+        for (int i = 0; i < N * 12; i++) {
+            double err = fabs((double)back[i] - x[i]) / fmax(fabs((double)x[i]), 1e-30);
+            worst = err > worst ? err : worst;
+        }
+        QR_EXPECT(worst <= (f16 ? F16_TOL : 0.0),
+                  "%s round trip: expected relative error at most %g, found %.3g",
+                  f16 ? "f16" : "f32", f16 ? F16_TOL : 0.0, worst);
+        qr_calib_shard_close(&s);
+    }
+    /* A shard with a dataset left unwritten is refused at finish and leaves no file. */
+    info.dtype = QR_DTYPE_F32;
+    snprintf(path, sizeof path, "%s/incomplete.h5", scratch);
+    QR_REQUIRE(qr_calib_writer_open(path, &info, &w) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_calib_writer_finish(&w) != QR_OK && strstr(qr_errmsg(), "incomplete") && w == NULL,
+              "an unwritten shard must be refused at finish, found: %s", qr_errmsg());
+    QR_EXPECT(access(path, F_OK) != 0, "no shard may be left behind: %s exists", path);
+    {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        QR_EXPECT(access(tmp, F_OK) != 0, "no temporary file may be left behind: %s", tmp);
+    }
+    info.n_tokens = N + 1;
+    QR_EXPECT(qr_calib_writer_open(path, &info, &w) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "n_tokens"),
+              "n_tokens != n_windows * seq_len must be refused, found: %s", qr_errmsg());
+    return qr_test_finish("capture.writer");
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -262,7 +347,10 @@ int main(int argc, char **argv)
     if (strcmp(mode, "reader_errors") == 0 && argc == 4) {
         return mode_reader_errors(argv[2], argv[3]);
     }
+    if (strcmp(mode, "writer") == 0 && argc == 3) {
+        return mode_writer(argv[2]);
+    }
     fprintf(stderr, "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
-                    "reader_errors DIR SCRATCH\n");
+                    "reader_errors DIR SCRATCH | writer SCRATCH\n");
     return 1;
 }
