@@ -3,7 +3,7 @@
 # One program; each ctest case is one argv[1].
 add_executable(test_forward forward/forward_test.c)
 target_link_libraries(test_forward PRIVATE qr_test_util qr_io)
-foreach(case generate_llama2c generate_hf hf_vs_llama2c kv_cache bf16 tokenizer_roundtrip
+foreach(case generate_llama2c generate_hf hf_vs_llama2c kv_cache untied bf16 tokenizer_roundtrip
         tokenizer_reference tokenizer_unknown tokenizer_bad token_files)
   add_test(NAME forward.${case} COMMAND test_forward ${case})
   set_tests_properties(forward.${case} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT} SKIP_RETURN_CODE 77

@@ -237,6 +237,56 @@ static int test_kv_cache(void)
     return qr_test_finish("forward.kv_cache");
 }
 
+/* The untied classifier path: the same weights with lm_head = a copy of the embedding give the same
+ * logits bit for bit, and scaling that copy scales the logits (so the copy is what is used). */
+static int test_untied(void)
+{
+    enum { N = 64, V = 512 };
+    qr_model *m = NULL;
+    qr_llama_weights w, u;
+    qr_model_config cfg;
+    int32_t window[N];
+    float *a = malloc((size_t)N * V * sizeof *a), *b = malloc((size_t)N * V * sizeof *b);
+    double worst = 0.0;
+    memset(&w, 0, sizeof w);
+    memset(&u, 0, sizeof u);
+    QR_REQUIRE(a && b, "out of memory");
+    QR_REQUIRE(load("models/stories260K/hf", &m, &w) == 0, "model must load");
+    QR_REQUIRE(w.cfg.tied_embeddings, "stories260K is tied");
+    cfg = w.cfg;
+    cfg.tied_embeddings = false;
+    QR_REQUIRE(qr_llama_weights_alloc(&cfg, &u) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(u.arena_floats == w.arena_floats + V * cfg.dim,
+               "an untied model holds one more (vocab, dim) matrix (expected %lld floats, found "
+               "%lld)",
+               (long long)(w.arena_floats + V * cfg.dim), (long long)u.arena_floats);
+    QR_REQUIRE(u.classifier.W != u.embedding, "untied classifier must have its own storage");
+    /* Same arena layout up to the classifier, which comes last. */
+    memcpy(u.arena, w.arena, (size_t)w.arena_floats * sizeof *w.arena);
+    memcpy((float *)u.classifier.W, w.embedding, (size_t)V * (size_t)cfg.dim * sizeof(float));
+    QR_REQUIRE(first_window(window, N) == 0, "the text window must build");
+    QR_REQUIRE(run_window(&w, window, N, a) == 0 && run_window(&u, window, N, b) == 0,
+               "both passes must run");
+    QR_EXPECT(memcmp(a, b, (size_t)N * V * sizeof *a) == 0,
+              "untied logits with lm_head = embedding differ from the tied ones");
+    for (int64_t i = 0; i < (int64_t)V * cfg.dim; i++) {
+        ((float *)u.classifier.W)[i] *= 2.0f;
+    }
+    QR_REQUIRE(run_window(&u, window, N, b) == 0, "the pass must run");
+    for (int64_t i = 0; i < (int64_t)N * V; i++) {
+        double d = fabs(2.0 * a[i] - b[i]);
+        worst = d > worst ? d : worst;
+    }
+    QR_EXPECT(worst == 0.0, "doubling lm_head must double the logits (found a difference %.3g)",
+              worst);
+    free(a);
+    free(b);
+    qr_llama_weights_free(&u);
+    qr_llama_weights_free(&w);
+    qr_model_close(&m);
+    return qr_test_finish("forward.untied");
+}
+
 /* babyllama105 in BF16 against its F32 llama2.c original: mean NLL over a window agrees. */
 static int test_bf16(void)
 {
@@ -583,6 +633,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(c, "kv_cache") == 0) {
         return test_kv_cache();
+    }
+    if (strcmp(c, "untied") == 0) {
+        return test_untied();
     }
     if (strcmp(c, "bf16") == 0) {
         return test_bf16();
