@@ -206,6 +206,12 @@ done:
     return st;
 }
 
+bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r,
+                            const qr_svd_opts *svd)
+{
+    return S->chol != NULL && svd_is_randomized(svd, m, n, r);
+}
+
 qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
                         const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt)
 {
@@ -216,7 +222,7 @@ qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling 
         return qr_fail(QR_ERR_INPUT, "scaled SVD: size does not fit a LAPACK int (%lld x %lld)",
                        (long long)m, (long long)n);
     }
-    if (S->chol && rng && svd_is_randomized(svd, m, n, r)) {
+    if (rng && qr_scaled_svd_implicit(S, m, n, r, svd)) {
         return svd_whitened_randomized(A, m, n, S->chol, r, svd, rng, U, sv, Vt);
     }
     QR_CHECK(qr_alloc_f64(&AS, m, n, "scaled matrix"));

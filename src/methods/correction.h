@@ -50,6 +50,10 @@ qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inver
 qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
                         const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt);
 
+/* Whether qr_scaled_svd takes the implicit path for these arguments (given an rng). */
+bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r,
+                            const qr_svd_opts *svd);
+
 /* The rank-r correction of E (d_out, d_in) under S: with the truncated SVD E S ≈ U Σ Vt,
  * L = U Σ (d_out, r) and R = Vt S^-1 (r, d_in), so L R minimises ||(E - L R) S||_F over rank r
  * (for whitening: the output error on the calibration set). sigma (r) may be NULL. r == 0 is a

@@ -21,7 +21,14 @@ static double sum_sq(const double *A, int64_t n)
 }
 
 /* Top-r singular values of the scaled random matrix E_rand S (E_rand (d_out, d_in) ~ U[-1,1]) and
- * its squared Frobenius norm. se (r). */
+ * its squared Frobenius norm. se (r). With a whitening S on the randomized SVD path, E_rand S is
+ * not formed (that is an m n^2 / 2 product, the dearest step of SRR): the singular values come from
+ * the implicit SVD and the total is its expectation E||E_rand C||_F^2 = (d_out / 3) ||C||_F^2 (the
+ * entries have variance 1/3). One draw deviates from it by a relative standard deviation of at most
+ * sqrt(2 / d_out) ||G'||_F / tr(G'), G' = C Cᵀ: about 1 / sqrt(d_out n_eff) with n_eff the
+ * effective rank of G, so a few percent for small layers with few dominant channels, far less at d
+ * >= 4096; the rule then weighs the drawn spectrum against the expected total (E_rand is a random
+ * probe either way). */
 static qr_status random_spectrum(const qr_method_opts *o, const qr_scaling *S, int64_t d_out,
                                  int64_t d_in, int64_t r, double *se, double *total)
 {
@@ -34,6 +41,12 @@ static qr_status random_spectrum(const qr_method_opts *o, const qr_scaling *S, i
     qr_method_rng(o, "srr-random", &rng);
     for (int64_t i = 0; i < d_out * d_in; i++) {
         Er[i] = 2.0 * qr_rng_uniform(&rng) - 1.0;
+    }
+    if (qr_scaled_svd_implicit(S, d_out, d_in, r, &o->svd)) {
+        *total = (double)d_out / 3.0 * sum_sq(S->chol, d_in * d_in);
+        qr_method_rng(o, "srr-random-svd", &rng);
+        QR_CHECK(qr_scaled_svd(Er, d_out, d_in, S, r, &o->svd, &rng, U, se, Vt));
+        goto done;
     }
     QR_CHECK(qr_scaling_apply(S, Er, d_out, false));
     *total = sum_sq(Er, d_out * d_in);

@@ -311,6 +311,108 @@ static int test_srr_k0(void)
     return qr_test_finish("methods.srr_k0");
 }
 
+/* SRR on the whitening base with the randomized SVD: E_rand S is never formed and its total is the
+ * expectation (d_out / 3) ||C||_F^2. Check that expectation against the realised total, and that
+ * the method's k* is the rule applied to the spectra it computes. */
+static int test_srr_kstar_whitened(void)
+{
+    enum { DO = 64, DI = 96, NC = 512, R = 6 };
+    double *W = malloc(sizeof(double) * DO * DI), *WS = malloc(sizeof(double) * DO * DI);
+    double *Er = malloc(sizeof(double) * DO * DI);
+    double *U = malloc(sizeof(double) * DO * R), *Vt = malloc(sizeof(double) * R * DI);
+    double sw[R], se[R], tw = 0.0, te = 0.0, te_exp = 0.0;
+    float *X = malloc(sizeof(float) * NC * DI);
+    qr_stats *st = NULL;
+    qr_method_opts o;
+    qr_method_report rep;
+    qr_qlayer ql;
+    qr_scaling sc;
+    qr_rng rng;
+    int64_t k;
+    mf_weight(35, DO, DI, W);
+    qr_rng_seed(&rng, 36);
+    for (int c = 0; c < 4; c++) {
+        double u[DO], v[DI], a = 3.0 / (double)(1 << c);
+        for (int i = 0; i < DO; i++) {
+            u[i] = qr_rng_normal(&rng) / sqrt((double)DO);
+        }
+        for (int j = 0; j < DI; j++) {
+            v[j] = qr_rng_normal(&rng) / sqrt((double)DI);
+        }
+        for (int i = 0; i < DO; i++) {
+            for (int j = 0; j < DI; j++) {
+                W[i * DI + j] += a * u[i] * v[j];
+            }
+        }
+    }
+    mf_acts(37, 38, NC, DI, X);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    qr_method_opts_default(&o, QR_METHOD_SRR);
+    o.rank = R;
+    o.svd.mode = QR_SVD_RANDOMIZED;
+    o.module_name = "model.layers.2.self_attn.q_proj";
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, &rep) == QR_OK, "srr: %s", qr_errmsg());
+    QR_REQUIRE(qr_scaling_whiten(st->G, DI, o.whiten_lambda0, &sc) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_scaled_svd_implicit(&sc, DO, DI, R, &o.svd), "test design: implicit path");
+    memcpy(WS, W, sizeof(double) * DO * DI);
+    qr_scaling_apply(&sc, WS, DO, false);
+    for (int i = 0; i < DO * DI; i++) {
+        tw += WS[i] * WS[i];
+    }
+    qr_method_rng(&o, "srr-preserve", &rng);
+    QR_REQUIRE(qr_svd_truncated(WS, DO, DI, R, &o.svd, &rng, U, sw, Vt) == QR_OK, "%s",
+               qr_errmsg());
+    qr_method_rng(&o, "srr-random", &rng);
+    for (int i = 0; i < DO * DI; i++) {
+        Er[i] = 2.0 * qr_rng_uniform(&rng) - 1.0;
+    }
+    qr_method_rng(&o, "srr-random-svd", &rng);
+    QR_REQUIRE(qr_scaled_svd(Er, DO, DI, &sc, R, &o.svd, &rng, U, se, Vt) == QR_OK, "%s",
+               qr_errmsg());
+    for (int i = 0; i < DI * DI; i++) {
+        te_exp += sc.chol[i] * sc.chol[i];
+    }
+    te_exp *= DO / 3.0;
+    qr_scaling_apply(&sc, Er, DO, false);
+    for (int i = 0; i < DO * DI; i++) {
+        te += Er[i] * Er[i];
+    }
+    {
+        /* ||E C||^2 = sum_i e_i G' e_iᵀ with G' = C Cᵀ: its relative standard deviation is at most
+         * sqrt(2 / d_out) ||G'||_F / tr(G') (entries of variance 1/3, fourth moment 1/5); a few
+         * outlier channels make that several percent here. Allow 4 standard deviations. */
+        double fro = 0.0, tr = 0.0, sd;
+        for (int a = 0; a < DI; a++) {
+            for (int b = 0; b < DI; b++) {
+                double g = 0.0;
+                for (int c = 0; c < DI; c++) {
+                    g += sc.chol[a * DI + c] * sc.chol[b * DI + c];
+                }
+                fro += g * g;
+                tr += a == b ? g : 0.0;
+            }
+        }
+        sd = sqrt(2.0 / DO) * sqrt(fro) / tr;
+        QR_EXPECT(fabs(te - te_exp) <= 4.0 * sd * te_exp,
+                  "E_rand S total %.6g vs its expectation %.6g (4 sd = %.3g relative)", te, te_exp,
+                  4.0 * sd);
+        printf("E_rand S total %.6g, expectation %.6g (relative sd bound %.3g)\n", te, te_exp, sd);
+    }
+    k = qr_srr_kstar(sw, tw, se, te_exp, R);
+    QR_EXPECT(rep.srr_k_used == k, "whitened SRR chose k = %lld, the rule gives %lld",
+              (long long)rep.srr_k_used, (long long)k);
+    qr_scaling_free(&sc);
+    qr_qlayer_free(&ql);
+    qr_stats_free(&st);
+    free(W);
+    free(WS);
+    free(Er);
+    free(U);
+    free(Vt);
+    free(X);
+    return qr_test_finish("methods.srr_kstar");
+}
+
 /* The k* rule on hand-computed spectra, and the method's wiring of it. */
 static int test_srr_kstar(void)
 {
@@ -401,7 +503,7 @@ static int test_srr_kstar(void)
     free(Sv);
     free(Vt);
     free(X);
-    return qr_test_finish("methods.srr_kstar");
+    return test_srr_kstar_whitened();
 }
 
 /* SERQ: the module computed with permutation and smoothing equals the folded weight applied to the
