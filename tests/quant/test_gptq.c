@@ -5,6 +5,8 @@
  *   synth  the same on synthetic correlated activations with outlier channels (ragged groups too)
  *   diag   with a diagonal H there is no error feedback, so GPTQ equals RTN bit for bit; a dead
  *          input channel (H_jj = 0) quantizes to zero without NaN
+ *   ref    the blocked Cholesky implementation equals a plain serial reference (the original
+ *          OBS update: explicit inverse, downdated after every column) code for code
  *
  * Activations for the real case: token ids from a greedy longest-match segmentation of the text
  * over the model's own vocabulary (tok512.bin; byte fallback ids 3..258), rows e = embedding[id].
@@ -397,6 +399,125 @@ static int case_diag(qr_rng *rng)
     return 0;
 }
 
+/* Plain serial GPTQ: explicit inverse of the damped H, one column at a time, the inverse
+ * downdated by the eliminated column (Frantar et al., eq. 3-4), no blocks, no Cholesky. W (d_out,
+ * d_in) is updated in place; the codes and scales go to q (allocated by the caller). */
+static void gptq_reference(double *W, int64_t d_out, int64_t d_in, const double *H, int64_t group,
+                           qr_qweight *q)
+{
+    double *Hi = malloc((size_t)(d_in * 2 * d_in) * sizeof *Hi); /* [H + lambda I | I] */
+    double mean = 0.0;
+    int64_t w2 = 2 * d_in;
+    for (int64_t j = 0; j < d_in; j++) {
+        mean += H[j * d_in + j] / (double)d_in;
+    }
+    for (int64_t i = 0; i < d_in; i++) {
+        for (int64_t j = 0; j < d_in; j++) {
+            Hi[i * w2 + j] = H[i * d_in + j] + (i == j ? 0.01 * mean : 0.0);
+            Hi[i * w2 + d_in + j] = (i == j) ? 1.0 : 0.0;
+        }
+    }
+    for (int64_t c = 0; c < d_in; c++) { /* Gauss-Jordan; SPD, so no pivoting is needed */
+        double p = Hi[c * w2 + c];
+        for (int64_t j = 0; j < w2; j++) {
+            Hi[c * w2 + j] /= p;
+        }
+        for (int64_t i = 0; i < d_in; i++) {
+            double f = Hi[i * w2 + c];
+            if (i != c && f != 0.0) {
+                for (int64_t j = 0; j < w2; j++) {
+                    Hi[i * w2 + j] -= f * Hi[c * w2 + j];
+                }
+            }
+        }
+    }
+    for (int64_t i = 0; i < d_in; i++) { /* Hi (d_in, d_in) := H^-1, compacted */
+        memmove(Hi + i * d_in, Hi + i * w2 + d_in, (size_t)d_in * sizeof *Hi);
+    }
+    for (int64_t c = 0; c < d_in; c++) {
+        int64_t g = c / group;
+        double hcc = Hi[c * d_in + c];
+        for (int64_t r = 0; r < d_out; r++) {
+            float s;
+            unsigned z, code;
+            double err;
+            if (c % group == 0) {
+                int64_t n = (c + group <= d_in) ? group : d_in - c;
+                qr_wquant_group_params(W + r * d_in + c, n, q->asym, 1.0, &s, &z);
+                q->scales[r * q->n_groups + g] = s;
+                if (q->asym) {
+                    q->zeros[r * q->n_groups + g] = (uint8_t)z;
+                }
+            }
+            s = q->scales[r * q->n_groups + g];
+            z = q->asym ? q->zeros[r * q->n_groups + g] : 8;
+            code = qr_wquant_code(W[r * d_in + c], s, z, q->asym);
+            qr_qweight_set_code(q, r, c, code);
+            err = (W[r * d_in + c] - qr_wquant_decode(code, s, z, q->asym)) / hcc;
+            for (int64_t j = c + 1; j < d_in; j++) {
+                W[r * d_in + j] -= err * Hi[c * d_in + j];
+            }
+        }
+        /* Eliminate column c from the inverse: H^-1 <- H^-1 - H^-1[:, c] H^-1[c, :] / H^-1_cc. */
+        for (int64_t i = c + 1; i < d_in; i++) {
+            double f = Hi[i * d_in + c] / hcc;
+            for (int64_t j = c + 1; j < d_in; j++) {
+                Hi[i * d_in + j] -= f * Hi[c * d_in + j];
+            }
+        }
+    }
+    free(Hi);
+}
+
+static int case_ref(qr_rng *rng)
+{
+    /* d_in 200: two column blocks (128 + 72) and groups of 64 with a ragged last group of 8.
+     * Groups of 64 tile the blocks, so the blocked code sees exactly the reference's weights at
+     * every group start. */
+    const int64_t d_out = 24, d_in = 200, n = 600, group = 64;
+    double *W = malloc((size_t)(d_out * d_in) * sizeof *W);
+    double *Wr = malloc((size_t)(d_out * d_in) * sizeof *Wr);
+    double *X = malloc((size_t)(n * d_in) * sizeof *X);
+    double *H = calloc((size_t)(d_in * d_in), sizeof *H);
+    for (int64_t k = 0; k < d_out * d_in; k++) {
+        W[k] = 0.02 * qr_rng_normal(rng);
+    }
+    correlated(rng, X, n, d_in);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d_in, (int)d_in, (int)n, 1.0, X,
+                (int)d_in, X, (int)d_in, 0.0, H, (int)d_in);
+    for (int asym = 0; asym <= 1; asym++) {
+        qr_wquant_opts o;
+        qr_qweight fast, ref;
+        int64_t diff = 0;
+        qr_wquant_opts_default(&o);
+        o.group = group;
+        o.asym = asym;
+        QR_REQUIRE(qr_quantize_gptq(W, d_out, d_in, H, &o, &fast) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_qweight_alloc(&ref, d_out, d_in, group, asym) == QR_OK, "%s", qr_errmsg());
+        memcpy(Wr, W, (size_t)(d_out * d_in) * sizeof *W);
+        gptq_reference(Wr, d_out, d_in, H, group, &ref);
+        for (int64_t i = 0; i < d_out; i++) {
+            for (int64_t j = 0; j < d_in; j++) {
+                diff += qr_qweight_get_code(&fast, i, j) != qr_qweight_get_code(&ref, i, j);
+            }
+        }
+        QR_EXPECT(diff == 0, "%s: %lld of %lld codes differ from the serial reference",
+                  asym ? "asym" : "sym", (long long)diff, (long long)(d_out * d_in));
+        for (int64_t k = 0; k < d_out * fast.n_groups; k++) {
+            QR_EXPECT(fabsf(fast.scales[k] - ref.scales[k]) <= 1e-6f * ref.scales[k],
+                      "%s: scale %lld is %.9g (reference %.9g)", asym ? "asym" : "sym",
+                      (long long)k, fast.scales[k], ref.scales[k]);
+        }
+        qr_qweight_free(&fast);
+        qr_qweight_free(&ref);
+    }
+    free(W);
+    free(Wr);
+    free(X);
+    free(H);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     qr_rng rng;
@@ -409,8 +530,10 @@ int main(int argc, char **argv)
         rc = case_synth(&rng);
     } else if (strcmp(which, "diag") == 0) {
         rc = case_diag(&rng);
+    } else if (strcmp(which, "ref") == 0) {
+        rc = case_ref(&rng);
     } else {
-        fprintf(stderr, "usage: %s real|synth|diag\n", argv[0]);
+        fprintf(stderr, "usage: %s real|synth|diag|ref\n", argv[0]);
         return 2;
     }
     return rc ? rc : qr_test_finish(which);
