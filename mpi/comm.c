@@ -38,13 +38,16 @@ qr_status qr_mpi_agree(MPI_Comm comm, qr_status local)
         int status;
         char msg[QR_ERRMSG_MAX];
     } packet;
-    int rank = qr_mpi_rank(comm);
-    int mine = local != QR_OK ? rank : INT_MAX;
+    int rank = qr_mpi_rank(comm), size = qr_mpi_size(comm);
+    /* Real errors rank before a resumable stop, so a stop on one rank never hides an error on
+     * another: key = rank for an error, size + rank for a stop, INT_MAX for success. */
+    int mine = local == QR_OK ? INT_MAX : (local == QR_STOPPED ? size + rank : rank);
     int first = INT_MAX;
     QR_TRY(qr_mpi_check(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce"));
     if (first == INT_MAX) {
         return QR_OK;
     }
+    first = first >= size ? first - size : first;
     memset(&packet, 0, sizeof packet);
     if (rank == first) {
         packet.status = (int)local;

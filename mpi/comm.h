@@ -10,8 +10,9 @@
 
 #include "src/status.h"
 
-/* Collective over comm. Returns the status of the lowest-numbered rank whose local status is not
- * QR_OK (QR_OK when none), and copies that rank's message into every rank's qr_errmsg(). */
+/* Collective over comm. Returns the status of the lowest-numbered rank whose local status is an
+ * error, else of the lowest-numbered rank that stopped (QR_STOPPED), else QR_OK, and copies that
+ * rank's message into every rank's qr_errmsg(). */
 qr_status qr_mpi_agree(MPI_Comm comm, qr_status local);
 
 /* Rank and size of comm (MPI errors abort: they are broken invariants, not input errors). */
