@@ -9,3 +9,6 @@ foreach(np 2 3)
     ENVIRONMENT "MPIEXEC=${MPIEXEC_EXECUTABLE};${QR_MPIEXEC_ENV}")
 endforeach()
 endif()
+
+# mpi.agree.precedence.np3: errors win over a stop, a stop over success, the lowest rank's message.
+qr_add_mpi_test(NAME mpi.agree.precedence.np3 NP 3 SOURCES mpi_agree/precedence.c)
