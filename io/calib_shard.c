@@ -944,7 +944,9 @@ static qr_status list_shards(const char *dir, const char *suffix, char ***names,
         }
         count++;
     }
-    qsort(list, count, sizeof *list, cmp_str);
+    if (count > 1) { /* qsort(NULL, 0, ...) is undefined */
+        qsort(list, count, sizeof *list, cmp_str);
+    }
     *names = list;
     *n = count;
     list = NULL;
