@@ -1,6 +1,7 @@
 /* actq.c: per-token activation quantization for the kernels, vectorized with AVX-512 where the CPU
  * has it, with results identical to qr_act_quantize (src/quant.h), which defines the rule and
- * runs everywhere else. At 512 tokens the scalar rule cost about a tenth of a W4A8 product.
+ * runs everywhere else. The scalar rule took 10 ms for 512 tokens of 4096 channels, a fifth of
+ * the 4096 x 4096 W4A8 product.
  *
  * Identical means: amax = max|x| (exact in any precision), s = (float)(amax / qmax) computed in
  * double, raised to FLT_MIN; code = clamp(round(x / s), qmax) with x / s a double division and
