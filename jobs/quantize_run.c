@@ -10,6 +10,8 @@
  *      slice that has no part yet, computes its metrics and writes its part; group roots tell
  *      rank 0, which prints one line per module;
  *   4. all ranks assemble the shared checkpoint collectively. */
+/* madvise and MADV_DONTNEED are not POSIX (posix_madvise's DONTNEED is a no-op in glibc). */
+#define _DEFAULT_SOURCE
 #include "jobs/quantize_run.h"
 
 #include <inttypes.h>
@@ -18,8 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "io/calib_holdout.h"
 #include "io/calib_shard.h"
@@ -330,6 +334,22 @@ static qr_status metrics_list(const qr_method_report *rep, const qr_metrics *m, 
     return QR_OK;
 }
 
+/* Drop this process's mapping of a tensor's pages once it has been read. The weights are
+ * memory-mapped; touched pages would otherwise stay in the resident set for the rest of the job
+ * although each is read once. They are clean file pages: a later access reads them again. */
+static void release_tensor_pages(const qr_model *model, const char *name)
+{
+    const qr_st_tensor *t = qr_model_tensor(model, name);
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t b, e;
+    if (!t || !t->data || t->nbytes == 0 || page <= 0) {
+        return;
+    }
+    b = (uintptr_t)t->data & ~((uintptr_t)page - 1);
+    e = (uintptr_t)t->data + t->nbytes;
+    madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 /* Quantize one module and write its part. */
 static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend *backend,
                             const qr_model *model, const qr_module *m, const qr_stats *stats,
@@ -355,6 +375,7 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     }
     QR_CHECK(qr_malloc(&W, n, sizeof(double), tensor));
     QR_CHECK(qr_model_read_f64(model, tensor, W, n));
+    release_tensor_pages(model, tensor);
     mo.module_name = m->name;
     mo.backend = backend;
     QR_CHECK(qr_method_run(&mo, W, m->d_out, m->d_in, stats, &ql, &rep));
@@ -387,7 +408,9 @@ typedef struct {
 
 static qr_status read_tensor_cb(void *ctx, const char *name, float *dst, size_t n)
 {
-    return qr_model_read_f32(((tensor_ctx *)ctx)->model, name, dst, n);
+    qr_status st = qr_model_read_f32(((tensor_ctx *)ctx)->model, name, dst, n);
+    release_tensor_pages(((tensor_ctx *)ctx)->model, name);
+    return st;
 }
 
 /* The non-quantized tensors: every model tensor that is not a module's weight. */

@@ -3,17 +3,19 @@
 #  1. a synthetic 7B-shaped slice: `qrecon synth --preset 7b --layers 2` (dim 4096, hidden 11008);
 #  2. fixture calibration shards with outlier channels (tests/quantize/make_calib): 3 shards x 3
 #     windows x 256 tokens = 2304 tokens; --holdout 0.1 keeps the last window, so 2048 tokens fit;
-#  3. `quantize` under mpiexec -n 1 and -n 2, back to back in this run: wall time ratio, identical
+#  3. `quantize` (QR_BENCH_METHOD, default qera-approx) under mpiexec -n 1 and -n 2, back to back in this run: wall time ratio, identical
 #     checkpoints, peak memory per rank against the largest module's working set;
 #  4. the assembly's write rate against a plain sequential write of the same bytes;
-#  5. grid 2x1 vs 1x1 on one 11008x4096 module (bench_quantize_grid).
+#  5. grid 2x1 vs 1x1 on one 11008x4096 module (bench_quantize_grid, QR_BENCH_GRID_METHOD, default
+#     qera-exact: the whitened method, whose factorizations the grid distributes).
 set -eu
 build=$(cd "$1" && pwd)
 work=${2:-$(mktemp -d "${TMPDIR:-/tmp}/qrecon-bench-quantize.XXXXXX")}
 mkdir -p "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=1
-method=${QR_BENCH_METHOD:-qera-exact}
+method=${QR_BENCH_METHOD:-qera-approx}
+grid_method=${QR_BENCH_GRID_METHOD:-qera-exact}
 cmake --build "$build" --target qrecon qr_test_make_calib qr_test_ckpt_compare bench_quantize_grid bench_write_rate >/dev/null
 q=$build/qrecon
 [ -f "$work/model/config.json" ] || "$q" synth --preset 7b --layers 2 --out "$work/model"
@@ -27,11 +29,12 @@ for np in 1 2; do
     t1=$(date +%s.%N)
     wall[$np]=$(echo "$t1 - $t0" | bc)
     echo "  -n $np: ${wall[$np]} s"
-    grep -E "peak memory|wrote" "$work/log.np$np" | sed 's/^/    /'
+    grep -E "peak memory|wrote|CPU time" "$work/log.np$np" | sed 's/^/    /'
+    cpu[$np]=$(sed -n 's/.*CPU time per rank: max \([0-9.]*\) s.*/\1/p' "$work/log.np$np")
 done
-echo "speedup -n 2 / -n 1: $(echo "scale=2; ${wall[1]} / ${wall[2]}" | bc)x"
+echo "speedup -n 2 / -n 1: wall $(echo "scale=2; ${wall[1]} / ${wall[2]}" | bc)x, busiest rank's CPU time $(echo "scale=2; ${cpu[1]} / ${cpu[2]}" | bc)x"
 "$build/tests/qr_test_ckpt_compare" "$work/np1.h5" "$work/np2.h5"
 bytes=$(stat -c %s "$work/np2.h5")
 echo "checkpoint file: $bytes bytes; plain sequential write of the same bytes:"
 "$build/tests/bench_write_rate" "$work/plain.bin" "$bytes" | sed 's/^/    /'
-mpiexec -n 2 "$build/tests/bench_quantize_grid" 11008 4096 2048 "$method" 32
+mpiexec -n 2 "$build/tests/bench_quantize_grid" 11008 4096 2048 "$grid_method" 32
