@@ -13,15 +13,15 @@ qr_status qr_cmd_validate(int argc, char **argv);
 qr_status qr_cmd_report(int argc, char **argv);
 
 const qr_command qr_commands[] = {
-    {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
     {"synth", qr_cmd_synth, "write a seeded synthetic Llama-shaped safetensors model folder"},
     {"inspect", qr_cmd_inspect, "list a model's quantizable modules, other tensors and totals"},
-    {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
     {"capture", qr_cmd_capture, "run text through the model and write HDF5 calibration shards"},
-    {"quantize", qr_cmd_quantize, "quantize a model over MPI ranks into one shared checkpoint"},
-    {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
-    {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
-    {"validate", qr_cmd_validate, "run every module through the INT4 kernels and check it"},
     {"plan", qr_cmd_plan, "print the layer slices of a distributed job, their cost and balance"},
+    {"quantize", qr_cmd_quantize, "quantize a model over MPI ranks into one shared checkpoint"},
+    {"validate", qr_cmd_validate, "run every module through the INT4 kernels and check it"},
+    {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
+    {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
+    {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
+    {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);

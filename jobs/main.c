@@ -70,7 +70,8 @@ static void print_usage(void)
         printf("  %-10s %s\n", qr_commands[i].name, qr_commands[i].summary);
     }
     printf("\n%s\nRun 'qrecon <command> --help' for a command's options. Exit codes: 0 success,\n"
-           "2 bad input or usage, 1 internal error, 75 stopped on request (resumable).\n",
+           "2 bad input or usage, 1 internal error, 4 validation failed, 75 stopped on request\n"
+           "(resumable).\n",
            global_help);
 }
 
@@ -82,8 +83,7 @@ static qr_status dispatch(int argc, char **argv)
         return QR_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        char *args[] = {"version", NULL};
-        return qr_commands[0].run(1, args);
+        argv[1] = "version";
     }
     for (int i = 0; i < qr_command_count; i++) {
         if (strcmp(argv[1], qr_commands[i].name) == 0) {
