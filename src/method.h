@@ -73,8 +73,10 @@ typedef struct {
 } qr_method_report;
 
 /* A method's entry in the table. run gets validated arguments, an out with method, d_out and d_in
- * set and everything else zero, and a zeroed report (rank_used etc. already -1 / 1.0 defaults);
- * on failure qr_method_run frees whatever it allocated. */
+ * set and everything else zero, and a report zeroed except srr_k_used = -1, clip_ratio = 1 and
+ * calib_out_err = -1; it adds its stage times to rep->seconds. On failure qr_method_run frees
+ * whatever run allocated in out. Sizes were checked to fit a BLAS int, so methods may narrow
+ * d_out, d_in and ranks with a plain cast. */
 typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const double *W, int64_t d_out,
                                       int64_t d_in, const qr_stats *calib, qr_qlayer *out,
                                       qr_method_report *rep);
