@@ -91,10 +91,8 @@ qr_status qr_cmd_generate(int argc, char **argv)
     QR_CHECK(qr_calloc(&logits, (size_t)(n_prompt + 1) * (size_t)vocab, sizeof *logits, "logits"));
     QR_CHECK(qr_llama_state_open(&job.w.cfg, (int64_t)n_prompt + 1, max_pos, &state));
     seq[0] = QR_TOKEN_BOS;
-    if (n_prompt > 0) {     /* memcpy from NULL is undefined even for 0 bytes */
-        if (n_prompt > 0) { /* prompt_ids is NULL without a prompt */
-            memcpy(seq + 1, prompt_ids, n_prompt * sizeof *seq);
-        }
+    if (n_prompt > 0) { /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(seq + 1, prompt_ids, n_prompt * sizeof *seq);
     }
     n_seq = (int64_t)n_prompt + 1;
     /* The prompt runs as one block; then one token per step through the KV cache. */
