@@ -1111,6 +1111,67 @@ static int test_flrq_calib_error(void)
     return qr_test_finish("methods.flrq_calib_error");
 }
 
+static bool same_layer(const qr_qlayer *a, const qr_qlayer *b)
+{
+    int64_t din = a->d_in;
+    return a->rank == b->rank && a->n_salient == b->n_salient && same_qweight(&a->main, &b->main) &&
+           (a->n_salient == 0 || same_qweight(&a->side, &b->side)) &&
+           (a->rank == 0 ||
+            (memcmp(a->L, b->L, sizeof(float) * (size_t)(a->d_out * a->rank)) == 0 &&
+             memcmp(a->R, b->R, sizeof(float) * (size_t)(a->rank * din)) == 0)) &&
+           (!a->smooth) == (!b->smooth) &&
+           (!a->smooth || memcmp(a->smooth, b->smooth, sizeof(float) * (size_t)din) == 0) &&
+           (!a->perm) == (!b->perm) &&
+           (!a->perm || memcmp(a->perm, b->perm, sizeof(int32_t) * (size_t)din) == 0);
+}
+
+/* A module's result depends only on its inputs, name and seed: two runs give the same bytes (what
+ * lets the distributed quantizer give the same checkpoint for any number of ranks), and another
+ * seed changes the randomized parts. */
+static int test_determinism(void)
+{
+    enum { DO = 64, DI = 96, NC = 256 };
+    double *W = malloc(sizeof(double) * DO * DI);
+    float *X = malloc(sizeof(float) * NC * DI);
+    qr_stats *st = NULL;
+    mf_weight(151, DO, DI, W);
+    mf_acts(152, 153, NC, DI, X);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    for (int m = 0; m < QR_METHOD_COUNT; m++) {
+        qr_method_opts o;
+        qr_qlayer a, b, c;
+        qr_method_opts_default(&o, (qr_method_id)m);
+        if (o.wq.group != 0) {
+            o.wq.group = 32;
+        }
+        o.rank = 4; /* 8 r <= 64: randomized SVDs, so the streams matter */
+        o.n_salient = 8;
+        o.module_name = "model.layers.0.self_attn.v_proj";
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &a, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &b, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(same_layer(&a, &b), "%s: two runs with the same inputs differ",
+                  qr_method_name((qr_method_id)m));
+        o.seed = 12345;
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &c, NULL) == QR_OK, "%s", qr_errmsg());
+        if (m == QR_METHOD_LQER || m == QR_METHOD_QERA_EXACT || m == QR_METHOD_SRR) {
+            QR_EXPECT(!same_layer(&a, &c),
+                      "%s: another seed should change the randomized SVD's draws",
+                      qr_method_name((qr_method_id)m));
+        }
+        if (m == QR_METHOD_RTN || m == QR_METHOD_SERQ) {
+            QR_EXPECT(same_layer(&a, &c), "%s: draws nothing at random, yet the seed changed it",
+                      qr_method_name((qr_method_id)m));
+        }
+        qr_qlayer_free(&a);
+        qr_qlayer_free(&b);
+        qr_qlayer_free(&c);
+    }
+    qr_stats_free(&st);
+    free(W);
+    free(X);
+    return qr_test_finish("methods.determinism");
+}
+
 static bool msg_has(const char *s)
 {
     return strstr(qr_errmsg(), s) != NULL;
@@ -1182,6 +1243,7 @@ int main(int argc, char **argv)
         {"aser_salient", test_aser_salient},
         {"whitened_randomized", test_whitened_randomized},
         {"flrq_calib_error", test_flrq_calib_error},
+        {"determinism", test_determinism},
     };
     for (size_t i = 0; argc > 1 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
