@@ -13,4 +13,4 @@ endforeach()
 qr_add_script_test(NAME ckpt.h5ls_layout SCRIPT ckpt/h5ls_layout.sh
                    ARGS $<TARGET_FILE:test_ckpt_assemble_np2> ${CMAKE_CURRENT_SOURCE_DIR}/ckpt/h5ls_expected.txt)
 
-qr_add_test(NAME ckpt.lock SOURCES ckpt/lock.c LIBS qr_io)
+qr_add_test(NAME ckpt.lock SOURCES ckpt/lock.c ${QR_CKPT_FIXTURE} LIBS qr_io)

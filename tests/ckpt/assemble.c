@@ -212,6 +212,9 @@ int main(int argc, char **argv)
         MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
         qr_test_failures = any;
     }
+    if (rank == 0 && !keep && qr_test_failures == 0) {
+        qr_fixture_rmdir(dir);
+    }
     MPI_Finalize();
     return qr_test_finish("ckpt.assemble");
 }

@@ -1,7 +1,10 @@
 /* fixture.c: seeded random quantized modules (tests/ckpt/fixture.h). */
 #include "tests/ckpt/fixture.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "src/alloc.h"
 #include "src/rng.h"
@@ -95,4 +98,22 @@ qr_status qr_fixture_metrics(qr_kvlist *metrics, uint64_t seed)
     QR_TRY(qr_kv_set_double(metrics, "sqnr_db", 20 * qr_rng_uniform(&rng)));
     QR_TRY(qr_kv_set_int(metrics, "rank_used", (int64_t)(qr_rng_u64(&rng) % 64)));
     return QR_OK;
+}
+
+void qr_fixture_rmdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[4096];
+    if (!d) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+    rmdir(dir);
 }

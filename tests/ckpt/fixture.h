@@ -26,4 +26,7 @@ qr_status qr_fixture_qlayer(const qr_fixture_spec *spec, uint64_t seed, qr_qlaye
 qr_status qr_fixture_options(qr_kvlist *opts, int64_t wbits);
 qr_status qr_fixture_metrics(qr_kvlist *metrics, uint64_t seed);
 
+/* Remove a flat scratch folder and the files in it (tests clean up after passing). */
+void qr_fixture_rmdir(const char *dir);
+
 #endif

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "io/lock.h"
+#include "tests/ckpt/fixture.h"
 #include "tests/test_util.h"
 
 static void write_file(const char *path, const char *text)
@@ -64,5 +65,8 @@ int main(void)
     write_file(path, "\n");
     QR_EXPECT(qr_lock_acquire(path, &a, NULL) == QR_ERR_INPUT, "a malformed lock was taken over");
     unlink(path);
+    if (qr_test_failures == 0) {
+        qr_fixture_rmdir(dir);
+    }
     return qr_test_finish("ckpt.lock");
 }

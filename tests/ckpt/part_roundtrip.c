@@ -141,5 +141,8 @@ int main(void)
 
     qr_kvlist_free(&opts);
     qr_kvlist_free(&other);
+    if (qr_test_failures == 0) {
+        qr_fixture_rmdir(dir);
+    }
     return qr_test_finish("ckpt.part_roundtrip");
 }
