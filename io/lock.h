@@ -1,9 +1,11 @@
 /* lock.h: the job lock of an output: `<out>.parts/LOCK`, created with O_EXCL and holding
- * "host pid\n" of the job's rank 0, so a second job on the same output is refused while the first
- * runs. A lock left by a dead process on the same host (kill -9, a crash) is stale: it is taken
- * over with a warning. A lock from another host cannot be checked and is never taken over (remove
- * the file by hand once that job is gone). Not collective: rank 0 takes the lock and agrees on the
- * status with the other ranks. */
+ * "host pid slurm-job\n" of the job's rank 0 (slurm-job is "-" outside Slurm), so a second job on
+ * the same output is refused while the first runs. A lock is stale, and taken over with a warning,
+ * when it was left by a dead process on the same host (kill -9, a crash), or by an earlier run of
+ * the same Slurm job when this run is its restart (SLURM_RESTART_COUNT > 0: Slurm requeues a job
+ * only once its earlier run is gone, on whatever node it was). Any other lock from another host
+ * cannot be checked and is never taken over (remove the file by hand once that job is gone). Not
+ * collective: rank 0 takes the lock and agrees on the status with the other ranks. */
 #ifndef QR_IO_LOCK_H
 #define QR_IO_LOCK_H
 

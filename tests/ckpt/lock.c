@@ -1,6 +1,8 @@
 /* lock.c: the job lock refuses a second holder (naming host and pid), is released, takes over a
- * lock of a dead process on this host (and says so), and never takes over one from another host. */
+ * lock of a dead process on this host (and says so), never takes over one from another host, except
+ * the lock of an earlier run of the same Slurm job when this run is its restart. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,6 +63,22 @@ int main(void)
               "a lock from another host was taken over");
     QR_EXPECT(strstr(qr_errmsg(), "some-other-host.example") != NULL,
               "refusal does not name the other host: %s", qr_errmsg());
+    /* Another host, but an earlier run of this Slurm job and this run is its restart: stale. A
+     * first run of the same job id (no restart) still refuses it. */
+    write_file(path, "some-other-host.example 1 4242\n");
+    setenv("SLURM_JOB_ID", "4242", 1);
+    setenv("SLURM_RESTART_COUNT", "0", 1);
+    QR_EXPECT(qr_lock_acquire(path, &a, NULL) == QR_ERR_INPUT,
+              "a lock of the same job id was taken over by a run that is not a restart");
+    setenv("SLURM_RESTART_COUNT", "1", 1);
+    QR_EXPECT(qr_lock_acquire(path, &a, &took) == QR_OK && a && took,
+              "a restarted Slurm job did not take over its earlier run's lock: %s", qr_errmsg());
+    qr_lock_release(&a);
+    write_file(path, "some-other-host.example 1 4243\n");
+    QR_EXPECT(qr_lock_acquire(path, &a, NULL) == QR_ERR_INPUT,
+              "a restarted job took over another Slurm job's lock");
+    unsetenv("SLURM_JOB_ID");
+    unsetenv("SLURM_RESTART_COUNT");
     /* Garbage in the lock file is refused, not silently replaced. */
     write_file(path, "\n");
     QR_EXPECT(qr_lock_acquire(path, &a, NULL) == QR_ERR_INPUT, "a malformed lock was taken over");
