@@ -16,30 +16,16 @@
 #define ASER_SMOOTH_MIN 1e-5
 #define ASER_SMOOTH_MAX 1e5
 
-typedef struct {
-    int64_t j;
-    double v;
-} ranked;
-
-static int by_value_desc(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->v != y->v) {
-        return x->v > y->v ? -1 : 1;
-    }
-    return x->j < y->j ? -1 : (x->j > y->j);
-}
-
 static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
                           const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t f = o->n_salient < d_in ? o->n_salient : d_in;
-    double *Ws = NULL;   /* (d_out, d_in) smoothed weight W~ */
-    double *Wz = NULL;   /* (d_out, d_in) W~ with the salient columns zeroed */
-    double *Gt = NULL;   /* (d_in, d_in) smoothed Gram matrix */
-    double *wmax = NULL; /* (d_in) max_i |W_ij| */
-    ranked *rk = NULL;   /* (d_in) channels by salience */
+    double *Ws = NULL;           /* (d_out, d_in) smoothed weight W~ */
+    double *Wz = NULL;           /* (d_out, d_in) W~ with the salient columns zeroed */
+    double *Gt = NULL;           /* (d_in, d_in) smoothed Gram matrix */
+    double *wmax = NULL;         /* (d_in) max_i |W_ij| */
+    qr_channel_score *rk = NULL; /* (d_in) channels by salience */
     qr_scaling S = {0};
     double *L = NULL, *R = NULL; /* (d_out, r), (r, d_in) */
     double t0 = qr_method_clock();
@@ -78,7 +64,7 @@ static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_ou
         rk[j].j = j;
         rk[j].v = calib->G[j * d_in + j] * c;
     }
-    qsort(rk, (size_t)d_in, sizeof *rk, by_value_desc);
+    qr_channel_sort_desc(rk, d_in);
     QR_CHECK(qr_scaling_whiten(Gt, d_in, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->n_salient_used = f;

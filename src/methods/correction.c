@@ -416,3 +416,19 @@ done:
     free(R);
     return st;
 }
+
+static int channel_score_desc(const void *a, const void *b)
+{
+    const qr_channel_score *x = a, *y = b;
+    if (x->v != y->v) {
+        return x->v > y->v ? -1 : 1;
+    }
+    return x->j < y->j ? -1 : (x->j > y->j);
+}
+
+void qr_channel_sort_desc(qr_channel_score *c, int64_t d)
+{
+    if (d > 1) {
+        qsort(c, (size_t)d, sizeof *c, channel_score_desc);
+    }
+}

@@ -88,6 +88,16 @@ void qr_method_rng(const qr_method_opts *o, const char *stage, qr_rng *rng);
 /* Monotonic wall clock in seconds. */
 double qr_method_clock(void);
 
+/* A channel and its score, for ordering channels by salience (ASER, SERQ). */
+typedef struct {
+    int64_t j;
+    double v;
+} qr_channel_score;
+
+/* Sort (d) channel scores by score descending, ties by ascending channel, so the order never
+ * depends on the sort's internals. */
+void qr_channel_sort_desc(qr_channel_score *c, int64_t d);
+
 /* Allocate n doubles (what = name for the message), not zeroed. */
 qr_status qr_alloc_f64(double **p, int64_t n1, int64_t n2, const char *what);
 

@@ -10,29 +10,15 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-typedef struct {
-    int64_t j;
-    double v;
-} ranked;
-
-static int by_value_desc(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->v != y->v) {
-        return x->v > y->v ? -1 : 1;
-    }
-    return x->j < y->j ? -1 : (x->j > y->j);
-}
-
 static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
                           const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t k = o->n_salient < d_in ? o->n_salient : d_in;
-    double *Wt = NULL; /* (d_out, d_in) permuted, flattened weight W~ */
-    double *Ws = NULL; /* (d_out, k) its salient columns, then deq of the side matrix */
-    double *Gt = NULL; /* (d_in, d_in) Gram matrix of t, or NULL when not needed */
-    ranked *rk = NULL; /* (d_in) channels by flattening factor */
+    double *Wt = NULL;           /* (d_out, d_in) permuted, flattened weight W~ */
+    double *Ws = NULL;           /* (d_out, k) its salient columns, then deq of the side matrix */
+    double *Gt = NULL;           /* (d_in, d_in) Gram matrix of t, or NULL when not needed */
+    qr_channel_score *rk = NULL; /* (d_in) channels by flattening factor */
     double t0 = qr_method_clock();
 
     QR_CHECK(qr_malloc(&rk, (size_t)d_in, sizeof *rk, "SERQ channel order"));
@@ -44,7 +30,7 @@ static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_ou
         rk[j].j = j;
         rk[j].v = (s > 0.0f && isfinite(s)) ? (double)s : 1.0;
     }
-    qsort(rk, (size_t)d_in, sizeof *rk, by_value_desc);
+    qr_channel_sort_desc(rk, d_in);
     for (int64_t j = 0; j < d_in; j++) {
         out->perm[j] = (int32_t)rk[j].j;
         out->smooth[j] = (float)rk[j].v;
