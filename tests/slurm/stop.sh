@@ -40,8 +40,10 @@ stop_case() {
     out=$WORK/$name.h5
     mkdir -p "$WORK/rc.$name"
     quantize_direct "$WORK/calib" "$WORK/ref-$name.h5" "$@"
-    # Each rank's own exit code goes to rc.NAME/RANK: mpiexec reports only one.
-    QRECON_TEST_SLOW_MS=$SLOW_MS QRECON_LOG_ALL_RANKS=1 timeout "$STOP_LIMIT" "$MPIEXEC" -n 2 \
+    # Each rank's own exit code goes to rc.NAME/RANK: mpiexec reports only one. mpiexec must not
+    # kill the other rank's wrapper when the first rank exits 75, or its code is never recorded.
+    OMPI_MCA_orte_abort_on_non_zero_status=0 \
+        QRECON_TEST_SLOW_MS=$SLOW_MS QRECON_LOG_ALL_RANKS=1 timeout "$STOP_LIMIT" "$MPIEXEC" -n 2 \
         bash -c '"$0" "$@"; rc=$?; echo $rc >"'"$WORK/rc.$name"'/$OMPI_COMM_WORLD_RANK"; exit $rc' \
         "$QRECON_BIN" --progress lines quantize --model "$MODEL" --calib "$WORK/calib" \
         --out "$out" "${QOPTS[@]}" "$@" >"$WORK/log.$name" 2>&1 &
@@ -57,7 +59,8 @@ stop_case() {
     wait "$job" || rc=$?
     took=$(elapsed "$t0")
     [ "$rc" -ne 124 ] || { cat "$WORK/log.$name"; fail "$name: the stopped job hung (killed after $STOP_LIMIT s)"; }
-    [ "$rc" -eq 75 ] || { cat "$WORK/log.$name"; fail "$name: mpiexec exit $rc (expected 75, stopped and resumable)"; }
+    # (mpiexec itself exits 0 with abort_on_non_zero_status off; the ranks' own codes are checked
+    # below, and quantize.resume checks mpiexec's 75 in its default mode.)
     for r in 0 1; do
         [ "$(cat "$WORK/rc.$name/$r" 2>/dev/null)" = 75 ] ||
             { cat "$WORK/log.$name"; fail "$name: rank $r exited '$(cat "$WORK/rc.$name/$r" 2>/dev/null)' (expected 75)"; }
