@@ -11,7 +11,8 @@ static qr_status alloc_impl(void *out, size_t n, size_t size, const char *what, 
     size_t bytes;
     void *p;
     if (!qr_mul_size(n, size, &bytes)) {
-        return qr_fail(QR_ERR_INPUT, "%s: size overflows (%zu elements of %zu bytes)", what, n, size);
+        return qr_fail(QR_ERR_INPUT, "%s: size overflows (%zu elements of %zu bytes)", what, n,
+                       size);
     }
     if (bytes == 0) {
         bytes = 1;

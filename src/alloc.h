@@ -6,8 +6,8 @@
 
 #include "src/status.h"
 
-/* *out = zeroed storage for n elements of `size` bytes (what = name for the message). The caller frees
- * with free(). n == 0 gives a valid unique pointer. */
+/* *out = zeroed storage for n elements of `size` bytes (what = name for the message). The caller
+ * frees with free(). n == 0 gives a valid unique pointer. */
 qr_status qr_calloc(void *out, size_t n, size_t size, const char *what);
 
 /* As qr_calloc but not zeroed. */

@@ -6,18 +6,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* How RoPE pairs the dimensions of one head: llama2.c rotates adjacent pairs (2i, 2i+1); Hugging Face
- * checkpoints rotate (i, i + head_dim/2) (their q/k rows are permuted accordingly). */
+/* How RoPE pairs the dimensions of one head: llama2.c rotates adjacent pairs (2i, 2i+1); Hugging
+ * Face checkpoints rotate (i, i + head_dim/2) (their q/k rows are permuted accordingly). */
 typedef enum { QR_ROPE_HALF_SPLIT = 0, QR_ROPE_INTERLEAVED = 1 } qr_rope_style;
 
 typedef struct {
-    char arch[32];       /* "llama", "mistral", "qwen2" (model_type), or "llama2c" */
-    int64_t dim;         /* hidden_size */
-    int64_t hidden_dim;  /* intermediate_size */
-    int64_t n_layers;    /* num_hidden_layers */
-    int64_t n_heads;     /* num_attention_heads */
-    int64_t n_kv_heads;  /* num_key_value_heads (== n_heads when absent) */
-    int64_t head_dim;    /* dim / n_heads unless given */
+    char arch[32];      /* "llama", "mistral", "qwen2" (model_type), or "llama2c" */
+    int64_t dim;        /* hidden_size */
+    int64_t hidden_dim; /* intermediate_size */
+    int64_t n_layers;   /* num_hidden_layers */
+    int64_t n_heads;    /* num_attention_heads */
+    int64_t n_kv_heads; /* num_key_value_heads (== n_heads when absent) */
+    int64_t head_dim;   /* dim / n_heads unless given */
     int64_t vocab_size;
     int64_t max_seq_len; /* max_position_embeddings */
     double rms_eps;

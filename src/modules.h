@@ -35,7 +35,8 @@ typedef enum {
 typedef struct {
     int64_t layer;
     qr_module_kind kind;
-    char name[QR_MODULE_NAME_MAX]; /* "model.layers.3.self_attn.q_proj" (tensor = name + ".weight") */
+    char name[QR_MODULE_NAME_MAX]; /* "model.layers.3.self_attn.q_proj" (tensor = name + ".weight")
+                                    */
     int64_t d_out, d_in;
     qr_input_kind input;
     char input_key[QR_INPUT_KEY_MAX]; /* calibration dataset key, "layers.3.attn_in" */
@@ -45,7 +46,7 @@ typedef struct {
  * the caller frees it with free(). */
 qr_status qr_modules_enumerate(const qr_model_config *cfg, qr_module **mods, size_t *n);
 
-const char *qr_module_kind_name(qr_module_kind k);  /* "q_proj", ..., "down_proj" */
+const char *qr_module_kind_name(qr_module_kind k); /* "q_proj", ..., "down_proj" */
 const char *qr_input_kind_suffix(qr_input_kind k); /* "attn_in", "o_in", "mlp_in", "down_in" */
 
 #endif

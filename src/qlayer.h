@@ -23,8 +23,8 @@
  * the last group of a row is shorter when `group` does not divide `cols`.
  *
  * Packing (version 1): row-major, each row starts on a byte boundary and takes row_bytes =
- * ceil(cols / 2) bytes; column j of row i is in byte i * row_bytes + j / 2, in the LOW nibble when j
- * is even and the HIGH nibble when j is odd (an odd last column leaves a zero high nibble).
+ * ceil(cols / 2) bytes; column j of row i is in byte i * row_bytes + j / 2, in the LOW nibble when
+ * j is even and the HIGH nibble when j is odd (an odd last column leaves a zero high nibble).
  * Symmetric: the nibble holds q + 8 for q in -8..7, value = scale * q.
  * Asymmetric: the nibble holds q in 0..15, value = scale * (q - zero), zero in 0..15. */
 typedef struct {
@@ -42,7 +42,8 @@ static inline int64_t qr_qweight_row_bytes(const qr_qweight *q)
     return (q->cols + 1) / 2;
 }
 
-/* The methods (one file each under src/methods/). The numbers are stored in checkpoints: append only. */
+/* The methods (one file each under src/methods/). The numbers are stored in checkpoints: append
+ * only. */
 typedef enum {
     QR_METHOD_RTN = 0,
     QR_METHOD_LQER = 1,
@@ -64,11 +65,13 @@ typedef struct {
     float *smooth; /* (d_in) or NULL: t[j] = x[perm[j]] / smooth[j] */
     int32_t *perm; /* (d_in) or NULL: a permutation of 0..d_in-1 */
 
-    int64_t rank; /* low-rank correction L (d_out, rank) times R (rank, d_in), row-major; 0 = none */
+    int64_t
+        rank; /* low-rank correction L (d_out, rank) times R (rank, d_in), row-major; 0 = none */
     float *L;
     float *R;
 
-    int64_t n_salient; /* SERQ side matrix: (d_out, n_salient) INT4, acting on t[0 .. n_salient-1] */
+    int64_t
+        n_salient; /* SERQ side matrix: (d_out, n_salient) INT4, acting on t[0 .. n_salient-1] */
     qr_qweight side;
 
     double bits_per_weight; /* stored bits (weights, scales, zeros, corrections) / (d_out * d_in) */

@@ -1,8 +1,9 @@
 /* status.h: error statuses and the error message every fallible qrecon function reports through.
  *
  * Fallible functions return a qr_status; results go through out-pointers. The function that detects
- * a problem records one message with qr_fail(), worded "<file or tensor>: what is wrong (expected X,
- * found Y)"; callers propagate the status unchanged. jobs/ turns the status into the exit code. */
+ * a problem records one message with qr_fail(), worded "<file or tensor>: what is wrong (expected
+ * X, found Y)"; callers propagate the status unchanged. jobs/ turns the status into the exit code.
+ */
 #ifndef QR_STATUS_H
 #define QR_STATUS_H
 
@@ -10,18 +11,18 @@
 
 typedef enum {
     QR_OK = 0,
-    QR_ERR_INPUT,    /* bad input or usage: a malformed file, a wrong option (exit 2) */
-    QR_ERR_IO,       /* the system refused a read or write of a valid request (exit 1) */
-    QR_ERR_NOMEM,    /* an allocation failed (exit 1) */
-    QR_ERR_NUMERIC,  /* a factorization failed where the input was valid (exit 1) */
-    QR_ERR_INTERNAL, /* a broken invariant or a library error code (exit 1) */
-    QR_STOPPED,      /* stopped on request at a safe point; the job can be resumed (exit 75) */
+    QR_ERR_INPUT,      /* bad input or usage: a malformed file, a wrong option (exit 2) */
+    QR_ERR_IO,         /* the system refused a read or write of a valid request (exit 1) */
+    QR_ERR_NOMEM,      /* an allocation failed (exit 1) */
+    QR_ERR_NUMERIC,    /* a factorization failed where the input was valid (exit 1) */
+    QR_ERR_INTERNAL,   /* a broken invariant or a library error code (exit 1) */
+    QR_STOPPED,        /* stopped on request at a safe point; the job can be resumed (exit 75) */
     QR_ERR_VALIDATION, /* a check ran to the end and found the data wrong: validate (exit 4) */
     QR_STATUS_COUNT
 } qr_status;
 
-/* Process exit codes. 75 is EX_TEMPFAIL from sysexits.h: "try again", which is what a resumable stop
- * means to a batch system. */
+/* Process exit codes. 75 is EX_TEMPFAIL from sysexits.h: "try again", which is what a resumable
+ * stop means to a batch system. */
 enum { QR_EXIT_OK = 0, QR_EXIT_INTERNAL = 1, QR_EXIT_INPUT = 2, QR_EXIT_STOPPED = 75 };
 
 /* `qrecon validate` ran to the end and a module failed a check (the inputs were readable; the

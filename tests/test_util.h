@@ -11,7 +11,7 @@ extern int qr_test_failures;
 #define QR_EXPECT(cond, ...)                                                                       \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
             qr_test_failures++;                                                                    \
@@ -22,7 +22,7 @@ extern int qr_test_failures;
 #define QR_REQUIRE(cond, ...)                                                                      \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: required check failed: %s: ", __FILE__, __LINE__, #cond);     \
+            fprintf(stderr, "%s:%d: required check failed: %s: ", __FILE__, __LINE__, #cond);      \
             fprintf(stderr, __VA_ARGS__);                                                          \
             fputc('\n', stderr);                                                                   \
             return qr_test_finish_failed();                                                        \

@@ -74,8 +74,8 @@ qr_status qr_kmodule_prepare(const qr_qlayer *ql, const qr_kmodule_opts *o, qr_k
     QR_TRY(qr_calloc(&m, 1, sizeof *m, "kernel module"));
     m->ql = ql;
     m->o = *o;
-    QR_CHECK(qr_kweight_prepare_pair(&ql->main, ql->n_salient > 0 ? &ql->side : NULL,
-                                     o->act_group, &m->main));
+    QR_CHECK(qr_kweight_prepare_pair(&ql->main, ql->n_salient > 0 ? &ql->side : NULL, o->act_group,
+                                     &m->main));
     if (ql->rank > 0 && o->lowrank_int8) {
         QR_CHECK(qr_lowrank_i8_quantize(ql->L, ql->R, ql->d_out, ql->d_in, ql->rank, &m->lr8));
     }

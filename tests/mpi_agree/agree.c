@@ -65,8 +65,8 @@ int main(int argc, char **argv)
             for (int r = 0; r < size; r++) {
                 if (st_all[r] != QR_ERR_INPUT || strcmp(msg_all[r], msg_all[0]) != 0 ||
                     strstr(msg_all[r], "truncated.safetensors") == NULL) {
-                    fprintf(stderr, "rank %d disagrees: status %d message '%s' (rank 0: '%s')\n",
-                            r, st_all[r], msg_all[r], msg_all[0]);
+                    fprintf(stderr, "rank %d disagrees: status %d message '%s' (rank 0: '%s')\n", r,
+                            st_all[r], msg_all[r], msg_all[0]);
                     MPI_Abort(MPI_COMM_WORLD, 1);
                 }
             }

@@ -36,18 +36,17 @@ int main(int argc, char **argv)
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
     /* rank 0 stops, rank 2 meets bad input: the error wins, with rank 2's message */
-    failures += check_case("error over stop",
-                           rank == 0 ? QR_STOPPED : (rank == 2 ? QR_ERR_INPUT : QR_OK),
-                           rank == 0 ? "stopped at m0" : "bad.h5: wrong d_in", QR_ERR_INPUT,
-                           "bad.h5: wrong d_in");
+    failures += check_case(
+        "error over stop", rank == 0 ? QR_STOPPED : (rank == 2 ? QR_ERR_INPUT : QR_OK),
+        rank == 0 ? "stopped at m0" : "bad.h5: wrong d_in", QR_ERR_INPUT, "bad.h5: wrong d_in");
     /* ranks 1 and 2 stop: the stop wins over success, with rank 1's message */
-    failures += check_case("stop over ok", rank == 0 ? QR_OK : QR_STOPPED,
-                           rank == 1 ? "stopped at m1" : "stopped at m2", QR_STOPPED,
-                           "stopped at m1");
+    failures +=
+        check_case("stop over ok", rank == 0 ? QR_OK : QR_STOPPED,
+                   rank == 1 ? "stopped at m1" : "stopped at m2", QR_STOPPED, "stopped at m1");
     /* two errors: the lowest rank's */
-    failures += check_case("lowest error", rank == 0 ? QR_OK : QR_ERR_IO,
-                           rank == 1 ? "disk full on 1" : "disk full on 2", QR_ERR_IO,
-                           "disk full on 1");
+    failures +=
+        check_case("lowest error", rank == 0 ? QR_OK : QR_ERR_IO,
+                   rank == 1 ? "disk full on 1" : "disk full on 2", QR_ERR_IO, "disk full on 1");
     failures += check_case("all ok", QR_OK, "", QR_OK, "");
     if (rank == 0) {
         printf("%s\n", failures ? "FAIL" : "mpi.agree.precedence: all checks passed");

@@ -1,5 +1,5 @@
-/* write_chart.c: writes a two-panel chart (a log-y panel with a gap, and a linear panel) to argv[1];
- * svg_render.sh then renders it with a real SVG renderer and checks the picture. */
+/* write_chart.c: writes a two-panel chart (a log-y panel with a gap, and a linear panel) to
+ * argv[1]; svg_render.sh then renders it with a real SVG renderer and checks the picture. */
 #include <math.h>
 #include <stdio.h>
 
@@ -13,9 +13,9 @@ int main(int argc, char **argv)
     double r[4] = {8, 16, 32, 64}, e[4] = {0.03, 0.022, 0.015, 0.009};
     qr_svg_series s1[2] = {{"rtn <&> \"A\"", layers, a, 5}, {"lqer r=8", layers, bb, 5}};
     qr_svg_series s2[1] = {{"srr", r, e, 4}};
-    qr_svg_chart charts[2] = {{"q_proj: output error by layer", "layer", "relative output error", 1,
-                               800, 400},
-                              {"error against rank", "rank", "relative output error", 0, 800, 300}};
+    qr_svg_chart charts[2] = {
+        {"q_proj: output error by layer", "layer", "relative output error", 1, 800, 400},
+        {"error against rank", "rank", "relative output error", 0, 800, 300}};
     const qr_svg_series *series[2] = {s1, s2};
     size_t counts[2] = {2, 1};
     if (argc < 2) {
