@@ -5,11 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "io/fs.h"
@@ -17,64 +15,10 @@
 #include "io/qlayer_h5.h"
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/progress.h"
 
 /* Rows per collective write of a copied tensor: keeps every MPI-IO request far below 2 GiB. */
 #define QR_CKPT_TENSOR_BLOCK_BYTES ((size_t)256 << 20)
-
-static qr_ckpt_stats last_stats;
-
-/* Test hook (docs/checkpoint.md): QRECON_TEST_KILL_AT=assemble:N makes rank 0 SIGKILL itself after
- * the N-th module of the checkpoint is written, the way a node dies in the middle of an assembly.
- */
-static long kill_after_module(void)
-{
-    const char *v = getenv("QRECON_TEST_KILL_AT");
-    if (!v || strncmp(v, "assemble:", 9) != 0) {
-        return -1;
-    }
-    return strtol(v + 9, NULL, 10);
-}
-
-void qr_ckpt_last_stats(qr_ckpt_stats *s)
-{
-    *s = last_stats;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Agree on a status over comm (io/ cannot use mpi/comm.h): the lowest failing rank's status and
- * message reach every rank. */
-static qr_status agree(MPI_Comm comm, qr_status local)
-{
-    struct {
-        int status;
-        char msg[QR_ERRMSG_MAX];
-    } packet;
-    int rank = 0, mine, first = INT_MAX;
-    MPI_Comm_rank(comm, &rank);
-    mine = local != QR_OK ? rank : INT_MAX;
-    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
-        return qr_fail(QR_ERR_INTERNAL, "checkpoint: MPI_Allreduce failed");
-    }
-    if (first == INT_MAX) {
-        return QR_OK;
-    }
-    memset(&packet, 0, sizeof packet);
-    if (rank == first) {
-        packet.status = (int)local;
-        snprintf(packet.msg, sizeof packet.msg, "%s", qr_errmsg());
-    }
-    if (MPI_Bcast(&packet, (int)sizeof packet, MPI_BYTE, first, comm) != MPI_SUCCESS) {
-        return qr_fail(QR_ERR_INTERNAL, "checkpoint: MPI_Bcast failed");
-    }
-    qr_set_errmsg(packet.msg);
-    return (qr_status)packet.status;
-}
 
 /* ---- sharing what the owners read: layouts and metrics of every module -------------------------
  */
@@ -134,7 +78,7 @@ static qr_status share_infos(MPI_Comm comm, const qr_ckpt_spec *spec, module_inf
     if (st == QR_OK && !qr_to_int((int64_t)len, &mylen_i)) {
         st = qr_fail(QR_ERR_INPUT, "checkpoint: module table too large (%zu bytes)", len);
     }
-    QR_CHECK(agree(comm, st));
+    QR_CHECK(spec->agree(comm, st));
     QR_CHECK(qr_calloc(&counts, (size_t)size, sizeof(int), "checkpoint counts"));
     QR_CHECK(qr_calloc(&displs, (size_t)size, sizeof(int), "checkpoint displacements"));
     if (MPI_Allgather(&mylen_i, 1, MPI_INT, counts, 1, MPI_INT, comm) != MPI_SUCCESS) {
@@ -214,7 +158,7 @@ static qr_status write_module(MPI_Comm comm, hid_t file, hid_t dxpl, const qr_ck
             }
         }
     }
-    QR_CHECK(agree(comm, st));
+    QR_CHECK(spec->agree(comm, st));
     snprintf(where, sizeof where, "module '%s'", spec->modules[i]);
     gcpl = qr_h5_gcpl_plain();
     g = gcpl >= 0 ? H5Gcreate2(file, spec->modules[i], H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
@@ -264,7 +208,7 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
             st = spec->read_tensor(spec->read_ctx, t->name, data, n);
         }
     }
-    QR_CHECK(agree(comm, st));
+    QR_CHECK(spec->agree(comm, st));
     dcpl = qr_h5_dcpl_plain();
     space = H5Screate_simple(t->ndim, dims, NULL);
     ds = (dcpl >= 0 && space >= 0)
@@ -335,97 +279,21 @@ static qr_status fsync_file(const char *path)
     return QR_OK;
 }
 
-qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_spec *spec)
+/* The file, opened by every rank with the MPI-IO driver; *file < 0 on failure (not agreed). */
+static qr_status create_file(MPI_Comm comm, const char *tmp, hid_t *file, hid_t *dxpl)
 {
     qr_status st = QR_OK;
-    int rank = 0, size = 1;
-    char tmp[4096];
-    module_info *infos = NULL;
-    hid_t fapl = -1, fcpl = -1, dxpl = -1, file = -1, tg = -1, gcpl = -1;
-    uint64_t bytes = 0;
-    double t0 = now_seconds();
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    memset(&last_stats, 0, sizeof last_stats);
-    qr_h5_quiet();
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", out_path) >= sizeof tmp) {
-        st = qr_fail(QR_ERR_INPUT, "%s: path too long", out_path);
-    }
-    QR_CHECK(agree(comm, st));
-    QR_CHECK(qr_calloc(&infos, spec->n_modules + 1, sizeof *infos, "checkpoint module table"));
-    QR_CHECK(share_infos(comm, spec, infos));
-
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
-    fcpl = H5Pcreate(H5P_FILE_CREATE);
-    dxpl = H5Pcreate(H5P_DATASET_XFER);
-    if (fapl < 0 || fcpl < 0 || dxpl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    *dxpl = H5Pcreate(H5P_DATASET_XFER);
+    *file = -1;
+    if (fapl < 0 || fcpl < 0 || *dxpl < 0 || H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL) < 0 ||
         H5Pset_all_coll_metadata_ops(fapl, 1) < 0 || H5Pset_coll_metadata_write(fapl, 1) < 0 ||
         H5Pset_obj_track_times(fcpl, 0) < 0 ||
         H5Pset_link_creation_order(fcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) < 0 ||
-        H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
+        H5Pset_dxpl_mpio(*dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
         st = qr_fail(QR_ERR_INTERNAL, "%s: cannot set up parallel HDF5 properties", tmp);
-    }
-    QR_CHECK(agree(comm, st));
-    file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    if (file < 0) {
+    } else if ((*file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
         st = qr_fail(QR_ERR_IO, "%s: cannot create (parallel HDF5)", tmp);
-    }
-    QR_CHECK(agree(comm, st));
-    st = qr_h5_attr_write_str(file, "format", QR_CKPT_FORMAT);
-    if (st == QR_OK) {
-        st = qr_h5_attr_write_int(file, "version", QR_CKPT_VERSION);
-    }
-    if (st == QR_OK && spec->root) {
-        st = qr_h5_attrs_write(file, spec->root);
-    }
-    if (st == QR_OK && spec->model_config) {
-        st = qr_h5_attr_write_str(file, "model_config", spec->model_config);
-    }
-    if (st == QR_OK && spec->options) {
-        st = qr_h5_attr_write_str(file, "options", spec->options);
-    }
-    QR_CHECK(agree(comm, st));
-    for (size_t i = 0; i < spec->n_modules; i++) {
-        QR_CHECK(agree(comm, write_module(comm, file, dxpl, spec, i, &infos[i],
-                                          (int)(i % (size_t)size) == rank)));
-        bytes += qr_qlayer_layout_bytes(&infos[i].layout);
-        if (rank == 0 && (long)i + 1 == kill_after_module()) {
-            raise(SIGKILL);
-        }
-    }
-    gcpl = qr_h5_gcpl_plain();
-    tg = gcpl >= 0 ? H5Gcreate2(file, QR_CKPT_TENSORS, H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
-    if (tg < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot create group '%s'", tmp, QR_CKPT_TENSORS);
-    }
-    QR_CHECK(agree(comm, st));
-    for (size_t i = 0; i < spec->n_tensors; i++) {
-        uint64_t n = 1;
-        QR_CHECK(
-            agree(comm, write_tensor(comm, tg, dxpl, spec, i, (int)(i % (size_t)size) == rank)));
-        for (int d = 0; d < spec->tensors[i].ndim; d++) {
-            n *= (uint64_t)spec->tensors[i].shape[d];
-        }
-        bytes += 4 * n;
-    }
-    /* `complete` last: a reader that finds it knows every dataset before it was written. */
-    QR_CHECK(agree(comm, qr_h5_attr_write_int(file, "complete", 1)));
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: flush failed", tmp);
-    }
-    QR_CHECK(agree(comm, st));
-done:
-    if (tg >= 0) {
-        H5Gclose(tg);
-    }
-    if (gcpl >= 0) {
-        H5Pclose(gcpl);
-    }
-    if (file >= 0 && H5Fclose(file) < 0 && st == QR_OK) {
-        st = qr_fail(QR_ERR_IO, "%s: close failed", tmp);
-    }
-    if (dxpl >= 0) {
-        H5Pclose(dxpl);
     }
     if (fcpl >= 0) {
         H5Pclose(fcpl);
@@ -433,28 +301,126 @@ done:
     if (fapl >= 0) {
         H5Pclose(fapl);
     }
+    return st;
+}
+
+/* Root attributes: format, version, the job's header, the JSON texts (not agreed). */
+static qr_status write_root(hid_t file, const qr_ckpt_spec *spec)
+{
+    QR_TRY(qr_h5_attr_write_str(file, "format", QR_CKPT_FORMAT));
+    QR_TRY(qr_h5_attr_write_int(file, "version", QR_CKPT_VERSION));
+    if (spec->root) {
+        QR_TRY(qr_h5_attrs_write(file, spec->root));
+    }
+    if (spec->model_config) {
+        QR_TRY(qr_h5_attr_write_str(file, "model_config", spec->model_config));
+    }
+    if (spec->options) {
+        QR_TRY(qr_h5_attr_write_str(file, "options", spec->options));
+    }
+    return QR_OK;
+}
+
+/* Every module, then every copied tensor under /tensors; agreed after each. */
+static qr_status write_contents(MPI_Comm comm, const char *tmp, hid_t file, hid_t dxpl,
+                                const qr_ckpt_spec *spec, const module_info *infos, uint64_t *bytes)
+{
+    qr_status st = QR_OK;
+    int rank = 0, size = 1;
+    hid_t tg = -1, gcpl = -1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    for (size_t i = 0; i < spec->n_modules; i++) {
+        QR_CHECK(spec->agree(comm, write_module(comm, file, dxpl, spec, i, &infos[i],
+                                                (int)(i % (size_t)size) == rank)));
+        *bytes += qr_qlayer_layout_bytes(&infos[i].layout);
+        if (spec->after_module) {
+            spec->after_module(spec->hook_ctx, i);
+        }
+    }
+    gcpl = qr_h5_gcpl_plain();
+    tg = gcpl >= 0 ? H5Gcreate2(file, QR_CKPT_TENSORS, H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
+    if (tg < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot create group '%s'", tmp, QR_CKPT_TENSORS);
+    }
+    QR_CHECK(spec->agree(comm, st));
+    for (size_t i = 0; i < spec->n_tensors; i++) {
+        uint64_t n = 1;
+        QR_CHECK(spec->agree(
+            comm, write_tensor(comm, tg, dxpl, spec, i, (int)(i % (size_t)size) == rank)));
+        for (int d = 0; d < spec->tensors[i].ndim; d++) {
+            n *= (uint64_t)spec->tensors[i].shape[d];
+        }
+        *bytes += 4 * n;
+    }
+done:
+    if (tg >= 0) {
+        H5Gclose(tg);
+    }
+    if (gcpl >= 0) {
+        H5Pclose(gcpl);
+    }
+    return st;
+}
+
+/* Rank 0: make the closed `<out>.tmp` durable and rename it into place (not agreed). */
+static qr_status publish(const char *tmp, const char *out_path)
+{
+    QR_TRY(fsync_file(tmp));
+    if (rename(tmp, out_path) != 0) {
+        return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", out_path, strerror(errno));
+    }
+    return qr_fs_sync_parent(out_path);
+}
+
+qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_spec *spec,
+                           qr_ckpt_stats *stats)
+{
+    qr_status st = QR_OK;
+    int rank = 0;
+    char tmp[4096];
+    module_info *infos = NULL;
+    hid_t dxpl = -1, file = -1;
+    uint64_t bytes = 0;
+    double t0 = qr_now();
+    MPI_Comm_rank(comm, &rank);
+    qr_h5_quiet();
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", out_path) >= sizeof tmp) {
+        st = qr_fail(QR_ERR_INPUT, "%s: path too long", out_path);
+    }
+    QR_CHECK(spec->agree(comm, st));
+    QR_CHECK(qr_calloc(&infos, spec->n_modules + 1, sizeof *infos, "checkpoint module table"));
+    QR_CHECK(share_infos(comm, spec, infos));
+    QR_CHECK(spec->agree(comm, create_file(comm, tmp, &file, &dxpl)));
+    QR_CHECK(spec->agree(comm, write_root(file, spec)));
+    QR_CHECK(write_contents(comm, tmp, file, dxpl, spec, infos, &bytes));
+    /* `complete` last: a reader that finds it knows every dataset before it was written. */
+    QR_CHECK(spec->agree(comm, qr_h5_attr_write_int(file, "complete", 1)));
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: flush failed", tmp);
+    }
+    QR_CHECK(spec->agree(comm, st));
+done:
+    if (file >= 0 && H5Fclose(file) < 0 && st == QR_OK) {
+        st = qr_fail(QR_ERR_IO, "%s: close failed", tmp);
+    }
+    if (dxpl >= 0) {
+        H5Pclose(dxpl);
+    }
     if (infos) {
         for (size_t i = 0; i < spec->n_modules; i++) {
             qr_kvlist_free(&infos[i].metrics);
         }
         free(infos);
     }
-    st = agree(comm, st);
+    st = spec->agree(comm, st);
     if (st == QR_OK) {
-        if (rank == 0) {
-            st = fsync_file(tmp);
-            if (st == QR_OK && rename(tmp, out_path) != 0) {
-                st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", out_path,
-                             strerror(errno));
-            }
-            if (st == QR_OK) {
-                st = qr_fs_sync_parent(out_path);
-            }
-        }
-        st = agree(comm, st);
+        st = spec->agree(comm, rank == 0 ? publish(tmp, out_path) : QR_OK);
     }
-    last_stats.seconds = now_seconds() - t0;
-    last_stats.bytes = bytes;
+    if (stats) {
+        stats->seconds = qr_now() - t0;
+        stats->bytes = bytes;
+    }
     return st;
 }
 
@@ -759,6 +725,79 @@ qr_status qr_ckpt_read_tensor(const qr_ckpt *c, const char *name, float *dst, si
     H5Dclose(ds);
     if (rc < 0) {
         return qr_fail(QR_ERR_IO, "%s: read failed", where);
+    }
+    return QR_OK;
+}
+
+/* ---- the typed header ---------------------------------------------------------------------------
+ */
+
+qr_status qr_ckpt_header_write(const qr_ckpt_header *h, qr_kvlist *root)
+{
+    /* Attribute order is part of the file's bytes: keep it. */
+    QR_TRY(qr_kv_set_str(root, "method", h->method));
+    QR_TRY(qr_kv_set_int(root, "wbits", h->wbits));
+    QR_TRY(qr_kv_set_int(root, "abits", h->abits));
+    QR_TRY(qr_kv_set_int(root, "group", h->group));
+    QR_TRY(qr_kv_set_int(root, "rank", h->rank));
+    QR_TRY(qr_kv_set_str(root, "source_model", h->source_model));
+    QR_TRY(qr_kv_set_str(root, "calibration", h->calibration));
+    return qr_kv_set_str(root, "writer", h->writer);
+}
+
+static qr_status header_int(const qr_ckpt *c, const char *key, int64_t *out)
+{
+    const qr_kv *kv = qr_kv_find(&c->attrs, key);
+    if (!kv || kv->type != QR_KV_INT) {
+        return qr_fail(QR_ERR_INPUT, "%s: root attribute '%s' (expected an integer, found %s)",
+                       c->path, key, kv ? "another type" : "none");
+    }
+    *out = kv->i;
+    return QR_OK;
+}
+
+static qr_status header_str(const qr_ckpt *c, const char *key, char *out, size_t n)
+{
+    const qr_kv *kv = qr_kv_find(&c->attrs, key);
+    size_t len;
+    if (!kv || kv->type != QR_KV_STRING) {
+        return qr_fail(QR_ERR_INPUT, "%s: root attribute '%s' (expected a string, found %s)",
+                       c->path, key, kv ? "another type" : "none");
+    }
+    len = strlen(kv->s);
+    if (len >= n) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: root attribute '%s' (expected at most %zu bytes, found %zu)", c->path,
+                       key, n - 1, len);
+    }
+    memcpy(out, kv->s, len + 1);
+    return QR_OK;
+}
+
+qr_status qr_ckpt_header_read(const qr_ckpt *c, qr_ckpt_header *h)
+{
+    memset(h, 0, sizeof *h);
+    QR_TRY(header_str(c, "method", h->method, sizeof h->method));
+    QR_TRY(header_int(c, "wbits", &h->wbits));
+    QR_TRY(header_int(c, "abits", &h->abits));
+    QR_TRY(header_int(c, "group", &h->group));
+    QR_TRY(header_int(c, "rank", &h->rank));
+    QR_TRY(header_str(c, "source_model", h->source_model, sizeof h->source_model));
+    QR_TRY(header_str(c, "calibration", h->calibration, sizeof h->calibration));
+    QR_TRY(header_str(c, "writer", h->writer, sizeof h->writer));
+    if (h->wbits != QR_CKPT_WBITS) {
+        return qr_fail(QR_ERR_INPUT, "%s: root attribute 'wbits' (expected %d, found %lld)",
+                       c->path, QR_CKPT_WBITS, (long long)h->wbits);
+    }
+    if (h->abits != 0 && h->abits != 4 && h->abits != 8) {
+        return qr_fail(QR_ERR_INPUT, "%s: root attribute 'abits' (expected 0, 4 or 8, found %lld)",
+                       c->path, (long long)h->abits);
+    }
+    if (qr_method_parse(h->method) == QR_METHOD_COUNT) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: root attribute 'method' (expected a known method, found "
+                       "'%s')",
+                       c->path, h->method);
     }
     return QR_OK;
 }

@@ -41,7 +41,29 @@ typedef struct {
 /* Read the whole tensor `name` as float32 into dst (n elements). Called on one rank at a time. */
 typedef qr_status (*qr_ckpt_read_fn)(void *ctx, const char *name, float *dst, size_t n);
 
+/* The root attributes a job writes, typed: one writer (qr_ckpt_header_write) and one reader
+ * (qr_ckpt_header_read), so every consumer sees the same values. */
+#define QR_CKPT_WBITS 4 /* INT4 main matrices: the only weight width qrecon writes */
 typedef struct {
+    char method[32];        /* qr_method_name() */
+    int64_t wbits;          /* QR_CKPT_WBITS */
+    int64_t abits;          /* activation bits the model runs with: 8, 4, or 0 = float */
+    int64_t group;          /* weight group size, 0 = whole row */
+    int64_t rank;           /* the --rank budget */
+    char source_model[256]; /* identity of the source model */
+    char calibration[64];   /* identity of the calibration shards */
+    char writer[64];        /* "qrecon VERSION" */
+} qr_ckpt_header;
+
+/* Append the header's attributes to root, in their fixed order. */
+qr_status qr_ckpt_header_write(const qr_ckpt_header *h, qr_kvlist *root);
+
+/* Agree on a status across comm (the job's one helper, mpi/comm.h's qr_mpi_agree: io/ cannot
+ * include mpi/, so the caller passes it in). */
+typedef qr_status (*qr_ckpt_agree_fn)(MPI_Comm comm, qr_status local);
+
+typedef struct {
+    qr_ckpt_agree_fn agree;     /* required */
     const qr_kvlist *root;      /* root attributes besides format, version and complete */
     const char *model_config;   /* root attribute "model_config": JSON text (may be NULL) */
     const char *options;        /* root attribute "options": JSON text (may be NULL) */
@@ -52,20 +74,24 @@ typedef struct {
     size_t n_tensors;
     qr_ckpt_read_fn read_tensor;
     void *read_ctx;
+    /* Optional: called on every rank after module i is written (a test's crash point). */
+    void (*after_module)(void *hook_ctx, size_t i);
+    void *hook_ctx;
 } qr_ckpt_spec;
 
-/* Collective over comm: build out_path from the parts and tensors of spec. Module i and tensor i
- * are read and written by rank i % size. Every part is checked against its module name. On
- * success every rank returns QR_OK and out_path exists with complete = 1; on failure every rank
- * returns the same status and message and out_path is not created (a `<out>.tmp` may remain). */
-qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_spec *spec);
-
-/* Figures of the last qr_ckpt_assemble on this rank (for benchmarks). */
+/* Figures of an assembly on this rank. */
 typedef struct {
     double seconds; /* whole assembly, from create to rename */
     uint64_t bytes; /* array bytes written by all ranks */
 } qr_ckpt_stats;
-void qr_ckpt_last_stats(qr_ckpt_stats *s);
+
+/* Collective over comm: build out_path from the parts and tensors of spec. Module i and tensor i
+ * are read and written by rank i % size. Every part is checked against its module name. On
+ * success every rank returns QR_OK and out_path exists with complete = 1; on failure every rank
+ * returns the same status and message and out_path is not created (a `<out>.tmp` may remain).
+ * stats (may be NULL) gets the figures. */
+qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_spec *spec,
+                           qr_ckpt_stats *stats);
 
 /* ---- reading (serial, not collective) -----------------------------------------------------------
  */
@@ -74,6 +100,10 @@ typedef struct qr_ckpt qr_ckpt;
 /* Open and check format, version and complete = 1. */
 qr_status qr_ckpt_open(const char *path, qr_ckpt **out);
 void qr_ckpt_close(qr_ckpt **c); /* NULL-safe, clears the pointer */
+
+/* The typed job header of the root attributes; QR_ERR_INPUT naming the file and the attribute
+ * when one is missing or out of range. */
+qr_status qr_ckpt_header_read(const qr_ckpt *c, qr_ckpt_header *h);
 
 /* Root attributes (all but the JSON texts, in name order); owned by the handle. */
 const qr_kvlist *qr_ckpt_attrs(const qr_ckpt *c);

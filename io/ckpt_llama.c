@@ -141,26 +141,19 @@ qr_status qr_ckpt_llama_attach(const char *ckpt_path, const qr_model *m, qr_ckpt
     qr_ckpt_llama *q = NULL;
     qr_module *mods = NULL;
     size_t n_mods = 0;
-    const qr_kv *kv;
+    qr_ckpt_header h;
     *out = NULL;
     QR_TRY(qr_ckpt_open(ckpt_path, &ck));
-    kv = qr_kv_find(qr_ckpt_attrs(ck), "source_model");
-    if (kv && kv->type == QR_KV_STRING && strcmp(kv->s, qr_model_identity(m)) != 0) {
+    QR_CHECK(qr_ckpt_header_read(ck, &h));
+    if (strcmp(h.source_model, qr_model_identity(m)) != 0) {
         st = qr_fail(QR_ERR_INPUT,
                      "%s: quantized from another model than %s (expected identity %s, found %s)",
-                     ckpt_path, qr_model_path(m), qr_model_identity(m), kv->s);
+                     ckpt_path, qr_model_path(m), qr_model_identity(m), h.source_model);
         goto done;
     }
     QR_CHECK(qr_calloc(&q, 1, sizeof *q, "checkpoint model"));
-    kv = qr_kv_find(qr_ckpt_attrs(ck), "abits");
-    q->abits = kv && kv->type == QR_KV_INT ? (int)kv->i : 8;
-    if (q->abits != 0 && q->abits != 4 && q->abits != 8) {
-        st = qr_fail(QR_ERR_INPUT, "%s: root attribute abits (expected 0, 4 or 8, found %d)",
-                     ckpt_path, q->abits);
-        goto done;
-    }
-    kv = qr_kv_find(qr_ckpt_attrs(ck), "method");
-    snprintf(q->method, sizeof q->method, "%s", kv && kv->type == QR_KV_STRING ? kv->s : "?");
+    q->abits = (int)h.abits;
+    snprintf(q->method, sizeof q->method, "%s", h.method);
     QR_CHECK(qr_modules_enumerate(&w->cfg, &mods, &n_mods));
     QR_CHECK(qr_calloc(&q->mods, n_mods + 1, sizeof *q->mods, "checkpoint modules"));
     q->n_mods = n_mods;

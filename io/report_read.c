@@ -123,6 +123,7 @@ qr_status qr_report_read(const char *path, const char *validation_path, qr_repor
 {
     qr_status st = QR_OK;
     qr_ckpt *ck = NULL;
+    qr_ckpt_header h;
     hid_t file = H5I_INVALID_HID;
     char vpath[4096 + 32];
     const char *base = strrchr(path, '/');
@@ -134,11 +135,12 @@ qr_status qr_report_read(const char *path, const char *validation_path, qr_repor
     if (strlen(out->label) > 3 && strcmp(out->label + strlen(out->label) - 3, ".h5") == 0) {
         out->label[strlen(out->label) - 3] = '\0';
     }
-    kv_str(qr_ckpt_attrs(ck), "method", out->method, sizeof out->method);
-    out->wbits = kv_int(qr_ckpt_attrs(ck), "wbits", 4);
-    out->abits = kv_int(qr_ckpt_attrs(ck), "abits", 0);
-    out->group = kv_int(qr_ckpt_attrs(ck), "group", 0);
-    out->rank = kv_int(qr_ckpt_attrs(ck), "rank", 0);
+    QR_CHECK(qr_ckpt_header_read(ck, &h));
+    snprintf(out->method, sizeof out->method, "%s", h.method);
+    out->wbits = h.wbits;
+    out->abits = h.abits;
+    out->group = h.group;
+    out->rank = h.rank;
     n = qr_ckpt_module_count(ck);
     QR_CHECK(qr_calloc(&out->rows, n, sizeof *out->rows, "report rows"));
     out->n_rows = n;

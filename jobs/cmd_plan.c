@@ -2,7 +2,8 @@
  * slice of each rank group, its estimated flops, time and memory per rank, the imbalance, and
  * advice on ranks per node x threads per rank. Computed the same on every rank; rank 0 prints it.
  */
-#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -10,31 +11,60 @@
 #include <string.h>
 
 #include "io/model.h"
-#include "jobs/cli.h"
+#include "jobs/method_options.h"
 #include "mpi/comm.h"
 #include "mpi/plan.h"
 #include "src/dtype.h"
 #include "src/log.h"
 
-static const char help[] =
-    "usage: qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [--method M] [--rank R]\n"
-    "                   [--threads-per-rank K] [--cores-per-node C] [--gflops G] [--json]\n"
-    "\n"
+typedef struct {
+    const char *model;
+    qr_plan_opts plan;
+    int64_t ranks, threads, cores;
+    bool json;
+} plan_cli;
+
+static const qr_cmd_doc doc = {
+    "plan",
+    "qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [method options]\n"
+    "                   [--threads-per-rank K] [--cores-per-node C] [--gflops G] [--json]",
     "Print how a quantize job with N ranks splits the model: layers are cut into contiguous\n"
     "slices, one per rank group of P*Q ranks, balanced exactly by estimated cost (flops of the\n"
-    "statistics and decompositions, plus bytes read). N must be divisible by P*Q.\n"
-    "\n"
-    "  --model DIR            Hugging Face folder or llama2.c checkpoint\n"
-    "  --ranks N              MPI ranks of the job (default: the ranks of this run)\n"
-    "  --grid PxQ             ranks per group as a BLACS grid (default 1x1)\n"
-    "  --tokens T             calibration tokens (default 2048)\n"
-    "  --method M             rtn, lqer, qera-approx, qera-exact, aser, serq, flrq, srr\n"
-    "                         (default qera-exact)\n"
-    "  --rank R               low-rank budget (default 32)\n"
-    "  --threads-per-rank K   BLAS threads per rank (default 1)\n"
-    "  --cores-per-node C     cores of one node, for the advice (default 64)\n"
-    "  --gflops G             flop rate of one BLAS thread for the time estimate (default 20)\n"
-    "  --json                 print the plan as JSON\n";
+    "statistics and decompositions, plus bytes read). N must be divisible by P*Q. The method\n"
+    "options are quantize's, with the same defaults: the same options plan the same computation.\n",
+    NULL,
+};
+
+#define CLI(f) offsetof(plan_cli, f)
+static const qr_opt plan_rows[] = {
+    {"model", QR_OPT_STR, CLI(model), "DIR", "Hugging Face folder or llama2.c checkpoint",
+     .required = true},
+    {"ranks", QR_OPT_INT, CLI(ranks), "N", "MPI ranks of the job", "the ranks of this run",
+     .imin = 1, .imax = 1 << 24},
+    {"grid", QR_OPT_CUSTOM, CLI(plan.grid), "PxQ", "ranks per group as a BLACS grid", "1x1",
+     .parse = qr_opt_parse_grid},
+    {"tokens", QR_OPT_INT, CLI(plan.tokens), "T", "calibration tokens", .imin = 1,
+     .imax = INT64_C(1) << 40},
+    {"threads-per-rank", QR_OPT_INT, CLI(threads), "K", "BLAS threads per rank", .imin = 1,
+     .imax = 4096},
+    {"cores-per-node", QR_OPT_INT, CLI(cores), "C", "cores of one node, for the advice", .imin = 1,
+     .imax = 1 << 20},
+    {"gflops", QR_OPT_DOUBLE, CLI(plan.gflops_per_thread), "G",
+     "flop rate of one BLAS thread for the time estimate", .dmin = 1e-6, .dmax = 1e9},
+    {"json", QR_OPT_FLAG, CLI(json), NULL, "print the plan as JSON"},
+};
+#undef CLI
+
+static void init_cli(void *ctx, qr_method_id m)
+{
+    plan_cli *c = ctx;
+    memset(c, 0, sizeof *c);
+    qr_plan_opts_default(&c->plan);
+    qr_method_opts_default(&c->plan.method, m);
+    c->ranks = qr_mpi_size(MPI_COMM_WORLD);
+    c->threads = c->plan.threads_per_rank;
+    c->cores = c->plan.cores_per_node;
+}
 
 static double mib(uint64_t bytes)
 {
@@ -122,9 +152,9 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
     json_object_set_new(root, "layers", json_integer(p->n_layers));
     json_object_set_new(root, "modules", json_integer((json_int_t)p->n_modules));
     json_object_set_new(root, "ranks", json_integer(p->opts.n_ranks));
-    json_object_set_new(root, "grid", json_pack("[i,i]", p->opts.grid_p, p->opts.grid_q));
-    json_object_set_new(root, "method", json_string(qr_method_name(p->opts.method)));
-    json_object_set_new(root, "rank", json_integer(p->opts.rank));
+    json_object_set_new(root, "grid", json_pack("[i,i]", p->opts.grid[0], p->opts.grid[1]));
+    json_object_set_new(root, "method", json_string(qr_method_name(p->opts.method.method)));
+    json_object_set_new(root, "rank", json_integer(p->opts.method.rank));
     json_object_set_new(root, "tokens", json_integer(p->opts.tokens));
     json_object_set_new(root, "threads_per_rank", json_integer(p->opts.threads_per_rank));
     json_object_set_new(root, "flops_per_byte", json_integer((json_int_t)p->flops_per_byte));
@@ -144,12 +174,13 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
 static void print_text(const qr_plan *p, const char *model_path)
 {
     char lines[4][320];
-    int n_adv = 0, per = p->opts.grid_p * p->opts.grid_q;
+    int n_adv = 0, per = p->opts.grid[0] * p->opts.grid[1];
     printf("plan: %s: %lld layers, %zu modules; %d ranks as %d group(s) of %dx%d; method %s, rank "
            "%lld, %lld tokens, %d thread(s) per rank at %g GFLOP/s each\n",
            model_path, (long long)p->n_layers, p->n_modules, p->opts.n_ranks, p->n_groups,
-           p->opts.grid_p, p->opts.grid_q, qr_method_name(p->opts.method), (long long)p->opts.rank,
-           (long long)p->opts.tokens, p->opts.threads_per_rank, p->opts.gflops_per_thread);
+           p->opts.grid[0], p->opts.grid[1], qr_method_name(p->opts.method.method),
+           (long long)p->opts.method.rank, (long long)p->opts.tokens, p->opts.threads_per_rank,
+           p->opts.gflops_per_thread);
     printf("%5s  %-11s  %-11s  %-11s  %11s  %10s  %10s  %12s\n", "group", "ranks", "layers",
            "modules", "GFLOP", "read MB", "est. s", "MiB/rank");
     for (int g = 0; g < p->n_groups; g++) {
@@ -184,87 +215,33 @@ static void print_text(const qr_plan *p, const char *model_path)
 
 qr_status qr_cmd_plan(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"model", required_argument, NULL, 'm'},
-                                             {"ranks", required_argument, NULL, 'n'},
-                                             {"grid", required_argument, NULL, 'g'},
-                                             {"tokens", required_argument, NULL, 't'},
-                                             {"method", required_argument, NULL, 'M'},
-                                             {"rank", required_argument, NULL, 'r'},
-                                             {"threads-per-rank", required_argument, NULL, 'k'},
-                                             {"cores-per-node", required_argument, NULL, 'c'},
-                                             {"gflops", required_argument, NULL, 'f'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     qr_status st = QR_OK;
-    const char *model_path = NULL;
     qr_model *model = NULL;
     qr_plan *plan = NULL;
+    plan_cli cli;
     qr_plan_opts o;
-    int json = 0, c;
-    int64_t v = 0;
-    qr_plan_opts_default(&o);
-    o.n_ranks = qr_mpi_size(MPI_COMM_WORLD);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model_path = optarg;
-            break;
-        case 'n':
-            QR_TRY(qr_cli_int("--ranks", optarg, 1, 1 << 24, &v));
-            o.n_ranks = (int)v;
-            break;
-        case 'g':
-            QR_TRY(qr_cli_grid("--grid", optarg, &o.grid_p, &o.grid_q));
-            break;
-        case 't':
-            QR_TRY(qr_cli_int("--tokens", optarg, 1, INT64_C(1) << 40, &o.tokens));
-            break;
-        case 'M':
-            o.method = qr_method_parse(optarg);
-            if (o.method == QR_METHOD_COUNT) {
-                return qr_fail(
-                    QR_ERR_INPUT,
-                    "--method: expected one of rtn, lqer, qera-approx, qera-exact, aser, "
-                    "serq, flrq, srr (found '%s')",
-                    optarg);
-            }
-            break;
-        case 'r':
-            QR_TRY(qr_cli_int("--rank", optarg, 0, 1 << 20, &o.rank));
-            break;
-        case 'k':
-            QR_TRY(qr_cli_int("--threads-per-rank", optarg, 1, 4096, &v));
-            o.threads_per_rank = (int)v;
-            break;
-        case 'c':
-            QR_TRY(qr_cli_int("--cores-per-node", optarg, 1, 1 << 20, &v));
-            o.cores_per_node = (int)v;
-            break;
-        case 'f':
-            QR_TRY(qr_cli_double("--gflops", optarg, 1e-6, 1e9, &o.gflops_per_thread));
-            break;
-        case 'j':
-            json = 1;
-            break;
-        case 'h':
-            qr_cli_print_help(help);
-            return QR_OK;
-        case ':':
-            return qr_cli_usage_error("plan", "an option is missing its value");
-        default:
-            return qr_cli_usage_error("plan", "unknown option");
-        }
+    qr_opt_result res;
+    const char *model_path;
+    qr_opt_table tables[] = {
+        QR_OPT_TABLE(plan_rows, &cli, "options (defaults in parentheses)"),
+        qr_method_opt_table(&cli.plan.method, "method (as quantize)"),
+    };
+    QR_TRY(qr_opts_parse_with_method(&doc, tables, 2, 0, argc, argv, init_cli, &cli,
+                                     &cli.plan.method, &res));
+    if (res.help) {
+        return QR_OK;
     }
-    if (!model_path || optind != argc) {
-        return qr_cli_usage_error("plan", "expected --model DIR and no other arguments");
-    }
-    if (o.n_ranks % (o.grid_p * o.grid_q) != 0) {
+    o = cli.plan;
+    o.n_ranks = (int)cli.ranks;
+    o.threads_per_rank = (int)cli.threads;
+    o.cores_per_node = (int)cli.cores;
+    model_path = cli.model;
+    if (o.n_ranks % (o.grid[0] * o.grid[1]) != 0) {
         return qr_fail(QR_ERR_INPUT,
                        "--ranks %d: not divisible by the grid's P*Q = %d (--grid %dx%d); use a "
                        "multiple of %d ranks",
-                       o.n_ranks, o.grid_p * o.grid_q, o.grid_p, o.grid_q, o.grid_p * o.grid_q);
+                       o.n_ranks, o.grid[0] * o.grid[1], o.grid[0], o.grid[1],
+                       o.grid[0] * o.grid[1]);
     }
     QR_CHECK(qr_model_open(model_path, &model));
     {
@@ -283,7 +260,7 @@ qr_status qr_cmd_plan(int argc, char **argv)
         QR_CHECK(qr_plan_build(cfg, &o, &plan));
     }
     if (qr_log_rank() == 0) {
-        if (json) {
+        if (cli.json) {
             QR_CHECK(print_json(plan, model_path));
         } else {
             print_text(plan, model_path);

@@ -178,17 +178,6 @@ static qr_status parse(int argc, char **argv, validate_opts *o, bool *help_only)
     return QR_OK;
 }
 
-static const qr_kv *attr(const qr_ckpt *ck, const char *key)
-{
-    return qr_kv_find(qr_ckpt_attrs(ck), key);
-}
-
-static int64_t attr_int(const qr_ckpt *ck, const char *key, int64_t def)
-{
-    const qr_kv *kv = attr(ck, key);
-    return kv && kv->type == QR_KV_INT ? kv->i : def;
-}
-
 /* The holdout fraction quantize used, from the checkpoint's options JSON. */
 static qr_status read_holdout(const vctx *v, const char *path, double *holdout)
 {
@@ -210,37 +199,33 @@ static qr_status read_holdout(const vctx *v, const char *path, double *holdout)
 /* Open the checkpoint, calibration and model and check they belong together. Not collective. */
 static qr_status open_inputs(const validate_opts *o, vctx *v)
 {
-    const qr_kv *kv;
+    qr_ckpt_header h;
     char ident[32];
     QR_TRY(qr_ckpt_open(o->ckpt, &v->ck));
-    kv = attr(v->ck, "method");
-    snprintf(v->method, sizeof v->method, "%s", kv && kv->type == QR_KV_STRING ? kv->s : "?");
-    v->abits = attr_int(v->ck, "abits", 8);
-    v->wbits = attr_int(v->ck, "wbits", 4);
-    v->group = attr_int(v->ck, "group", 0);
-    v->rank = attr_int(v->ck, "rank", 0);
+    QR_TRY(qr_ckpt_header_read(v->ck, &h));
+    snprintf(v->method, sizeof v->method, "%s", h.method);
+    v->abits = h.abits;
+    v->wbits = h.wbits;
+    v->group = h.group;
+    v->rank = h.rank;
     QR_TRY(read_holdout(v, o->ckpt, &v->holdout));
 
     QR_TRY(qr_calib_set_open_dir(o->calib, &v->calib));
     qr_calib_identity(v->calib, ident, sizeof ident);
-    kv = attr(v->ck, "calibration");
-    if (kv && kv->type == QR_KV_STRING && kv->s[0] && strcmp(kv->s, ident) != 0) {
+    if (h.calibration[0] && strcmp(h.calibration, ident) != 0) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: not the calibration %s was quantized from, so its held-out rows are "
                        "not the ones the stored errors were measured on (expected calibration "
                        "identity %s, found %s)",
-                       o->calib, o->ckpt, kv->s, ident);
+                       o->calib, o->ckpt, h.calibration, ident);
     }
     QR_TRY(qr_calib_split_holdout(v->calib, v->holdout, &v->split));
 
     if (o->model) {
         v->model_path = o->model;
     } else {
-        kv = attr(v->ck, "model_path");
         snprintf(v->model_path_buf, sizeof v->model_path_buf, "%s",
-                 kv && kv->type == QR_KV_STRING && kv->s[0]
-                     ? kv->s
-                     : qr_calib_shard_info(qr_calib_set_shard(v->calib, 0))->model_path);
+                 qr_calib_shard_info(qr_calib_set_shard(v->calib, 0))->model_path);
         v->model_path = v->model_path_buf;
     }
     if (qr_model_open(v->model_path, &v->model) != QR_OK) {
@@ -249,11 +234,10 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
         return qr_fail(QR_ERR_INPUT, "%s (the source model of %s; give it with --model DIR)", msg,
                        o->ckpt);
     }
-    kv = attr(v->ck, "source_model");
-    if (kv && kv->type == QR_KV_STRING && strcmp(kv->s, qr_model_identity(v->model)) != 0) {
+    if (strcmp(h.source_model, qr_model_identity(v->model)) != 0) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: not the model %s was quantized from (expected identity %s, found %s)",
-                       v->model_path, o->ckpt, kv->s, qr_model_identity(v->model));
+                       v->model_path, o->ckpt, h.source_model, qr_model_identity(v->model));
     }
     QR_TRY(qr_modules_enumerate(qr_model_get_config(v->model), &v->mods, &v->n_mods));
     for (size_t i = 0; i < qr_ckpt_module_count(v->ck); i++) {

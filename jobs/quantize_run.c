@@ -1,15 +1,20 @@
 /* quantize_run.c: the distributed quantize job (jobs/quantize_run.h).
  *
- * Phases, each entered only after every rank agreed on the status of the previous one:
- *   1. open the model and the calibration shards on every rank, check every shard's dataset widths
- *      against the modules, build the options that identify the result and the plan;
- *   2. rank 0 takes the job lock; every group checks the existing parts of its slice (a part made
- *      with other options stops the job naming the option);
- *   3. each group streams, per layer input, the fitting windows of every shard in order into
- *      float64 statistics and keeps the held-out windows, runs the method on each module of the
- *      slice that has no part yet, computes its metrics and writes its part; group roots tell
- *      rank 0, which prints one line per module;
- *   4. all ranks assemble the shared checkpoint collectively. */
+ * qr_quantize_run reads as its list of phases; each phase is a function whose status every rank
+ * agrees on (qr_mpi_agree) before the next one starts:
+ *   open      the model, its modules and the calibration shards on every rank;
+ *   check     every shard dataset against its module, the options that identify the result;
+ *   plan      the layer slices of the rank groups (checking every option against every module's
+ *             shape), the group's grid and linear-algebra backend;
+ *   lock      rank 0 takes the job lock;
+ *   resume    every group checks the existing parts of its slice (a part made with other options
+ *             stops the job naming the option);
+ *   slice     each group streams, per layer input, the fitting windows of every shard in order into
+ *             float64 statistics and keeps the held-out windows, runs the method on each module of
+ *             the slice that has no part yet, computes its metrics and writes its part; group roots
+ *             tell rank 0, which prints one line per module;
+ *   assemble  all ranks write the shared checkpoint collectively;
+ *   close     free everything (every rank, always). */
 /* madvise and MADV_DONTNEED are not POSIX (posix_madvise's DONTNEED is a no-op in glibc). */
 #define _DEFAULT_SOURCE
 #include "jobs/quantize_run.h"
@@ -50,32 +55,8 @@
 /* Tag of the module-finished messages group roots send to rank 0. */
 #define QR_TAG_PROGRESS 7101
 
-static qr_quantize_stats last_stats;
-
-/* Test hook (docs/quantize.md): QRECON_TEST_SLOW_MS=N sleeps N ms after each module, so a test can
- * kill a job on the real (fast) small model in the middle of its work. */
-static void test_slow_down(void)
-{
-    const char *v = getenv("QRECON_TEST_SLOW_MS");
-    long ms = v ? strtol(v, NULL, 10) : 0;
-    if (ms > 0) {
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-void qr_quantize_last_stats(qr_quantize_stats *s)
-{
-    *s = last_stats;
-}
-
 /* ---- what identifies a result: options, source model, calibration ------------------------------
  */
-
-static const char *svd_mode_name(qr_svd_mode m)
-{
-    return m == QR_SVD_EXACT ? "exact" : m == QR_SVD_RANDOMIZED ? "randomized" : "auto";
-}
 
 static qr_status build_options(const qr_quantize_job *job, const qr_model *model,
                                qr_calib_set *calib, qr_kvlist *opts)
@@ -84,8 +65,8 @@ static qr_status build_options(const qr_quantize_job *job, const qr_model *model
     char ident[32];
     qr_calib_identity(calib, ident, sizeof ident);
     QR_TRY(qr_kv_set_str(opts, "method", qr_method_name(mo->method)));
-    QR_TRY(qr_kv_set_int(opts, "wbits", job->wbits));
-    QR_TRY(qr_kv_set_int(opts, "abits", mo->abits));
+    QR_TRY(qr_kv_set_int(opts, "wbits", QR_CKPT_WBITS));
+    QR_TRY(qr_kv_set_int(opts, "abits", job->abits));
     QR_TRY(qr_kv_set_int(opts, "group", mo->wq.group));
     QR_TRY(qr_kv_set_int(opts, "asym", mo->wq.asym ? 1 : 0));
     QR_TRY(qr_kv_set_int(opts, "clip_search", mo->wq.clip_search ? 1 : 0));
@@ -93,7 +74,7 @@ static qr_status build_options(const qr_quantize_job *job, const qr_model *model
     QR_TRY(qr_kv_set_int(opts, "salient", mo->n_salient));
     QR_TRY(qr_kv_set_int(opts, "gptq", mo->gptq ? 1 : 0));
     QR_TRY(qr_kv_set_int(opts, "seed", (int64_t)mo->seed));
-    QR_TRY(qr_kv_set_str(opts, "svd", svd_mode_name(mo->svd.mode)));
+    QR_TRY(qr_kv_set_str(opts, "svd", qr_svd_mode_name(mo->svd.mode)));
     QR_TRY(qr_kv_set_int(opts, "svd_oversample", mo->svd.oversample));
     QR_TRY(qr_kv_set_int(opts, "svd_power_iters", mo->svd.power_iters));
     QR_TRY(qr_kv_set_double(opts, "smooth_alpha", mo->smooth_alpha));
@@ -377,8 +358,7 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     QR_CHECK(qr_model_read_f64(model, tensor, W, n));
     release_tensor_pages(model, tensor);
     mo.module_name = m->name;
-    mo.backend = backend;
-    QR_CHECK(qr_method_run(&mo, W, m->d_out, m->d_in, stats, &ql, &rep));
+    QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
     if (n_ho > 0) {
         QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, job->agroup, &rep, &met));
     }
@@ -399,8 +379,269 @@ done:
     return st;
 }
 
-/* ---- the job -----------------------------------------------------------------------------------
+/* ---- the job's state and its phases -------------------------------------------------------------
  */
+
+typedef struct {
+    MPI_Comm comm;
+    const qr_quantize_job *job;
+    qr_quantize_stats *stats;
+    int rank, size, gsize, group, is_root;
+    qr_model *model;
+    qr_calib_set *calib;
+    qr_module *mods; /* (n_mods) in model order */
+    size_t n_mods;
+    qr_calib_split sp;
+    qr_kvlist opts; /* what identifies the result: parts and the checkpoint carry it */
+    qr_plan *plan;
+    const qr_plan_slice *slice; /* this rank's group's share */
+    qr_grid *grid;              /* the group's grid when it has more than one rank */
+    qr_linalg_backend backend;  /* ScaLAPACK on grid */
+    qr_lock *lock;
+    char parts_dir[QR_PATH_MAX];
+    char **part_paths; /* (n_mods) */
+    uint8_t *done;     /* (n_mods) 1: a verified part exists */
+    int64_t todo;      /* modules left to do over all groups */
+    double todo_weight;
+} qr_run;
+
+/* open: the model, its modules and the calibration shards (every rank). */
+static qr_status phase_open(qr_run *r)
+{
+    const qr_quantize_job *job = r->job;
+    if (r->gsize < 1 || r->size % r->gsize != 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--grid %dx%d: the job size %d is not a multiple of the grid's %d ranks",
+                       job->grid[0], job->grid[1], r->size, r->gsize);
+    }
+    QR_TRY(qr_model_open(job->model_path, &r->model));
+    QR_TRY(qr_modules_enumerate(qr_model_get_config(r->model), &r->mods, &r->n_mods));
+    return qr_calib_set_open_dir(job->calib_dir, &r->calib);
+}
+
+/* check: the shards against the modules, the options that identify the result. */
+static qr_status phase_check(qr_run *r)
+{
+    QR_TRY(check_calib(r->model, r->calib, r->mods, r->n_mods));
+    QR_TRY(qr_calib_split_holdout(r->calib, r->job->holdout, &r->sp));
+    QR_TRY(build_options(r->job, r->model, r->calib, &r->opts));
+    return qr_part_dir(r->job->out_path, r->parts_dir, sizeof r->parts_dir);
+}
+
+/* plan: the layer slices (the same on every rank); building it checks every option against every
+ * module's shape, so a value some module would reject stops the job before any work. */
+static qr_status phase_plan(qr_run *r)
+{
+    qr_plan_opts po;
+    qr_dtype dt = QR_DTYPE_F32;
+    int nd;
+    int64_t shape[8];
+    char tensor[QR_MODULE_NAME_MAX + 16];
+    snprintf(tensor, sizeof tensor, "%s.weight", r->mods[0].name);
+    qr_plan_opts_default(&po);
+    po.tokens = r->sp.n_rows;
+    po.method = r->job->method;
+    po.n_ranks = r->size;
+    po.grid[0] = r->job->grid[0];
+    po.grid[1] = r->job->grid[1];
+    if (qr_model_tensor_info(r->model, tensor, &dt, &nd, shape) == QR_OK) {
+        po.weight_bytes = (int64_t)qr_dtype_size(dt);
+    }
+    QR_TRY(qr_plan_build(qr_model_get_config(r->model), &po, &r->plan));
+    r->group = r->rank / r->gsize;
+    r->is_root = r->rank % r->gsize == 0;
+    r->slice = &r->plan->slices[r->group];
+    return QR_OK;
+}
+
+/* The group's BLACS grid and backend (collective over the job: BLACS makes every context). */
+static qr_status make_grid(qr_run *r)
+{
+    if (r->gsize > 1) {
+        QR_TRY(qr_grid_create(r->comm, r->job->grid[0], r->job->grid[1], 0, &r->grid));
+        qr_scalapack_backend(&r->backend, r->grid);
+    }
+    if (r->rank == 0) {
+        QR_INFO("quantize: %zu modules, %d rank group(s) of %dx%d, %" PRId64
+                " calibration rows (%" PRId64 " fit, %" PRId64 " held out), imbalance %.3f",
+                r->n_mods, r->plan->n_groups, r->job->grid[0], r->job->grid[1], r->sp.n_rows,
+                r->sp.n_fit, r->sp.n_ho, r->plan->imbalance);
+    }
+    return QR_OK;
+}
+
+/* lock: rank 0 takes the job lock in the parts folder. */
+static qr_status phase_lock(qr_run *r)
+{
+    char lock_path[QR_PATH_MAX + 8];
+    bool took_over = false;
+    if (r->rank != 0) {
+        return QR_OK;
+    }
+    snprintf(lock_path, sizeof lock_path, "%s/LOCK", r->parts_dir);
+    QR_TRY(qr_fs_mkdirs(r->parts_dir));
+    return qr_lock_acquire(lock_path, &r->lock, &took_over);
+}
+
+/* An existing part of module i must have been made by this job's options. */
+static qr_status check_part(qr_run *r, int64_t i)
+{
+    qr_part_info info;
+    qr_status st = qr_part_read_info(r->part_paths[i], &info);
+    if (st == QR_OK) {
+        st = qr_part_check(&info, r->part_paths[i], r->mods[i].name, r->mods[i].d_out,
+                           r->mods[i].d_in, &r->opts);
+    }
+    qr_part_info_free(&info);
+    if (st != QR_OK) {
+        char msg[QR_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", qr_errmsg());
+        return qr_fail(st, "%s (existing part; this job will not overwrite it)", msg);
+    }
+    r->done[i] = 1;
+    return QR_OK;
+}
+
+/* resume: the part paths, and the verified parts of this group's slice. */
+static qr_status phase_resume(qr_run *r)
+{
+    QR_TRY(qr_calloc(&r->part_paths, r->n_mods, sizeof *r->part_paths, "part paths"));
+    QR_TRY(qr_calloc(&r->done, r->n_mods, 1, "part flags"));
+    for (size_t i = 0; i < r->n_mods; i++) {
+        char path[QR_PATH_MAX];
+        QR_TRY(qr_part_path(r->job->out_path, r->mods[i].name, path, sizeof path));
+        if (!(r->part_paths[i] = strdup(path))) {
+            return qr_fail(QR_ERR_NOMEM, "part paths: out of memory");
+        }
+    }
+    for (int64_t i = r->slice->module_begin; i < r->slice->module_end; i++) {
+        if (qr_fs_exists(r->part_paths[i])) {
+            QR_TRY(check_part(r, i));
+        }
+    }
+    return QR_OK;
+}
+
+/* How much is left, summed over the group roots (collective). */
+static void count_todo(qr_run *r)
+{
+    int64_t mine = 0;
+    double weight = 0;
+    for (int64_t i = r->slice->module_begin; i < r->slice->module_end && r->is_root; i++) {
+        if (!r->done[i]) {
+            mine++;
+            weight += (double)r->mods[i].d_out * (double)r->mods[i].d_in;
+        }
+    }
+    MPI_Allreduce(&mine, &r->todo, 1, MPI_INT64_T, MPI_SUM, r->comm);
+    MPI_Allreduce(&weight, &r->todo_weight, 1, MPI_DOUBLE, MPI_SUM, r->comm);
+    if (r->rank == 0) {
+        QR_INFO("quantize: %" PRId64 " module(s) to do, %" PRId64 " already done (verified parts)",
+                r->todo, (int64_t)r->n_mods - r->todo);
+    }
+}
+
+/* A stop signal may reach the ranks of a group at different moments: they agree on it, or one
+ * would stop while the others enter the next module's collectives. */
+static qr_status check_stop(qr_run *r)
+{
+    int sig = r->job->stop ? (int)*r->job->stop : 0;
+    if (r->grid) {
+        MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, r->grid->comm);
+    }
+    if (sig) {
+        return qr_fail(QR_STOPPED, "stopped on signal %d; rerun the same command to resume", sig);
+    }
+    return QR_OK;
+}
+
+/* Modules [i, j) share one layer input (q/k/v, gate/up): one statistics pass, then each module
+ * without a part. Every rank of a group computes the module; only the group root writes it. */
+static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64_t j)
+{
+    qr_status st = QR_OK;
+    qr_stats *stats = NULL;
+    float *held = NULL;
+    double stats_seconds = 0;
+    int64_t need = 0;
+    for (int64_t k = i; k < j; k++) {
+        need += !r->done[k];
+    }
+    if (need > 0) {
+        QR_CHECK(input_stats(r->calib, r->mods[i].input_key, r->mods[i].d_in, &r->sp, &stats, &held,
+                             &stats_seconds));
+    }
+    for (int64_t k = i; k < j; k++) {
+        progress_msg msg;
+        if (r->done[k]) {
+            continue;
+        }
+        QR_CHECK(check_stop(r));
+        st = run_module(r->job, r->grid ? &r->backend : NULL, r->model, &r->mods[k], stats, held,
+                        r->sp.n_ho, stats_seconds, &r->opts, r->is_root ? r->part_paths[k] : NULL,
+                        &msg);
+        if (r->grid) {
+            /* The group's ranks leave together: the next module's calls are collective. */
+            st = qr_mpi_agree(r->grid->comm, st);
+        }
+        QR_CHECK(st);
+        stats_seconds = 0;
+        if (r->job->after_module) {
+            r->job->after_module(r->job->hook_ctx, r->mods[k].name);
+        }
+        if (r->is_root) {
+            if (r->stats) {
+                r->stats->modules_done++;
+            }
+            QR_CHECK(progress_post(prog, &msg));
+        }
+    }
+done:
+    qr_stats_free(&stats);
+    free(held);
+    return st;
+}
+
+/* slice: this group's modules, one layer input at a time; rank 0 prints every group's progress.
+ * Collective: returns the agreed status (a stop on any group stops the job). */
+static qr_status phase_slice(qr_run *r)
+{
+    qr_status st = QR_OK;
+    progress_ctx prog;
+    double t0 = qr_now();
+    memset(&prog, 0, sizeof prog);
+    prog.comm = r->comm;
+    prog.rank = r->rank;
+    prog.size = r->size;
+    prog.group_size = r->gsize;
+    prog.method = qr_method_name(r->job->method.method);
+    if (r->rank == 0) {
+        /* ETA by weight count: a module's time grows with d_out d_in (and more with d_in). */
+        prog.bar = qr_progress_begin("quantize", r->todo, "modules");
+        qr_progress_set_total_weight(prog.bar, r->todo_weight);
+    }
+    for (int64_t i = r->slice->module_begin; i < r->slice->module_end && st == QR_OK;) {
+        int64_t j = i + 1;
+        while (j < r->slice->module_end && r->mods[j].layer == r->mods[i].layer &&
+               r->mods[j].input == r->mods[i].input) {
+            j++;
+        }
+        st = run_input_group(r, &prog, i, j);
+        i = j;
+    }
+    if (r->stats) {
+        r->stats->seconds_modules = qr_now() - t0;
+    }
+    progress_finish(&prog);
+    if (r->rank == 0) {
+        qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t0);
+    }
+    st = qr_mpi_agree(r->comm, st);
+    if (st == QR_STOPPED && r->rank == 0) {
+        QR_INFO("quantize: %s", qr_errmsg());
+    }
+    return st;
+}
 
 typedef struct {
     const qr_model *model;
@@ -445,10 +686,87 @@ static qr_status list_tensors(const qr_model *model, const qr_module *mods, size
     return QR_OK;
 }
 
+/* The checkpoint's typed header from the job. */
+static void make_header(const qr_run *r, qr_ckpt_header *h)
+{
+    const qr_kv *cal = qr_kv_find(&r->opts, "calibration");
+    memset(h, 0, sizeof *h);
+    snprintf(h->method, sizeof h->method, "%s", qr_method_name(r->job->method.method));
+    h->wbits = QR_CKPT_WBITS;
+    h->abits = r->job->abits;
+    h->group = r->job->method.wq.group;
+    h->rank = r->job->method.rank;
+    snprintf(h->source_model, sizeof h->source_model, "%s", qr_model_identity(r->model));
+    snprintf(h->calibration, sizeof h->calibration, "%.63s", cal ? cal->s : "");
+    snprintf(h->writer, sizeof h->writer, "qrecon %s", QRECON_VERSION);
+}
+
+/* assemble: the shared checkpoint from every part (collective). */
+static qr_status phase_assemble(qr_run *r)
+{
+    qr_status st = QR_OK;
+    qr_ckpt_spec spec;
+    qr_ckpt_stats cs = {0, 0};
+    qr_ckpt_header h;
+    qr_kvlist root = {0};
+    tensor_ctx tctx = {r->model};
+    qr_ckpt_tensor *tensors = NULL;
+    const char **names = NULL;
+    char *cfg_json = NULL, *opts_json = NULL;
+    memset(&spec, 0, sizeof spec);
+    make_header(r, &h);
+    st = list_tensors(r->model, r->mods, r->n_mods, &tensors, &spec.n_tensors);
+    if (st == QR_OK) {
+        st = config_json(qr_model_get_config(r->model), &cfg_json);
+    }
+    if (st == QR_OK) {
+        st = qr_kvlist_to_json(&r->opts, &opts_json);
+    }
+    if (st == QR_OK) {
+        st = qr_ckpt_header_write(&h, &root);
+    }
+    if (st == QR_OK) {
+        st = qr_calloc(&names, r->n_mods + 1, sizeof *names, "module names");
+    }
+    QR_CHECK(qr_mpi_agree(r->comm, st));
+    for (size_t i = 0; i < r->n_mods; i++) {
+        names[i] = r->mods[i].name;
+    }
+    spec.agree = qr_mpi_agree;
+    spec.root = &root;
+    spec.model_config = cfg_json;
+    spec.options = opts_json;
+    spec.modules = names;
+    spec.parts = (const char *const *)r->part_paths;
+    spec.n_modules = r->n_mods;
+    spec.tensors = tensors;
+    spec.read_tensor = read_tensor_cb;
+    spec.read_ctx = &tctx;
+    spec.after_module = r->job->after_assembled;
+    spec.hook_ctx = r->job->hook_ctx;
+    st = qr_ckpt_assemble(r->comm, r->job->out_path, &spec, &cs);
+    if (r->stats) {
+        r->stats->seconds_assemble = cs.seconds;
+        r->stats->assemble_bytes = cs.bytes;
+    }
+    if (st == QR_OK && r->rank == 0) {
+        QR_INFO("quantize: wrote %s (%zu modules, %zu tensors, %.1f MiB in %.2f s)",
+                r->job->out_path, r->n_mods, spec.n_tensors, (double)cs.bytes / 1048576.0,
+                cs.seconds);
+    }
+done:
+    free(cfg_json);
+    free(opts_json);
+    free(tensors);
+    free(names);
+    qr_kvlist_free(&root);
+    return st;
+}
+
 /* Rank 0 prints the largest peak resident memory of any rank next to the plan's largest module
  * working set (the model is never loaded whole, so the two should be close), and the CPU time of
  * the busiest rank and of all ranks. Collective. */
-static void report_memory(MPI_Comm comm, const qr_plan *plan)
+static void report_memory(qr_run *r)
 {
     struct rusage ru;
     double mine, peak = 0, work = 0, cpu, cpu_max = 0, cpu_sum = 0;
@@ -456,16 +774,18 @@ static void report_memory(MPI_Comm comm, const qr_plan *plan)
     mine = (double)ru.ru_maxrss * 1024.0; /* Linux: kilobytes */
     cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-    last_stats.peak_rss_bytes = (uint64_t)mine;
-    MPI_Reduce(&mine, &peak, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
-    MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
-    MPI_Reduce(&cpu, &cpu_sum, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
-    for (size_t i = 0; i < plan->n_modules; i++) {
-        if ((double)plan->costs[i].work_bytes > work) {
-            work = (double)plan->costs[i].work_bytes;
+    if (r->stats) {
+        r->stats->peak_rss_bytes = (uint64_t)mine;
+    }
+    MPI_Reduce(&mine, &peak, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm);
+    MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm);
+    MPI_Reduce(&cpu, &cpu_sum, 1, MPI_DOUBLE, MPI_SUM, 0, r->comm);
+    for (size_t i = 0; i < r->plan->n_modules; i++) {
+        if ((double)r->plan->costs[i].work_bytes > work) {
+            work = (double)r->plan->costs[i].work_bytes;
         }
     }
-    if (qr_mpi_rank(comm) == 0) {
+    if (r->rank == 0) {
         QR_INFO("quantize: peak memory per rank %.1f MiB (largest module working set %.1f MiB, "
                 "ratio %.2f)",
                 peak / 1048576.0, work / 1048576.0, work > 0 ? peak / work : 0.0);
@@ -475,309 +795,67 @@ static void report_memory(MPI_Comm comm, const qr_plan *plan)
     }
 }
 
-qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job)
+/* close: everything the phases made (every rank, whatever happened). */
+static void phase_close(qr_run *r)
 {
-    qr_status st = QR_OK, local = QR_OK;
-    int rank = qr_mpi_rank(comm), size = qr_mpi_size(comm);
-    int gsize = job->grid_p * job->grid_q, group, is_root;
-    qr_model *model = NULL;
-    qr_calib_set *calib = NULL;
-    qr_module *mods = NULL;
-    size_t n_mods = 0;
-    qr_plan *plan = NULL;
-    qr_plan_opts po;
-    qr_kvlist opts = {0}, root = {0};
-    qr_lock *lock = NULL;
-    qr_calib_split sp;
-    char parts_dir[QR_PATH_MAX], lock_path[QR_PATH_MAX + 8];
-    char **part_paths = NULL;
-    uint8_t *done_flags = NULL;
-    char *cfg_json = NULL, *opts_json = NULL;
-    qr_ckpt_tensor *tensors = NULL;
-    const char **names = NULL;
-    qr_grid *grid = NULL;
-    qr_linalg_backend backend;
-    size_t n_tensors = 0;
-    progress_ctx prog;
-    int64_t my_todo = 0, todo = 0;
-    double my_weight = 0, todo_weight = 0;
-    const qr_plan_slice *slice = NULL;
-    double t_start = qr_now(), t_mod;
-    memset(&last_stats, 0, sizeof last_stats);
-    memset(&prog, 0, sizeof prog);
-    memset(&sp, 0, sizeof sp);
-
-    /* 1. inputs, options, plan: the same on every rank. */
-    if (gsize < 1 || size % gsize != 0) {
-        local = qr_fail(QR_ERR_INPUT,
-                        "--grid %dx%d: the job size %d is not a multiple of the grid's %d ranks",
-                        job->grid_p, job->grid_q, size, gsize);
-    }
-    if (local == QR_OK) {
-        local = qr_model_open(job->model_path, &model);
-    }
-    if (local == QR_OK) {
-        local = qr_modules_enumerate(qr_model_get_config(model), &mods, &n_mods);
-    }
-    if (local == QR_OK) {
-        local = qr_calib_set_open_dir(job->calib_dir, &calib);
-    }
-    if (local == QR_OK) {
-        local = check_calib(model, calib, mods, n_mods);
-    }
-    if (local == QR_OK) {
-        local = qr_calib_split_holdout(calib, job->holdout, &sp);
-    }
-    if (local == QR_OK) {
-        local = build_options(job, model, calib, &opts);
-    }
-    if (local == QR_OK) {
-        qr_dtype dt = QR_DTYPE_F32;
-        int nd;
-        int64_t shape[8];
-        char tensor[QR_MODULE_NAME_MAX + 16];
-        snprintf(tensor, sizeof tensor, "%s.weight", mods[0].name);
-        qr_plan_opts_default(&po);
-        po.tokens = sp.n_rows;
-        po.method = job->method.method;
-        po.rank = job->method.rank;
-        po.svd_mode = job->method.svd.mode;
-        po.oversample = job->method.svd.oversample;
-        po.power_iters = job->method.svd.power_iters;
-        po.n_ranks = size;
-        po.grid_p = job->grid_p;
-        po.grid_q = job->grid_q;
-        if (qr_model_tensor_info(model, tensor, &dt, &nd, shape) == QR_OK) {
-            po.weight_bytes = (int64_t)qr_dtype_size(dt);
-        }
-        local = qr_plan_build(qr_model_get_config(model), &po, &plan);
-    }
-    if (local == QR_OK) {
-        local = qr_part_dir(job->out_path, parts_dir, sizeof parts_dir);
-    }
-    QR_CHECK(qr_mpi_agree(comm, local));
-    group = rank / gsize;
-    is_root = rank % gsize == 0;
-    if (gsize > 1) {
-        QR_CHECK(qr_grid_create(comm, job->grid_p, job->grid_q, 0, &grid));
-        qr_scalapack_backend(&backend, grid);
-    }
-    slice = &plan->slices[group];
-    if (rank == 0) {
-        QR_INFO("quantize: %zu modules, %d rank group(s) of %dx%d, %" PRId64
-                " calibration rows (%" PRId64 " fit, %" PRId64 " held out), imbalance %.3f",
-                n_mods, plan->n_groups, job->grid_p, job->grid_q, sp.n_rows, sp.n_fit, sp.n_ho,
-                plan->imbalance);
-    }
-
-    /* 2. the lock, then the existing parts of this group's slice. */
-    if (rank == 0) {
-        bool took_over = false;
-        snprintf(lock_path, sizeof lock_path, "%s/LOCK", parts_dir);
-        local = qr_fs_mkdirs(parts_dir);
-        if (local == QR_OK) {
-            local = qr_lock_acquire(lock_path, &lock, &took_over);
-        }
-    }
-    QR_CHECK(qr_mpi_agree(comm, local));
-    QR_CHECK(qr_calloc(&part_paths, n_mods, sizeof *part_paths, "part paths"));
-    QR_CHECK(qr_calloc(&done_flags, n_mods, 1, "part flags"));
-    for (size_t i = 0; i < n_mods && local == QR_OK; i++) {
-        char path[QR_PATH_MAX];
-        local = qr_part_path(job->out_path, mods[i].name, path, sizeof path);
-        if (local == QR_OK && !(part_paths[i] = strdup(path))) {
-            local = qr_fail(QR_ERR_NOMEM, "part paths: out of memory");
-        }
-    }
-    for (int64_t i = slice->module_begin; i < slice->module_end && local == QR_OK; i++) {
-        qr_part_info info;
-        if (!qr_fs_exists(part_paths[i])) {
-            my_todo++;
-            my_weight += (double)mods[i].d_out * (double)mods[i].d_in;
-            continue;
-        }
-        local = qr_part_read_info(part_paths[i], &info);
-        if (local == QR_OK) {
-            local = qr_part_check(&info, part_paths[i], mods[i].name, mods[i].d_out, mods[i].d_in,
-                                  &opts);
-        }
-        if (local != QR_OK) {
-            char msg[QR_ERRMSG_MAX];
-            snprintf(msg, sizeof msg, "%s", qr_errmsg());
-            local = qr_fail(local, "%s (existing part; this job will not overwrite it)", msg);
-        } else {
-            done_flags[i] = 1;
-        }
-        qr_part_info_free(&info);
-    }
-    QR_CHECK(qr_mpi_agree(comm, local));
-    if (!is_root) {
-        my_todo = 0;
-        my_weight = 0;
-    }
-    MPI_Allreduce(&my_todo, &todo, 1, MPI_INT64_T, MPI_SUM, comm);
-    MPI_Allreduce(&my_weight, &todo_weight, 1, MPI_DOUBLE, MPI_SUM, comm);
-    if (rank == 0) {
-        QR_INFO("quantize: %" PRId64 " module(s) to do, %" PRId64 " already done (verified parts)",
-                todo, (int64_t)n_mods - todo);
-    }
-
-    /* 3. this group's slice, one layer input at a time. */
-    prog.comm = comm;
-    prog.rank = rank;
-    prog.size = size;
-    prog.group_size = gsize;
-    prog.method = qr_method_name(job->method.method);
-    if (rank == 0) {
-        /* ETA by weight count: a module's time grows with d_out d_in (and more with d_in). */
-        prog.bar = qr_progress_begin("quantize", todo, "modules");
-        qr_progress_set_total_weight(prog.bar, todo_weight);
-    }
-    t_mod = qr_now();
-    for (int64_t i = slice->module_begin; i < slice->module_end && local == QR_OK;) {
-        /* Modules [i, j) share one layer input (q/k/v, gate/up). */
-        int64_t j = i + 1, need = 0;
-        qr_stats *stats = NULL;
-        float *held = NULL;
-        double stats_seconds = 0;
-        while (j < slice->module_end && mods[j].layer == mods[i].layer &&
-               mods[j].input == mods[i].input) {
-            j++;
-        }
-        for (int64_t k = i; k < j; k++) {
-            need += !done_flags[k];
-        }
-        if (need > 0) {
-            local = input_stats(calib, mods[i].input_key, mods[i].d_in, &sp, &stats, &held,
-                                &stats_seconds);
-        }
-        for (int64_t k = i; k < j && local == QR_OK; k++) {
-            progress_msg msg;
-            int stop_sig;
-            if (done_flags[k]) {
-                continue;
-            }
-            stop_sig = job->stop ? (int)*job->stop : 0;
-            if (grid) {
-                /* A signal may reach the ranks of a group at different moments: they must agree,
-                 * or one would stop while the others enter the next module's collectives. */
-                MPI_Allreduce(MPI_IN_PLACE, &stop_sig, 1, MPI_INT, MPI_MAX, grid->comm);
-            }
-            if (stop_sig) {
-                local = qr_fail(QR_STOPPED,
-                                "stopped on signal %d; rerun the same command to resume", stop_sig);
-                break;
-            }
-            /* Every rank of a group computes the module; only the group root writes it. */
-            local = run_module(job, grid ? &backend : NULL, model, &mods[k], stats, held, sp.n_ho,
-                               stats_seconds, &opts, is_root ? part_paths[k] : NULL, &msg);
-            if (grid) {
-                /* The group's ranks leave together: the next module's calls are collective. */
-                local = qr_mpi_agree(grid->comm, local);
-            }
-            stats_seconds = 0;
-            test_slow_down();
-            if (local == QR_OK && is_root) {
-                last_stats.modules_done++;
-                local = progress_post(&prog, &msg);
-            }
-        }
-        qr_stats_free(&stats);
-        free(held);
-        i = j;
-    }
-    last_stats.seconds_modules = qr_now() - t_mod;
-    progress_finish(&prog);
-    if (rank == 0) {
-        qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t_mod);
-    }
-    st = qr_mpi_agree(comm, local);
-    if (st == QR_STOPPED && rank == 0) {
-        QR_INFO("quantize: %s", qr_errmsg());
-    }
-    QR_CHECK(st);
-
-    /* 4. the shared checkpoint, from every part. */
-    {
-        qr_ckpt_spec spec;
-        qr_ckpt_stats cs;
-        tensor_ctx tctx = {model};
-        char version[64];
-        snprintf(version, sizeof version, "qrecon %s", QRECON_VERSION);
-        local = list_tensors(model, mods, n_mods, &tensors, &n_tensors);
-        if (local == QR_OK) {
-            local = config_json(qr_model_get_config(model), &cfg_json);
-        }
-        if (local == QR_OK) {
-            local = qr_kvlist_to_json(&opts, &opts_json);
-        }
-        if (local == QR_OK) {
-            const qr_kv *cal = qr_kv_find(&opts, "calibration");
-            if ((local = qr_kv_set_str(&root, "method", qr_method_name(job->method.method))) ==
-                    QR_OK &&
-                (local = qr_kv_set_int(&root, "wbits", job->wbits)) == QR_OK &&
-                (local = qr_kv_set_int(&root, "abits", job->method.abits)) == QR_OK &&
-                (local = qr_kv_set_int(&root, "group", job->method.wq.group)) == QR_OK &&
-                (local = qr_kv_set_int(&root, "rank", job->method.rank)) == QR_OK &&
-                (local = qr_kv_set_str(&root, "source_model", qr_model_identity(model))) == QR_OK &&
-                (local = qr_kv_set_str(&root, "calibration", cal ? cal->s : "")) == QR_OK &&
-                (local = qr_kv_set_str(&root, "writer", version)) == QR_OK) {
-                local = QR_OK;
-            }
-        }
-        QR_CHECK(qr_mpi_agree(comm, local));
-        QR_CHECK(qr_calloc(&names, n_mods + 1, sizeof *names, "module names"));
-        for (size_t i = 0; i < n_mods; i++) {
-            names[i] = mods[i].name;
-        }
-        memset(&spec, 0, sizeof spec);
-        spec.root = &root;
-        spec.model_config = cfg_json;
-        spec.options = opts_json;
-        spec.modules = names;
-        spec.parts = (const char *const *)part_paths;
-        spec.n_modules = n_mods;
-        spec.tensors = tensors;
-        spec.n_tensors = n_tensors;
-        spec.read_tensor = read_tensor_cb;
-        spec.read_ctx = &tctx;
-        st = qr_ckpt_assemble(comm, job->out_path, &spec);
-        qr_ckpt_last_stats(&cs);
-        last_stats.seconds_assemble = cs.seconds;
-        last_stats.assemble_bytes = cs.bytes;
-        if (st == QR_OK && rank == 0) {
-            QR_INFO("quantize: wrote %s (%zu modules, %zu tensors, %.1f MiB in %.2f s)",
-                    job->out_path, n_mods, n_tensors, (double)cs.bytes / 1048576.0, cs.seconds);
-        }
-        if (st == QR_OK) {
-            report_memory(comm, plan);
-        }
-    }
-done:
-    if (grid) {
-        qr_grid_free(&grid);
+    if (r->grid) {
+        qr_grid_free(&r->grid);
         qr_blacs_shutdown();
     }
-    if (lock) {
-        qr_lock_release(&lock);
+    if (r->lock) {
+        qr_lock_release(&r->lock);
     }
-    if (part_paths) {
-        for (size_t i = 0; i < n_mods; i++) {
-            free(part_paths[i]);
-        }
+    for (size_t i = 0; r->part_paths && i < r->n_mods; i++) {
+        free(r->part_paths[i]);
     }
-    free(part_paths);
-    free(done_flags);
-    free(cfg_json);
-    free(opts_json);
-    free(tensors);
-    free(names);
-    free(mods);
-    qr_kvlist_free(&opts);
-    qr_kvlist_free(&root);
-    qr_plan_free(&plan);
-    qr_calib_set_close(&calib);
-    qr_model_close(&model);
-    last_stats.seconds_total = qr_now() - t_start;
+    free(r->part_paths);
+    free(r->done);
+    free(r->mods);
+    qr_kvlist_free(&r->opts);
+    qr_plan_free(&r->plan);
+    qr_calib_set_close(&r->calib);
+    qr_model_close(&r->model);
+}
+
+void qr_quantize_job_default(qr_quantize_job *job, qr_method_id m)
+{
+    memset(job, 0, sizeof *job);
+    qr_method_opts_default(&job->method, m);
+    job->abits = 8;
+    job->grid[0] = job->grid[1] = 1;
+    job->holdout = 0.1;
+    job->agroup = 128;
+}
+
+qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize_stats *stats)
+{
+    qr_status st = QR_OK;
+    qr_run r;
+    double t0 = qr_now();
+    memset(&r, 0, sizeof r);
+    r.comm = comm;
+    r.job = job;
+    r.stats = stats;
+    r.rank = qr_mpi_rank(comm);
+    r.size = qr_mpi_size(comm);
+    r.gsize = job->grid[0] * job->grid[1];
+    if (stats) {
+        memset(stats, 0, sizeof *stats);
+    }
+    QR_CHECK(qr_mpi_agree(comm, phase_open(&r)));
+    QR_CHECK(qr_mpi_agree(comm, phase_check(&r)));
+    QR_CHECK(qr_mpi_agree(comm, phase_plan(&r)));
+    QR_CHECK(make_grid(&r));
+    QR_CHECK(qr_mpi_agree(comm, phase_lock(&r)));
+    QR_CHECK(qr_mpi_agree(comm, phase_resume(&r)));
+    count_todo(&r);
+    QR_CHECK(phase_slice(&r));
+    QR_CHECK(phase_assemble(&r));
+    report_memory(&r);
+done:
+    phase_close(&r);
+    if (stats) {
+        stats->seconds_total = qr_now() - t0;
+    }
     return st;
 }

@@ -17,20 +17,23 @@ typedef struct {
     const char *model_path; /* --model: a Hugging Face folder or llama2.c checkpoint */
     const char *calib_dir;  /* --calib: a capture folder of shard-*.h5 */
     const char *out_path;   /* --out: the shared checkpoint; parts go to <out>.parts/ */
-    qr_method_opts method;  /* method, quantizer, rank, salient, gptq, seed, svd, abits */
-    int wbits;              /* weight bits (4) */
-    int grid_p, grid_q;     /* rank group grid (1x1: each rank on its own modules) */
+    qr_method_opts method;  /* method, quantizer, rank, salient, gptq, seed, svd */
+    int abits;              /* activation bits the model will run with: 8, 4, 0 = float */
+    int grid[2];            /* P, Q of each rank group (1x1: each rank on its own modules) */
     double holdout;         /* fraction of calibration windows kept for the metrics (the last) */
     int64_t agroup;         /* channel group of the grouped-A4 metric (0: off) */
     volatile sig_atomic_t *stop; /* set by SIGUSR1/SIGTERM: finish the module, exit 75 */
+    /* Optional hooks for tests (jobs/test_hooks.h): after each module a group computes, and after
+     * each module the assembly writes. */
+    void (*after_module)(void *hook_ctx, const char *module);
+    void (*after_assembled)(void *hook_ctx, size_t i);
+    void *hook_ctx;
 } qr_quantize_job;
 
-/* Collective over comm: run the whole job (resuming from existing parts) and assemble the
- * checkpoint. Every rank returns the same status: QR_OK, QR_ERR_INPUT (bad input or options, other
- * parts, a held lock), QR_STOPPED (stopped on request; rerun to resume), or an internal error. */
-qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job);
+/* The defaults of every field for method m (no paths). */
+void qr_quantize_job_default(qr_quantize_job *job, qr_method_id m);
 
-/* Figures of the last run on this rank (for the benchmark). */
+/* Figures of a run on this rank (for the benchmark). */
 typedef struct {
     double seconds_total;    /* whole job */
     double seconds_modules;  /* calibration, methods, metrics and part files of this rank */
@@ -39,6 +42,11 @@ typedef struct {
     int modules_done;        /* modules this rank's group quantized (not resumed) */
     uint64_t peak_rss_bytes; /* getrusage maxrss of this rank at the end */
 } qr_quantize_stats;
-void qr_quantize_last_stats(qr_quantize_stats *s);
+
+/* Collective over comm: run the whole job (resuming from existing parts) and assemble the
+ * checkpoint. Every rank returns the same status: QR_OK, QR_ERR_INPUT (bad input or options, other
+ * parts, a held lock), QR_STOPPED (stopped on request; rerun to resume), or an internal error.
+ * stats (may be NULL) gets this rank's figures. */
+qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize_stats *stats);
 
 #endif

@@ -540,37 +540,23 @@ done:
 qr_status qr_pdla_svd_truncated(const qr_grid *g, const qr_dmat *A, int64_t r, const qr_svd_opts *o,
                                 qr_rng *rng, double *U, double *S, double *Vt)
 {
-    int64_t m = A->m, n = A->n, k = m < n ? m : n;
-    qr_svd_mode mode = o ? o->mode : QR_SVD_AUTO;
-    int64_t p = o ? o->oversample : 10;
-    int q = o ? o->power_iters : 2;
-    int64_t l;
-    if (r < 0 || r > k) {
-        return qr_fail(QR_ERR_INPUT,
-                       "distributed truncated SVD: rank (expected 0..%lld, found %lld)",
-                       (long long)k, (long long)r);
+    qr_svd_opts defaults;
+    int64_t l = 0;
+    qr_svd_opts_default(&defaults);
+    if (!o) {
+        o = &defaults;
     }
-    if (p < 0 || q < 0 || mode < QR_SVD_AUTO || mode > QR_SVD_RANDOMIZED) {
-        return qr_fail(
-            QR_ERR_INPUT,
-            "distributed truncated SVD: options (expected a known mode, oversample >= 0, "
-            "power iterations >= 0, found mode %d, %lld, %d)",
-            (int)mode, (long long)p, q);
-    }
+    QR_TRY(qr_svd_check("distributed truncated SVD", o, A->m, A->n, r));
     if (r == 0) {
         return QR_OK;
     }
-    if (mode == QR_SVD_AUTO) {
-        mode = (8 * r <= k) ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
-    }
-    l = (r + p < k) ? r + p : k;
-    if (mode == QR_SVD_EXACT || l >= k) {
+    if (qr_svd_path(o, A->m, A->n, r, &l) == QR_SVD_EXACT) {
         return psvd_truncated_exact(g, A, r, U, S, Vt);
     }
     if (!rng) {
         return qr_fail(QR_ERR_INPUT, "distributed randomized SVD: no random stream given");
     }
-    return psvd_truncated_randomized(g, A, r, l, q, rng, U, S, Vt);
+    return psvd_truncated_randomized(g, A, r, l, o->power_iters, rng, U, S, Vt);
 }
 
 qr_status qr_pdla_svd(const qr_grid *g, const qr_dmat *A, double *S, qr_dmat *U, qr_dmat *Vt)

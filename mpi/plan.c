@@ -44,15 +44,11 @@ void qr_plan_opts_default(qr_plan_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->tokens = 2048;
-    o->method = QR_METHOD_QERA_EXACT;
-    o->rank = 32;
-    o->svd_mode = QR_SVD_AUTO;
-    o->oversample = 10;
-    o->power_iters = 2;
+    qr_method_opts_default(&o->method, QR_METHOD_DEFAULT);
     o->weight_bytes = 4;
     o->n_ranks = 1;
-    o->grid_p = 1;
-    o->grid_q = 1;
+    o->grid[0] = 1;
+    o->grid[1] = 1;
     o->threads_per_rank = 1;
     o->cores_per_node = QR_PLAN_DEFAULT_CORES_PER_NODE;
     o->gflops_per_thread = QR_PLAN_DEFAULT_GFLOPS;
@@ -67,17 +63,13 @@ static uint64_t svd_exact_flops(u64_ctx *c, uint64_t m, uint64_t n)
     return add(c, mul(c, 4, mul3(c, m, n, k)), mul(c, 22, mul3(c, k, k, k)));
 }
 
-/* Sketch width l of a rank-r truncated SVD, or 0 when the exact path runs (the rule of
- * qr_svd_truncated). */
+/* Sketch width l of a rank-r truncated SVD, or 0 when the exact path runs (the one rule,
+ * qr_svd_path). */
 static uint64_t sketch_width(const qr_plan_opts *o, uint64_t m, uint64_t n, uint64_t r)
 {
-    uint64_t k = m < n ? m : n;
-    uint64_t l = r + (uint64_t)o->oversample < k ? r + (uint64_t)o->oversample : k;
-    qr_svd_mode mode = o->svd_mode;
-    if (mode == QR_SVD_AUTO) {
-        mode = 8 * r <= k ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
-    }
-    return (mode == QR_SVD_EXACT || l >= k) ? 0 : l;
+    int64_t l = 0;
+    qr_svd_path(&o->method.svd, (int64_t)m, (int64_t)n, (int64_t)r, &l);
+    return (uint64_t)l;
 }
 
 /* Rank-r truncated SVD of an (m, n) matrix. Randomized: 2q + 2 products with A (2 m n l each),
@@ -86,7 +78,7 @@ static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, u
                                 uint64_t r)
 {
     uint64_t l = sketch_width(o, m, n, r), big = m > n ? m : n;
-    uint64_t q = (uint64_t)o->power_iters, f;
+    uint64_t q = (uint64_t)o->method.svd.power_iters, f;
     if (r == 0) {
         return 0;
     }
@@ -104,23 +96,23 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
 {
     u64_ctx ctx = {false};
     uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in, n = (uint64_t)o->tokens;
-    uint64_t r = (uint64_t)o->rank, mn = mul(&ctx, dout, din);
+    uint64_t r = (uint64_t)o->method.rank, mn = mul(&ctx, dout, din);
     uint64_t kmin = dout < din ? dout : din;
     uint64_t quant = mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn);
     uint64_t dec = 0, l, gram = 1;
     bool whitened = false;
     memset(c, 0, sizeof *c);
-    if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->rank < 0) {
+    if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->method.rank < 0) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: shape or options out of range (d_out %lld, d_in %lld, "
                        "tokens %lld, rank %lld)",
                        m->name, (long long)m->d_out, (long long)m->d_in, (long long)o->tokens,
-                       (long long)o->rank);
+                       (long long)o->method.rank);
     }
     if (r > kmin) {
         r = kmin;
     }
-    switch (o->method) {
+    switch (o->method.method) {
     case QR_METHOD_RTN:
         break;
     case QR_METHOD_LQER:
@@ -152,7 +144,7 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         dec = mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r));
         break;
     default:
-        return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method);
+        return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }
     if (first_of_input) {
         c->stats_flops = add(&ctx, mul3(&ctx, n, din, din), mul3(&ctx, 4, n, din));
@@ -264,27 +256,27 @@ qr_status qr_linear_partition(const uint64_t *cost, int64_t n, int64_t k, int64_
 
 static qr_status check_opts(const qr_plan_opts *o)
 {
-    int64_t per = (int64_t)o->grid_p * (int64_t)o->grid_q;
-    if (o->grid_p < 1 || o->grid_q < 1) {
-        return qr_fail(QR_ERR_INPUT, "--grid: expected P >= 1 and Q >= 1 (found %dx%d)", o->grid_p,
-                       o->grid_q);
+    int64_t per = (int64_t)o->grid[0] * (int64_t)o->grid[1];
+    if (o->grid[0] < 1 || o->grid[1] < 1) {
+        return qr_fail(QR_ERR_INPUT, "--grid: expected P >= 1 and Q >= 1 (found %dx%d)", o->grid[0],
+                       o->grid[1]);
     }
     if (o->n_ranks < 1 || o->n_ranks % per != 0) {
         return qr_fail(QR_ERR_INPUT,
                        "--ranks %d: must be a positive multiple of P*Q = %lld for --grid %dx%d "
                        "(expected a multiple of %lld, found %d)",
-                       o->n_ranks, (long long)per, o->grid_p, o->grid_q, (long long)per,
+                       o->n_ranks, (long long)per, o->grid[0], o->grid[1], (long long)per,
                        o->n_ranks);
     }
-    if (o->tokens < 1 || o->rank < 0 || o->oversample < 0 || o->power_iters < 0 ||
-        o->weight_bytes < 1 || o->threads_per_rank < 1 || o->cores_per_node < 1 ||
-        !(o->gflops_per_thread > 0.0) || !(o->read_gbps > 0.0) || o->method < 0 ||
-        o->method >= QR_METHOD_COUNT) {
+    if (o->tokens < 1 || o->method.rank < 0 || o->method.svd.oversample < 0 ||
+        o->method.svd.power_iters < 0 || o->weight_bytes < 1 || o->threads_per_rank < 1 ||
+        o->cores_per_node < 1 || !(o->gflops_per_thread > 0.0) || !(o->read_gbps > 0.0) ||
+        o->method.method < 0 || o->method.method >= QR_METHOD_COUNT) {
         return qr_fail(QR_ERR_INPUT,
                        "plan options out of range (expected tokens >= 1, rank >= 0, threads >= 1, "
                        "positive rates; found tokens %lld, rank %lld, threads %d, %g GFLOP/s, %g "
                        "GB/s)",
-                       (long long)o->tokens, (long long)o->rank, o->threads_per_rank,
+                       (long long)o->tokens, (long long)o->method.rank, o->threads_per_rank,
                        o->gflops_per_thread, o->read_gbps);
     }
     return QR_OK;
@@ -300,7 +292,7 @@ qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_pl
     int per;
     *out = NULL;
     QR_TRY(check_opts(o));
-    per = o->grid_p * o->grid_q;
+    per = o->grid[0] * o->grid[1];
     QR_CHECK(qr_calloc(&p, 1, sizeof *p, "plan"));
     p->opts = *o;
     p->n_groups = o->n_ranks / per;
@@ -320,6 +312,8 @@ qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_pl
         for (size_t j = i - (size_t)m->kind; j < i; j++) {
             first = first && p->modules[j].input != m->input;
         }
+        /* Every option a module would reject is refused here, before any work. */
+        QR_CHECK(qr_method_check(&o->method, m->name, m->d_out, m->d_in));
         QR_CHECK(qr_plan_module_cost(m, first, o, &p->costs[i]));
         p->layer_cost[m->layer] =
             add(&ctx, p->layer_cost[m->layer],

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "src/linalg.h"
+#include "src/method.h"
 #include "src/model_config.h"
 #include "src/modules.h"
 #include "src/qlayer.h"
@@ -28,22 +29,19 @@
 
 typedef struct {
     int64_t tokens;           /* calibration token count n */
-    qr_method_id method;      /* what each module runs */
-    int64_t rank;             /* low-rank budget r */
-    qr_svd_mode svd_mode;     /* AUTO: randomized when 8 r <= min(d_out, d_in), as src/linalg.h */
-    int oversample;           /* randomized SVD p */
-    int power_iters;          /* randomized SVD q */
+    qr_method_opts method;    /* what each module runs: the options quantize runs it with */
     int64_t weight_bytes;     /* bytes per stored source weight (4 F32, 2 BF16/F16) */
     int n_ranks;              /* N: ranks of the job */
-    int grid_p, grid_q;       /* each rank group is a P x Q grid; N % (P Q) == 0 */
+    int grid[2];              /* each rank group is a P x Q grid; N % (P Q) == 0 */
     int threads_per_rank;     /* BLAS threads per rank */
     int cores_per_node;       /* for the ranks-per-node advice */
     double gflops_per_thread; /* flop rate for the time estimate */
     double read_gbps;         /* calibration read rate of one group */
 } qr_plan_opts;
 
-/* Defaults: 2048 tokens, method QERA_EXACT, rank 32, AUTO SVD (p 10, q 2), F32 weights, 1 rank,
- * grid 1x1, 1 thread per rank, QR_PLAN_DEFAULT_* rates and cores per node. */
+/* Defaults: 2048 tokens, the method options quantize defaults to (qr_method_opts_default of
+ * QR_METHOD_DEFAULT), F32 weights, 1 rank, grid 1x1, 1 thread per rank, QR_PLAN_DEFAULT_* rates
+ * and cores per node. */
 void qr_plan_opts_default(qr_plan_opts *o);
 
 /* The estimated cost of one module. */

@@ -66,6 +66,65 @@ void qr_svd_opts_default(qr_svd_opts *o)
     o->power_iters = 3;
 }
 
+qr_svd_mode qr_svd_path(const qr_svd_opts *o, int64_t m, int64_t n, int64_t r, int64_t *sketch)
+{
+    qr_svd_opts defaults;
+    int64_t k = m < n ? m : n;
+    int64_t p, l;
+    qr_svd_mode mode;
+    if (!o) {
+        qr_svd_opts_default(&defaults);
+        o = &defaults;
+    }
+    p = o->oversample > 0 ? o->oversample : 0;
+    l = r + p < k ? r + p : k;
+    mode = o->mode;
+    if (mode == QR_SVD_AUTO) {
+        /* Randomized pays off when the sketch is a small fraction of the spectrum. */
+        mode = 8 * r <= k ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
+    }
+    if (l >= k) {
+        mode = QR_SVD_EXACT; /* a full-width sketch is no cheaper than the exact SVD */
+    }
+    if (sketch) {
+        *sketch = mode == QR_SVD_RANDOMIZED ? l : 0;
+    }
+    return mode;
+}
+
+qr_status qr_svd_check(const char *who, const qr_svd_opts *o, int64_t m, int64_t n, int64_t r)
+{
+    int64_t k = m < n ? m : n;
+    if (r < 0 || r > k) {
+        return qr_fail(QR_ERR_INPUT, "%s: rank (expected 0..%lld, found %lld)", who, (long long)k,
+                       (long long)r);
+    }
+    if (o && (o->oversample < 0 || o->power_iters < 0 || o->mode < QR_SVD_AUTO ||
+              o->mode > QR_SVD_RANDOMIZED)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: options (expected a known mode, oversample >= 0, power iterations >= "
+                       "0, found mode %d, %d, %d)",
+                       who, (int)o->mode, o->oversample, o->power_iters);
+    }
+    return QR_OK;
+}
+
+const char *qr_svd_mode_name(qr_svd_mode m)
+{
+    return m == QR_SVD_EXACT ? "exact" : m == QR_SVD_RANDOMIZED ? "randomized" : "auto";
+}
+
+qr_status qr_svd_mode_parse(const char *what, const char *name, qr_svd_mode *out)
+{
+    for (int m = QR_SVD_AUTO; m <= QR_SVD_RANDOMIZED; m++) {
+        if (strcmp(name, qr_svd_mode_name((qr_svd_mode)m)) == 0) {
+            *out = (qr_svd_mode)m;
+            return QR_OK;
+        }
+    }
+    return qr_fail(QR_ERR_INPUT, "%s: expected auto, exact or randomized, found '%s'", what, name);
+}
+
 /* Exact rank-r truncation: full thin SVD, then the leading r triplets. */
 static qr_status svd_truncated_exact(const double *A, int64_t m, int64_t n, int64_t r, double *U,
                                      double *S, double *Vt)
@@ -144,60 +203,29 @@ done:
     return st;
 }
 
-static const qr_linalg_backend *active_backend;
-
-void qr_linalg_set_backend(const qr_linalg_backend *b)
-{
-    active_backend = b;
-}
-
-const qr_linalg_backend *qr_linalg_get_backend(void)
-{
-    return active_backend;
-}
-
 static qr_status svd_truncated_lapack(const double *A, int64_t m, int64_t n, int64_t r,
                                       const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
                                       double *Vt)
 {
     int mi = 0, ni = 0;
-    int64_t k = m < n ? m : n;
+    int64_t l = 0;
     qr_svd_opts defaults;
-    qr_svd_mode mode;
-    int64_t p, l;
-    int q;
     qr_svd_opts_default(&defaults);
     if (!o) {
         o = &defaults;
     }
-    mode = o->mode;
-    p = o->oversample;
-    q = o->power_iters;
     QR_TRY(to_ints("truncated SVD", m, n, &mi, &ni));
-    if (r < 0 || r > k) {
-        return qr_fail(QR_ERR_INPUT, "truncated SVD: rank (expected 0..%lld, found %lld)",
-                       (long long)k, (long long)r);
-    }
-    if (p < 0 || q < 0 || mode < QR_SVD_AUTO || mode > QR_SVD_RANDOMIZED) {
-        return qr_fail(QR_ERR_INPUT,
-                       "truncated SVD: options (expected a known mode, oversample >= 0, power "
-                       "iterations >= 0, found mode %d, %lld, %d)",
-                       (int)mode, (long long)p, q);
-    }
+    QR_TRY(qr_svd_check("truncated SVD", o, m, n, r));
     if (r == 0) {
         return QR_OK;
     }
-    if (mode == QR_SVD_AUTO) {
-        mode = (8 * r <= k) ? QR_SVD_RANDOMIZED : QR_SVD_EXACT;
-    }
-    l = (r + p < k) ? r + p : k;
-    if (mode == QR_SVD_EXACT || l >= k) {
+    if (qr_svd_path(o, m, n, r, &l) == QR_SVD_EXACT) {
         return svd_truncated_exact(A, m, n, r, U, S, Vt);
     }
     if (!rng) {
         return qr_fail(QR_ERR_INPUT, "randomized SVD: no random stream given");
     }
-    return svd_truncated_randomized(A, m, n, r, l, q, rng, U, S, Vt);
+    return svd_truncated_randomized(A, m, n, r, l, o->power_iters, rng, U, S, Vt);
 }
 
 static qr_status cholesky_damped_lapack(double *G, int64_t n, double lambda0, double *damping_used)
@@ -363,44 +391,49 @@ double qr_frobenius(const double *A, int64_t m, int64_t n)
     return amax * sqrt(sum);
 }
 
-/* The public entry points forward to the backend when one is set (src/linalg.h). */
+/* The serial entry points (src/linalg.h). */
 qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
                            qr_rng *rng, double *U, double *S, double *Vt)
 {
-    const qr_linalg_backend *b = active_backend;
-    qr_status st;
-    if (!b || !b->svd_truncated) {
-        return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
-    }
-    active_backend = NULL;
-    st = b->svd_truncated(b->ctx, A, m, n, r, o, rng, U, S, Vt);
-    active_backend = b;
-    return st;
+    return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
 }
 
 qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used)
 {
-    const qr_linalg_backend *b = active_backend;
-    qr_status st;
-    if (!b || !b->cholesky_damped) {
-        return cholesky_damped_lapack(G, n, lambda0, damping_used);
-    }
-    active_backend = NULL;
-    st = b->cholesky_damped(b->ctx, G, n, lambda0, damping_used);
-    active_backend = b;
-    return st;
+    return cholesky_damped_lapack(G, n, lambda0, damping_used);
 }
 
 qr_status qr_tri_right(double *A, int64_t m, int64_t n, const double *L, bool transpose,
                        bool inverse)
 {
-    const qr_linalg_backend *b = active_backend;
-    qr_status st;
-    if (!b || !b->tri_right) {
-        return tri_right_blas(A, m, n, L, transpose, inverse);
+    return tri_right_blas(A, m, n, L, transpose, inverse);
+}
+
+/* The same through a backend: its routine when it has one, else the serial one. */
+qr_status qr_la_svd_truncated(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
+                              int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
+                              double *Vt)
+{
+    if (be && be->svd_truncated) {
+        return be->svd_truncated(be->ctx, A, m, n, r, o, rng, U, S, Vt);
     }
-    active_backend = NULL;
-    st = b->tri_right(b->ctx, A, m, n, L, transpose, inverse);
-    active_backend = b;
-    return st;
+    return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
+}
+
+qr_status qr_la_cholesky_damped(const qr_linalg_backend *be, double *G, int64_t n, double lambda0,
+                                double *damping_used)
+{
+    if (be && be->cholesky_damped) {
+        return be->cholesky_damped(be->ctx, G, n, lambda0, damping_used);
+    }
+    return cholesky_damped_lapack(G, n, lambda0, damping_used);
+}
+
+qr_status qr_la_tri_right(const qr_linalg_backend *be, double *A, int64_t m, int64_t n,
+                          const double *L, bool transpose, bool inverse)
+{
+    if (be && be->tri_right) {
+        return be->tri_right(be->ctx, A, m, n, L, transpose, inverse);
+    }
+    return tri_right_blas(A, m, n, L, transpose, inverse);
 }

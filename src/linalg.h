@@ -27,15 +27,30 @@ typedef struct {
     int power_iters; /* q: power iterations (default 3) */
 } qr_svd_opts;
 
-/* AUTO, p = 10, q = 3 (see docs/quantizers.md for the measurements behind them). */
+/* AUTO, p = 10, q = 3 (see docs/quantizers.md for the measurements behind them). The one place
+ * these defaults are written: the methods, the ScaLAPACK path and the plan all start from here. */
 void qr_svd_opts_default(qr_svd_opts *o);
 
+/* The one rule for the path of a rank-r truncated SVD of an (m, n) matrix (r > 0), used by the
+ * serial and distributed SVDs and by the plan: AUTO is randomized when 8 r <= min(m, n); a sketch
+ * l = min(r + p, min(m, n)) as wide as the spectrum runs the exact SVD instead. Returns
+ * QR_SVD_EXACT or QR_SVD_RANDOMIZED; *sketch (may be NULL) gets l, or 0 on the exact path.
+ * o NULL = the defaults. */
+qr_svd_mode qr_svd_path(const qr_svd_opts *o, int64_t m, int64_t n, int64_t r, int64_t *sketch);
+
+/* QR_ERR_INPUT, prefixed with `who`, unless 0 <= r <= min(m, n) and o (may be NULL) is valid. */
+qr_status qr_svd_check(const char *who, const qr_svd_opts *o, int64_t m, int64_t n, int64_t r);
+
+/* "auto", "exact", "randomized", and back (QR_ERR_INPUT naming `what` for another name). */
+const char *qr_svd_mode_name(qr_svd_mode m);
+qr_status qr_svd_mode_parse(const char *what, const char *name, qr_svd_mode *out);
+
 /* Rank-r truncated SVD of A (m, n): U (m, r), S (r) descending, Vt (r, n); A is not modified.
- * AUTO picks randomized when 8 r <= min(m, n), else exact (a full dgesdd, truncated). Randomized
+ * The path is qr_svd_path's (exact: a full dgesdd, truncated). Randomized
  * (Halko, Martinsson, Tropp 2011, alg. 4.4): Gaussian test matrix Omega (n, l), l = min(r + p,
  * min(m, n)), drawn from rng row by row; Y = A Omega, then q times Y = A (Aᵀ Y), with a QR
  * re-orthonormalisation after every multiply; B = Qᵀ A (l, n), exact SVD of B, U = Q U_B, first r
- * kept. When l == min(m, n) the randomized path is no cheaper and the exact one runs instead.
+ * kept.
  * o NULL = the defaults. rng may be NULL only for EXACT (and for AUTO when it picks exact).
  * 0 <= r <= min(m, n). */
 qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
@@ -76,7 +91,7 @@ qr_status qr_orthonormalize(double *A, int64_t m, int64_t n);
 /* Frobenius norm of A (m, n) (scaled, so no overflow for large entries). */
 double qr_frobenius(const double *A, int64_t m, int64_t n);
 
-/* ---- an optional distributed backend (added for `quantize --grid PxQ`) ------------------------
+/* ---- a distributed backend (for `quantize --grid PxQ`) ------------------------------------------
  */
 
 /* Replacements for qr_svd_truncated, qr_cholesky_damped and qr_tri_right with the same contracts,
@@ -93,11 +108,15 @@ typedef struct {
     void *ctx;
 } qr_linalg_backend;
 
-/* While a backend is set (process-wide; NULL = LAPACK, the default), qr_svd_truncated,
- * qr_cholesky_damped and qr_tri_right forward to it; inside the forwarded call the backend is
- * unset, so a backend may use the serial routines itself. qr_method_run sets qr_method_opts.backend
- * for the duration of one run. Not thread-safe: call from the main thread. */
-void qr_linalg_set_backend(const qr_linalg_backend *b);
-const qr_linalg_backend *qr_linalg_get_backend(void);
+/* qr_svd_truncated, qr_cholesky_damped and qr_tri_right through backend be: its routine when it
+ * has one, else the serial one (be NULL = serial). The backend is always an argument, never a
+ * process-wide setting, so a caller that passes NULL (GPTQ's Hessian) stays serial on a grid. */
+qr_status qr_la_svd_truncated(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
+                              int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
+                              double *Vt);
+qr_status qr_la_cholesky_damped(const qr_linalg_backend *be, double *G, int64_t n, double lambda0,
+                                double *damping_used);
+qr_status qr_la_tri_right(const qr_linalg_backend *be, double *A, int64_t m, int64_t n,
+                          const double *L, bool transpose, bool inverse);
 
 #endif

@@ -62,7 +62,6 @@ void qr_method_opts_default(qr_method_opts *o, qr_method_id m)
     o->flrq_blc_iters = 2;
     o->whiten_lambda0 = QR_CHOL_LAMBDA0;
     qr_svd_opts_default(&o->svd);
-    o->abits = 8;
     o->seed = 0;
     o->module_name = NULL;
 }
@@ -128,12 +127,14 @@ static bool is_srr_base(qr_method_id m)
 }
 
 /* Option and shape checks shared by every method. */
-static qr_status check_args(const qr_method_opts *o, const qr_method_impl *impl, const double *W,
-                            int64_t d_out, int64_t d_in, const qr_stats *calib)
+qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in)
 {
-    const char *who = o->module_name ? o->module_name : "module";
     int64_t dmin = d_out < d_in ? d_out : d_in;
-    if (!W || d_out < 1 || d_in < 1) {
+    if (!qr_method_lookup(o->method)) {
+        return qr_fail(QR_ERR_INPUT, "%s: unknown method id (expected 0..%d, found %d)", who,
+                       QR_METHOD_COUNT - 1, (int)o->method);
+    }
+    if (d_out < 1 || d_in < 1) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: bad weight (expected a >= 1 x 1 matrix, found %lld x %lld)", who,
                        (long long)d_out, (long long)d_in);
@@ -142,15 +143,6 @@ static qr_status check_args(const qr_method_opts *o, const qr_method_impl *impl,
         return qr_fail(QR_ERR_INPUT,
                        "%s: weight too large (expected dims < 2^31, found %lld x %lld)", who,
                        (long long)d_out, (long long)d_in);
-    }
-    if ((impl->needs_stats || o->gptq || o->wq.clip_search) && !calib) {
-        return qr_fail(QR_ERR_INPUT, "%s: method %s needs calibration statistics (found none)", who,
-                       impl->name);
-    }
-    if (calib && calib->d != d_in) {
-        return qr_fail(QR_ERR_INPUT,
-                       "%s: calibration statistics channels (expected %lld, found %lld)", who,
-                       (long long)d_in, (long long)calib->d);
     }
     /* RTN and SERQ store no low-rank term: their rank option is ignored. */
     if (o->method != QR_METHOD_RTN && o->method != QR_METHOD_SERQ &&
@@ -184,16 +176,33 @@ static qr_status check_args(const qr_method_opts *o, const qr_method_impl *impl,
         return qr_fail(QR_ERR_INPUT, "%s: whitening damping (expected >= 0, found %g)", who,
                        o->whiten_lambda0);
     }
-    if (o->abits != 0 && o->abits != 4 && o->abits != 8) {
-        return qr_fail(QR_ERR_INPUT, "%s: activation bits (expected 0, 4 or 8, found %d)", who,
-                       o->abits);
+    return QR_OK;
+}
+
+/* The run-time arguments: a weight and statistics of the module's width. */
+static qr_status check_inputs(const qr_method_opts *o, const qr_method_impl *impl, const char *who,
+                              const double *W, int64_t d_in, const qr_stats *calib)
+{
+    if (!W) {
+        return qr_fail(QR_ERR_INPUT, "%s: no weight given", who);
+    }
+    if ((impl->needs_stats || o->gptq || o->wq.clip_search) && !calib) {
+        return qr_fail(QR_ERR_INPUT, "%s: method %s needs calibration statistics (found none)", who,
+                       impl->name);
+    }
+    if (calib && calib->d != d_in) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: calibration statistics channels (expected %lld, found %lld)", who,
+                       (long long)d_in, (long long)calib->d);
     }
     return QR_OK;
 }
 
-qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                        int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                        qr_method_report *rep)
 {
+    const char *who = o->module_name ? o->module_name : "module";
     qr_status st;
     qr_method_report local;
     const qr_method_impl *impl = qr_method_lookup(o->method);
@@ -209,16 +218,12 @@ qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out,
         return qr_fail(QR_ERR_INPUT, "method: unknown method id (expected 0..%d, found %d)",
                        QR_METHOD_COUNT - 1, (int)o->method);
     }
-    QR_TRY(check_args(o, impl, W, d_out, d_in, calib));
+    QR_TRY(qr_method_check(o, who, d_out, d_in));
+    QR_TRY(check_inputs(o, impl, who, W, d_in, calib));
     out->method = o->method;
     out->d_out = d_out;
     out->d_in = d_in;
-    {
-        const qr_linalg_backend *saved = qr_linalg_get_backend();
-        qr_linalg_set_backend(o->backend);
-        st = impl->run(o, W, d_out, d_in, calib, out, rep);
-        qr_linalg_set_backend(saved);
-    }
+    st = impl->run(o, be, W, d_out, d_in, calib, out, rep);
     if (st != QR_OK) {
         qr_qlayer_free(out);
         return st;

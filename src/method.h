@@ -47,19 +47,24 @@ typedef struct {
     int flrq_blc_iters;    /* FLRQ: BLC alternations after the first fit (default 2) */
     double whiten_lambda0; /* first relative damping of the whitening Cholesky (QR_CHOL_LAMBDA0) */
     qr_svd_opts svd;       /* truncated SVD of every decomposition */
-    int abits;             /* activation bits the module will run with (metrics) */
     uint64_t seed;         /* user seed */
     const char
         *module_name; /* seeds the module's random stream (qr_rng_for_name); NULL = "module" */
-    /* SVDs and Cholesky factorizations go through this backend during qr_method_run (NULL =
-     * LAPACK): `quantize --grid PxQ` passes ScaLAPACK on the rank group (mpi/linalg_backend.h). */
-    const qr_linalg_backend *backend;
 } qr_method_opts;
 
-/* Defaults for method m: group-128 symmetric RTN main weight (ASER: per-channel, group 0), rank 32,
- * n_salient 32 (ASER) or 128 (SERQ), alpha 0.5, SRR on QERA-exact with the k* rule, FLRQ budget
- * 0.20 with 2 sketch iterations and 2 BLC alternations, default SVD options, A8, seed 0. */
+/* The method `quantize` and `plan` use when none is named. */
+#define QR_METHOD_DEFAULT QR_METHOD_SRR
+
+/* Defaults for method m (the one place they are written): group-128 symmetric RTN main weight
+ * (ASER: per-channel, group 0), rank 32, n_salient 32 (ASER) or 128 (SERQ), alpha 0.5, SRR on
+ * QERA-exact with the k* rule, FLRQ budget 0.20 with 2 sketch iterations and 2 BLC alternations,
+ * default SVD options (qr_svd_opts_default), seed 0. */
 void qr_method_opts_default(qr_method_opts *o, qr_method_id m);
+
+/* Check o against a module of shape (d_out, d_in) without running anything: the same checks
+ * qr_method_run makes first, so a job can refuse a bad option before its first module. `who`
+ * names the module in the message. */
+qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in);
 
 /* What one run measured and chose. */
 typedef struct {
@@ -77,9 +82,9 @@ typedef struct {
  * calib_out_err = -1; it adds its stage times to rep->seconds. On failure qr_method_run frees
  * whatever run allocated in out. Sizes were checked to fit a BLAS int, so methods may narrow
  * d_out, d_in and ranks with a plain cast. */
-typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const double *W, int64_t d_out,
-                                      int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                                      qr_method_report *rep);
+typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const qr_linalg_backend *be,
+                                      const double *W, int64_t d_out, int64_t d_in,
+                                      const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
 typedef struct {
     const char *name; /* as qr_method_name() */
     qr_method_id id;
@@ -90,12 +95,16 @@ typedef struct {
 /* The table entry of method m, NULL when there is none. */
 const qr_method_impl *qr_method_lookup(qr_method_id m);
 
-/* Quantize one module with method o->method. W (d_out, d_in) float64 row-major; calib: statistics
+/* Quantize one module with method o->method. be: where the method's SVDs, Cholesky factorizations
+ * and triangular products run (NULL = LAPACK on this process; `quantize --grid PxQ` passes
+ * ScaLAPACK on the rank group, mpi/linalg_backend.h, and then every rank of the group must make
+ * the same call). W (d_out, d_in) float64 row-major; calib: statistics
  * of this module's calibration input (d == d_in; may be NULL only for plain RTN). Fills *out (owned
  * by the caller, free with qr_qlayer_free; zeroed on failure) including bits_per_weight; rep may be
  * NULL. Not collective. QR_ERR_INPUT for bad shapes or options. */
-qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
+qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                        int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                        qr_method_report *rep);
 
 /* Bits stored for a quantized matrix: 4 per code, 32 per float32 scale, 4 per zero point. */
 double qr_qweight_bits(const qr_qweight *q);

@@ -6,7 +6,7 @@ qr_add_test(NAME ckpt.part_roundtrip
 
 foreach(np 2 3)
   qr_add_mpi_test(NAME ckpt.assemble.np${np} NP ${np}
-                  SOURCES ckpt/assemble.c ${QR_CKPT_FIXTURE} LIBS qr_io)
+                  SOURCES ckpt/assemble.c ${QR_CKPT_FIXTURE} LIBS qr_io qr_mpi)
 endforeach()
 
 # The h5ls -r listing of an assembled checkpoint is the documented layout (docs/checkpoint.md).

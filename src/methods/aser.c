@@ -16,8 +16,9 @@
 #define ASER_SMOOTH_MIN 1e-5
 #define ASER_SMOOTH_MAX 1e5
 
-static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                          qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t f = o->n_salient < d_in ? o->n_salient : d_in;
@@ -28,7 +29,7 @@ static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_ou
     qr_channel_score *rk = NULL; /* (d_in) channels by salience */
     qr_scaling S = {0};
     double *L = NULL, *R = NULL; /* (d_out, r), (r, d_in) */
-    double t0 = qr_method_clock();
+    double t0 = qr_now();
 
     QR_CHECK(qr_alloc_f64(&Ws, d_out, d_in, "ASER smoothed weight"));
     QR_CHECK(qr_alloc_f64(&Gt, d_in, d_in, "ASER smoothed Gram matrix"));
@@ -65,12 +66,12 @@ static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_ou
         rk[j].v = calib->G[j * d_in + j] * c;
     }
     qr_channel_sort_desc(rk, d_in);
-    QR_CHECK(qr_scaling_whiten(Gt, d_in, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_whiten(be, Gt, d_in, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->n_salient_used = f;
-    rep->seconds[QR_STAGE_SCALE] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
 
-    t0 = qr_method_clock();
+    t0 = qr_now();
     QR_CHECK(qr_alloc_f64(&Wz, d_out, d_in, "ASER weight without salient channels"));
     memcpy(Wz, Ws, (size_t)(d_out * d_in) * sizeof(double));
     for (int64_t k = 0; k < f; k++) {
@@ -78,26 +79,26 @@ static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_ou
             Wz[i * d_in + rk[k].j] = 0.0;
         }
     }
-    rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
     /* Quantize Wz, but take the error against Ws: the zeroed channels land in E whole. */
     {
         qr_rng rng;
         double *E = Wz; /* reused: (d_out, d_in) */
-        t0 = qr_method_clock();
+        t0 = qr_now();
         QR_CHECK(qr_method_quantize(o, Wz, d_out, d_in, Gt, &out->main, E));
-        rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
-        t0 = qr_method_clock();
+        rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+        t0 = qr_now();
         for (int64_t i = 0; i < d_out * d_in; i++) {
             E[i] = Ws[i] - E[i];
         }
-        rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+        rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
         if (o->rank > 0) {
-            t0 = qr_method_clock();
+            t0 = qr_now();
             QR_CHECK(qr_alloc_f64(&L, d_out, o->rank, "correction L"));
             QR_CHECK(qr_alloc_f64(&R, o->rank, d_in, "correction R"));
             qr_method_rng(o, "correction", &rng);
-            QR_CHECK(qr_corr_lowrank(E, d_out, d_in, &S, o->rank, &o->svd, &rng, L, R, NULL));
-            rep->seconds[QR_STAGE_DECOMPOSE] += qr_method_clock() - t0;
+            QR_CHECK(qr_corr_lowrank(be, E, d_out, d_in, &S, o->rank, &o->svd, &rng, L, R, NULL));
+            rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
         }
     }
     QR_CHECK(qr_qlayer_set_lowrank(out, L, R, o->rank));

@@ -22,13 +22,6 @@ qr_status qr_alloc_f64(double **p, int64_t n1, int64_t n2, const char *what)
     return qr_malloc(p, n, sizeof(double), what);
 }
 
-double qr_method_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void qr_method_rng(const qr_method_opts *o, const char *stage, qr_rng *rng)
 {
     const char *name = o->module_name ? o->module_name : "module";
@@ -82,14 +75,15 @@ qr_status qr_scaling_qera_approx(const qr_stats *st, qr_scaling *S)
     return st_;
 }
 
-qr_status qr_scaling_whiten(const double *G, int64_t d, double lambda0, qr_scaling *S)
+qr_status qr_scaling_whiten(const qr_linalg_backend *be, const double *G, int64_t d, double lambda0,
+                            qr_scaling *S)
 {
     qr_status st = QR_OK;
     memset(S, 0, sizeof *S);
     QR_CHECK(qr_alloc_f64(&S->chol, d, d, "whitening factor"));
     memcpy(S->chol, G, (size_t)(d * d) * sizeof(double));
     S->d = d;
-    QR_CHECK(qr_cholesky_damped(S->chol, d, lambda0, &S->damping));
+    QR_CHECK(qr_la_cholesky_damped(be, S->chol, d, lambda0, &S->damping));
 done:
     if (st != QR_OK) {
         qr_scaling_free(S);
@@ -97,7 +91,8 @@ done:
     return st;
 }
 
-qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambda0, qr_scaling *S)
+qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, const qr_stats *st,
+                                double lambda0, qr_scaling *S)
 {
     switch (m) {
     case QR_METHOD_LQER:
@@ -105,7 +100,7 @@ qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambd
     case QR_METHOD_QERA_APPROX:
         return qr_scaling_qera_approx(st, S);
     case QR_METHOD_QERA_EXACT:
-        return qr_scaling_whiten(st->G, st->d, lambda0, S);
+        return qr_scaling_whiten(be, st->G, st->d, lambda0, S);
     default:
         memset(S, 0, sizeof *S);
         return qr_fail(QR_ERR_INPUT,
@@ -115,11 +110,12 @@ qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambd
     }
 }
 
-qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inverse)
+qr_status qr_scaling_apply(const qr_linalg_backend *be, const qr_scaling *S, double *A, int64_t m,
+                           bool inverse)
 {
     int64_t d = S->d;
     if (S->chol) {
-        return qr_tri_right(A, m, d, S->chol, false, inverse);
+        return qr_la_tri_right(be, A, m, d, S->chol, false, inverse);
     }
     if (S->diag) {
         for (int64_t i = 0; i < m; i++) {
@@ -132,15 +128,12 @@ qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inver
     return QR_OK;
 }
 
-/* Whether the truncated SVD of an (m, n) matrix at rank r takes the randomized path (the rule of
- * qr_svd_truncated in src/linalg.h). */
+/* Whether the truncated SVD of an (m, n) matrix at rank r takes the randomized path (the one rule,
+ * qr_svd_path in src/linalg.h). */
 static bool svd_is_randomized(const qr_svd_opts *o, int64_t m, int64_t n, int64_t r)
 {
-    int64_t k = m < n ? m : n;
-    int64_t l = r + (o->oversample > 0 ? o->oversample : 0);
-    qr_svd_mode mode =
-        o->mode == QR_SVD_AUTO ? (8 * r <= k ? QR_SVD_RANDOMIZED : QR_SVD_EXACT) : o->mode;
-    return mode == QR_SVD_RANDOMIZED && l < k && o->oversample >= 0 && o->power_iters >= 0;
+    return o->oversample >= 0 && o->power_iters >= 0 &&
+           qr_svd_path(o, m, n, r, NULL) == QR_SVD_RANDOMIZED;
 }
 
 /* Randomized rank-r SVD of A = E C without forming A (E (m, n), C (n, n) lower triangular): the
@@ -212,8 +205,9 @@ bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r
     return S->chol != NULL && svd_is_randomized(svd, m, n, r);
 }
 
-qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
-                        const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt)
+qr_status qr_scaled_svd(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
+                        const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
+                        double *U, double *sv, double *Vt)
 {
     qr_status st = QR_OK;
     double *AS = NULL; /* (m, n) A S when formed */
@@ -227,16 +221,16 @@ qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling 
     }
     QR_CHECK(qr_alloc_f64(&AS, m, n, "scaled matrix"));
     memcpy(AS, A, (size_t)(m * n) * sizeof(double));
-    QR_CHECK(qr_scaling_apply(S, AS, m, false));
-    QR_CHECK(qr_svd_truncated(AS, m, n, r, svd, rng, U, sv, Vt));
+    QR_CHECK(qr_scaling_apply(be, S, AS, m, false));
+    QR_CHECK(qr_la_svd_truncated(be, AS, m, n, r, svd, rng, U, sv, Vt));
 done:
     free(AS);
     return st;
 }
 
-qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr_scaling *S,
-                          int64_t r, const qr_svd_opts *svd, qr_rng *rng, double *L, double *R,
-                          double *sigma)
+qr_status qr_corr_lowrank(const qr_linalg_backend *be, const double *E, int64_t d_out, int64_t d_in,
+                          const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
+                          double *L, double *R, double *sigma)
 {
     qr_status st = QR_OK;
     double *sv = NULL; /* (r) */
@@ -251,13 +245,13 @@ qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr
                        (long long)S->d);
     }
     QR_CHECK(qr_alloc_f64(&sv, r, 1, "singular values"));
-    QR_CHECK(qr_scaled_svd(E, d_out, d_in, S, r, svd, rng, L, sv, R));
+    QR_CHECK(qr_scaled_svd(be, E, d_out, d_in, S, r, svd, rng, L, sv, R));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
         }
     }
-    QR_CHECK(qr_scaling_apply(S, R, r, true));
+    QR_CHECK(qr_scaling_apply(be, S, R, r, true));
     if (sigma) {
         memcpy(sigma, sv, (size_t)r * sizeof(double));
     }
@@ -361,31 +355,31 @@ void qr_gram_transform(const double *G, int64_t d, const int32_t *perm, const fl
     }
 }
 
-qr_status qr_qer_step(const qr_method_opts *o, const double *Wm, int64_t d_out, int64_t d_in,
-                      const double *H, const qr_scaling *S, int64_t r, qr_qweight *q, double **L,
-                      double **R, qr_method_report *rep)
+qr_status qr_qer_step(const qr_linalg_backend *be, const qr_method_opts *o, const double *Wm,
+                      int64_t d_out, int64_t d_in, const double *H, const qr_scaling *S, int64_t r,
+                      qr_qweight *q, double **L, double **R, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     double *E = NULL; /* (d_out, d_in): Wm - deq(Q) */
     qr_rng rng;
-    double t0 = qr_method_clock();
+    double t0 = qr_now();
     *L = NULL;
     *R = NULL;
     QR_CHECK(qr_alloc_f64(&E, d_out, d_in, "quantization error"));
     QR_CHECK(qr_method_quantize(o, Wm, d_out, d_in, H, q, E));
-    rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
-    t0 = qr_method_clock();
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+    t0 = qr_now();
     for (int64_t i = 0; i < d_out * d_in; i++) {
         E[i] = Wm[i] - E[i];
     }
-    rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
     if (r > 0) {
-        t0 = qr_method_clock();
+        t0 = qr_now();
         QR_CHECK(qr_alloc_f64(L, d_out, r, "correction L"));
         QR_CHECK(qr_alloc_f64(R, r, d_in, "correction R"));
         qr_method_rng(o, "correction", &rng);
-        QR_CHECK(qr_corr_lowrank(E, d_out, d_in, S, r, &o->svd, &rng, *L, *R, NULL));
-        rep->seconds[QR_STAGE_DECOMPOSE] += qr_method_clock() - t0;
+        QR_CHECK(qr_corr_lowrank(be, E, d_out, d_in, S, r, &o->svd, &rng, *L, *R, NULL));
+        rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
     }
 done:
     free(E);
@@ -397,18 +391,19 @@ done:
     return st;
 }
 
-qr_status qr_qer_run(qr_method_id base, const qr_method_opts *o, const double *W, int64_t d_out,
-                     int64_t d_in, const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+qr_status qr_qer_run(const qr_linalg_backend *be, qr_method_id base, const qr_method_opts *o,
+                     const double *W, int64_t d_out, int64_t d_in, const qr_stats *calib,
+                     qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     qr_scaling S = {0};
     double *L = NULL; /* (d_out, r) */
     double *R = NULL; /* (r, d_in) */
-    double t0 = qr_method_clock();
-    QR_CHECK(qr_scaling_for_method(base, calib, o->whiten_lambda0, &S));
+    double t0 = qr_now();
+    QR_CHECK(qr_scaling_for_method(be, base, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
-    rep->seconds[QR_STAGE_SCALE] += qr_method_clock() - t0;
-    QR_CHECK(qr_qer_step(o, W, d_out, d_in, calib->G, &S, o->rank, &out->main, &L, &R, rep));
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, &S, o->rank, &out->main, &L, &R, rep));
     QR_CHECK(qr_qlayer_set_lowrank(out, L, R, o->rank));
 done:
     qr_scaling_free(&S);

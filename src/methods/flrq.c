@@ -151,8 +151,8 @@ static double output_err(const double *W, const double *Wq, const double *Wr, co
 }
 
 /* Z (n, p) with Z Zᵀ = G exactly (p = n) or in expectation (p = FLRQ_ERR_SKETCH). */
-static qr_status error_factor(const qr_method_opts *o, const qr_stats *calib, double **Z,
-                              int64_t *p)
+static qr_status error_factor(const qr_method_opts *o, const qr_linalg_backend *be,
+                              const qr_stats *calib, double **Z, int64_t *p)
 {
     qr_status st = QR_OK;
     int64_t n = calib->d;
@@ -160,7 +160,7 @@ static qr_status error_factor(const qr_method_opts *o, const qr_stats *calib, do
     double *Om = NULL; /* (n, p) Gaussian */
     qr_rng rng;
     *Z = NULL;
-    QR_CHECK(qr_scaling_whiten(calib->G, n, o->whiten_lambda0, &C));
+    QR_CHECK(qr_scaling_whiten(be, calib->G, n, o->whiten_lambda0, &C));
     if (n <= FLRQ_EXACT_ERR_MAX_DIN) {
         *Z = C.chol;
         C.chol = NULL;
@@ -187,8 +187,9 @@ done:
     return st;
 }
 
-static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                          qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t m = d_out, n = d_in, r_max, r = 0, p = 0;
@@ -205,7 +206,7 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
     double *D = NULL, *DZ = NULL;  /* scratch of output_err: (m, n), (m, p) */
     double *Z = NULL;              /* (n, p) */
     qr_qweight cand = {0};
-    double best = INFINITY, ref, t0 = qr_method_clock();
+    double best = INFINITY, ref, t0 = qr_now();
     double budget_r = o->flrq_mem_budget * FLRQ_WBITS * mn / (16.0 * (double)(m + n));
 
     r_max = o->rank;
@@ -215,10 +216,10 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
     QR_CHECK(qr_alloc_f64(&ma, n, 1, "FLRQ activation scale"));
     qr_stats_mean_abs(calib, ma);
     QR_CHECK(qr_scaling_diag(ma, n, &S));
-    QR_CHECK(error_factor(o, calib, &Z, &p));
-    rep->seconds[QR_STAGE_SCALE] += qr_method_clock() - t0;
+    QR_CHECK(error_factor(o, be, calib, &Z, &p));
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
 
-    t0 = qr_method_clock();
+    t0 = qr_now();
     if (r_max > 0) {
         QR_CHECK(qr_alloc_f64(&Lb, m, r_max, "FLRQ components L"));
         QR_CHECK(qr_alloc_f64(&Rb, r_max, n, "FLRQ components R"));
@@ -235,21 +236,21 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
             memcpy(L + i * r, Lb + i * r_max, (size_t)r * sizeof(double));
         }
         memcpy(R, Rb, (size_t)(r * n) * sizeof(double));
-        QR_CHECK(qr_scaling_apply(&S, R, r, true));
+        QR_CHECK(qr_scaling_apply(be, &S, R, r, true));
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0, L,
                     (int)r, R, (int)n, 0.0, Wr, (int)n);
     }
-    rep->seconds[QR_STAGE_DECOMPOSE] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 
     QR_CHECK(qr_alloc_f64(&T, m, n, "FLRQ quantizer input"));
     QR_CHECK(qr_alloc_f64(&Dq, m, n, "FLRQ candidate"));
     QR_CHECK(qr_alloc_f64(&Dcur, m, n, "FLRQ iteration best"));
     QR_CHECK(qr_alloc_f64(&D, m, n, "FLRQ error scratch"));
     QR_CHECK(qr_alloc_f64(&DZ, m, p, "FLRQ error scratch"));
-    t0 = qr_method_clock();
+    t0 = qr_now();
     memset(T, 0, (size_t)(m * n) * sizeof(double));
     ref = output_err(W, T, NULL, Z, m, n, p, D, DZ);
-    rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
 
     for (int it = 0; it <= o->flrq_blc_iters; it++) {
         double it_best = INFINITY;
@@ -259,29 +260,29 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
             if (r == 0) {
                 break; /* no low-rank part to refit: the clip search already ran */
             }
-            t0 = qr_method_clock();
+            t0 = qr_now();
             for (int64_t i = 0; i < m * n; i++) {
                 T[i] = W[i] - Dcur[i];
             }
             qr_method_rng(o, "flrq-blc", &rng);
-            QR_CHECK(qr_corr_lowrank(T, m, n, &S, r, &o->svd, &rng, L, R, NULL));
+            QR_CHECK(qr_corr_lowrank(be, T, m, n, &S, r, &o->svd, &rng, L, R, NULL));
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0, L,
                         (int)r, R, (int)n, 0.0, Wr, (int)n);
-            rep->seconds[QR_STAGE_DECOMPOSE] += qr_method_clock() - t0;
+            rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
         }
         for (int64_t i = 0; i < m * n; i++) {
             T[i] = W[i] - Wr[i];
         }
         for (int c = 0; c < n_cand; c++) {
             double clip = 1.0 - FLRQ_CLIP_STEP * (double)c, e;
-            t0 = qr_method_clock();
+            t0 = qr_now();
             if (o->gptq) {
                 QR_CHECK(qr_method_quantize(o, T, m, n, calib->G, &cand, Dq));
             } else {
                 QR_CHECK(qr_quantize_fixed_clip(T, m, n, &o->wq, clip, &cand, Dq));
             }
-            rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
-            t0 = qr_method_clock();
+            rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+            t0 = qr_now();
             e = output_err(W, Dq, Wr, Z, m, n, p, D, DZ);
             if (e < it_best) {
                 it_best = e;
@@ -299,7 +300,7 @@ static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_ou
                 }
             }
             qr_qweight_free(&cand);
-            rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+            rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
         }
     }
     rep->calib_out_err = ref > 0.0 ? sqrt(best / ref) : 0.0;

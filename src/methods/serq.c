@@ -10,8 +10,9 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+static qr_status serq_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                          qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t k = o->n_salient < d_in ? o->n_salient : d_in;
@@ -19,7 +20,7 @@ static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_ou
     double *Ws = NULL;           /* (d_out, k) its salient columns, then deq of the side matrix */
     double *Gt = NULL;           /* (d_in, d_in) Gram matrix of t, or NULL when not needed */
     qr_channel_score *rk = NULL; /* (d_in) channels by flattening factor */
-    double t0 = qr_method_clock();
+    double t0 = qr_now();
 
     QR_CHECK(qr_malloc(&rk, (size_t)d_in, sizeof *rk, "SERQ channel order"));
     QR_CHECK(qr_malloc(&out->smooth, (size_t)d_in, sizeof(float), "SERQ smoothing vector"));
@@ -46,12 +47,12 @@ static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_ou
         qr_gram_transform(calib->G, d_in, out->perm, out->smooth, Gt);
     }
     rep->n_salient_used = k;
-    rep->seconds[QR_STAGE_SCALE] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
 
     if (k > 0) {
         qr_wquant_opts side = o->wq;
         double *cw = NULL; /* (k) clip weights of the side matrix: diag(Gt)[:k] */
-        t0 = qr_method_clock();
+        t0 = qr_now();
         side.group = 0; /* one group per row: the paper quantizes R per row */
         QR_CHECK(qr_alloc_f64(&Ws, d_out, k, "SERQ salient columns"));
         for (int64_t i = 0; i < d_out; i++) {
@@ -75,11 +76,11 @@ static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_ou
                 Wt[i * d_in + j] -= Ws[i * k + j];
             }
         }
-        rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
+        rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     }
-    t0 = qr_method_clock();
+    t0 = qr_now();
     QR_CHECK(qr_method_quantize(o, Wt, d_out, d_in, Gt, &out->main, NULL));
-    rep->seconds[QR_STAGE_QUANTIZE] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
 done:
     free(Wt);
     free(Ws);

@@ -29,8 +29,9 @@ static double sum_sq(const double *A, int64_t n)
  * effective rank of G, so a few percent for small layers with few dominant channels, far less at d
  * >= 4096; the rule then weighs the drawn spectrum against the expected total (E_rand is a random
  * probe either way). */
-static qr_status random_spectrum(const qr_method_opts *o, const qr_scaling *S, int64_t d_out,
-                                 int64_t d_in, int64_t r, double *se, double *total)
+static qr_status random_spectrum(const qr_method_opts *o, const qr_linalg_backend *be,
+                                 const qr_scaling *S, int64_t d_out, int64_t d_in, int64_t r,
+                                 double *se, double *total)
 {
     qr_status st = QR_OK;
     double *Er = NULL, *U = NULL, *Vt = NULL; /* (d_out, d_in), (d_out, r), (r, d_in) */
@@ -45,13 +46,13 @@ static qr_status random_spectrum(const qr_method_opts *o, const qr_scaling *S, i
     if (qr_scaled_svd_implicit(S, d_out, d_in, r, &o->svd)) {
         *total = (double)d_out / 3.0 * sum_sq(S->chol, d_in * d_in);
         qr_method_rng(o, "srr-random-svd", &rng);
-        QR_CHECK(qr_scaled_svd(Er, d_out, d_in, S, r, &o->svd, &rng, U, se, Vt));
+        QR_CHECK(qr_scaled_svd(be, Er, d_out, d_in, S, r, &o->svd, &rng, U, se, Vt));
         goto done;
     }
-    QR_CHECK(qr_scaling_apply(S, Er, d_out, false));
+    QR_CHECK(qr_scaling_apply(be, S, Er, d_out, false));
     *total = sum_sq(Er, d_out * d_in);
     qr_method_rng(o, "srr-random-svd", &rng);
-    QR_CHECK(qr_svd_truncated(Er, d_out, d_in, r, &o->svd, &rng, U, se, Vt));
+    QR_CHECK(qr_la_svd_truncated(be, Er, d_out, d_in, r, &o->svd, &rng, U, se, Vt));
 done:
     free(Er);
     free(U);
@@ -59,8 +60,9 @@ done:
     return st;
 }
 
-static qr_status srr_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                         const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
+static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                         int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                         qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t r = o->rank, k = o->srr_k;
@@ -73,44 +75,44 @@ static qr_status srr_run(const qr_method_opts *o, const double *W, int64_t d_out
     double *L = NULL, *R = NULL;   /* (d_out, r), (r, d_in): the stored correction */
     double *L2 = NULL, *R2 = NULL; /* (d_out, r - k), (r - k, d_in) */
     qr_rng rng;
-    double t0 = qr_method_clock();
+    double t0 = qr_now();
 
-    QR_CHECK(qr_scaling_for_method(o->srr_base, calib, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_for_method(be, o->srr_base, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
-    rep->seconds[QR_STAGE_SCALE] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     if (r > 0 && k != 0) {
-        t0 = qr_method_clock();
+        t0 = qr_now();
         QR_CHECK(qr_alloc_f64(&WS, d_out, d_in, "SRR scaled weight"));
         QR_CHECK(qr_alloc_f64(&U, d_out, r, "SRR U"));
         QR_CHECK(qr_alloc_f64(&sw, r, 1, "SRR singular values"));
         QR_CHECK(qr_alloc_f64(&Vt, r, d_in, "SRR Vt"));
         memcpy(WS, W, (size_t)(d_out * d_in) * sizeof(double));
-        QR_CHECK(qr_scaling_apply(&S, WS, d_out, false));
+        QR_CHECK(qr_scaling_apply(be, &S, WS, d_out, false));
         qr_method_rng(o, "srr-preserve", &rng);
-        QR_CHECK(qr_svd_truncated(WS, d_out, d_in, r, &o->svd, &rng, U, sw, Vt));
+        QR_CHECK(qr_la_svd_truncated(be, WS, d_out, d_in, r, &o->svd, &rng, U, sw, Vt));
         if (k < 0) {
             double tw = sum_sq(WS, d_out * d_in), te = 0.0;
             QR_CHECK(qr_alloc_f64(&se, r, 1, "SRR random singular values"));
-            QR_CHECK(random_spectrum(o, &S, d_out, d_in, r, se, &te));
+            QR_CHECK(random_spectrum(o, be, &S, d_out, d_in, r, se, &te));
             k = qr_srr_kstar(sw, tw, se, te, r);
         }
-        rep->seconds[QR_STAGE_DECOMPOSE] += qr_method_clock() - t0;
+        rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
     }
     if (k < 0) {
         k = 0; /* r == 0: nothing to preserve */
     }
     rep->srr_k_used = k;
     if (k == 0) {
-        QR_CHECK(qr_qer_step(o, W, d_out, d_in, calib->G, &S, r, &out->main, &L, &R, rep));
+        QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, &S, r, &out->main, &L, &R, rep));
         QR_CHECK(qr_qlayer_set_lowrank(out, L, R, r));
         goto done;
     }
 
     /* L1 = U_k Σ_k into L's first k columns, R1 = Vt_k S^-1, W - L1 R1 into WS. */
-    t0 = qr_method_clock();
+    t0 = qr_now();
     QR_CHECK(qr_alloc_f64(&L, d_out, r, "correction L"));
     QR_CHECK(qr_alloc_f64(&R, r, d_in, "correction R"));
-    QR_CHECK(qr_scaling_apply(&S, Vt, k, true));
+    QR_CHECK(qr_scaling_apply(be, &S, Vt, k, true));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t c = 0; c < k; c++) {
             L[i * r + c] = U[i * r + c] * sw[c];
@@ -120,9 +122,9 @@ static qr_status srr_run(const qr_method_opts *o, const double *W, int64_t d_out
     memcpy(WS, W, (size_t)(d_out * d_in) * sizeof(double));
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)k, -1.0, L,
                 (int)r, R, (int)d_in, 1.0, WS, (int)d_in);
-    rep->seconds[QR_STAGE_OTHER] += qr_method_clock() - t0;
+    rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
 
-    QR_CHECK(qr_qer_step(o, WS, d_out, d_in, calib->G, &S, r - k, &out->main, &L2, &R2, rep));
+    QR_CHECK(qr_qer_step(be, o, WS, d_out, d_in, calib->G, &S, r - k, &out->main, &L2, &R2, rep));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t c = k; c < r; c++) {
             L[i * r + c] = L2[i * (r - k) + (c - k)];

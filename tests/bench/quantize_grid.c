@@ -22,12 +22,12 @@
 #include "src/rng.h"
 #include "src/stats.h"
 
-static double run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
-                  const qr_stats *s, double *w_eff)
+static double run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                  int64_t d_out, int64_t d_in, const qr_stats *s, double *w_eff)
 {
     qr_qlayer ql;
     double t0 = qr_now(), t;
-    if (qr_method_run(o, W, d_out, d_in, s, &ql, NULL) != QR_OK) {
+    if (qr_method_run(o, be, W, d_out, d_in, s, &ql, NULL) != QR_OK) {
         fprintf(stderr, "bench_quantize_grid: %s\n", qr_errmsg());
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
@@ -84,14 +84,13 @@ int main(int argc, char **argv)
     o.module_name = "bench.module";
     MPI_Barrier(MPI_COMM_WORLD);
     if (me == 0) {
-        t1 = run(&o, W, d_out, d_in, s, w1);
+        t1 = run(&o, NULL, W, d_out, d_in, s, w1);
     }
     MPI_Barrier(MPI_COMM_WORLD);
     qr_grid_create(MPI_COMM_WORLD, 2, 1, 0, &g);
     qr_scalapack_backend(&be, g);
-    o.backend = &be;
     MPI_Barrier(MPI_COMM_WORLD);
-    t2 = run(&o, W, d_out, d_in, s, w2);
+    t2 = run(&o, &be, W, d_out, d_in, s, w2);
     MPI_Barrier(MPI_COMM_WORLD);
     if (me == 0) {
         for (int64_t i = 0; i < d_out * d_in; i++) {

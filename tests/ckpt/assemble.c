@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/checkpoint.h"
+#include "mpi/comm.h"
 #include "io/fs.h"
 #include "io/part_file.h"
 #include "src/log.h"
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
     }
     MPI_Barrier(MPI_COMM_WORLD);
     memset(&spec, 0, sizeof spec);
+    spec.agree = qr_mpi_agree;
     spec.root = &root;
     spec.model_config = "{\"dim\": 64}";
     spec.options = "{\"wbits\": 4}";
@@ -177,7 +179,7 @@ int main(int argc, char **argv)
     spec.tensors = tensors;
     spec.n_tensors = N_TENSORS;
     spec.read_tensor = fake_tensor;
-    st = qr_ckpt_assemble(MPI_COMM_WORLD, out, &spec);
+    st = qr_ckpt_assemble(MPI_COMM_WORLD, out, &spec, NULL);
     QR_EXPECT(st == QR_OK, "assemble on %d ranks: %s", size, qr_errmsg());
     if (rank == 0 && st == QR_OK) {
         check_readback(out, parts);
@@ -187,7 +189,7 @@ int main(int argc, char **argv)
     /* A missing part: the same error on every rank, no checkpoint. */
     bad_paths[N_MODULES - 1] = "/nonexistent/part.h5";
     spec.parts = bad_paths;
-    st = qr_ckpt_assemble(MPI_COMM_WORLD, out2, &spec);
+    st = qr_ckpt_assemble(MPI_COMM_WORLD, out2, &spec, NULL);
     {
         char msg[QR_ERRMSG_MAX], msg0[QR_ERRMSG_MAX];
         int code = (int)st, min_code = 0, max_code = 0;

@@ -183,7 +183,7 @@ static void case_costs(void)
     const uint64_t T = 2048, D = 4096, H = 11008;
     llama7b(&cfg);
     qr_plan_opts_default(&o);
-    o.method = QR_METHOD_RTN;
+    o.method.method = QR_METHOD_RTN;
     o.tokens = (int64_t)T;
     if (qr_modules_enumerate(&cfg, &mods, &n) != QR_OK || n != 32 * 7) {
         QR_EXPECT(0, "enumerate: %s", qr_errmsg());
@@ -208,9 +208,9 @@ static void case_costs(void)
               (unsigned long long)cd.stats_flops, (unsigned long long)cd.decomp_flops,
               (unsigned long long)cd.quant_flops);
     /* Whitened methods add the Cholesky d³/3 and cost more than the diagonal ones. */
-    o.method = QR_METHOD_QERA_EXACT;
+    o.method.method = QR_METHOD_QERA_EXACT;
     QR_EXPECT(qr_plan_module_cost(&mods[6], 1, &o, &cd) == QR_OK, "%s", qr_errmsg());
-    o.method = QR_METHOD_LQER;
+    o.method.method = QR_METHOD_LQER;
     QR_EXPECT(qr_plan_module_cost(&mods[6], 1, &o, &ck) == QR_OK, "%s", qr_errmsg());
     QR_EXPECT(cd.decomp_flops > ck.decomp_flops + H * H * H / 3 - 1,
               "qera-exact decomposition %llu not above lqer %llu + d^3/3",
@@ -276,7 +276,7 @@ static void case_real(void)
         qr_plan_opts_default(&o);
         o.n_ranks = groups;
         o.tokens = 4096;
-        o.rank = 4;
+        o.method.rank = 4;
         snprintf(what, sizeof what, "stories260K over %d groups", groups);
         QR_EXPECT(qr_plan_build(qr_model_get_config(m), &o, &p) == QR_OK, "%s: %s", what,
                   qr_errmsg());
@@ -308,8 +308,8 @@ static void case_synthetic(void)
     qr_plan_opts_default(&o);
     /* 32 equal layers over 8 groups of 2x2: 4 layers each, perfectly balanced. */
     o.n_ranks = 32;
-    o.grid_p = 2;
-    o.grid_q = 2;
+    o.grid[0] = 2;
+    o.grid[1] = 2;
     QR_EXPECT(qr_plan_build(&cfg, &o, &p) == QR_OK, "%s", qr_errmsg());
     if (p) {
         check_plan(p, "7B over 8 groups");
@@ -325,7 +325,7 @@ static void case_synthetic(void)
     qr_plan_free(&p);
     /* Over 3 groups: 11 + 11 + 10 layers, imbalance 33/32. */
     o.n_ranks = 3;
-    o.grid_p = o.grid_q = 1;
+    o.grid[0] = o.grid[1] = 1;
     QR_EXPECT(qr_plan_build(&cfg, &o, &p) == QR_OK, "%s", qr_errmsg());
     if (p) {
         check_plan(p, "7B over 3 groups");
@@ -350,8 +350,8 @@ static void case_synthetic(void)
     qr_plan_free(&p);
     /* N not divisible by P*Q: a clear input error naming the option. */
     o.n_ranks = 6;
-    o.grid_p = 2;
-    o.grid_q = 2;
+    o.grid[0] = 2;
+    o.grid[1] = 2;
     QR_EXPECT(qr_plan_build(&cfg, &o, &p) == QR_ERR_INPUT && strstr(qr_errmsg(), "--ranks 6") &&
                   strstr(qr_errmsg(), "--grid 2x2"),
               "6 ranks on 2x2 grids: expected an input error naming both, found '%s'", qr_errmsg());

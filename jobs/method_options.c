@@ -1,0 +1,54 @@
+/* method_options.c: the shared method option rows (jobs/method_options.h). */
+#include "jobs/method_options.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+static qr_status parse_svd(const char *opt, const char *value, void *dst)
+{
+    return qr_svd_mode_parse(opt, value, (qr_svd_mode *)dst);
+}
+
+#define MO(f) offsetof(qr_method_opts, f)
+static const qr_opt method_rows[] = {
+    {"method", QR_OPT_CUSTOM, MO(method), "M",
+     "rtn, lqer, qera-approx, qera-exact, aser, serq, flrq, srr", "srr",
+     .parse = qr_opt_parse_method},
+    {"group", QR_OPT_INT, MO(wq.group), "N", "weight group size along d_in, 0 = one group per row",
+     "128; aser: 0", .imin = 0, .imax = 1 << 20},
+    {"asym", QR_OPT_FLAG, MO(wq.asym), NULL,
+     "asymmetric weight groups with zero points (symmetric)"},
+    {"clip", QR_OPT_FLAG, MO(wq.clip_search), NULL, "search a per-group clipping factor (off)"},
+    {"rank", QR_OPT_INT, MO(rank), "N", "low-rank budget r", .imin = 0, .imax = 1 << 20},
+    {"salient", QR_OPT_INT, MO(n_salient), "K", "salient channels: aser f, serq k",
+     "aser 32, serq 128", .imin = 0, .imax = 1 << 20},
+    {"gptq", QR_OPT_FLAG, MO(gptq), NULL,
+     "GPTQ instead of round-to-nearest for the main weight (off)"},
+    {"svd", QR_OPT_CUSTOM, MO(svd.mode), "MODE", "auto, exact or randomized truncated SVD", "auto",
+     .parse = parse_svd},
+    {"seed", QR_OPT_INT, MO(seed), "N", "seed of every random stream", .imin = 0,
+     .imax = INT64_MAX},
+};
+#undef MO
+
+qr_opt_table qr_method_opt_table(qr_method_opts *mo, const char *heading)
+{
+    qr_opt_table t = QR_OPT_TABLE(method_rows, mo, heading);
+    return t;
+}
+
+qr_status qr_opts_parse_with_method(const qr_cmd_doc *doc, const qr_opt_table *tables,
+                                    size_t n_tables, int max_positional, int argc, char **argv,
+                                    qr_opts_init_fn init, void *ctx, const qr_method_opts *mo,
+                                    qr_opt_result *res)
+{
+    qr_method_id m;
+    init(ctx, QR_METHOD_DEFAULT);
+    QR_TRY(qr_opts_parse(doc, tables, n_tables, max_positional, argc, argv, res));
+    m = mo->method;
+    if (res->help || m == QR_METHOD_DEFAULT) {
+        return QR_OK;
+    }
+    init(ctx, m);
+    return qr_opts_parse(doc, tables, n_tables, max_positional, argc, argv, res);
+}
