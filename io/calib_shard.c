@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/fs.h"
+#include "io/h5util.h"
 #include "src/alloc.h"
 #include "src/checked.h"
 
@@ -116,130 +117,19 @@ static qr_status check_info(const char *path, const qr_calib_info *in)
 /* ---- attributes --------------------------------------------------------------------------------
  */
 
-static qr_status write_int_attr(hid_t loc, const char *path, const char *name, int64_t v)
-{
-    qr_status st = QR_OK;
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
-    if (space < 0 ||
-        (attr = H5Acreate2(loc, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Awrite(attr, H5T_NATIVE_INT64, &v) < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot write attribute %s", path, name);
-    }
-    if (attr >= 0) {
-        H5Aclose(attr);
-    }
-    if (space >= 0) {
-        H5Sclose(space);
-    }
-    return st;
-}
-
-static qr_status write_str_attr(hid_t loc, const char *path, const char *name, const char *v)
-{
-    qr_status st = QR_OK;
-    size_t len = strlen(v);
-    hid_t type = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), attr = -1;
-    /* A fixed-length string of the value's length (at least 1 byte: HDF5 has no empty size). */
-    if (type < 0 || space < 0 || H5Tset_size(type, len ? len : 1) < 0 ||
-        H5Tset_strpad(type, H5T_STR_NULLPAD) < 0 ||
-        (attr = H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Awrite(attr, type, len ? v : "") < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot write attribute %s", path, name);
-    }
-    if (attr >= 0) {
-        H5Aclose(attr);
-    }
-    if (space >= 0) {
-        H5Sclose(space);
-    }
-    if (type >= 0) {
-        H5Tclose(type);
-    }
-    return st;
-}
-
-static qr_status read_int_attr(hid_t loc, const char *path, const char *name, int64_t *v)
-{
-    qr_status st = QR_OK;
-    hid_t attr = -1, type = -1, space = -1;
-    if (H5Aexists(loc, name) <= 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: attribute %s missing (expected a qrecon-calib shard)",
-                       path, name);
-    }
-    attr = H5Aopen(loc, name, H5P_DEFAULT);
-    type = attr >= 0 ? H5Aget_type(attr) : -1;
-    space = attr >= 0 ? H5Aget_space(attr) : -1;
-    if (type < 0 || space < 0 || H5Tget_class(type) != H5T_INTEGER ||
-        H5Sget_simple_extent_npoints(space) != 1) {
-        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: expected a scalar integer", path, name);
-    } else if (H5Aread(attr, H5T_NATIVE_INT64, v) < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot read attribute %s", path, name);
-    }
-    if (space >= 0) {
-        H5Sclose(space);
-    }
-    if (type >= 0) {
-        H5Tclose(type);
-    }
-    if (attr >= 0) {
-        H5Aclose(attr);
-    }
-    return st;
-}
-
-static qr_status read_str_attr(hid_t loc, const char *path, const char *name, char *buf,
-                               size_t size)
-{
-    qr_status st = QR_OK;
-    hid_t attr = -1, type = -1;
-    size_t len;
-    char *tmp = NULL;
-    if (H5Aexists(loc, name) <= 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: attribute %s missing (expected a qrecon-calib shard)",
-                       path, name);
-    }
-    attr = H5Aopen(loc, name, H5P_DEFAULT);
-    type = attr >= 0 ? H5Aget_type(attr) : -1;
-    if (type < 0 || H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) {
-        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: expected a fixed-length string", path, name);
-        goto done;
-    }
-    len = H5Tget_size(type);
-    if (len == 0 || len >= size) {
-        st = qr_fail(QR_ERR_INPUT, "%s: attribute %s: string length %zu out of range (limit %zu)",
-                     path, name, len, size - 1);
-        goto done;
-    }
-    QR_CHECK(qr_calloc(&tmp, len + 1, 1, "attribute"));
-    if (H5Aread(attr, type, tmp) < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot read attribute %s", path, name);
-        goto done;
-    }
-    memcpy(buf, tmp, len + 1);
-done:
-    free(tmp);
-    if (type >= 0) {
-        H5Tclose(type);
-    }
-    if (attr >= 0) {
-        H5Aclose(attr);
-    }
-    return st;
-}
-
 static qr_status write_attrs(hid_t file, const char *path, const qr_calib_info *info)
 {
     qr_calib_info copy = *info;
     copy.version = QR_CALIB_VERSION;
-    QR_TRY(write_str_attr(file, path, "format", QR_CALIB_FORMAT));
+    QR_TRY(qr_h5_attr_write_str(file, "format", QR_CALIB_FORMAT));
     for (size_t i = 0; i < N_INT_ATTRS; i++) {
-        QR_TRY(write_int_attr(file, path, int_attrs[i].name, *info_int(&copy, i)));
+        QR_TRY(qr_h5_attr_write_int(file, int_attrs[i].name, *info_int(&copy, i)));
     }
-    QR_TRY(write_str_attr(file, path, "dtype", info->dtype == QR_DTYPE_F16 ? "f16" : "f32"));
-    QR_TRY(write_str_attr(file, path, "model_identity", info->model_identity));
-    QR_TRY(write_str_attr(file, path, "model_path", info->model_path));
-    QR_TRY(write_str_attr(file, path, "source", info->source));
-    QR_TRY(write_str_attr(file, path, "source_kind", info->source_kind));
+    QR_TRY(qr_h5_attr_write_str(file, "dtype", info->dtype == QR_DTYPE_F16 ? "f16" : "f32"));
+    QR_TRY(qr_h5_attr_write_str(file, "model_identity", info->model_identity));
+    QR_TRY(qr_h5_attr_write_str(file, "model_path", info->model_path));
+    QR_TRY(qr_h5_attr_write_str(file, "source", info->source));
+    QR_TRY(qr_h5_attr_write_str(file, "source_kind", info->source_kind));
     return QR_OK;
 }
 
@@ -248,19 +138,19 @@ static qr_status read_attrs(hid_t file, const char *path, qr_calib_info *info)
 {
     char format[64], dtype[16];
     memset(info, 0, sizeof *info);
-    QR_TRY(read_str_attr(file, path, "format", format, sizeof format));
+    QR_TRY(qr_h5_attr_read_str(file, "format", path, format, sizeof format));
     if (strcmp(format, QR_CALIB_FORMAT) != 0) {
         return qr_fail(QR_ERR_INPUT, "%s: attribute format: expected '%s', found '%s'", path,
                        QR_CALIB_FORMAT, format);
     }
     for (size_t i = 0; i < N_INT_ATTRS; i++) {
-        QR_TRY(read_int_attr(file, path, int_attrs[i].name, info_int(info, i)));
+        QR_TRY(qr_h5_attr_read_int(file, int_attrs[i].name, path, info_int(info, i)));
     }
     if (info->version != QR_CALIB_VERSION) {
         return qr_fail(QR_ERR_INPUT, "%s: attribute version: expected %d, found %lld", path,
                        QR_CALIB_VERSION, (long long)info->version);
     }
-    QR_TRY(read_str_attr(file, path, "dtype", dtype, sizeof dtype));
+    QR_TRY(qr_h5_attr_read_str(file, "dtype", path, dtype, sizeof dtype));
     if (strcmp(dtype, "f32") == 0) {
         info->dtype = QR_DTYPE_F32;
     } else if (strcmp(dtype, "f16") == 0) {
@@ -269,11 +159,13 @@ static qr_status read_attrs(hid_t file, const char *path, qr_calib_info *info)
         return qr_fail(QR_ERR_INPUT, "%s: attribute dtype: expected f32 or f16, found '%s'", path,
                        dtype);
     }
-    QR_TRY(read_str_attr(file, path, "model_identity", info->model_identity,
-                         sizeof info->model_identity));
-    QR_TRY(read_str_attr(file, path, "model_path", info->model_path, sizeof info->model_path));
-    QR_TRY(read_str_attr(file, path, "source", info->source, sizeof info->source));
-    QR_TRY(read_str_attr(file, path, "source_kind", info->source_kind, sizeof info->source_kind));
+    QR_TRY(qr_h5_attr_read_str(file, "model_identity", path, info->model_identity,
+                               sizeof info->model_identity));
+    QR_TRY(
+        qr_h5_attr_read_str(file, "model_path", path, info->model_path, sizeof info->model_path));
+    QR_TRY(qr_h5_attr_read_str(file, "source", path, info->source, sizeof info->source));
+    QR_TRY(qr_h5_attr_read_str(file, "source_kind", path, info->source_kind,
+                               sizeof info->source_kind));
     return check_info(path, info);
 }
 

@@ -377,13 +377,17 @@ qr_status qr_h5_attr_read_double(hid_t obj, const char *name, const char *where,
 
 qr_status qr_h5_attr_read_str(hid_t obj, const char *name, const char *where, char *buf, size_t n)
 {
-    qr_kv kv;
-    QR_TRY(attr_read_typed(obj, name, where, QR_KV_STRING, &kv));
-    if (strlen(kv.s) >= n) {
-        return qr_fail(QR_ERR_INPUT, "%s: attribute '%s' is too long (limit %zu bytes)", where,
-                       name, n - 1);
+    char *text = NULL;
+    size_t len;
+    QR_TRY(qr_h5_attr_read_text(obj, name, where, &text));
+    len = strlen(text);
+    if (len >= n) {
+        free(text);
+        return qr_fail(QR_ERR_INPUT, "%s: attribute '%s' is too long (limit %zu bytes, found %zu)",
+                       where, name, n - 1, len);
     }
-    memcpy(buf, kv.s, strlen(kv.s) + 1);
+    memcpy(buf, text, len + 1);
+    free(text);
     return QR_OK;
 }
 

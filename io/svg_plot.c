@@ -90,133 +90,156 @@ static int usable(const qr_svg_chart *c, double y)
     return isfinite(y) && (!c->log_y || y > 0);
 }
 
-static void draw_chart(svg_buf *b, const qr_svg_chart *c, const qr_svg_series *series,
-                       size_t n_series, double top, double width, double height)
+/* A chart's plot area in pixels and the data range it shows. */
+typedef struct {
+    double x0, x1, y0, y1;         /* plot area: x0 left, x1 right, y0 bottom, y1 top */
+    double xmin, xmax, ymin, ymax; /* data range, rounded to ticks */
+    int log_y;
+} frame;
+
+static double sx(const frame *f, double x)
 {
-    const double ml = 78, mr = 190, mt = 36, mb = 52; /* margins: room for labels and legend */
-    double x0 = ml, x1 = width - mr, y0 = top + height - mb, y1 = top + mt;
-    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    return f->x0 + (x - f->xmin) / (f->xmax - f->xmin) * (f->x1 - f->x0);
+}
+
+static double sy(const frame *f, double y)
+{
+    if (f->log_y) {
+        return f->y0 -
+               (log10(y) - log10(f->ymin)) / (log10(f->ymax) - log10(f->ymin)) * (f->y0 - f->y1);
+    }
+    return f->y0 - (y - f->ymin) / (f->ymax - f->ymin) * (f->y0 - f->y1);
+}
+
+/* The range of the usable points, widened to whole decades (log) or nice steps (linear). */
+static void data_range(frame *f, const qr_svg_chart *c, const qr_svg_series *series,
+                       size_t n_series)
+{
+    f->xmin = f->ymin = INFINITY;
+    f->xmax = f->ymax = -INFINITY;
     for (size_t s = 0; s < n_series; s++) {
         for (size_t i = 0; i < series[s].n; i++) {
             double y = series[s].y[i];
             if (!usable(c, y) || !isfinite(series[s].x[i])) {
                 continue;
             }
-            xmin = fmin(xmin, series[s].x[i]), xmax = fmax(xmax, series[s].x[i]);
-            ymin = fmin(ymin, y), ymax = fmax(ymax, y);
+            f->xmin = fmin(f->xmin, series[s].x[i]), f->xmax = fmax(f->xmax, series[s].x[i]);
+            f->ymin = fmin(f->ymin, y), f->ymax = fmax(f->ymax, y);
         }
     }
-    if (!isfinite(xmin)) { /* no data: draw empty axes over [0, 1] */
-        xmin = 0, xmax = 1, ymin = c->log_y ? 0.1 : 0, ymax = 1;
+    if (!isfinite(f->xmin)) { /* no data: draw empty axes over [0, 1] */
+        f->xmin = 0, f->xmax = 1, f->ymin = c->log_y ? 0.1 : 0, f->ymax = 1;
     }
-    if (xmax == xmin) {
-        xmin -= 0.5, xmax += 0.5;
+    if (f->xmax == f->xmin) {
+        f->xmin -= 0.5, f->xmax += 0.5;
     }
     if (c->log_y) {
-        ymin = pow(10.0, floor(log10(ymin)));
-        ymax = pow(10.0, ceil(log10(ymax)));
-        if (ymax == ymin) {
-            ymax *= 10;
+        f->ymin = pow(10.0, floor(log10(f->ymin)));
+        f->ymax = pow(10.0, ceil(log10(f->ymax)));
+        if (f->ymax == f->ymin) {
+            f->ymax *= 10;
         }
     } else {
-        double step = nice_step(ymax - ymin > 0 ? ymax - ymin : fabs(ymax) + 1, 5);
-        ymin = floor(ymin / step) * step;
-        ymax = ceil(ymax / step) * step;
-        if (ymax == ymin) {
-            ymax = ymin + step;
+        double d = f->ymax - f->ymin, step = nice_step(d > 0 ? d : fabs(f->ymax) + 1, 5);
+        f->ymin = floor(f->ymin / step) * step;
+        f->ymax = ceil(f->ymax / step) * step;
+        if (f->ymax == f->ymin) {
+            f->ymax = f->ymin + step;
         }
     }
-#define SX(x) (x0 + ((x)-xmin) / (xmax - xmin) * (x1 - x0))
-#define SY(y)                                                                                      \
-    (c->log_y ? y0 - (log10(y) - log10(ymin)) / (log10(ymax) - log10(ymin)) * (y0 - y1)            \
-              : y0 - ((y)-ymin) / (ymax - ymin) * (y0 - y1))
-    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"16\" font-weight=\"bold\">", x0, top + 22);
+}
+
+static void draw_axes(svg_buf *b, const qr_svg_chart *c, const frame *f, double top)
+{
+    double xstep = nice_step(f->xmax - f->xmin, 8), ystep = nice_step(f->ymax - f->ymin, 5);
+    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"16\" font-weight=\"bold\">", f->x0, top + 22);
     put_text(b, c->title);
     put(b, "</text>\n");
     put(b,
         "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
         "stroke=\"#444\"/>\n",
-        x0, y1, x1 - x0, y0 - y1);
-    /* y ticks and grid */
-    if (c->log_y) {
-        for (double v = ymin; v <= ymax * 1.0001; v *= 10) {
-            put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x0,
-                SY(v), x1, SY(v));
-            put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
-                x0 - 6, SY(v) + 4, v);
-        }
-    } else {
-        double step = nice_step(ymax - ymin, 5);
-        for (double v = ymin; v <= ymax + step * 1e-6; v += step) {
-            put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", x0,
-                SY(v), x1, SY(v));
-            put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
-                x0 - 6, SY(v) + 4, v);
-        }
+        f->x0, f->y1, f->x1 - f->x0, f->y0 - f->y1);
+    /* y ticks and grid: decades (log) or nice steps */
+    for (double v = f->ymin; f->log_y ? v <= f->ymax * 1.0001 : v <= f->ymax + ystep * 1e-6;
+         v = f->log_y ? v * 10 : v + ystep) {
+        put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", f->x0,
+            sy(f, v), f->x1, sy(f, v));
+        put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
+            f->x0 - 6, sy(f, v) + 4, v);
     }
     /* x ticks: integers when the data are integers (layers, ranks) */
-    {
-        double step = nice_step(xmax - xmin, 8);
-        if (step < 1 && floor(xmin) == xmin) {
-            step = 1;
-        }
-        for (double v = ceil(xmin / step) * step; v <= xmax + step * 1e-6; v += step) {
-            put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>\n",
-                SX(v), y0, SX(v), y0 + 5);
-            put(b,
-                "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%g</text>\n",
-                SX(v), y0 + 18, v);
-        }
+    if (xstep < 1 && floor(f->xmin) == f->xmin) {
+        xstep = 1;
     }
-    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">", (x0 + x1) / 2,
-        y0 + 40);
+    for (double v = ceil(f->xmin / xstep) * xstep; v <= f->xmax + xstep * 1e-6; v += xstep) {
+        put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>\n",
+            sx(f, v), f->y0, sx(f, v), f->y0 + 5);
+        put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%g</text>\n",
+            sx(f, v), f->y0 + 18, v);
+    }
+    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">",
+        (f->x0 + f->x1) / 2, f->y0 + 40);
     put_text(b, c->x_label);
     put(b,
         "</text>\n<text transform=\"translate(%.1f %.1f) rotate(-90)\" font-size=\"12\" "
         "text-anchor=\"middle\">",
-        x0 - 58, (y0 + y1) / 2);
+        f->x0 - 58, (f->y0 + f->y1) / 2);
     put_text(b, c->y_label);
     put(b, "</text>\n");
-    /* series: polylines broken at missing points, with markers, and the legend */
-    for (size_t s = 0; s < n_series; s++) {
-        const char *col = palette[s % (sizeof palette / sizeof palette[0])];
-        int open = 0;
-        for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (!usable(c, y) || !isfinite(x)) {
-                if (open) {
-                    put(b, "\"/>\n");
-                    open = 0;
-                }
-                continue;
+}
+
+/* Series s: a polyline broken at missing points, markers, and its legend entry. */
+static void draw_series(svg_buf *b, const qr_svg_chart *c, const frame *f, const qr_svg_series *sr,
+                        size_t s)
+{
+    const char *col = palette[s % (sizeof palette / sizeof palette[0])];
+    int open = 0;
+    for (size_t i = 0; i < sr->n; i++) {
+        double x = sr->x[i], y = sr->y[i];
+        if (!usable(c, y) || !isfinite(x)) {
+            if (open) {
+                put(b, "\"/>\n");
+                open = 0;
             }
-            if (!open) {
-                put(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
-                open = 1;
-            }
-            put(b, "%.1f,%.1f ", SX(x), SY(y));
+            continue;
         }
-        if (open) {
-            put(b, "\"/>\n");
+        if (!open) {
+            put(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", col);
+            open = 1;
         }
-        for (size_t i = 0; i < series[s].n; i++) {
-            double x = series[s].x[i], y = series[s].y[i];
-            if (usable(c, y) && isfinite(x)) {
-                put(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", SX(x), SY(y),
-                    col);
-            }
-        }
-        put(b,
-            "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-            "stroke-width=\"3\"/>\n",
-            x1 + 14, y1 + 10 + 18.0 * (double)s, x1 + 38, y1 + 10 + 18.0 * (double)s, col);
-        put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", x1 + 44,
-            y1 + 14 + 18.0 * (double)s);
-        put_text(b, series[s].name);
-        put(b, "</text>\n");
+        put(b, "%.1f,%.1f ", sx(f, x), sy(f, y));
     }
-#undef SX
-#undef SY
+    if (open) {
+        put(b, "\"/>\n");
+    }
+    for (size_t i = 0; i < sr->n; i++) {
+        if (usable(c, sr->y[i]) && isfinite(sr->x[i])) {
+            put(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", sx(f, sr->x[i]),
+                sy(f, sr->y[i]), col);
+        }
+    }
+    put(b,
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+        "stroke-width=\"3\"/>\n",
+        f->x1 + 14, f->y1 + 10 + 18.0 * (double)s, f->x1 + 38, f->y1 + 10 + 18.0 * (double)s, col);
+    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", f->x1 + 44,
+        f->y1 + 14 + 18.0 * (double)s);
+    put_text(b, sr->name);
+    put(b, "</text>\n");
+}
+
+static void draw_chart(svg_buf *b, const qr_svg_chart *c, const qr_svg_series *series,
+                       size_t n_series, double top, double width, double height)
+{
+    const double ml = 78, mr = 190, mt = 36, mb = 52; /* margins: room for labels and legend */
+    frame f;
+    f.x0 = ml, f.x1 = width - mr, f.y0 = top + height - mb, f.y1 = top + mt;
+    f.log_y = c->log_y;
+    data_range(&f, c, series, n_series);
+    draw_axes(b, c, &f, top);
+    for (size_t s = 0; s < n_series; s++) {
+        draw_series(b, c, &f, &series[s], s);
+    }
 }
 
 qr_status qr_svg_write_panels(const char *path, const qr_svg_chart *charts,

@@ -118,6 +118,43 @@ static void advice(const qr_plan *p, char lines[4][320], int *n)
              "(1-4 threads each) up to one group per layer, then grow --grid or threads");
 }
 
+/* The method options (the keys a checkpoint's options carry) and each module's SVD path, so a
+ * plan can be checked against the job it describes. */
+static qr_status method_json(const qr_plan *p, json_t *root)
+{
+    qr_kvlist l = {0};
+    char *text = NULL;
+    json_t *opts, *mods = json_array();
+    qr_status st = qr_kv_set_str(&l, "method", qr_method_name(p->opts.method.method));
+    if (st == QR_OK) {
+        st = qr_method_opts_kv(&p->opts.method, &l);
+    }
+    if (st == QR_OK) {
+        st = qr_kvlist_to_json(&l, &text);
+    }
+    qr_kvlist_free(&l);
+    opts = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (st != QR_OK || !opts || !mods) {
+        json_decref(opts);
+        json_decref(mods);
+        return st != QR_OK ? st : qr_fail(QR_ERR_NOMEM, "plan: out of memory building JSON");
+    }
+    for (size_t i = 0; i < p->n_modules; i++) {
+        const qr_module *m = &p->modules[i];
+        int64_t l_sketch = 0;
+        qr_svd_mode path =
+            qr_svd_path(&p->opts.method.svd, m->d_out, m->d_in, p->opts.method.rank, &l_sketch);
+        json_array_append_new(mods, json_pack("{s:s, s:I, s:I, s:s, s:I}", "name", m->name, "d_out",
+                                              (json_int_t)m->d_out, "d_in", (json_int_t)m->d_in,
+                                              "svd_path", qr_svd_mode_name(path), "sketch",
+                                              (json_int_t)l_sketch));
+    }
+    json_object_set_new(root, "method_options", opts);
+    json_object_set_new(root, "module_list", mods);
+    return QR_OK;
+}
+
 static qr_status print_json(const qr_plan *p, const char *model_path)
 {
     json_t *root = json_object(), *groups = json_array(), *adv = json_array();
@@ -159,6 +196,10 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
     json_object_set_new(root, "threads_per_rank", json_integer(p->opts.threads_per_rank));
     json_object_set_new(root, "flops_per_byte", json_integer((json_int_t)p->flops_per_byte));
     json_object_set_new(root, "groups", groups);
+    if (method_json(p, root) != QR_OK) {
+        json_decref(root);
+        return QR_ERR_NOMEM;
+    }
     json_object_set_new(root, "imbalance", json_real(p->imbalance));
     json_object_set_new(root, "advice", adv);
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

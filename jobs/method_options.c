@@ -52,3 +52,21 @@ qr_status qr_opts_parse_with_method(const qr_cmd_doc *doc, const qr_opt_table *t
     init(ctx, m);
     return qr_opts_parse(doc, tables, n_tables, max_positional, argc, argv, res);
 }
+
+qr_status qr_method_opts_kv(const qr_method_opts *mo, qr_kvlist *l)
+{
+    QR_TRY(qr_kv_set_int(l, "group", mo->wq.group));
+    QR_TRY(qr_kv_set_int(l, "asym", mo->wq.asym ? 1 : 0));
+    QR_TRY(qr_kv_set_int(l, "clip_search", mo->wq.clip_search ? 1 : 0));
+    QR_TRY(qr_kv_set_int(l, "rank", mo->rank));
+    QR_TRY(qr_kv_set_int(l, "salient", mo->n_salient));
+    QR_TRY(qr_kv_set_int(l, "gptq", mo->gptq ? 1 : 0));
+    QR_TRY(qr_kv_set_int(l, "seed", (int64_t)mo->seed));
+    QR_TRY(qr_kv_set_str(l, "svd", qr_svd_mode_name(mo->svd.mode)));
+    QR_TRY(qr_kv_set_int(l, "svd_oversample", mo->svd.oversample));
+    QR_TRY(qr_kv_set_int(l, "svd_power_iters", mo->svd.power_iters));
+    QR_TRY(qr_kv_set_double(l, "smooth_alpha", mo->smooth_alpha));
+    QR_TRY(qr_kv_set_str(l, "srr_base", qr_method_name(mo->srr_base)));
+    QR_TRY(qr_kv_set_int(l, "srr_k", mo->srr_k));
+    return qr_kv_set_double(l, "whiten_lambda0", mo->whiten_lambda0);
+}

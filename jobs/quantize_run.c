@@ -38,6 +38,7 @@
 #include "io/lock.h"
 #include "io/model.h"
 #include "io/part_file.h"
+#include "jobs/method_options.h"
 #include "mpi/blacs.h"
 #include "mpi/comm.h"
 #include "mpi/linalg_backend.h"
@@ -67,20 +68,7 @@ static qr_status build_options(const qr_quantize_job *job, const qr_model *model
     QR_TRY(qr_kv_set_str(opts, "method", qr_method_name(mo->method)));
     QR_TRY(qr_kv_set_int(opts, "wbits", QR_CKPT_WBITS));
     QR_TRY(qr_kv_set_int(opts, "abits", job->abits));
-    QR_TRY(qr_kv_set_int(opts, "group", mo->wq.group));
-    QR_TRY(qr_kv_set_int(opts, "asym", mo->wq.asym ? 1 : 0));
-    QR_TRY(qr_kv_set_int(opts, "clip_search", mo->wq.clip_search ? 1 : 0));
-    QR_TRY(qr_kv_set_int(opts, "rank", mo->rank));
-    QR_TRY(qr_kv_set_int(opts, "salient", mo->n_salient));
-    QR_TRY(qr_kv_set_int(opts, "gptq", mo->gptq ? 1 : 0));
-    QR_TRY(qr_kv_set_int(opts, "seed", (int64_t)mo->seed));
-    QR_TRY(qr_kv_set_str(opts, "svd", qr_svd_mode_name(mo->svd.mode)));
-    QR_TRY(qr_kv_set_int(opts, "svd_oversample", mo->svd.oversample));
-    QR_TRY(qr_kv_set_int(opts, "svd_power_iters", mo->svd.power_iters));
-    QR_TRY(qr_kv_set_double(opts, "smooth_alpha", mo->smooth_alpha));
-    QR_TRY(qr_kv_set_str(opts, "srr_base", qr_method_name(mo->srr_base)));
-    QR_TRY(qr_kv_set_int(opts, "srr_k", mo->srr_k));
-    QR_TRY(qr_kv_set_double(opts, "whiten_lambda0", mo->whiten_lambda0));
+    QR_TRY(qr_method_opts_kv(mo, opts));
     QR_TRY(qr_kv_set_double(opts, "holdout", job->holdout));
     QR_TRY(qr_kv_set_int(opts, "agroup", job->agroup));
     QR_TRY(qr_kv_set_str(opts, "source_model", qr_model_identity(model)));

@@ -176,3 +176,38 @@ qr_method_id qr_method_parse(const char *name)
     }
     return QR_METHOD_COUNT;
 }
+
+qr_status qr_qlayer_check(const qr_qlayer *ql, const char *who)
+{
+    int tmp;
+    if (ql->d_out < 1 || ql->d_in < 1 || !qr_to_int(ql->d_out, &tmp) ||
+        !qr_to_int(ql->d_in, &tmp)) {
+        return qr_fail(QR_ERR_INPUT, "%s: bad shape (expected >= 1 x 1, found %lld x %lld)", who,
+                       (long long)ql->d_out, (long long)ql->d_in);
+    }
+    if (ql->main.rows != ql->d_out || ql->main.cols != ql->d_in || !ql->main.packed) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: main matrix shape (expected %lld x %lld, found %lld x %lld)", who,
+                       (long long)ql->d_out, (long long)ql->d_in, (long long)ql->main.rows,
+                       (long long)ql->main.cols);
+    }
+    if (ql->n_salient < 0 || ql->n_salient > ql->d_in ||
+        (ql->n_salient > 0 && (ql->side.rows != ql->d_out || ql->side.cols != ql->n_salient))) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: side matrix shape (expected %lld x %lld, found %lld x %lld)", who,
+                       (long long)ql->d_out, (long long)ql->n_salient, (long long)ql->side.rows,
+                       (long long)ql->side.cols);
+    }
+    if (ql->rank < 0 || ql->rank > ql->d_in || (ql->rank > 0 && (!ql->L || !ql->R))) {
+        return qr_fail(QR_ERR_INPUT, "%s: rank %lld without L and R factors", who,
+                       (long long)ql->rank);
+    }
+    for (int64_t j = 0; ql->perm && j < ql->d_in; j++) {
+        if (ql->perm[j] < 0 || ql->perm[j] >= ql->d_in) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: permutation entry %lld out of range (expected 0..%lld, found %lld)",
+                           who, (long long)j, (long long)(ql->d_in - 1), (long long)ql->perm[j]);
+        }
+    }
+    return QR_OK;
+}

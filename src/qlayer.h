@@ -106,6 +106,11 @@ void qr_qweight_dequantize(const qr_qweight *q, float *out);
 
 void qr_qlayer_free(qr_qlayer *ql);
 
+/* The structural checks every consumer of a quantized layer needs (the one layer check): shape
+ * within a BLAS int, main matrix d_out x d_in, side matrix d_out x n_salient, L and R present for
+ * rank > 0, permutation entries in range. QR_ERR_INPUT prefixed with `who`. */
+qr_status qr_qlayer_check(const qr_qlayer *ql, const char *who);
+
 /* The effective dense weight of the module in the ORIGINAL input space (d_out, d_in), float64:
  * W_eff[:, perm[j]] = (deq(main)[:, j] + side/L·R terms[:, j]) / smooth[j]. Used by references and
  * metrics (it is what the module computes with float activations). */

@@ -13,31 +13,7 @@
 
 static qr_status check_layer(const qr_qlayer *ql, int abits, int64_t agroup)
 {
-    int tmp;
-    if (ql->d_out < 1 || ql->d_in < 1 || !qr_to_int(ql->d_out, &tmp) ||
-        !qr_to_int(ql->d_in, &tmp)) {
-        return qr_fail(QR_ERR_INPUT,
-                       "quantized layer: bad shape (expected >= 1 x 1, found %lld x %lld)",
-                       (long long)ql->d_out, (long long)ql->d_in);
-    }
-    if (ql->main.rows != ql->d_out || ql->main.cols != ql->d_in || !ql->main.packed) {
-        return qr_fail(
-            QR_ERR_INPUT,
-            "quantized layer: main matrix shape (expected %lld x %lld, found %lld x %lld)",
-            (long long)ql->d_out, (long long)ql->d_in, (long long)ql->main.rows,
-            (long long)ql->main.cols);
-    }
-    if (ql->n_salient < 0 || ql->n_salient > ql->d_in ||
-        (ql->n_salient > 0 && (ql->side.rows != ql->d_out || ql->side.cols != ql->n_salient))) {
-        return qr_fail(QR_ERR_INPUT,
-                       "quantized layer: side matrix (expected %lld x %lld, found %lld x %lld)",
-                       (long long)ql->d_out, (long long)ql->n_salient, (long long)ql->side.rows,
-                       (long long)ql->side.cols);
-    }
-    if (ql->rank < 0 || ql->rank > ql->d_in || (ql->rank > 0 && (!ql->L || !ql->R))) {
-        return qr_fail(QR_ERR_INPUT, "quantized layer: rank %lld without L and R factors",
-                       (long long)ql->rank);
-    }
+    QR_TRY(qr_qlayer_check(ql, "quantized layer"));
     if (abits != 0 && abits != 4 && abits != 8) {
         return qr_fail(QR_ERR_INPUT,
                        "reference forward: activation bits (expected 0, 4 or 8, found %d)", abits);
@@ -46,16 +22,6 @@ static qr_status check_layer(const qr_qlayer *ql, int abits, int64_t agroup)
         return qr_fail(QR_ERR_INPUT,
                        "reference forward: activation group (expected >= 0, found %lld)",
                        (long long)agroup);
-    }
-    if (ql->perm) {
-        for (int64_t j = 0; j < ql->d_in; j++) {
-            if (ql->perm[j] < 0 || ql->perm[j] >= ql->d_in) {
-                return qr_fail(
-                    QR_ERR_INPUT,
-                    "quantized layer: permutation entry %lld (expected 0..%lld, found %d)",
-                    (long long)j, (long long)(ql->d_in - 1), (int)ql->perm[j]);
-            }
-        }
     }
     return QR_OK;
 }

@@ -39,7 +39,7 @@ echo "== qrecon capture (2 ranks): $tokens tokens in windows of $seq"
     --tokens "$tokens" --out "$out/calib"
 echo "== qrecon quantize (2 ranks): $method, W4A8, group $group, rank $rank"
 "${mpirun[@]}" "$qrecon" quantize --model "$model" --calib "$out/calib" --out "$out/model-w4.h5" \
-    --method "$method" --wbits 4 --abits 8 --group "$group" --rank "$rank"
+    --method "$method" --abits 8 --group "$group" --rank "$rank"
 echo "== qrecon validate (2 ranks)"
 "${mpirun[@]}" "$qrecon" validate "$out/model-w4.h5" --calib "$out/calib" \
     --json "$out/model-w4.h5.validate.json"

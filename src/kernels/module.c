@@ -30,34 +30,7 @@ static qr_status check_layer(const qr_qlayer *ql, const qr_kmodule_opts *o)
         return qr_fail(QR_ERR_INPUT, "kernel module: activation bits (expected 4 or 8, found %d)",
                        o->abits);
     }
-    if (ql->d_in < 1 || ql->d_out < 0 || ql->main.rows != ql->d_out || ql->main.cols != ql->d_in) {
-        return qr_fail(QR_ERR_INPUT,
-                       "kernel module: main matrix shape (expected %lld x %lld, found %lld x %lld)",
-                       (long long)ql->d_out, (long long)ql->d_in, (long long)ql->main.rows,
-                       (long long)ql->main.cols);
-    }
-    if (ql->n_salient < 0 || ql->n_salient > ql->d_in ||
-        (ql->n_salient > 0 && (ql->side.rows != ql->d_out || ql->side.cols != ql->n_salient))) {
-        return qr_fail(QR_ERR_INPUT,
-                       "kernel module: side matrix shape (expected %lld x %lld, found %lld x %lld)",
-                       (long long)ql->d_out, (long long)ql->n_salient, (long long)ql->side.rows,
-                       (long long)ql->side.cols);
-    }
-    if (ql->rank < 0 || (ql->rank > 0 && (!ql->L || !ql->R))) {
-        return qr_fail(QR_ERR_INPUT, "kernel module: rank %lld without L and R factors",
-                       (long long)ql->rank);
-    }
-    if (ql->perm) {
-        for (int64_t j = 0; j < ql->d_in; j++) {
-            if (ql->perm[j] < 0 || ql->perm[j] >= ql->d_in) {
-                return qr_fail(QR_ERR_INPUT,
-                               "kernel module: permutation entry %lld out of range (expected "
-                               "0..%lld, found %lld)",
-                               (long long)j, (long long)(ql->d_in - 1), (long long)ql->perm[j]);
-            }
-        }
-    }
-    return QR_OK;
+    return qr_qlayer_check(ql, "kernel module");
 }
 
 qr_status qr_kmodule_prepare(const qr_qlayer *ql, const qr_kmodule_opts *o, qr_kmodule **out)

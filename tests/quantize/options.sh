@@ -8,8 +8,14 @@ before=$(cat "$WORK/o.h5.parts"/*.h5 | md5sum)
 check() { # check WHAT PATTERN -- options...
     local what=$1 pattern=$2
     shift 3
+    # The changed option replaces its value in QOPTS (a flag given twice is refused).
+    local saved=("${QOPTS[@]}") i opt=$1 val=${2:-}
+    for ((i = 0; i < ${#QOPTS[@]}; i++)); do
+        [ "${QOPTS[i]}" = "$opt" ] && QOPTS[i + 1]=$val && set --
+    done
     quantize 2 "$WORK/o.h5" "$@"
     local rc=$?
+    QOPTS=("${saved[@]}")
     [ $rc -eq 2 ] || { cat "$WORK/log.o.h5"; fail "$what: exit $rc (expected 2)"; }
     grep -q -- "$pattern" "$WORK/log.o.h5" || { cat "$WORK/log.o.h5"; fail "$what: message does not say: $pattern"; }
 }

@@ -13,7 +13,9 @@ expect2() { # expect2 PATTERN NP options...
 }
 base=(--model "$MODEL" --calib "$WORK/calib" --out "$WORK/u.h5")
 expect2 "--model, --calib and --out are required" 1 --model "$MODEL"
-expect2 "--wbits: expected an integer in \[4, 4\]" 1 "${base[@]}" --wbits 3
+expect2 "unknown option '--wbits'" 1 "${base[@]}" --wbits 4
+expect2 "option '--rank' given twice" 1 "${base[@]}" --rank 4 --rank 8
+expect2 "model.layers.0.self_attn.q_proj: rank (expected 0..64, found 80)" 1 "${base[@]}" --rank 80
 expect2 "--abits: expected 4, 8 or 16" 1 "${base[@]}" --abits 6
 expect2 "--method: expected rtn" 1 "${base[@]}" --method magic
 expect2 "--svd: expected auto, exact or randomized" 1 "${base[@]}" --svd fast
