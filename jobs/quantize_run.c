@@ -39,6 +39,7 @@
 #include "io/model.h"
 #include "io/part_file.h"
 #include "jobs/method_options.h"
+#include "jobs/quantize_grid.h"
 #include "mpi/blacs.h"
 #include "mpi/comm.h"
 #include "mpi/linalg_backend.h"
@@ -319,7 +320,31 @@ static void release_tensor_pages(const qr_model *model, const char *name)
     madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
-/* Quantize one module and write its part. */
+/* The module's metrics list, its part (when part is given) and its progress message. */
+static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr_method_report *rep,
+                               const qr_metrics *met, int has_metrics, double stats_seconds,
+                               const qr_kvlist *opts, const char *part, double t0,
+                               progress_msg *msg)
+{
+    qr_status st = QR_OK;
+    qr_kvlist metrics = {0};
+    QR_CHECK(metrics_list(rep, met, has_metrics, stats_seconds, &metrics));
+    if (part) {
+        QR_CHECK(qr_part_write(part, m->name, opts, &metrics, ql));
+    }
+    memset(msg, 0, sizeof *msg);
+    snprintf(msg->module, sizeof msg->module, "%s", m->name);
+    msg->rank_used = rep->rank_used;
+    msg->out_err = has_metrics ? met->out_rel_err : NAN;
+    msg->seconds = qr_now() - t0 + stats_seconds;
+    msg->weight = (double)m->d_out * (double)m->d_in;
+done:
+    qr_kvlist_free(&metrics);
+    return st;
+}
+
+/* Quantize one module on this process (the ScaLAPACK backend, when given, runs its SVDs and
+ * Cholesky factorizations on the group) and write its part. */
 static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend *backend,
                             const qr_model *model, const qr_module *m, const qr_stats *stats,
                             const float *held, int64_t n_ho, double stats_seconds,
@@ -333,7 +358,6 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     qr_method_report rep;
     qr_metrics met;
     qr_method_opts mo = job->method;
-    qr_kvlist metrics = {0};
     double t0 = qr_now();
     memset(&ql, 0, sizeof ql);
     memset(&rep, 0, sizeof rep);
@@ -350,20 +374,38 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     if (n_ho > 0) {
         QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, job->agroup, &rep, &met));
     }
-    QR_CHECK(metrics_list(&rep, &met, n_ho > 0, stats_seconds, &metrics));
-    if (part) {
-        QR_CHECK(qr_part_write(part, m->name, opts, &metrics, &ql));
-    }
-    memset(msg, 0, sizeof *msg);
-    snprintf(msg->module, sizeof msg->module, "%s", m->name);
-    msg->rank_used = rep.rank_used;
-    msg->out_err = n_ho > 0 ? met.out_rel_err : NAN;
-    msg->seconds = qr_now() - t0 + stats_seconds;
-    msg->weight = (double)m->d_out * (double)m->d_in;
+    free(W);
+    W = NULL;
+    QR_CHECK(finish_module(m, &ql, &rep, &met, n_ho > 0, stats_seconds, opts, part, t0, msg));
 done:
     free(W);
     qr_qlayer_free(&ql);
-    qr_kvlist_free(&metrics);
+    return st;
+}
+
+/* The same on the group's grid (jobs/quantize_grid.h): the module divided over the ranks, the
+ * group root writing its part. */
+static qr_status run_module_grid(const qr_quantize_job *job, const qr_grid *g,
+                                 const qr_model *model, const qr_module *m, qr_grid_input *in,
+                                 double stats_seconds, const qr_kvlist *opts, const char *part,
+                                 progress_msg *msg)
+{
+    qr_status st = QR_OK;
+    qr_qlayer ql;
+    qr_method_report rep;
+    qr_metrics met;
+    int has_metrics = 0;
+    qr_method_opts mo = job->method;
+    double t0 = qr_now();
+    mo.module_name = m->name;
+    memset(&ql, 0, sizeof ql);
+    QR_CHECK(qr_grid_module_run(g, model, m, &mo, in, &ql, &met, &has_metrics, &rep));
+    met.bits_per_weight = ql.bits_per_weight;
+    if (g->group_rank == 0) {
+        st = finish_module(m, &ql, &rep, &met, has_metrics, stats_seconds, opts, part, t0, msg);
+    }
+done:
+    qr_qlayer_free(&ql);
     return st;
 }
 
@@ -385,6 +427,7 @@ typedef struct {
     const qr_plan_slice *slice; /* this rank's group's share */
     qr_grid *grid;              /* the group's grid when it has more than one rank */
     qr_linalg_backend backend;  /* ScaLAPACK on grid */
+    bool divided;               /* modules divided over the grid (jobs/quantize_grid.h) */
     qr_lock *lock;
     char parts_dir[QR_PATH_MAX];
     char **part_paths; /* (n_mods) */
@@ -445,9 +488,18 @@ static qr_status phase_plan(qr_run *r)
 /* The group's BLACS grid and backend (collective over the job: BLACS makes every context). */
 static qr_status make_grid(qr_run *r)
 {
+    const char *why = NULL;
     if (r->gsize > 1) {
-        QR_TRY(qr_grid_create(r->comm, r->job->grid[0], r->job->grid[1], 0, &r->grid));
+        /* Blocks hold whole weight groups, so the main quantization is local to each rank. */
+        int nb = qr_grid_block_for_group(r->job->method.wq.group);
+        QR_TRY(qr_grid_create(r->comm, r->job->grid[0], r->job->grid[1], nb, &r->grid));
         qr_scalapack_backend(&r->backend, r->grid);
+        r->divided = qr_grid_method_supported(&r->job->method, r->job->grid[1], &why);
+        if (!r->divided && r->rank == 0) {
+            QR_WARN("quantize: --grid %dx%d with %s: %s; every rank of a group holds the whole "
+                    "module and only its SVDs and Cholesky factorizations are distributed",
+                    r->job->grid[0], r->job->grid[1], qr_method_name(r->job->method.method), why);
+        }
     }
     if (r->rank == 0) {
         QR_INFO("quantize: %zu modules, %d rank group(s) of %dx%d, %" PRId64
@@ -549,13 +601,19 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
 {
     qr_status st = QR_OK;
     qr_stats *stats = NULL;
+    qr_grid_input gin;
     float *held = NULL;
     double stats_seconds = 0;
     int64_t need = 0;
+    memset(&gin, 0, sizeof gin);
     for (int64_t k = i; k < j; k++) {
         need += !r->done[k];
     }
-    if (need > 0) {
+    if (need > 0 && r->divided) {
+        QR_CHECK(qr_grid_input_open(r->grid, r->calib, r->mods[i].input_key, r->mods[i].d_in,
+                                    &r->sp, r->job->agroup, &gin));
+        stats_seconds = gin.seconds;
+    } else if (need > 0) {
         QR_CHECK(input_stats(r->calib, r->mods[i].input_key, r->mods[i].d_in, &r->sp, &stats, &held,
                              &stats_seconds));
     }
@@ -565,9 +623,14 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
             continue;
         }
         QR_CHECK(check_stop(r));
-        st = run_module(r->job, r->grid ? &r->backend : NULL, r->model, &r->mods[k], stats, held,
-                        r->sp.n_ho, stats_seconds, &r->opts, r->is_root ? r->part_paths[k] : NULL,
-                        &msg);
+        if (r->divided) {
+            st = run_module_grid(r->job, r->grid, r->model, &r->mods[k], &gin, stats_seconds,
+                                 &r->opts, r->is_root ? r->part_paths[k] : NULL, &msg);
+        } else {
+            st = run_module(r->job, r->grid ? &r->backend : NULL, r->model, &r->mods[k], stats,
+                            held, r->sp.n_ho, stats_seconds, &r->opts,
+                            r->is_root ? r->part_paths[k] : NULL, &msg);
+        }
         if (r->grid) {
             /* The group's ranks leave together: the next module's calls are collective. */
             st = qr_mpi_agree(r->grid->comm, st);
@@ -586,6 +649,7 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
     }
 done:
     qr_stats_free(&stats);
+    qr_grid_input_close(&gin);
     free(held);
     return st;
 }

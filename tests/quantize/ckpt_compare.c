@@ -5,7 +5,8 @@
  * Without --rel: the same modules in the same order, every module bit-identical (qr_qlayer_equal:
  * codes, scales, zero points, smooth, perm, L, R, side), every copied tensor bit-identical, and the
  * same metrics apart from the timings (seconds_*). With --rel TOL: each module's effective weight
- * (qr_qlayer_effective_weight) agrees within TOL relative (Frobenius), for grids that reorder sums.
+ * (qr_qlayer_effective_weight) agrees within TOL relative (Frobenius), and so does every stored
+ * error metric, for grids that reorder sums.
  * Prints the first difference and exits 1; exits 0 when equal. */
 #include <math.h>
 #include <stdio.h>
@@ -88,6 +89,21 @@ int main(int argc, char **argv)
                     fprintf(stderr, "ckpt_compare: module %s: relative difference %.3g > %.3g\n",
                             name, sqrt(num / den), tol);
                     bad = 1;
+                }
+                /* The stored errors are measured on the same held-out rows: they agree as well
+                 * (relative, and absolutely near zero). */
+                for (size_t k = 0; k < ma.n && !bad; k++) {
+                    const qr_kv *o = qr_kv_find(&mb, ma.items[k].key);
+                    double x = ma.items[k].d;
+                    if (ma.items[k].type != QR_KV_DOUBLE || !strstr(ma.items[k].key, "error") ||
+                        (o && isnan(x) && isnan(o->d))) {
+                        continue;
+                    }
+                    if (!o || !(fabs(o->d - x) <= tol * fabs(x) + 1e-15)) {
+                        fprintf(stderr, "ckpt_compare: module %s: metric %s %.17g vs %.17g\n", name,
+                                ma.items[k].key, x, o ? o->d : NAN);
+                        bad = 1;
+                    }
                 }
             }
             free(wa);

@@ -1,0 +1,37 @@
+/* quantize_grid.h: the part of the quantize job that divides one input group's modules over the
+ * P x Q grid of a rank group (mpi/grid_module.h): every rank reads only the calibration rows and
+ * weight rows of its grid row's blocks, and the group root gets each module whole to write its
+ * part. Used by jobs/quantize_run.c for the option sets qr_grid_method_supported accepts. */
+#ifndef QR_JOBS_QUANTIZE_GRID_H
+#define QR_JOBS_QUANTIZE_GRID_H
+
+#include "io/calib_holdout.h"
+#include "io/model.h"
+#include "mpi/grid_module.h"
+#include "src/method.h"
+#include "src/metrics.h"
+#include "src/modules.h"
+
+/* One layer input on the grid: its statistics and held-out rows. */
+typedef struct {
+    qr_dstats *stats;
+    qr_dmat *held; /* (n_ho, d) held-out rows, or NULL without a holdout */
+    qr_dmat
+        *held_q[3]; /* per-token A8, A4 and grouped-A4 versions (the last NULL without agroup) */
+    double seconds; /* reading and accumulating */
+} qr_grid_input;
+
+/* Collective over the grid: stream the fitting windows of key (d columns) into distributed
+ * statistics, and read the held-out rows. */
+qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
+                             const qr_calib_split *sp, int64_t agroup, qr_grid_input *in);
+void qr_grid_input_close(qr_grid_input *in); /* not collective */
+
+/* Collective over the grid: quantize module m from in with o (module_name set by the caller): the
+ * group root gets the module in *root_ql; every rank gets the metrics (when there are held-out
+ * rows; has_metrics tells) and the report. */
+qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_module *m,
+                             const qr_method_opts *o, qr_grid_input *in, qr_qlayer *root_ql,
+                             qr_metrics *met, int *has_metrics, qr_method_report *rep);
+
+#endif

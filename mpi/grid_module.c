@@ -1,0 +1,569 @@
+/* grid_module.c: a module divided over a rank group's grid (mpi/grid_module.h). */
+#include "mpi/grid_module.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mpi/comm.h"
+#include "mpi/pdla.h"
+#include "src/alloc.h"
+#include "src/checked.h"
+#include "src/methods/correction.h"
+#include "src/progress.h"
+#include "src/quant.h"
+
+int qr_grid_block_for_group(int64_t group)
+{
+    if (group <= 0) {
+        return QR_GRID_DEFAULT_NB;
+    }
+    if (group >= QR_GRID_DEFAULT_NB) {
+        return (int)group;
+    }
+    return (int)(group * ((QR_GRID_DEFAULT_NB + group - 1) / group));
+}
+
+bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
+{
+    qr_method_id m = o->method;
+    *why = NULL;
+    if (m != QR_METHOD_RTN && m != QR_METHOD_LQER && m != QR_METHOD_QERA_APPROX &&
+        m != QR_METHOD_QERA_EXACT) {
+        *why = "the method is not yet divided over the grid";
+    } else if (o->gptq) {
+        *why = "GPTQ's column sweep is not yet divided over the grid";
+    } else if (o->wq.group <= 0 && q > 1) {
+        *why = "one group per row (--group 0) needs whole rows on a rank (a grid of P x 1)";
+    } else if (o->wq.group > INT32_MAX / 2) {
+        *why = "the group is too large for a block size";
+    }
+    return *why == NULL;
+}
+
+/* ---- block-cyclic bookkeeping -------------------------------------------------------------------
+ */
+
+static int64_t global_index(int l, int nb, int iproc, int nprocs)
+{
+    return ((int64_t)(l / nb) * nprocs + iproc) * nb + l % nb;
+}
+
+static int local_extent(int64_t n, int nb, int iproc, int nprocs)
+{
+    int ni = (int)n, zero = 0;
+    return numroc_(&ni, &nb, &iproc, &zero, &nprocs);
+}
+
+static size_t lld(const qr_dmat *a)
+{
+    return (size_t)a->desc[QR_DESC_LLD];
+}
+
+/* Elements of the local part as stored (leading dimension times local columns). */
+static size_t local_count(const qr_dmat *a)
+{
+    return lld(a) * (size_t)a->nloc;
+}
+
+void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
+                       const double *rows)
+{
+    for (int li = 0; li < d->mloc; li++) {
+        int64_t gi = qr_dmat_global_row(g, li);
+        if (gi < row0 || gi >= row0 + nrows) {
+            continue;
+        }
+        for (int lj = 0; lj < d->nloc; lj++) {
+            d->data[(size_t)lj * lld(d) + (size_t)li] =
+                rows[(gi - row0) * d->n + qr_dmat_global_col(g, lj)];
+        }
+    }
+}
+
+/* Local part of d as a row-major (mloc, nloc) array, and back. */
+static void local_to_rowmajor(const qr_dmat *d, double *out)
+{
+    for (int li = 0; li < d->mloc; li++) {
+        for (int lj = 0; lj < d->nloc; lj++) {
+            out[(size_t)li * (size_t)d->nloc + (size_t)lj] = d->data[(size_t)lj * lld(d) + li];
+        }
+    }
+}
+
+/* Sum of squares of the local part (a - b when b is given). */
+static double local_sumsq(const qr_dmat *a, const qr_dmat *b)
+{
+    double s = 0.0;
+    for (int lj = 0; lj < a->nloc; lj++) {
+        for (int li = 0; li < a->mloc; li++) {
+            size_t k = (size_t)lj * lld(a) + li;
+            double v = b ? a->data[k] - b->data[k] : a->data[k];
+            s += v * v;
+        }
+    }
+    return s;
+}
+
+/* ---- statistics ---------------------------------------------------------------------------------
+ */
+
+qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out)
+{
+    qr_status st = QR_OK;
+    qr_dstats *s = NULL;
+    *out = NULL;
+    QR_CHECK(qr_calloc(&s, 1, sizeof *s, "distributed statistics"));
+    s->d = d;
+    QR_CHECK(qr_dmat_create(g, d, d, &s->G));
+    QR_CHECK(qr_calloc(&s->max_abs, (size_t)d, sizeof(double), "statistics max |x|"));
+    QR_CHECK(qr_calloc(&s->sum_abs, (size_t)d, sizeof(double), "statistics sum |x|"));
+    QR_CHECK(qr_calloc(&s->sum_sq, (size_t)d, sizeof(double), "statistics sum x^2"));
+    QR_CHECK(qr_calloc(&s->batch_mean_abs_max, (size_t)d, sizeof(double), "statistics LQER s"));
+    *out = s;
+    s = NULL;
+done:
+    qr_dstats_free(&s);
+    return st;
+}
+
+void qr_dstats_free(qr_dstats **s)
+{
+    if (!s || !*s) {
+        return;
+    }
+    qr_dmat_free(&(*s)->G);
+    qr_dmat_free(&(*s)->chol);
+    free((*s)->max_abs);
+    free((*s)->sum_abs);
+    free((*s)->sum_sq);
+    free((*s)->batch_mean_abs_max);
+    free(*s);
+    *s = NULL;
+}
+
+/* Per-channel sums of this rank's part of X into acc (3 d: sum |x|, sum x², max |x|), zero for
+ * the channels of other grid columns; the first non-finite value is named. */
+static qr_status local_channel_sums(const qr_grid *g, const qr_dmat *X, double *acc)
+{
+    int64_t d = X->n;
+    for (int lj = 0; lj < X->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        const double *col = X->data + (size_t)lj * lld(X);
+        for (int li = 0; li < X->mloc; li++) {
+            double v = col[li], a = fabs(v);
+            if (!isfinite(v)) {
+                return qr_fail(QR_ERR_INPUT,
+                               "statistics: activation (%lld, %lld) is not finite (expected a "
+                               "finite value, found %g)",
+                               (long long)qr_dmat_global_row(g, li), (long long)j, v);
+            }
+            acc[j] += a;
+            acc[d + j] += v * v;
+            acc[2 * d + j] = a > acc[2 * d + j] ? a : acc[2 * d + j];
+        }
+    }
+    return QR_OK;
+}
+
+qr_status qr_dstats_add(const qr_grid *g, qr_dstats *s, const qr_dmat *X)
+{
+    qr_status st = QR_OK;
+    int64_t d = s->d, t = X->m;
+    int di = (int)d, ti = (int)t, one = 1;
+    double alpha = 1.0, beta = 1.0;
+    double *acc = NULL; /* (3 d): sum |x|, sum x², max |x| of this batch */
+    if (t == 0) {
+        return QR_OK;
+    }
+    st = qr_calloc(&acc, 3 * (size_t)d, sizeof *acc, "batch statistics");
+    if (st == QR_OK) {
+        st = local_channel_sums(g, X, acc);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * di, MPI_DOUBLE, MPI_SUM, g->comm);
+    MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, di, MPI_DOUBLE, MPI_MAX, g->comm);
+    pdsyrk_("L", "T", &di, &ti, &alpha, X->data, &one, &one, X->desc, &beta, s->G->data, &one, &one,
+            s->G->desc);
+    for (int64_t j = 0; j < d; j++) {
+        double mean = acc[j] / (double)t;
+        s->sum_abs[j] += acc[j];
+        s->sum_sq[j] += acc[d + j];
+        s->max_abs[j] = acc[2 * d + j] > s->max_abs[j] ? acc[2 * d + j] : s->max_abs[j];
+        s->batch_mean_abs_max[j] =
+            mean > s->batch_mean_abs_max[j] ? mean : s->batch_mean_abs_max[j];
+    }
+    s->count += t;
+    s->n_batches++;
+done:
+    free(acc);
+    return st;
+}
+
+/* diag(G) (d) on every rank: the clip search's column weights, as the serial path takes them. */
+static qr_status gram_diagonal(const qr_grid *g, const qr_dstats *s, double *diag)
+{
+    memset(diag, 0, (size_t)s->d * sizeof *diag);
+    for (int lj = 0; lj < s->G->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        for (int li = 0; li < s->G->mloc; li++) {
+            if (qr_dmat_global_row(g, li) == j) {
+                diag[j] = s->G->data[(size_t)lj * lld(s->G) + li];
+            }
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
+    return QR_OK;
+}
+
+/* The whitening factor of s, computed once per input group (the modules of q/k/v or gate/up share
+ * it) and kept in s. */
+static qr_status whitening(const qr_grid *g, qr_dstats *s, double lambda0)
+{
+    qr_status st = QR_OK;
+    if (s->chol && s->chol_lambda0 == lambda0) {
+        return QR_OK;
+    }
+    qr_dmat_free(&s->chol);
+    st = qr_dmat_create(g, s->d, s->d, &s->chol);
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    memcpy(s->chol->data, s->G->data, local_count(s->G) * sizeof(double));
+    st = qr_pdla_cholesky_damped(g, s->chol, lambda0, &s->chol_damping);
+    if (st != QR_OK) {
+        qr_dmat_free(&s->chol);
+        return st;
+    }
+    s->chol_lambda0 = lambda0;
+    return QR_OK;
+}
+
+/* ---- the module --------------------------------------------------------------------------------
+ */
+
+/* This rank's blocks of W quantized with the group's options: qloc (mloc, nloc) and the
+ * dequantized values deq (mloc, nloc) row-major. Groups never straddle ranks (the block size is a
+ * multiple of the group), so the local quantization is the global one restricted to the blocks. */
+static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                                const double *gdiag, qr_qweight *qloc, double *deq)
+{
+    qr_status st = QR_OK;
+    double *w = NULL, *cw = NULL; /* (mloc, nloc) row-major, (nloc) */
+    size_t n = (size_t)W->mloc * (size_t)W->nloc;
+    memset(qloc, 0, sizeof *qloc);
+    if (n == 0) {
+        return QR_OK;
+    }
+    QR_CHECK(qr_malloc(&w, n, sizeof *w, "local weight"));
+    local_to_rowmajor(W, w);
+    if (o->wq.clip_search) {
+        QR_CHECK(qr_malloc(&cw, (size_t)W->nloc, sizeof *cw, "clip column weights"));
+        for (int lj = 0; lj < W->nloc; lj++) {
+            cw[lj] = gdiag[qr_dmat_global_col(g, lj)];
+        }
+    }
+    QR_CHECK(qr_quantize_rtn(w, W->mloc, W->nloc, &o->wq, cw, qloc));
+    qr_qweight_dequantize_f64(qloc, deq);
+done:
+    free(w);
+    free(cw);
+    return st;
+}
+
+/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. E is
+ * overwritten by E S. */
+static qr_status correction(const qr_grid *g, const qr_method_opts *o, qr_dstats *s, qr_dmat *E,
+                            double *L, double *R, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t m = E->m, n = E->n, r = o->rank;
+    qr_scaling S = {0};
+    qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
+                     s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    qr_dmat *Vd = NULL; /* (r, n): Vt, then Vt S^-1 */
+    double *sv = NULL;  /* (r) */
+    qr_rng rng;
+    double t0 = qr_now();
+    if (o->method == QR_METHOD_QERA_EXACT) {
+        QR_CHECK(whitening(g, s, o->whiten_lambda0));
+        rep->damping = s->chol_damping;
+        QR_CHECK(qr_pdla_tri_right(g, E, s->chol, 0, 0));
+    } else {
+        st = o->method == QR_METHOD_LQER ? qr_scaling_lqer(&view, &S)
+                                         : qr_scaling_qera_approx(&view, &S);
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        for (int lj = 0; lj < E->nloc; lj++) {
+            double c = S.diag[qr_dmat_global_col(g, lj)];
+            for (int li = 0; li < E->mloc; li++) {
+                E->data[(size_t)lj * lld(E) + li] *= c;
+            }
+        }
+    }
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    t0 = qr_now();
+    st = qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values");
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    qr_method_rng(o, "correction", &rng);
+    QR_CHECK(qr_pdla_svd_truncated(g, E, r, &o->svd, &rng, L, sv, R));
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t k = 0; k < r; k++) {
+            L[i * r + k] *= sv[k];
+        }
+    }
+    if (S.diag) {
+        for (int64_t k = 0; k < r; k++) {
+            for (int64_t j = 0; j < n; j++) {
+                R[k * n + j] /= S.diag[j];
+            }
+        }
+    } else {
+        st = qr_dmat_create(g, r, n, &Vd);
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        qr_dmat_fill_local(g, Vd, R);
+        QR_CHECK(qr_pdla_tri_right(g, Vd, s->chol, 0, 1));
+        QR_CHECK(qr_dmat_allgather(g, Vd, R));
+    }
+    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+done:
+    qr_scaling_free(&S);
+    qr_dmat_free(&Vd);
+    free(sv);
+    return st;
+}
+
+/* W_eff's local part: deq + L R with L and R rounded to float32 as stored. */
+static void effective_local(const qr_grid *g, const double *deq, const qr_qlayer *q, qr_dmat *We)
+{
+    int64_t r = q->rank, n = We->n;
+    for (int lj = 0; lj < We->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        for (int li = 0; li < We->mloc; li++) {
+            int64_t i = qr_dmat_global_row(g, li);
+            double v = deq[(size_t)li * (size_t)We->nloc + (size_t)lj];
+            for (int64_t k = 0; k < r; k++) {
+                v += (double)q->L[i * r + k] * (double)q->R[k * n + j];
+            }
+            We->data[(size_t)lj * lld(We) + li] = v;
+        }
+    }
+}
+
+/* Place the local quantized blocks of process (pr, pc) (codes (mloc, nloc) one per byte, scales
+ * and zeros (mloc, local groups)) into the whole matrix q on the root. */
+static void place_blocks(const qr_grid *g, int pr, int pc, int mloc, int nloc, int64_t lgroup,
+                         const uint8_t *codes, const float *scales, const uint8_t *zeros,
+                         qr_qweight *q)
+{
+    int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
+    for (int li = 0; li < mloc; li++) {
+        int64_t i = global_index(li, g->nb, pr, g->nprow);
+        for (int lj = 0; lj < nloc; lj++) {
+            qr_qweight_set_code(q, i, global_index(lj, g->nb, pc, g->npcol),
+                                codes[(size_t)li * (size_t)nloc + (size_t)lj]);
+        }
+        for (int64_t k = 0; k < ngl; k++) {
+            int64_t G = global_index((int)(k * lgroup), g->nb, pc, g->npcol) / q->group;
+            q->scales[i * q->n_groups + G] = scales[li * ngl + k];
+            if (q->zeros) {
+                q->zeros[i * q->n_groups + G] = zeros[li * ngl + k];
+            }
+        }
+    }
+}
+
+/* Gather every rank's quantized blocks into the whole main matrix on the group root (one rank's
+ * blocks at a time, so the root holds the INT4 result and one staging buffer). */
+static qr_status gather_qweight(const qr_grid *g, const qr_method_opts *o, int64_t m, int64_t n,
+                                const qr_qweight *qloc, qr_qweight *q)
+{
+    qr_status st = QR_OK;
+    int mmax = local_extent(m, g->nb, 0, g->nprow), nmax = local_extent(n, g->nb, 0, g->npcol);
+    int64_t lgroup = o->wq.group > 0 && o->wq.group < n ? o->wq.group : n;
+    int64_t ngmax = (nmax + lgroup - 1) / lgroup;
+    size_t nc = (size_t)mmax * (size_t)nmax, ns = (size_t)mmax * (size_t)ngmax;
+    uint8_t *codes = NULL, *zeros = NULL;
+    float *scales = NULL;
+    st = qr_malloc(&codes, nc + 1, 1, "gathered codes");
+    if (st == QR_OK) {
+        st = qr_calloc(&zeros, ns + 1, 1, "gathered zeros");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&scales, ns + 1, sizeof *scales, "gathered scales");
+    }
+    if (st == QR_OK && g->group_rank == 0) {
+        st = qr_qweight_alloc(q, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int p = 0; p < g->nprow * g->npcol; p++) {
+        int pr = p / g->npcol, pc = p % g->npcol;
+        int mloc = local_extent(m, g->nb, pr, g->nprow),
+            nloc = local_extent(n, g->nb, pc, g->npcol);
+        int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
+        int cnt = mloc * nloc, scnt = (int)(mloc * ngl);
+        if (p == g->group_rank) {
+            for (int li = 0; li < mloc; li++) {
+                for (int lj = 0; lj < nloc; lj++) {
+                    codes[(size_t)li * (size_t)nloc + lj] =
+                        (uint8_t)qr_qweight_get_code(qloc, li, lj);
+                }
+            }
+            if (scnt > 0) {
+                memcpy(scales, qloc->scales, (size_t)scnt * sizeof *scales);
+                if (qloc->zeros) {
+                    memcpy(zeros, qloc->zeros, (size_t)scnt);
+                }
+            }
+        }
+        if (p != 0 && g->group_rank == p) {
+            MPI_Send(codes, cnt, MPI_UINT8_T, 0, 1, g->comm);
+            MPI_Send(scales, scnt, MPI_FLOAT, 0, 2, g->comm);
+            MPI_Send(zeros, scnt, MPI_UINT8_T, 0, 3, g->comm);
+        } else if (p != 0 && g->group_rank == 0) {
+            MPI_Recv(codes, cnt, MPI_UINT8_T, p, 1, g->comm, MPI_STATUS_IGNORE);
+            MPI_Recv(scales, scnt, MPI_FLOAT, p, 2, g->comm, MPI_STATUS_IGNORE);
+            MPI_Recv(zeros, scnt, MPI_UINT8_T, p, 3, g->comm, MPI_STATUS_IGNORE);
+        }
+        if (g->group_rank == 0) {
+            place_blocks(g, pr, pc, mloc, nloc, lgroup, codes, scales, zeros, q);
+        }
+    }
+done:
+    free(codes);
+    free(zeros);
+    free(scales);
+    return st;
+}
+
+qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                             qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res)
+{
+    qr_status st = QR_OK;
+    int64_t m = W->m, n = W->n, r = o->method == QR_METHOD_RTN ? 0 : o->rank;
+    qr_qweight qloc;
+    qr_dmat *E = NULL;                 /* (m, n): W - deq, then E S */
+    double *deq = NULL, *gdiag = NULL; /* (mloc, nloc) row-major; (n) */
+    double *L = NULL, *R = NULL;       /* (m, r), (r, n) on every rank */
+    qr_qlayer ql;                      /* every rank: L and R; the root also main */
+    double t0 = qr_now();
+    memset(&qloc, 0, sizeof qloc);
+    memset(&ql, 0, sizeof ql);
+    memset(root_ql, 0, sizeof *root_ql);
+    memset(res, 0, sizeof *res);
+    ql.method = o->method;
+    ql.d_out = m;
+    ql.d_in = n;
+    res->rep.srr_k_used = -1;
+    res->rep.clip_ratio = 1.0;
+    res->rep.calib_out_err = -1.0;
+    st = qr_method_check(o, o->module_name ? o->module_name : "module", m, n);
+    if (st == QR_OK) {
+        st = qr_malloc(&deq, (size_t)W->mloc * (size_t)W->nloc + 1, sizeof *deq, "local deq");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&gdiag, (size_t)n, sizeof *gdiag, "Gram diagonal");
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, m, n, &E);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, m, n, &res->W_eff);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(gram_diagonal(g, s, gdiag));
+    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, W, gdiag, &qloc, deq)));
+    for (int lj = 0; lj < E->nloc; lj++) {
+        for (int li = 0; li < E->mloc; li++) {
+            size_t k = (size_t)lj * lld(E) + li;
+            E->data[k] = W->data[k] - deq[(size_t)li * (size_t)E->nloc + lj];
+        }
+    }
+    res->rep.seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+    if (r > 0) {
+        st = qr_malloc(&L, (size_t)m * (size_t)r, sizeof *L, "correction L");
+        if (st == QR_OK) {
+            st = qr_malloc(&R, (size_t)r * (size_t)n, sizeof *R, "correction R");
+        }
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        QR_CHECK(correction(g, o, s, E, L, R, &res->rep));
+        QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
+    }
+    qr_dmat_free(&E);
+    effective_local(g, deq, &ql, res->W_eff);
+    QR_CHECK(gather_qweight(g, o, m, n, &qloc, &ql.main));
+    res->rep.rank_used = ql.rank;
+    if (g->group_rank == 0) {
+        ql.bits_per_weight = qr_qlayer_bits_per_weight(&ql);
+        *root_ql = ql;
+        memset(&ql, 0, sizeof ql);
+    }
+done:
+    qr_qweight_free(&qloc);
+    qr_qlayer_free(&ql);
+    qr_dmat_free(&E);
+    free(deq);
+    free(gdiag);
+    free(L);
+    free(R);
+    if (st != QR_OK) {
+        qr_qlayer_free(root_ql);
+        qr_grid_result_free(res);
+    }
+    return st;
+}
+
+void qr_grid_result_free(qr_grid_result *res)
+{
+    qr_dmat_free(&res->W_eff);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------------
+ */
+
+static void pgemm_nt(double alpha, const qr_dmat *A, const qr_dmat *B, double beta, qr_dmat *C)
+{
+    int mi = (int)C->m, ni = (int)C->n, ki = (int)A->n, one = 1;
+    pdgemm_("N", "T", &mi, &ni, &ki, &alpha, A->data, &one, &one, A->desc, B->data, &one, &one,
+            B->desc, &beta, C->data, &one, &one, C->desc);
+}
+
+static double rel(double num, double den)
+{
+    return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
+}
+
+qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
+                          const qr_dmat *X, const qr_dmat *const Xa[3], qr_metrics *m)
+{
+    qr_status st = QR_OK;
+    qr_dmat *Y = NULL, *Z = NULL; /* (n_ho, d_out) */
+    double sums[2],
+        *out[4] = {&m->out_rel_err, &m->out_rel_err_a8, &m->out_rel_err_a4, &m->out_rel_err_a4g};
+    memset(m, 0, sizeof *m);
+    m->out_rel_err_a4g = NAN;
+    st = qr_dmat_create(g, X->m, W->m, &Y);
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, X->m, W->m, &Z);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    sums[0] = local_sumsq(W, W_eff);
+    sums[1] = local_sumsq(W, NULL);
+    MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
+    m->weight_rel_err = rel(sums[0], sums[1]);
+    pgemm_nt(1.0, X, W, 0.0, Y);
+    for (int a = 0; a < 4; a++) {
+        const qr_dmat *Xv = a == 0 ? X : Xa[a - 1];
+        if (!Xv) {
+            continue;
+        }
+        memcpy(Z->data, Y->data, local_count(Y) * sizeof *Z->data);
+        pgemm_nt(-1.0, Xv, W_eff, 1.0, Z);
+        sums[0] = local_sumsq(Z, NULL);
+        sums[1] = local_sumsq(Y, NULL);
+        MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
+        *out[a] = rel(sums[0], sums[1]);
+    }
+    m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
+done:
+    qr_dmat_free(&Y);
+    qr_dmat_free(&Z);
+    return st;
+}

@@ -1,0 +1,86 @@
+/* grid_module.h: one module's statistics, quantization, correction and metrics divided over the P x
+ * Q grid of a rank group (`quantize --grid PxQ`), so that no rank holds an n x n or m x n matrix
+ * whole (../shared/SCALE.md, docs/distributed.md).
+ *
+ * Every matrix lives block-cyclic on the grid (mpi/blacs.h) with a block size that is a multiple of
+ * the weight quantization group, so a group never straddles two ranks and the main quantization is
+ * local to each rank's blocks:
+ *   statistics   G = XᵀX accumulated by PDSYRK from block-cyclic chunks of calibration rows; the
+ *                per-channel vectors (length n) are reduced and kept whole on every rank
+ *   scaling      LQER / QERA-approx diagonal scales from those vectors; QERA-exact whitening by
+ *                PDPOTRF of G, computed once per input group and reused by its modules
+ *   correction   E = W - deq(Q) local; E S by PDTRMM or a local column scaling; the randomized SVD
+ *                (PDGEMM, PDGEQRF); R = Vt S^-1 by PDTRSM; L (m, r) and R (r, n) are small and end
+ *                up on every rank
+ *   metrics      held-out rows block-cyclic, Y = X Wᵀ and X_a W_effᵀ by PDGEMM, norms reduced
+ * The group root finally holds the module's INT4 codes (m n / 2 bytes, gathered to write its part)
+ * and never a float copy of an m x n matrix.
+ *
+ * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx and
+ * qera-exact. qr_grid_method_supported says which option sets it takes; the others run the
+ * replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky).
+ * Every function is collective over the grid's communicator unless it says otherwise. */
+#ifndef QR_MPI_GRID_MODULE_H
+#define QR_MPI_GRID_MODULE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mpi/blacs.h"
+#include "src/method.h"
+#include "src/metrics.h"
+#include "src/qlayer.h"
+#include "src/status.h"
+
+/* The grid block size for weight groups of `group` columns: a multiple of it, at least
+ * QR_GRID_DEFAULT_NB (group 0, one group per row, needs Q = 1). */
+int qr_grid_block_for_group(int64_t group);
+
+/* Whether the distributed path runs method options o on a grid with q process columns (not
+ * collective); *why gets the reason when it does not. */
+bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why);
+
+/* Statistics of one layer input, distributed. */
+typedef struct {
+    int64_t d, count, n_batches;
+    qr_dmat *G;                 /* (d, d): sum x xᵀ, lower triangle */
+    double *max_abs, *sum_abs;  /* (d) whole on every rank */
+    double *sum_sq;             /* (d) */
+    double *batch_mean_abs_max; /* (d) max over batches of the batch's mean |x_j| */
+    qr_dmat *chol;              /* (d, d) the whitening factor once computed, else NULL */
+    double chol_lambda0, chol_damping;
+} qr_dstats;
+
+qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out);
+void qr_dstats_free(qr_dstats **s); /* not collective; NULL-safe, clears the pointer */
+
+/* Add one batch: X (t, d) is a distributed chunk of t calibration rows (one window). */
+qr_status qr_dstats_add(const qr_grid *g, qr_dstats *s, const qr_dmat *X);
+
+/* Fill this rank's part of d from rows [row0, row0 + nrows) of the logical matrix, given as full
+ * rows (nrows, d->n) row-major; rows this rank does not hold are skipped. Not collective. */
+void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
+                       const double *rows);
+
+/* What a distributed module run leaves on every rank. */
+typedef struct {
+    qr_dmat *W_eff; /* (m, n) deq(main) + L R, distributed (for the metrics) */
+    qr_method_report rep;
+} qr_grid_result;
+
+/* Quantize the distributed weight W (m, n) with o (qr_grid_method_supported) and statistics s; the
+ * group root gets the whole module in *root_ql (INT4 codes, scales, L, R; other ranks get an empty
+ * one), every rank gets res. o->module_name seeds the random streams as qr_method_run does, so the
+ * result agrees with the serial one to rounding. */
+qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                             qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res);
+
+void qr_grid_result_free(qr_grid_result *res); /* not collective */
+
+/* The metrics of qr_metrics_compute on distributed held-out rows: X (n_ho, n) float rows and its
+ * per-token quantized versions X8, X4 and X4g (NULL: metric not computed), W and W_eff (m, n).
+ * bits_per_weight and the stage times come from the caller. */
+qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
+                          const qr_dmat *X, const qr_dmat *const Xa[3], qr_metrics *m);
+
+#endif
