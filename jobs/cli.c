@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "src/log.h"
-
 qr_status qr_cli_int(const char *opt, const char *value, int64_t min, int64_t max, int64_t *out)
 {
     char *end = NULL;
@@ -53,12 +51,4 @@ qr_status qr_cli_grid(const char *opt, const char *value, int *p, int *q)
 qr_status qr_cli_usage_error(const char *cmd, const char *what)
 {
     return qr_fail(QR_ERR_INPUT, "%s: %s (see 'qrecon %s --help')", cmd, what, cmd);
-}
-
-void qr_cli_print_help(const char *text)
-{
-    if (qr_log_rank() == 0) {
-        fputs(text, stdout);
-        fflush(stdout);
-    }
 }

@@ -1,5 +1,6 @@
 /* cli.h: what every subcommand shares: its entry point, option-value parsing with clear errors, and
- * the help text. Option parsing itself is getopt_long in each subcommand. */
+ * the usage-error status. Options themselves are declared as tables (jobs/options.h), which parse
+ * them and generate the help. */
 #ifndef QR_JOBS_CLI_H
 #define QR_JOBS_CLI_H
 
@@ -24,10 +25,8 @@ qr_status qr_cli_double(const char *opt, const char *value, double min, double m
 /* "PxQ" (e.g. "2x2") */
 qr_status qr_cli_grid(const char *opt, const char *value, int *p, int *q);
 
-/* Status for an unknown option or a missing argument (getopt returned '?' or ':'). */
+/* Status for a usage error (an unknown option, a missing value or operand): "<cmd>: <what> (see
+ * 'qrecon <cmd> --help')". */
 qr_status qr_cli_usage_error(const char *cmd, const char *what);
-
-/* Rank 0 prints `text` to stdout (help screens). */
-void qr_cli_print_help(const char *text);
 
 #endif

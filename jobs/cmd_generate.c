@@ -2,7 +2,7 @@
  * float32 forward pass and its KV cache; prints the decoded text. A quick check that a model loads
  * and runs correctly (stories260K starts "Once upon a time, there was a little girl named Lily.").
  */
-#include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,69 +12,71 @@
 #include "src/alloc.h"
 #include "src/log.h"
 
-static const char help[] =
-    "usage: qrecon generate --model DIR [--prompt TEXT] [--steps N] [--tokenizer FILE]\n"
-    "\n"
+static const qr_cmd_doc doc = {
+    "generate",
+    "qrecon generate --model DIR [--prompt TEXT] [--steps N] [--tokenizer FILE]",
     "Greedy decoding (argmax at every step) from BOS, or from BOS + the prompt, for up to N new\n"
-    "tokens (default 256, at most the model's context), stopping early when the model emits BOS "
-    "or\n"
-    "EOS. Prints the prompt and the continuation as text on stdout.\n"
-    "\n"
-    "  --model DIR       Hugging Face folder or llama2.c checkpoint\n"
-    "  --prompt TEXT     text to continue (encoded with the model's tokenizer)\n"
-    "  --steps N         new tokens to generate (default 256)\n"
-    "  --tokenizer FILE  llama2.c tokenizer.bin (default: the one beside the model)\n";
+    "tokens (at most the model's context), stopping early when the model emits BOS or EOS.\n"
+    "Prints the prompt and the continuation as text on stdout.\n",
+    NULL,
+};
+
+typedef struct {
+    qr_llama_cli in; /* --model, --tokenizer */
+    const char *prompt;
+    int64_t steps;
+} generate_opts;
+
+#define OPT(f) offsetof(generate_opts, f)
+static const qr_opt generate_rows[] = {
+    {"prompt", QR_OPT_STR, OPT(prompt), "TEXT",
+     "text to continue (encoded with the model's tokenizer)"},
+    {"steps", QR_OPT_INT, OPT(steps), "N", "new tokens to generate", .imin = 1, .imax = INT32_MAX},
+};
+#undef OPT
+
+static qr_status parse(int argc, char **argv, generate_opts *o, bool *help)
+{
+    qr_opt_result res;
+    qr_opt_table tables[] = {
+        qr_llama_model_opt_table(&o->in, "options (defaults in parentheses)"),
+        QR_OPT_TABLE(generate_rows, o, NULL),
+    };
+    memset(o, 0, sizeof *o);
+    o->steps = 256;
+    QR_TRY(qr_opts_parse(&doc, tables, 2, 0, argc, argv, &res));
+    *help = res.help;
+    if (!res.help && !o->in.model_path) {
+        return qr_cli_usage_error("generate", "expected --model DIR");
+    }
+    return QR_OK;
+}
 
 qr_status qr_cmd_generate(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'}, {"prompt", required_argument, NULL, 'p'},
-        {"steps", required_argument, NULL, 's'}, {"tokenizer", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0}};
     qr_status st = QR_OK;
-    const char *model_path = NULL, *prompt = NULL, *tok_path = NULL;
-    int64_t steps = 256, n_seq = 0, max_pos, vocab;
+    generate_opts o;
+    bool help = false;
+    int64_t steps, n_seq = 0, max_pos, vocab;
     int32_t *seq = NULL, *prompt_ids = NULL;
     size_t n_prompt = 0, text_len = 0;
     float *logits = NULL;
     char *text = NULL;
     qr_llama_job job;
     qr_llama_state *state = NULL;
-    int c;
     memset(&job, 0, sizeof job);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model_path = optarg;
-            break;
-        case 'p':
-            prompt = optarg;
-            break;
-        case 's':
-            QR_CHECK(qr_cli_int("--steps", optarg, 1, INT32_MAX, &steps));
-            break;
-        case 't':
-            tok_path = optarg;
-            break;
-        case 'h':
-            qr_cli_print_help(help);
-            return QR_OK;
-        case ':':
-            return qr_cli_usage_error("generate", "an option is missing its value");
-        default:
-            return qr_cli_usage_error("generate", "unknown option");
-        }
+    QR_TRY(parse(argc, argv, &o, &help));
+    if (help) {
+        return QR_OK;
     }
-    if (!model_path || optind != argc) {
-        return qr_cli_usage_error("generate", "expected --model DIR and no other arguments");
-    }
-    QR_CHECK(qr_llama_job_open(model_path, &job));
-    QR_CHECK(qr_llama_job_tokenizer(&job, tok_path));
+    steps = o.steps;
+    QR_CHECK(qr_llama_job_open(o.in.model_path, &job));
+    QR_CHECK(qr_llama_job_tokenizer(&job, o.in.input.tokenizer_path));
     vocab = job.w.cfg.vocab_size;
-    if (prompt && *prompt) {
+    if (o.prompt && *o.prompt) {
         qr_encode_opts eo = {true, false, "--prompt"};
-        QR_CHECK(qr_tokenizer_encode(job.tok, prompt, strlen(prompt), &eo, &prompt_ids, &n_prompt));
+        QR_CHECK(
+            qr_tokenizer_encode(job.tok, o.prompt, strlen(o.prompt), &eo, &prompt_ids, &n_prompt));
     }
     max_pos = job.w.cfg.max_seq_len;
     if ((int64_t)n_prompt + 1 >= max_pos) {

@@ -4,15 +4,17 @@
  *
  * The report is built once as a JSON document; the table is rendered from that document, so the two
  * outputs cannot disagree. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/model.h"
 #include "jobs/cli.h"
+#include "jobs/options.h"
 #include "mpi/comm.h"
 #include "src/log.h"
 #include "src/modules.h"
@@ -21,23 +23,28 @@
 #define INSPECT_VERSION 1
 #define NAME_MAX_LEN 128
 
-static const char inspect_help[] =
-    "usage: qrecon inspect MODEL [--json]\n"
-    "\n"
+static const qr_cmd_doc doc = {
+    "inspect",
+    "qrecon inspect MODEL [--json]",
     "List what a source model holds: one row per quantizable linear module (name, shape\n"
     "d_out x d_in, dtype, parameters, calibration input key), then the other tensors\n"
     "(embeddings, norms, lm_head, biases), then totals (modules, quantizable parameters, all\n"
     "parameters, tensor bytes per dtype, file bytes).\n"
     "\n"
     "MODEL is a Hugging Face folder (config.json with model.safetensors or\n"
-    "model.safetensors.index.json), a llama2.c v0 checkpoint (.bin), or a folder holding one.\n"
-    "\n"
-    "options:\n"
-    "  --json     print the same report as one JSON document (schema \"" INSPECT_SCHEMA "\", "
-    "version 1)\n"
-    "  -h, --help print this help\n"
-    "\n"
-    "Every rank opens the model (errors are agreed by all ranks); rank 0 prints.\n";
+    "model.safetensors.index.json), a llama2.c v0 checkpoint (.bin), or a folder holding one.\n",
+    "Every rank opens the model (errors are agreed by all ranks); rank 0 prints.\n",
+};
+
+typedef struct {
+    bool json;
+} inspect_opts;
+
+static const qr_opt inspect_rows[] = {
+    {"json", QR_OPT_FLAG, offsetof(inspect_opts, json), NULL,
+     "print the same report as one JSON document (schema \"" INSPECT_SCHEMA "\",\n"
+     "version 1)"},
+};
 
 /* Collects jansson failures (each constructor returns NULL, each setter -1 on allocation failure)
  * so the builder reads straight and fails once at the end. */
@@ -309,42 +316,24 @@ static void print_table(json_t *r, FILE *out)
 
 qr_status qr_cmd_inspect(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
     qr_status st = QR_OK;
     qr_model *m = NULL;
     json_t *report = NULL;
-    int as_json = 0, opt;
-    optind = 1;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (opt) {
-        case 'j':
-            as_json = 1;
-            break;
-        case 'h':
-            qr_cli_print_help(inspect_help);
-            return QR_OK;
-        default: {
-            char what[160];
-            snprintf(what, sizeof what, "unknown option '%.120s'", argv[optind - 1]);
-            return qr_cli_usage_error("inspect", what);
-        }
-        }
+    inspect_opts o = {false};
+    qr_opt_result res;
+    qr_opt_table tables[] = {QR_OPT_TABLE(inspect_rows, &o, "options")};
+    QR_TRY(qr_opts_parse(&doc, tables, 1, 1, argc, argv, &res));
+    if (res.help) {
+        return QR_OK;
     }
-    if (argc - optind != 1) {
-        return qr_cli_usage_error("inspect", argc - optind == 0
-                                                 ? "expected a MODEL path"
-                                                 : "expected exactly one MODEL path");
+    if (res.n_positional == 0) {
+        return qr_cli_usage_error("inspect", "expected a MODEL path");
     }
     /* Every rank opens the model, so an unreadable file on any rank fails the run everywhere. */
-    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, qr_model_open(argv[optind], &m)));
+    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, qr_model_open(res.positional[0], &m)));
     if (qr_mpi_rank(MPI_COMM_WORLD) == 0) {
         QR_CHECK(build_report(m, &report));
-        if (as_json) {
+        if (o.json) {
             if (json_dumpf(report, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) {
                 st = qr_fail(QR_ERR_IO, "inspect: cannot write the JSON report to stdout");
                 goto done;

@@ -1,8 +1,8 @@
 /* cmd_report.c: `qrecon report CKPT [CKPT ...]`: per-module error tables and plots of one or more
  * checkpoints, from the metrics they store and the validation results beside them. Rank 0 reads and
  * writes; the other ranks only agree on the status. */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,132 +11,111 @@
 #include "io/report_read.h"
 #include "io/report_write.h"
 #include "jobs/cli.h"
+#include "jobs/options.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
-static const char report_help[] =
-    "usage: qrecon report CKPT [CKPT ...] [--out DIR] [--md FILE] [--csv FILE] [--json FILE]\n"
+static const qr_cmd_doc doc = {
+    "report",
+    "qrecon report CKPT [CKPT ...] [--out DIR] [--md FILE] [--csv FILE] [--json FILE]\n"
     "                     [--svg FILE] [--rank-svg FILE] [--act auto|float|a8|a4]\n"
-    "                     [--max-err X] [--spike F] [--window L] [--top N]\n"
-    "\n"
+    "                     [--max-err X] [--spike F] [--window L] [--top N]",
     "One row per quantized module (layer, module, shape, method, rank or salient channels,\n"
     "bits per weight, weight error, output error with float / A8 / A4 activations, SQNR,\n"
     "kernel check, seconds), the numbers stored in each checkpoint. The kernel check comes\n"
     "from CKPT.validate.json (written by `qrecon validate --json`) when it exists. Several\n"
-    "checkpoints are shown side by side. Without output options the Markdown goes to stdout.\n"
-    "\n"
-    "  --out DIR        write DIR/report.md, report.csv, report.json, layers.svg, and\n"
-    "                   rank.svg when the checkpoints form a rank sweep\n"
-    "  --md/--csv/--json/--svg/--rank-svg FILE   write one output to FILE\n"
-    "  --act MODE       which output error flags and plots use: auto (each checkpoint's\n"
-    "                   activation bits), float, a8, a4 (default auto)\n"
-    "  --max-err X      flag modules whose error exceeds X (default: off)\n"
-    "  --spike F        flag modules above F x the median of the same module type in the\n"
-    "                   neighbouring layers (default 2; 0 = off)\n"
-    "  --window L       neighbouring layers on each side for --spike (default 2)\n"
-    "  --top N          worst modules listed per checkpoint (default 5)\n";
+    "checkpoints are shown side by side. Without output options the Markdown goes to stdout.\n",
+    NULL,
+};
 
 typedef struct {
-    const char *out_dir, *md, *csv, *json, *svg, *rank_svg, *act;
-    qr_report_style style;
+    const char *out_dir, *md, *csv, *json, *svg, *rank_svg;
+    double max_err, spike;
+    int64_t window, top;
+    const char *act;
+    char **ckpts; /* (n_ckpts) the operands */
+    int n_ckpts;
 } report_opts;
 
-static qr_status parse(int argc, char **argv, report_opts *o, int *help)
+static qr_status parse_act(const char *opt, const char *value, void *dst)
 {
-    static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
-                                             {"md", required_argument, 0, 'm'},
-                                             {"csv", required_argument, 0, 'c'},
-                                             {"json", required_argument, 0, 'j'},
-                                             {"svg", required_argument, 0, 's'},
-                                             {"rank-svg", required_argument, 0, 'r'},
-                                             {"act", required_argument, 0, 'a'},
-                                             {"max-err", required_argument, 0, 'x'},
-                                             {"spike", required_argument, 0, 'p'},
-                                             {"window", required_argument, 0, 'w'},
-                                             {"top", required_argument, 0, 't'},
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
-    int c;
-    int64_t v;
+    if (strcmp(value, "auto") != 0 && strcmp(value, "float") != 0 && strcmp(value, "a8") != 0 &&
+        strcmp(value, "a4") != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: expected auto, float, a8 or a4, found '%s'", opt, value);
+    }
+    *(const char **)dst = value;
+    return QR_OK;
+}
+
+#define OPT(f) offsetof(report_opts, f)
+static const qr_opt report_rows[] = {
+    {"out", QR_OPT_STR, OPT(out_dir), "DIR",
+     "write DIR/report.md, report.csv, report.json, layers.svg, and\n"
+     "rank.svg when the checkpoints form a rank sweep"},
+    {"md", QR_OPT_STR, OPT(md), "FILE", "write the Markdown report to FILE"},
+    {"csv", QR_OPT_STR, OPT(csv), "FILE", "write the per-module table as CSV to FILE"},
+    {"json", QR_OPT_STR, OPT(json), "FILE", "write the per-module results as JSON to FILE"},
+    {"svg", QR_OPT_STR, OPT(svg), "FILE", "write the error-per-layer plot to FILE"},
+    {"rank-svg", QR_OPT_STR, OPT(rank_svg), "FILE",
+     "write the error-against-rank plot of a rank sweep to FILE"},
+    {"act", QR_OPT_CUSTOM, OPT(act), "MODE",
+     "which output error flags and plots use: auto (each checkpoint's\n"
+     "activation bits), float, a8, a4",
+     "auto", .parse = parse_act},
+    {"max-err", QR_OPT_DOUBLE, OPT(max_err), "X", "flag modules whose error exceeds X", "off",
+     .dmin = 0.0, .dmax = 1e300},
+    {"spike", QR_OPT_DOUBLE, OPT(spike), "F",
+     "flag modules above F x the median of the same module type in the\n"
+     "neighbouring layers; 0 = off",
+     .dmin = 0.0, .dmax = 1e300},
+    {"window", QR_OPT_INT, OPT(window), "L", "neighbouring layers on each side for --spike",
+     .imin = 1, .imax = 1000},
+    {"top", QR_OPT_INT, OPT(top), "N", "worst modules listed per checkpoint", .imin = 0,
+     .imax = 100000},
+};
+#undef OPT
+
+static qr_status parse(int argc, char **argv, report_opts *o, bool *help)
+{
+    qr_opt_result res;
+    qr_opt_table tables[] = {QR_OPT_TABLE(report_rows, o, "options (defaults in parentheses)")};
     memset(o, 0, sizeof *o);
     o->act = "auto";
-    o->style = (qr_report_style){0.0, 2.0, 2, 5, "auto"};
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o':
-            o->out_dir = optarg;
-            break;
-        case 'm':
-            o->md = optarg;
-            break;
-        case 'c':
-            o->csv = optarg;
-            break;
-        case 'j':
-            o->json = optarg;
-            break;
-        case 's':
-            o->svg = optarg;
-            break;
-        case 'r':
-            o->rank_svg = optarg;
-            break;
-        case 'a':
-            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "float") != 0 &&
-                strcmp(optarg, "a8") != 0 && strcmp(optarg, "a4") != 0) {
-                return qr_fail(QR_ERR_INPUT, "--act: expected auto, float, a8 or a4, found '%s'",
-                               optarg);
-            }
-            o->act = o->style.act = optarg;
-            break;
-        case 'x':
-            QR_TRY(qr_cli_double("--max-err", optarg, 0.0, 1e300, &o->style.max_err));
-            break;
-        case 'p':
-            QR_TRY(qr_cli_double("--spike", optarg, 0.0, 1e300, &o->style.spike_factor));
-            break;
-        case 'w':
-            QR_TRY(qr_cli_int("--window", optarg, 1, 1000, &v));
-            o->style.window = (int)v;
-            break;
-        case 't':
-            QR_TRY(qr_cli_int("--top", optarg, 0, 100000, &v));
-            o->style.top = (size_t)v;
-            break;
-        case 'h':
-            *help = 1;
-            return QR_OK;
-        default:
-            return qr_cli_usage_error("report",
-                                      optopt ? "an option is missing its value" : "unknown option");
-        }
+    o->spike = 2.0;
+    o->window = 2;
+    o->top = 5;
+    QR_TRY(qr_opts_parse(&doc, tables, 1, -1, argc, argv, &res));
+    *help = res.help;
+    if (res.help) {
+        return QR_OK;
     }
-    if (optind >= argc) {
+    if (res.n_positional < 1) {
         return qr_cli_usage_error("report", "expected at least one checkpoint");
     }
+    o->ckpts = res.positional;
+    o->n_ckpts = res.n_positional;
     return QR_OK;
 }
 
 /* Rank 0's work: read every checkpoint, flag, write the outputs. */
-static qr_status run_report(int argc, char **argv, const report_opts *o)
+static qr_status run_report(const report_opts *o)
 {
-    size_t n = (size_t)(argc - optind), done = 0;
+    size_t n = (size_t)o->n_ckpts, done = 0;
+    qr_report_style style = {o->max_err, o->spike, (int)o->window, (size_t)o->top, o->act};
     qr_report_ckpt *cks = NULL;
     qr_status st = QR_OK;
     char path[4096];
     QR_CHECK(qr_calloc(&cks, n, sizeof *cks, "checkpoints"));
     for (; done < n; done++) {
-        QR_CHECK(qr_report_read(argv[optind + (int)done], NULL, &cks[done]));
+        QR_CHECK(qr_report_read(o->ckpts[done], NULL, &cks[done]));
         qr_report_set_primary(&cks[done], o->act); /* --act was checked by parse() */
-        qr_report_flag(&cks[done], o->style.max_err, o->style.spike_factor, o->style.window);
+        qr_report_flag(&cks[done], style.max_err, style.spike_factor, style.window);
     }
     if (o->out_dir) {
         int sweep = 0;
         QR_CHECK(qr_fs_mkdirs(o->out_dir));
         QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.md"));
-        QR_CHECK(qr_report_write_md_file(path, cks, n, &o->style));
+        QR_CHECK(qr_report_write_md_file(path, cks, n, &style));
         QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.csv"));
         QR_CHECK(qr_report_write_csv(path, cks, n));
         QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.json"));
@@ -149,7 +128,7 @@ static qr_status run_report(int argc, char **argv, const report_opts *o)
                sweep ? ", rank.svg" : "");
     }
     if (o->md) {
-        QR_CHECK(qr_report_write_md_file(o->md, cks, n, &o->style));
+        QR_CHECK(qr_report_write_md_file(o->md, cks, n, &style));
     }
     if (o->csv) {
         QR_CHECK(qr_report_write_csv(o->csv, cks, n));
@@ -168,7 +147,7 @@ static qr_status run_report(int argc, char **argv, const report_opts *o)
         }
     }
     if (!o->out_dir && !o->md && !o->csv && !o->json && !o->svg && !o->rank_svg) {
-        QR_CHECK(qr_report_write_md(stdout, cks, n, &o->style));
+        QR_CHECK(qr_report_write_md(stdout, cks, n, &style));
     }
 done:
     for (size_t k = 0; k < done && cks; k++) {
@@ -181,11 +160,10 @@ done:
 qr_status qr_cmd_report(int argc, char **argv)
 {
     report_opts o;
-    int help = 0;
+    bool help = false;
     QR_TRY(parse(argc, argv, &o, &help));
     if (help) {
-        qr_cli_print_help(report_help);
         return QR_OK;
     }
-    return qr_log_rank() == 0 ? run_report(argc, argv, &o) : QR_OK;
+    return qr_log_rank() == 0 ? run_report(&o) : QR_OK;
 }

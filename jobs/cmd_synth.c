@@ -5,9 +5,9 @@
  * Runs on rank 0 only; the other ranks parse the same options (so a usage error is the same
  * everywhere) and wait for the status main() agrees on. Tensors are generated and written a block
  * of rows at a time, so memory stays at a few MiB whatever the model size. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,7 @@
 #include "io/safetensors.h"
 #include "io/tokenizer_bin.h"
 #include "jobs/cli.h"
+#include "jobs/options.h"
 #include "src/alloc.h"
 #include "src/checked.h"
 #include "src/log.h"
@@ -30,61 +31,78 @@
 #define SYNTH_BLOCK_FLOATS ((size_t)1 << 20)
 #define SYNTH_PATH_MAX 4096
 
-static const char synth_help[] =
-    "usage: qrecon synth --out DIR [options]\n"
-    "\n"
+static const qr_cmd_doc doc = {
+    "synth",
+    "qrecon synth --out DIR [options]",
     "Write a synthetic Llama-shaped Hugging Face model folder: config.json and safetensors\n"
     "(model.safetensors, or N shards with model.safetensors.index.json). Weights are seeded and\n"
     "have the structure of trained checkpoints: Student-t (5 d.o.f.) values scaled by\n"
     "1/sqrt(d_in), about 1% of input channels x10..x30, per-row scale variation, RMSNorm weights\n"
-    "near 1, embeddings N(0, 0.02). Same options, same bytes.\n"
-    "\n"
-    "options (defaults: the small demo model):\n"
-    "  --out DIR          output folder (created; existing model files are replaced)\n"
-    "  --preset NAME      tiny (the defaults below) or 7b (dim 4096, hidden 11008, 32 heads,\n"
-    "                     32 kv heads, vocab 32000, seq len 2048, 2 layers); options given\n"
-    "                     explicitly override the preset\n"
-    "  --dim N            hidden size (256)\n"
-    "  --hidden N         MLP intermediate size (688)\n"
-    "  --layers N         number of layers (4)\n"
-    "  --heads N          attention heads (8)\n"
-    "  --kv-heads N       key/value heads (4)\n"
-    "  --vocab N          vocabulary size (512)\n"
-    "  --seq-len N        max_position_embeddings (512)\n"
-    "  --dtype T          f32, bf16 or f16 (f32)\n"
-    "  --seed N           random seed (0)\n"
-    "  --shards N         number of safetensors files (1)\n"
-    "  --tie-embeddings   no lm_head; the classifier reuses embed_tokens (untied by default)\n"
-    "  --tokenizer FILE   copy a llama2.c tokenizer.bin holding --vocab pieces into the folder\n"
-    "                     (e.g. stories260K's tok512.bin with the default vocab of 512)\n"
-    "  -h, --help         this text\n";
+    "near 1, embeddings N(0, 0.02). Same options, same bytes.\n",
+    NULL,
+};
 
 typedef struct {
     const char *out;
+    int big; /* --preset 7b */
     qr_model_config cfg;
     qr_dtype dtype;
-    uint64_t seed;
+    int64_t seed;
     int64_t shards;
     const char *tokenizer; /* NULL: none */
 } synth_opts;
 
-enum {
-    OPT_DIM = 1000,
-    OPT_HIDDEN,
-    OPT_LAYERS,
-    OPT_HEADS,
-    OPT_KV_HEADS,
-    OPT_VOCAB,
-    OPT_SEQ_LEN,
-    OPT_DTYPE,
-    OPT_SEED,
-    OPT_SHARDS,
-    OPT_TIE,
-    OPT_PRESET,
-    OPT_OUT,
-    OPT_TOKENIZER,
-    OPT_COUNT
+static qr_status parse_preset(const char *opt, const char *value, void *dst)
+{
+    if (strcmp(value, "7b") != 0 && strcmp(value, "tiny") != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: expected tiny or 7b, found '%s'", opt, value);
+    }
+    *(int *)dst = strcmp(value, "7b") == 0;
+    return QR_OK;
+}
+
+static qr_status parse_dtype(const char *opt, const char *value, void *dst)
+{
+    qr_dtype d = strcasecmp(value, "f32") == 0    ? QR_DTYPE_F32
+                 : strcasecmp(value, "bf16") == 0 ? QR_DTYPE_BF16
+                 : strcasecmp(value, "f16") == 0  ? QR_DTYPE_F16
+                                                  : QR_DTYPE_INVALID;
+    if (d == QR_DTYPE_INVALID) {
+        return qr_fail(QR_ERR_INPUT, "%s: expected f32, bf16 or f16, found '%s'", opt, value);
+    }
+    *(qr_dtype *)dst = d;
+    return QR_OK;
+}
+
+/* Upper bounds of the sizes keep every product of sizes far from overflow and match real models. */
+#define OPT(f) offsetof(synth_opts, f)
+static const qr_opt synth_rows[] = {
+    {"out", QR_OPT_STR, OPT(out), "DIR",
+     "output folder (created; existing model files are replaced)"},
+    {"preset", QR_OPT_CUSTOM, OPT(big), "NAME",
+     "tiny (the defaults below) or 7b (LLaMA-7B shapes, 2 layers); options\n"
+     "given explicitly override the preset",
+     "tiny", .parse = parse_preset},
+    {"dim", QR_OPT_INT, OPT(cfg.dim), "N", "hidden size", .imin = 1, .imax = 1 << 17},
+    {"hidden", QR_OPT_INT, OPT(cfg.hidden_dim), "N", "MLP intermediate size", .imin = 1,
+     .imax = 1 << 19},
+    {"layers", QR_OPT_INT, OPT(cfg.n_layers), "N", "number of layers", .imin = 1, .imax = 4096},
+    {"heads", QR_OPT_INT, OPT(cfg.n_heads), "N", "attention heads", .imin = 1, .imax = 4096},
+    {"kv-heads", QR_OPT_INT, OPT(cfg.n_kv_heads), "N", "key/value heads", .imin = 1, .imax = 4096},
+    {"vocab", QR_OPT_INT, OPT(cfg.vocab_size), "N", "vocabulary size", .imin = 1, .imax = 1 << 22},
+    {"seq-len", QR_OPT_INT, OPT(cfg.max_seq_len), "N", "max_position_embeddings", .imin = 1,
+     .imax = 1 << 24},
+    {"dtype", QR_OPT_CUSTOM, OPT(dtype), "T", "f32, bf16 or f16", "f32", .parse = parse_dtype},
+    {"seed", QR_OPT_INT, OPT(seed), "N", "random seed", .imin = 0, .imax = INT64_MAX},
+    {"shards", QR_OPT_INT, OPT(shards), "N", "number of safetensors files", .imin = 1,
+     .imax = 99999},
+    {"tie-embeddings", QR_OPT_FLAG, OPT(cfg.tied_embeddings), NULL,
+     "no lm_head; the classifier reuses embed_tokens (untied by default)"},
+    {"tokenizer", QR_OPT_STR, OPT(tokenizer), "FILE",
+     "copy a llama2.c tokenizer.bin holding --vocab pieces into the folder\n"
+     "(e.g. stories260K's tok512.bin with the default vocab of 512)"},
 };
+#undef OPT
 
 static void set_preset(qr_model_config *c, int big)
 {
@@ -102,108 +120,30 @@ static void set_preset(qr_model_config *c, int big)
     c->rope_style = QR_ROPE_HALF_SPLIT;
 }
 
-/* Parse argv; *help is set when --help was asked. */
-static qr_status parse_options(int argc, char **argv, synth_opts *o, int *help)
+static void init_opts(synth_opts *o, int big)
 {
-    static const struct option longopts[] = {
-        {"out", required_argument, NULL, OPT_OUT},
-        {"preset", required_argument, NULL, OPT_PRESET},
-        {"dim", required_argument, NULL, OPT_DIM},
-        {"hidden", required_argument, NULL, OPT_HIDDEN},
-        {"layers", required_argument, NULL, OPT_LAYERS},
-        {"heads", required_argument, NULL, OPT_HEADS},
-        {"kv-heads", required_argument, NULL, OPT_KV_HEADS},
-        {"vocab", required_argument, NULL, OPT_VOCAB},
-        {"seq-len", required_argument, NULL, OPT_SEQ_LEN},
-        {"dtype", required_argument, NULL, OPT_DTYPE},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"shards", required_argument, NULL, OPT_SHARDS},
-        {"tie-embeddings", no_argument, NULL, OPT_TIE},
-        {"tokenizer", required_argument, NULL, OPT_TOKENIZER},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    /* Values given explicitly, applied after the preset whatever the order on the line. */
-    const char *given[OPT_COUNT - OPT_DIM] = {0};
-    int64_t *fields[] = {&o->cfg.dim,        &o->cfg.hidden_dim, &o->cfg.n_layers,
-                         &o->cfg.n_heads,    &o->cfg.n_kv_heads, &o->cfg.vocab_size,
-                         &o->cfg.max_seq_len};
-    /* Upper bounds keep every product of sizes far from overflow and match real models. */
-    const int64_t max_size[] = {1 << 17, 1 << 19, 4096, 4096, 4096, 1 << 22, 1 << 24};
-    int big = 0, c, tie = 0;
-    int64_t v;
     memset(o, 0, sizeof *o);
+    o->big = big;
+    set_preset(&o->cfg, big);
     o->dtype = QR_DTYPE_F32;
     o->shards = 1;
-    *help = 0;
-    optind = 0; /* glibc: re-initialise, so the parser can run more than once per process */
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            *help = 1;
-            return QR_OK;
-        case OPT_OUT:
-            o->out = optarg;
-            break;
-        case OPT_PRESET:
-            if (strcmp(optarg, "7b") != 0 && strcmp(optarg, "tiny") != 0) {
-                return qr_fail(QR_ERR_INPUT, "--preset: expected tiny or 7b, found '%s'", optarg);
-            }
-            big = strcmp(optarg, "7b") == 0;
-            break;
-        case OPT_TIE:
-            tie = 1;
-            break;
-        case OPT_TOKENIZER:
-            o->tokenizer = optarg;
-            break;
-        case ':': {
-            char what[256];
-            snprintf(what, sizeof what, "option '%s' is missing its value", argv[optind - 1]);
-            return qr_cli_usage_error("synth", what);
-        }
-        case '?': {
-            char what[256];
-            snprintf(what, sizeof what, "unknown option '%s'", argv[optind - 1]);
-            return qr_cli_usage_error("synth", what);
-        }
-        default:
-            given[c - OPT_DIM] = optarg;
-            break;
-        }
+}
+
+/* Parse argv over the tiny preset's values; when --preset 7b was given, again over the 7b values,
+ * so options given explicitly override the preset whatever the order on the line. */
+static qr_status parse_options(int argc, char **argv, synth_opts *o, bool *help)
+{
+    qr_opt_result res;
+    qr_opt_table tables[] = {QR_OPT_TABLE(synth_rows, o, "options (defaults: the tiny preset)")};
+    init_opts(o, 0);
+    QR_TRY(qr_opts_parse(&doc, tables, 1, 0, argc, argv, &res));
+    *help = res.help;
+    if (res.help) {
+        return QR_OK;
     }
-    if (optind < argc) {
-        char what[256];
-        snprintf(what, sizeof what, "unexpected argument '%s'", argv[optind]);
-        return qr_cli_usage_error("synth", what);
-    }
-    set_preset(&o->cfg, big);
-    o->cfg.tied_embeddings = tie != 0;
-    for (int i = 0; i < OPT_DTYPE - OPT_DIM; i++) {
-        if (given[i]) {
-            char optname[32];
-            snprintf(optname, sizeof optname, "--%s", longopts[i + 2].name);
-            QR_TRY(qr_cli_int(optname, given[i], 1, max_size[i], &v));
-            *fields[i] = v;
-        }
-    }
-    if (given[OPT_DTYPE - OPT_DIM]) {
-        const char *d = given[OPT_DTYPE - OPT_DIM];
-        o->dtype = strcasecmp(d, "f32") == 0    ? QR_DTYPE_F32
-                   : strcasecmp(d, "bf16") == 0 ? QR_DTYPE_BF16
-                   : strcasecmp(d, "f16") == 0  ? QR_DTYPE_F16
-                                                : QR_DTYPE_INVALID;
-        if (o->dtype == QR_DTYPE_INVALID) {
-            return qr_fail(QR_ERR_INPUT, "--dtype: expected f32, bf16 or f16, found '%s'", d);
-        }
-    }
-    if (given[OPT_SEED - OPT_DIM]) {
-        QR_TRY(qr_cli_int("--seed", given[OPT_SEED - OPT_DIM], 0, INT64_MAX, &v));
-        o->seed = (uint64_t)v;
-    }
-    if (given[OPT_SHARDS - OPT_DIM]) {
-        QR_TRY(qr_cli_int("--shards", given[OPT_SHARDS - OPT_DIM], 1, 99999, &o->shards));
+    if (o->big) {
+        init_opts(o, 1);
+        QR_TRY(qr_opts_parse(&doc, tables, 1, 0, argc, argv, &res));
     }
     if (!o->out) {
         return qr_cli_usage_error("synth", "--out DIR is required");
@@ -295,7 +235,7 @@ static qr_status write_shard(const char *path, const qr_synth_tensor *ts, const 
                          (long long)t->cols);
             goto done;
         }
-        QR_CHECK(qr_synth_gen_init(&gen, t, o->seed));
+        QR_CHECK(qr_synth_gen_init(&gen, t, (uint64_t)o->seed));
         for (int64_t r = 0; r < t->rows; r += block_rows) {
             int64_t nr = t->rows - r < block_rows ? t->rows - r : block_rows;
             size_t count = (size_t)nr * (size_t)t->cols;
@@ -434,7 +374,7 @@ static qr_status run_synth(const synth_opts *o)
     qr_progress_end(&prog, "%.2f MiB", (double)cum[n] / (1024.0 * 1024.0));
     if (qr_log_rank() == 0) {
         printf("synth: wrote %s: llama, dim %lld, hidden %lld, %lld layers, %lld/%lld heads, vocab "
-               "%lld, %s, %s embeddings, seed %" PRIu64 ", %zu tensors in %lld file(s)%s, "
+               "%lld, %s, %s embeddings, seed %" PRId64 ", %zu tensors in %lld file(s)%s, "
                "%.2f MiB, %.1f s\n",
                o->out, (long long)o->cfg.dim, (long long)o->cfg.hidden_dim,
                (long long)o->cfg.n_layers, (long long)o->cfg.n_heads, (long long)o->cfg.n_kv_heads,
@@ -456,10 +396,9 @@ done:
 qr_status qr_cmd_synth(int argc, char **argv)
 {
     synth_opts o;
-    int help = 0;
+    bool help = false;
     QR_TRY(parse_options(argc, argv, &o, &help));
     if (help) {
-        qr_cli_print_help(synth_help);
         return QR_OK;
     }
     if (qr_log_rank() != 0) {

@@ -9,11 +9,11 @@
  * gathered on rank 0 in module order (rank 0 prints progress, the table, the JSON and Markdown
  * files). Input errors are agreed across ranks before every collective step. A module that fails
  * a check makes the command exit 4 (QR_ERR_VALIDATION) after the whole table was written. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <mpi.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +24,7 @@
 #include "io/fs.h"
 #include "io/model.h"
 #include "jobs/cli.h"
+#include "jobs/kernel_options.h"
 #include "mpi/comm.h"
 #include "src/alloc.h"
 #include "src/checked.h"
@@ -45,10 +46,10 @@
 #define QR_VALIDATE_JSON_FORMAT "qrecon-validate"
 #define QR_VALIDATE_JSON_VERSION 1
 
-static const char help[] =
-    "usage: qrecon validate CKPT --calib DIR [--model DIR] [--kernel auto|ref|avx2|avx512]\n"
-    "                       [--max-err X] [--tokens N] [--json FILE] [--md FILE]\n"
-    "\n"
+static const qr_cmd_doc doc = {
+    "validate",
+    "qrecon validate CKPT --calib DIR [--model DIR] [--kernel auto|ref|avx2|avx512]\n"
+    "                       [--max-err X] [--tokens N] [--json FILE] [--md FILE]",
     "Runs every quantized module of the checkpoint through the INT4 kernels on the calibration\n"
     "tokens quantize held out (the last --holdout windows of DIR) and checks, per module and for\n"
     "A8 and A4 activations:\n"
@@ -56,21 +57,10 @@ static const char help[] =
     "      quantized activations: every integer group sum equal, float outputs within a\n"
     "      rounding bound;\n"
     "  (b) the output error against the original weights (float, A8, A4) against the error the\n"
-    "      checkpoint stores for the same tokens.\n"
-    "\n"
-    "  --calib DIR     the capture folder the checkpoint was quantized from (checked)\n"
-    "  --model DIR     the source model (default: the path the calibration shards record;\n"
-    "                  checked against the checkpoint's source_model identity)\n"
-    "  --kernel K      force a kernel path (default auto: the best this CPU runs)\n"
-    "  --max-err X     also fail a module whose error at the checkpoint's activation bits\n"
-    "                  exceeds X\n"
-    "  --tokens N      use only the first N held-out tokens (faster; skips the stored-error\n"
-    "                  comparison, which needs all of them)\n"
-    "  --json FILE     write the per-module results as JSON (docs/validate.md), atomically\n"
-    "  --md FILE       write the table as Markdown, atomically\n"
-    "\n"
+    "      checkpoint stores for the same tokens.\n",
     "Exit codes: 0 every module passed, 4 a module failed a check (the table says which),\n"
-    "2 bad input or usage, 1 internal error.\n";
+    "2 bad input or usage, 1 internal error.\n",
+};
 
 /* Why a module failed (bits of vrow.fails). */
 enum {
@@ -115,66 +105,47 @@ typedef struct {
     bool subset;          /* fewer than all held-out rows */
 } vctx;
 
-static qr_status parse(int argc, char **argv, validate_opts *o, bool *help_only)
+#define OPT(f) offsetof(validate_opts, f)
+static const qr_opt validate_rows[] = {
+    {"calib", QR_OPT_STR, OPT(calib), "DIR",
+     "the capture folder the checkpoint was quantized from (checked)", .required = true},
+    {"model", QR_OPT_STR, OPT(model), "DIR",
+     "the source model, checked against the checkpoint's source_model\n"
+     "identity",
+     "the path the calibration shards record"},
+    {"max-err", QR_OPT_DOUBLE, OPT(max_err), "X",
+     "also fail a module whose error at the checkpoint's activation bits\n"
+     "exceeds X",
+     "off", .dmin = 0.0, .dmax = 1e300},
+    {"tokens", QR_OPT_INT, OPT(tokens), "N",
+     "use only the first N held-out tokens (faster; skips the stored-error\n"
+     "comparison, which needs all of them)",
+     "all", .imin = 1, .imax = INT32_MAX},
+    {"json", QR_OPT_STR, OPT(json), "FILE",
+     "write the per-module results as JSON (docs/validate.md), atomically"},
+    {"md", QR_OPT_STR, OPT(md), "FILE", "write the table as Markdown, atomically"},
+};
+#undef OPT
+
+static qr_status parse(int argc, char **argv, validate_opts *o, bool *help)
 {
-    static const struct option longopts[] = {{"calib", required_argument, NULL, 'c'},
-                                             {"model", required_argument, NULL, 'm'},
-                                             {"kernel", required_argument, NULL, 'k'},
-                                             {"max-err", required_argument, NULL, 'e'},
-                                             {"tokens", required_argument, NULL, 'n'},
-                                             {"json", required_argument, NULL, 'j'},
-                                             {"md", required_argument, NULL, 'd'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    char what[256];
-    int c;
+    qr_opt_result res;
+    qr_opt_table tables[] = {
+        QR_OPT_TABLE(validate_rows, o, "options (defaults in parentheses)"),
+        qr_kernel_opt_table(&o->kernel, NULL),
+    };
     memset(o, 0, sizeof *o);
     o->max_err = NAN;
     o->kernel = "auto";
-    *help_only = false;
-    optind = 0;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            o->calib = optarg;
-            break;
-        case 'm':
-            o->model = optarg;
-            break;
-        case 'k':
-            o->kernel = optarg;
-            break;
-        case 'e':
-            QR_TRY(qr_cli_double("--max-err", optarg, 0.0, 1e300, &o->max_err));
-            break;
-        case 'n':
-            QR_TRY(qr_cli_int("--tokens", optarg, 1, INT32_MAX, &o->tokens));
-            break;
-        case 'j':
-            o->json = optarg;
-            break;
-        case 'd':
-            o->md = optarg;
-            break;
-        case 'h':
-            *help_only = true;
-            return QR_OK;
-        case ':':
-            snprintf(what, sizeof what, "option '%s' is missing its value", argv[optind - 1]);
-            return qr_cli_usage_error("validate", what);
-        default:
-            snprintf(what, sizeof what, "unknown option '%s'", argv[optind - 1]);
-            return qr_cli_usage_error("validate", what);
-        }
+    QR_TRY(qr_opts_parse(&doc, tables, 2, 1, argc, argv, &res));
+    *help = res.help;
+    if (res.help) {
+        return QR_OK;
     }
-    if (optind + 1 != argc) {
-        return qr_cli_usage_error("validate", optind >= argc ? "expected the checkpoint CKPT"
-                                                             : "expected exactly one CKPT");
+    if (res.n_positional == 0) {
+        return qr_cli_usage_error("validate", "expected the checkpoint CKPT");
     }
-    o->ckpt = argv[optind];
-    if (!o->calib) {
-        return qr_cli_usage_error("validate", "--calib DIR is required");
-    }
+    o->ckpt = res.positional[0];
     return QR_OK;
 }
 
@@ -599,103 +570,151 @@ static qr_status write_md(const validate_opts *o, const vctx *v, const vrow *row
 /* ---- the command ------------------------------------------------------------------------------
  */
 
-qr_status qr_cmd_validate(int argc, char **argv)
-{
-    qr_status st = QR_OK, local = QR_OK;
+/* What the driver holds besides the inputs. */
+typedef struct {
     validate_opts o;
-    bool help_only = false;
     vctx v;
-    vrow *rows = NULL;  /* (n) rank 0: every module, in checkpoint order */
-    vrow *round = NULL; /* (nranks) rank 0: one round's results */
-    qr_progress *prog = NULL;
-    size_t n = 0;
-    int rank = qr_mpi_rank(MPI_COMM_WORLD), nranks = qr_mpi_size(MPI_COMM_WORLD);
-    int32_t n_fail = 0;
-    double t0 = qr_now(), seconds;
-    const char *kernel = "?";
-    memset(&v, 0, sizeof v);
+    int rank, nranks;
+    vrow *rows;  /* (n) rank 0: every module, in checkpoint order */
+    vrow *round; /* (nranks) rank 0: one round's results */
+    qr_progress *prog;
+    size_t n;
+    int32_t n_fail; /* modules that failed (rank 0's count, broadcast) */
+    double t0, seconds;
+    const char *kernel;
+} vrun;
 
-    st = qr_mpi_agree(MPI_COMM_WORLD, parse(argc, argv, &o, &help_only));
-    if (st != QR_OK || help_only) {
-        if (help_only) {
-            qr_cli_print_help(help);
-        }
-        return st;
-    }
-    local = qr_kernel_select(o.kernel);
-    if (local == QR_OK) {
-        local = open_inputs(&o, &v);
-    }
-    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, local));
-    kernel = qr_kernel_name(qr_kernel_active());
-    n = qr_ckpt_module_count(v.ck);
-    if (rank == 0) {
-        QR_CHECK(qr_calloc(&rows, n + 1, sizeof *rows, "validation results"));
-        QR_CHECK(qr_calloc(&round, (size_t)nranks, sizeof *round, "validation results"));
-        prog = qr_progress_begin("validate", (int64_t)n, "modules");
-    }
-    if (v.split.n_ho == 0) {
+/* Open: the kernel, the checkpoint, the calibration and the model, checked against each other. */
+static qr_status phase_open(vrun *r)
+{
+    QR_TRY(qr_kernel_select(r->o.kernel));
+    QR_TRY(open_inputs(&r->o, &r->v));
+    r->kernel = qr_kernel_name(qr_kernel_active());
+    r->n = qr_ckpt_module_count(r->v.ck);
+    return QR_OK;
+}
+
+/* Rank 0 allocates the results and starts the progress. */
+static qr_status phase_prepare(vrun *r)
+{
+    if (r->v.split.n_ho == 0) {
         QR_WARN("validate: %s was quantized without held-out windows; checking on all %" PRId64
                 " calibration rows and not comparing stored errors",
-                o.ckpt, v.split.n_rows);
+                r->o.ckpt, r->v.split.n_rows);
     }
-    for (size_t base = 0; base < n; base += (size_t)nranks) {
-        size_t i = base + (size_t)rank;
+    if (r->rank != 0) {
+        return QR_OK;
+    }
+    QR_TRY(qr_calloc(&r->rows, r->n + 1, sizeof *r->rows, "validation results"));
+    QR_TRY(qr_calloc(&r->round, (size_t)r->nranks, sizeof *r->round, "validation results"));
+    r->prog = qr_progress_begin("validate", (int64_t)r->n, "modules");
+    return QR_OK;
+}
+
+/* Rank 0 files one round's results in module order. */
+static void collect_round(vrun *r, size_t base)
+{
+    for (int k = 0; k < r->nranks && base + (size_t)k < r->n; k++) {
+        char status[64];
+        const vrow *got = &r->round[k];
+        r->rows[base + (size_t)k] = *got;
+        fail_text(got->fails, status, sizeof status);
+        qr_progress_step(r->prog, got->name, (double)got->d_out * (double)got->d_in,
+                         "%s err %.4g int-diff %" PRId64 " %.2fs", status, got->primary_measured,
+                         int_max(got), got->r.seconds);
+    }
+}
+
+/* Run: modules dealt round-robin, one per rank per round; each round's results gathered on rank 0.
+ * Collective: every rank returns the agreed status. */
+static qr_status phase_run(vrun *r)
+{
+    for (size_t base = 0; base < r->n; base += (size_t)r->nranks) {
+        size_t i = base + (size_t)r->rank;
         vrow mine;
         memset(&mine, 0, sizeof mine);
         mine.index = -1;
-        if (i < n && local == QR_OK) {
-            local = validate_one(&o, &v, i, &mine);
-        }
-        QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, local));
-        QR_CHECK(qr_mpi_check(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, round, (int)sizeof mine,
-                                         MPI_BYTE, 0, MPI_COMM_WORLD),
-                              "MPI_Gather"));
-        if (rank == 0) {
-            for (int r = 0; r < nranks && base + (size_t)r < n; r++) {
-                char status[64];
-                const vrow *got = &round[r];
-                rows[base + (size_t)r] = *got;
-                fail_text(got->fails, status, sizeof status);
-                qr_progress_step(prog, got->name, (double)got->d_out * (double)got->d_in,
-                                 "%s err %.4g int-diff %" PRId64 " %.2fs", status,
-                                 got->primary_measured, int_max(got), got->r.seconds);
-            }
+        QR_TRY(
+            qr_mpi_agree(MPI_COMM_WORLD, i < r->n ? validate_one(&r->o, &r->v, i, &mine) : QR_OK));
+        QR_TRY(qr_mpi_check(MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, r->round,
+                                       (int)sizeof mine, MPI_BYTE, 0, MPI_COMM_WORLD),
+                            "MPI_Gather"));
+        if (r->rank == 0) {
+            collect_round(r, base);
         }
     }
-    seconds = qr_now() - t0;
-    if (rank == 0) {
-        for (size_t i = 0; i < n; i++) {
-            n_fail += rows[i].fails != 0;
-        }
-        qr_progress_end(&prog, "validate: %zu module(s), %d failed, %.2f s", n, (int)n_fail,
-                        seconds);
-        print_table(&o, &v, rows, n, kernel, seconds, nranks);
-        if (o.json) {
-            local = write_json(&o, &v, rows, n, kernel, seconds, nranks);
-        }
-        if (local == QR_OK && o.md) {
-            local = write_md(&o, &v, rows, n, kernel);
-        }
+    r->seconds = qr_now() - r->t0;
+    return QR_OK;
+}
+
+/* Write: rank 0 prints the table and writes the JSON and Markdown files. */
+static qr_status phase_write(vrun *r)
+{
+    if (r->rank != 0) {
+        return QR_OK;
     }
-    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, local));
-    QR_CHECK(qr_mpi_check(MPI_Bcast(&n_fail, 1, MPI_INT32_T, 0, MPI_COMM_WORLD), "MPI_Bcast"));
-    if (n_fail > 0) {
-        const vrow *first = NULL;
-        char status[64] = "";
-        for (size_t i = 0; rows && i < n && !first; i++) {
-            first = rows[i].fails ? &rows[i] : NULL;
-        }
-        if (first) {
-            fail_text(first->fails, status, sizeof status);
-        }
-        st = qr_fail(QR_ERR_VALIDATION, "%s: %d of %zu module(s) failed validation (first: %s %s)",
-                     o.ckpt, (int)n_fail, n, first ? first->name : "(on rank 0)", status);
+    for (size_t i = 0; i < r->n; i++) {
+        r->n_fail += r->rows[i].fails != 0;
     }
+    qr_progress_end(&r->prog, "validate: %zu module(s), %d failed, %.2f s", r->n, (int)r->n_fail,
+                    r->seconds);
+    print_table(&r->o, &r->v, r->rows, r->n, r->kernel, r->seconds, r->nranks);
+    if (r->o.json) {
+        QR_TRY(write_json(&r->o, &r->v, r->rows, r->n, r->kernel, r->seconds, r->nranks));
+    }
+    if (r->o.md) {
+        QR_TRY(write_md(&r->o, &r->v, r->rows, r->n, r->kernel));
+    }
+    return QR_OK;
+}
+
+/* The verdict: QR_ERR_VALIDATION on every rank when a module failed, naming the first. */
+static qr_status phase_verdict(vrun *r)
+{
+    const vrow *first = NULL;
+    char status[64] = "";
+    QR_TRY(qr_mpi_check(MPI_Bcast(&r->n_fail, 1, MPI_INT32_T, 0, MPI_COMM_WORLD), "MPI_Bcast"));
+    if (r->n_fail == 0) {
+        return QR_OK;
+    }
+    for (size_t i = 0; r->rows && i < r->n && !first; i++) {
+        first = r->rows[i].fails ? &r->rows[i] : NULL;
+    }
+    if (first) {
+        fail_text(first->fails, status, sizeof status);
+    }
+    return qr_fail(QR_ERR_VALIDATION, "%s: %d of %zu module(s) failed validation (first: %s %s)",
+                   r->o.ckpt, (int)r->n_fail, r->n, first ? first->name : "(on rank 0)", status);
+}
+
+static void phase_close(vrun *r)
+{
+    qr_progress_end(&r->prog, "validate: failed");
+    free(r->rows);
+    free(r->round);
+    close_inputs(&r->v);
+}
+
+qr_status qr_cmd_validate(int argc, char **argv)
+{
+    qr_status st = QR_OK;
+    vrun r;
+    bool help = false;
+    memset(&r, 0, sizeof r);
+    r.rank = qr_mpi_rank(MPI_COMM_WORLD);
+    r.nranks = qr_mpi_size(MPI_COMM_WORLD);
+    r.t0 = qr_now();
+    r.kernel = "?";
+    QR_TRY(parse(argc, argv, &r.o, &help));
+    if (help) {
+        return QR_OK;
+    }
+    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, phase_open(&r)));
+    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, phase_prepare(&r)));
+    QR_CHECK(phase_run(&r));
+    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, phase_write(&r)));
+    st = phase_verdict(&r);
 done:
-    qr_progress_end(&prog, "validate: failed");
-    free(rows);
-    free(round);
-    close_inputs(&v);
+    phase_close(&r);
     return st;
 }

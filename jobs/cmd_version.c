@@ -5,17 +5,24 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "jobs/cli.h"
+#include "jobs/options.h"
 #include "src/log.h"
+
+static const qr_cmd_doc doc = {
+    "version",
+    "qrecon version",
+    "Print the version of qrecon and of the libraries it was built with.\n\n",
+    NULL,
+};
 
 qr_status qr_cmd_version(int argc, char **argv)
 {
+    qr_opt_result res;
     char mpi_version[MPI_MAX_LIBRARY_VERSION_STRING];
     int len = 0;
     unsigned maj, min, rel;
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        qr_cli_print_help("usage: qrecon version\n\nPrint the version of qrecon and of the "
-                          "libraries it was built with.\n");
+    QR_TRY(qr_opts_parse(&doc, NULL, 0, 0, argc, argv, &res));
+    if (res.help) {
         return QR_OK;
     }
     MPI_Get_library_version(mpi_version, &len);

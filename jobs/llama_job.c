@@ -1,6 +1,7 @@
 /* llama_job.c: model, tokenizer and input for the forward-pass subcommands (see llama_job.h). */
 #include "jobs/llama_job.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +90,52 @@ void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_
         memcpy(window + 1, ids + begin, take * sizeof *ids);
     }
     *len = (int64_t)take + 1;
+}
+
+#define CLI(f) offsetof(qr_llama_cli, f)
+static const qr_opt model_rows[] = {
+    {"model", QR_OPT_STR, CLI(model_path), "DIR", "Hugging Face folder or llama2.c checkpoint"},
+    {"tokenizer", QR_OPT_STR, CLI(input.tokenizer_path), "FILE", "llama2.c tokenizer.bin",
+     "the one beside the model"},
+};
+static const qr_opt input_rows[] = {
+    {"text", QR_OPT_STR, CLI(input.text_path), "FILE",
+     "UTF-8 text, encoded with the model's tokenizer"},
+    {"token-file", QR_OPT_STR, CLI(input.token_path), "FILE",
+     "token ids instead of text: raw little-endian uint32, or decimal ids\n"
+     "separated by whitespace when the name ends in .txt"},
+    {"unknown-to-zero", QR_OPT_FLAG, CLI(input.unknown_to_zero), NULL,
+     "encode characters the vocabulary lacks as id 0 (<unk>) instead of\n"
+     "refusing the text (for vocabularies without byte fallback)"},
+    {"seq-len", QR_OPT_INT, CLI(seq_len), "N",
+     "window length in tokens, BOS included, at most the model's context", .imin = 2,
+     .imax = INT32_MAX},
+};
+#undef CLI
+
+qr_opt_table qr_llama_model_opt_table(qr_llama_cli *c, const char *heading)
+{
+    qr_opt_table t = QR_OPT_TABLE(model_rows, c, heading);
+    return t;
+}
+
+qr_opt_table qr_llama_input_opt_table(qr_llama_cli *c, const char *heading)
+{
+    qr_opt_table t = QR_OPT_TABLE(input_rows, c, heading);
+    return t;
+}
+
+bool qr_input_one_source(const qr_input_opts *in)
+{
+    return !in->text_path != !in->token_path;
+}
+
+const char *qr_input_source_path(const qr_input_opts *in)
+{
+    return in->text_path ? in->text_path : in->token_path;
+}
+
+const char *qr_input_source_kind(const qr_input_opts *in)
+{
+    return in->text_path ? "text" : "tokens";
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "io/model.h"
+#include "jobs/options.h"
 #include "src/llama.h"
 #include "src/tokenizer.h"
 
@@ -38,6 +39,24 @@ typedef struct {
     const char *tokenizer_path; /* NULL: the model's */
     bool unknown_to_zero;
 } qr_input_opts;
+
+/* The options capture, eval and generate share: their rows are written once (llama_job.c) and
+ * parsed into this struct, which the commands embed. */
+typedef struct {
+    const char *model_path; /* --model */
+    qr_input_opts input;    /* --text, --token-file, --tokenizer, --unknown-to-zero */
+    int64_t seq_len;        /* --seq-len: window length, BOS included (the command's default) */
+} qr_llama_cli;
+
+/* --model and --tokenizer: every command that runs the model. */
+qr_opt_table qr_llama_model_opt_table(qr_llama_cli *c, const char *heading);
+/* --text, --token-file, --unknown-to-zero, --seq-len: the commands that read an input. */
+qr_opt_table qr_llama_input_opt_table(qr_llama_cli *c, const char *heading);
+/* Exactly one of --text and --token-file was given. */
+bool qr_input_one_source(const qr_input_opts *in);
+/* The input's path (text or token file) and its kind ("text" or "tokens"). */
+const char *qr_input_source_path(const qr_input_opts *in);
+const char *qr_input_source_kind(const qr_input_opts *in);
 
 /* Read the input into *ids (no BOS; caller frees), *n of them. An empty text or token file is
  * QR_ERR_INPUT naming the file. */

@@ -123,9 +123,11 @@ bad_input)
     expect_bad "text shorter than a window" "not enough for one window" --model "$stories" \
         --text "$scratch/newline.txt" --seq-len 64 --out "$scratch/o5"
     bad_np=3 expect_bad "more ranks than windows" "expected at least one window per rank" \
-        "${common[@]}" --tokens 256 --out "$scratch/o6"
+        --model "$stories" --text "$text" --seq-len 128 --tokens 256 --out "$scratch/o6"
+    expect_bad "a flag given twice" "option '--tokens' given twice" "${common[@]}" --tokens 256 \
+        --out "$scratch/o7"
     expect_bad "missing --out" "expected --model, --out" --model "$stories" --text "$text"
-    for d in o1 o2 o3 o5 o6; do
+    for d in o1 o2 o3 o5 o6 o7; do
         if ls "$scratch/$d"/shard-* >/dev/null 2>&1; then
             echo "FAIL: $d: a refused capture left shards behind" >&2
             fail=1
