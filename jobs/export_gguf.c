@@ -311,15 +311,15 @@ static qr_status write_model(qr_export *e, const mod_plan *plan, int file_type, 
     e->prog = qr_progress_begin("export", (int64_t)n_tensors, "tensors");
     QR_CHECK(qr_gguf_begin_data(g));
     QR_CHECK(write_float_tensor(e, g, "model.embed_tokens.weight", c->vocab_size, c->dim));
-    qr_progress_step(e->prog, "token_embd.weight", 1.0, "F32");
+    qr_progress_step(e->prog, "model.embed_tokens.weight", 1.0, "F32");
     for (int64_t l = 0; l < c->n_layers; l++) {
         snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
         QR_CHECK(write_float_tensor(e, g, name, 1, c->dim));
+        qr_progress_step(e->prog, name, 1.0, "F32");
         snprintf(name, sizeof name, "model.layers.%lld.post_attention_layernorm.weight",
                  (long long)l);
         QR_CHECK(write_float_tensor(e, g, name, 1, c->dim));
-        qr_progress_step(e->prog, "norms", 1.0, "layer %lld", (long long)l);
-        qr_progress_step(e->prog, "norms", 1.0, "F32");
+        qr_progress_step(e->prog, name, 1.0, "F32");
         for (size_t i = (size_t)l * QR_MOD_KIND_COUNT; i < (size_t)(l + 1) * QR_MOD_KIND_COUNT;
              i++) {
             QR_CHECK(write_module(e, g, i, plan));
@@ -327,10 +327,10 @@ static qr_status write_model(qr_export *e, const mod_plan *plan, int file_type, 
         }
     }
     QR_CHECK(write_float_tensor(e, g, "model.norm.weight", 1, c->dim));
-    qr_progress_step(e->prog, "output_norm.weight", 1.0, "F32");
+    qr_progress_step(e->prog, "model.norm.weight", 1.0, "F32");
     if (!c->tied_embeddings) {
         QR_CHECK(write_float_tensor(e, g, "lm_head.weight", c->vocab_size, c->dim));
-        qr_progress_step(e->prog, "output.weight", 1.0, "F32");
+        qr_progress_step(e->prog, "lm_head.weight", 1.0, "F32");
     }
     QR_CHECK(qr_gguf_finish(&g, bytes));
     e->n_tensors += n_tensors;
