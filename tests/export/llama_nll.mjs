@@ -5,6 +5,7 @@
 //
 // usage: node llama_nll.mjs --pkg DIR --model model.gguf [--lora lora.gguf] --text FILE
 //            [--windows 16] [--seq-len 256] [--ids-out FILE] [--prompt TEXT] [--steps 24]
+//            [--threads 1] [--bench 1]
 //
 // Windows are those of `qrecon eval`: the text is tokenized once (llama.cpp adds the SentencePiece
 // dummy prefix as qrecon does), window w is BOS + tokens w*(L-1) .. (w+1)*(L-1)-1. llama.cpp runs
@@ -84,6 +85,18 @@ for (let w = 0; w < W; w++) {
 }
 const seconds = (performance.now() - t0) / 1000;
 
+// throughput of the forward pass alone: the same windows without asking for logits
+let benchSeconds = 0;
+if (args.bench) {
+    const t1 = performance.now();
+    for (let w = 0; w < W; w++) {
+        await seq.clearHistory();
+        await seq.evaluateWithoutGeneratingNewTokens(
+            [BOS, ...ids.slice(w * (L - 1), (w + 1) * (L - 1))]);
+    }
+    benchSeconds = (performance.now() - t1) / 1000;
+}
+
 // greedy continuation of the prompt (BOS + prompt), argmax of the raw logits at every step
 let generated = [];
 if (args.prompt) {
@@ -101,6 +114,7 @@ if (args.prompt) {
 }
 console.log(JSON.stringify({nll_per_token: sum / scored, tokens_scored: scored, windows: W,
                             seq_len: L, seconds, tokens_per_s: scored / seconds,
+                            forward_tokens_per_s: benchSeconds ? scored / benchSeconds : null,
                             generated_ids: generated,
                             generated_text: model.detokenize(generated)}));
 await context.dispose();
