@@ -10,6 +10,7 @@
 #include "jobs/export.h"
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/dtype.h"
 #include "src/log.h"
 
 /* ggml's llama_ftype values for general.file_type. */
@@ -135,6 +136,36 @@ static qr_status add_arch(qr_export *e, qr_gguf *g, int file_type)
     return QR_OK;
 }
 
+/* The largest |W| of q and the largest change the F16 rounding of its scales (and of Q4_1's
+ * minimum) makes to a weight, per group with the values of its codes. */
+static qr_status scale_rounding(const qr_export *e, const qr_module *m, const qr_qweight *q,
+                                double *wmax, double *dmax)
+{
+    for (int64_t r = 0; r < q->rows; r++) {
+        for (int64_t g = 0; g < q->n_groups; g++) {
+            double s = q->scales[r * q->n_groups + g];
+            double z = q->asym ? q->zeros[r * q->n_groups + g] : 8.0;
+            int64_t j0 = g * q->group, j1 = j0 + q->group < q->cols ? j0 + q->group : q->cols;
+            double d16 = qr_gguf_q4_value(q, r, j0), c0 = qr_qweight_get_code(q, r, j0);
+            /* value(code) = s16 * code + b16 in both forms: recover s16 and b16 from two codes */
+            double s16 = qr_f16_to_f32(qr_f32_to_f16((float)s));
+            double b16 = d16 - s16 * c0;
+            if (!isfinite(s16) || !isfinite(b16)) {
+                return qr_fail(QR_ERR_INPUT,
+                               "%s: module '%s' row %lld: a scale outside F16's range (expected "
+                               "|scale| and |scale * zero| below 65504)",
+                               e->ckpt_path, m->name, (long long)r);
+            }
+            for (int64_t j = j0; j < j1; j++) {
+                double c = qr_qweight_get_code(q, r, j), w = s * (c - z);
+                *wmax = fmax(*wmax, fabs(w));
+                *dmax = fmax(*dmax, fabs(w - (s16 * c + b16)));
+            }
+        }
+    }
+    return QR_OK;
+}
+
 /* Decide every module's type (and check that it exports) from the checkpoint; collect the figures
  * of the F16 scale rounding. */
 static qr_status plan_modules(qr_export *e, mod_plan *plan, int *file_type)
@@ -170,21 +201,7 @@ static qr_status plan_modules(qr_export *e, mod_plan *plan, int *file_type)
         if (ql.main.group == QR_GGML_QK && ql.main.cols % QR_GGML_QK == 0) {
             double wmax = 0.0, dmax = 0.0;
             plan[i].type = ql.main.asym ? QR_GGML_Q4_1 : QR_GGML_Q4_0;
-            for (int64_t r = 0; r < ql.main.rows; r++) {
-                for (int64_t j = 0; j < ql.main.cols; j++) {
-                    double w = qr_qweight_value(&ql.main, r, j);
-                    double d = fabs(w - qr_gguf_q4_value(&ql.main, r, j));
-                    wmax = fmax(wmax, fabs(w));
-                    dmax = fmax(dmax, d);
-                    if (!isfinite(qr_gguf_q4_value(&ql.main, r, j))) {
-                        st = qr_fail(QR_ERR_INPUT,
-                                     "%s: module '%s' row %lld: a scale outside F16's range "
-                                     "(expected |scale * 15| < 65504)",
-                                     e->ckpt_path, m->name, (long long)r);
-                        goto done;
-                    }
-                }
-            }
+            QR_CHECK(scale_rounding(e, m, &ql.main, &wmax, &dmax));
             e->scale_f16_max_abs = fmax(e->scale_f16_max_abs, dmax);
             if (wmax > 0) {
                 e->scale_f16_max_rel = fmax(e->scale_f16_max_rel, dmax / wmax);
@@ -198,8 +215,8 @@ static qr_status plan_modules(qr_export *e, mod_plan *plan, int *file_type)
             size_t k = strlen(e->fallback_names);
             e->n_fallback++;
             if (e->n_fallback <= 2) {
-                snprintf(e->fallback_names + k, sizeof e->fallback_names - k, "%s%s%s",
-                         k ? ", " : "", m->name, "");
+                snprintf(e->fallback_names + k, sizeof e->fallback_names - k, "%s%s", k ? ", " : "",
+                         m->name);
             } else if (e->n_fallback == 3) {
                 snprintf(e->fallback_names + k, sizeof e->fallback_names - k, ", ...");
             }
