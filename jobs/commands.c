@@ -24,7 +24,7 @@ const qr_command qr_commands[] = {
     {"export", qr_cmd_export,
      "write a checkpoint as GGUF (llama.cpp) or compressed-tensors + PEFT"},
     {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
-    {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
+    {"generate", qr_cmd_generate, "greedy or sampled text generation, float or from a checkpoint"},
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);
