@@ -1,7 +1,7 @@
 /* cmd_export.c: `qrecon export`: a quantized checkpoint (or the float model) in a form inference
  * engines load: GGUF for llama.cpp (model.gguf + lora.gguf) or a Hugging Face compressed-tensors
  * folder with a PEFT adapter (docs/export.md). Serial: run it without mpiexec (or on one rank). */
-#include <getopt.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +11,23 @@
 #include "io/gguf_write.h"
 #include "io/tokenizer_bin.h"
 #include "jobs/cli.h"
+#include "jobs/options.h"
 #include "jobs/export.h"
 #include "src/alloc.h"
 #include "src/log.h"
 
-static const char help[] =
-    "usage: qrecon export [CKPT] --model DIR --format gguf|compressed-tensors --out DIR\n"
-    "                     [--dequant f32|f16] [--tokenizer FILE]\n"
-    "\n"
+typedef struct {
+    const char *model, *out, *tokenizer;
+    int format;  /* 0 gguf, 1 compressed-tensors */
+    int dequant; /* qr_export_dequant */
+} export_cli;
+
+static const char *const format_names[] = {"gguf", "compressed-tensors"};
+
+static const qr_cmd_doc doc = {
+    "export",
+    "qrecon export [CKPT] --model DIR --format gguf|compressed-tensors --out DIR\n"
+    "                     [--dequant f32|f16] [--tokenizer FILE]",
     "Write the quantized checkpoint CKPT of the model DIR (or, without CKPT, the float model) in "
     "a\n"
     "form inference engines load (docs/export.md):\n"
@@ -34,80 +43,73 @@ static const char help[] =
     "                      with L and R at scale 1. Without CKPT every weight is F32.\n"
     "  compressed-tensors  a Hugging Face folder: config.json with the pack-quantized\n"
     "                      quantization_config, model.safetensors (weight_packed, weight_scale,\n"
-    "                      weight_zero_point, weight_shape per module), tokenizer files, and\n"
-    "                      adapter/ (a PEFT LoRA adapter) when the checkpoint has a correction.\n"
-    "Checkpoints of group 32 (gguf) or a group dividing every width (compressed-tensors) from "
-    "rtn,\n"
-    "gptq, lqer, qera-*, flrq and srr export; aser and serq (smoothing, permutation, side matrix)\n"
-    "do not.\n"
-    "\n"
-    "  --model DIR         the source model (Hugging Face folder or llama2.c checkpoint)\n"
-    "  --format F          gguf or compressed-tensors\n"
-    "  --out DIR           output folder (created)\n"
-    "  --dequant f32|f16   gguf: every module as F32 of its dequantized weight, scales as stored\n"
-    "                      (f32) or rounded to F16 as Q4_0/Q4_1 store them (f16); for measuring\n"
-    "                      what the F16 scales change\n"
-    "  --tokenizer FILE    llama2.c tokenizer.bin (default: the one beside the model)\n";
+    "                      weight_zero_point, weight_shape per module; a module whose width the\n"
+    "                      group does not divide dense and listed in ignore), the tokenizer "
+    "files,\n"
+    "                      and adapter/ (a PEFT LoRA adapter) when the checkpoint has a "
+    "correction.\n"
+    "rtn, gptq, lqer, qera-*, flrq and srr checkpoints export (gguf: group 32 only); aser and "
+    "serq\n"
+    "(smoothing, permutation, side matrix) do not. Serial: run it without mpiexec.\n",
+    NULL,
+};
+
+static qr_status parse_format(const char *opt, const char *value, void *dst)
+{
+    for (int i = 0; i < 2; i++) {
+        if (strcmp(value, format_names[i]) == 0) {
+            *(int *)dst = i;
+            return QR_OK;
+        }
+    }
+    return qr_fail(QR_ERR_INPUT, "%s: expected gguf or compressed-tensors, found '%s'", opt, value);
+}
+
+static qr_status parse_dequant(const char *opt, const char *value, void *dst)
+{
+    if (strcmp(value, "f32") == 0 || strcmp(value, "f16") == 0) {
+        *(int *)dst = value[1] == '3' ? QR_EXPORT_DEQUANT_F32 : QR_EXPORT_DEQUANT_F16;
+        return QR_OK;
+    }
+    return qr_fail(QR_ERR_INPUT, "%s: expected f32 or f16, found '%s'", opt, value);
+}
+
+#define CLI(f) offsetof(export_cli, f)
+static const qr_opt export_rows[] = {
+    {"model", QR_OPT_STR, CLI(model), "DIR",
+     "the source model (Hugging Face folder or llama2.c checkpoint)", .required = true},
+    {"format", QR_OPT_CUSTOM, CLI(format), "F", "gguf or compressed-tensors", NULL,
+     .parse = parse_format, .required = true},
+    {"out", QR_OPT_STR, CLI(out), "DIR", "output folder (created)", .required = true},
+    {"dequant", QR_OPT_CUSTOM, CLI(dequant), "f32|f16",
+     "gguf: every module as F32 of its dequantized weight, with the\n"
+     "scales as stored (f32) or rounded to F16 as Q4_0/Q4_1 hold them\n"
+     "(f16), to measure what F16 scales change",
+     "packed", .parse = parse_dequant},
+    {"tokenizer", QR_OPT_STR, CLI(tokenizer), "FILE", "llama2.c tokenizer.bin",
+     "the one beside the model"},
+};
+#undef CLI
 
 static qr_status parse(int argc, char **argv, qr_export *e, const char **format, bool *help_only)
 {
-    static const struct option longopts[] = {{"model", required_argument, NULL, 'm'},
-                                             {"format", required_argument, NULL, 'f'},
-                                             {"out", required_argument, NULL, 'o'},
-                                             {"dequant", required_argument, NULL, 'd'},
-                                             {"tokenizer", required_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
-    int c;
-    *help_only = false;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            e->model_path = optarg;
-            break;
-        case 'f':
-            *format = optarg;
-            break;
-        case 'o':
-            e->out_dir = optarg;
-            break;
-        case 'd':
-            if (strcmp(optarg, "f32") == 0) {
-                e->dequant = QR_EXPORT_DEQUANT_F32;
-            } else if (strcmp(optarg, "f16") == 0) {
-                e->dequant = QR_EXPORT_DEQUANT_F16;
-            } else {
-                return qr_fail(QR_ERR_INPUT, "--dequant: expected f32 or f16, found '%s'", optarg);
-            }
-            break;
-        case 't':
-            e->tokenizer_path = optarg;
-            break;
-        case 'h':
-            *help_only = true;
-            return QR_OK;
-        case ':':
-            return qr_cli_usage_error("export", "an option is missing its value");
-        default:
-            return qr_cli_usage_error("export", "unknown option");
-        }
+    export_cli cli;
+    qr_opt_result res;
+    qr_opt_table tables[] = {QR_OPT_TABLE(export_rows, &cli, "options (defaults in parentheses)")};
+    memset(&cli, 0, sizeof cli);
+    QR_TRY(qr_opts_parse(&doc, tables, 1, 1, argc, argv, &res));
+    *help_only = res.help;
+    if (res.help) {
+        return QR_OK;
     }
-    if (optind < argc) {
-        e->ckpt_path = argv[optind++];
-    }
-    if (optind != argc) {
-        return qr_cli_usage_error("export", "expected at most one checkpoint argument");
-    }
-    if (!e->model_path || !*format || !e->out_dir) {
-        return qr_cli_usage_error("export", "expected --model DIR, --format F and --out DIR");
-    }
-    if (strcmp(*format, "gguf") != 0 && strcmp(*format, "compressed-tensors") != 0) {
-        return qr_fail(QR_ERR_INPUT, "--format: expected gguf or compressed-tensors, found '%s'",
-                       *format);
-    }
-    if (e->dequant != QR_EXPORT_PACKED && (strcmp(*format, "gguf") != 0 || !e->ckpt_path)) {
-        return qr_cli_usage_error("export", "--dequant needs a checkpoint and --format gguf");
+    e->ckpt_path = res.n_positional > 0 ? res.positional[0] : NULL;
+    e->model_path = cli.model;
+    e->out_dir = cli.out;
+    e->tokenizer_path = cli.tokenizer;
+    e->dequant = (qr_export_dequant)cli.dequant;
+    *format = format_names[cli.format];
+    if (e->dequant != QR_EXPORT_PACKED && (cli.format != 0 || !e->ckpt_path)) {
+        return qr_fail(QR_ERR_INPUT, "--dequant: needs a checkpoint and --format gguf");
     }
     return QR_OK;
 }
@@ -149,12 +151,6 @@ int64_t qr_export_qk_row(const qr_model_config *cfg, qr_module_kind kind, int64_
     return h * hd + j * (hd / 2) + i;
 }
 
-static int64_t attr_int(const qr_ckpt *ck, const char *key, int64_t dflt)
-{
-    const qr_kv *kv = qr_kv_find(qr_ckpt_attrs(ck), key);
-    return kv && kv->type == QR_KV_INT ? kv->i : dflt;
-}
-
 /* Open the model, the checkpoint (checked against the model) and the tokenizer; refuse methods
  * and options that have no form in the format. */
 static qr_status open_source(qr_export *e, const char *format)
@@ -178,19 +174,19 @@ static qr_status open_source(qr_export *e, const char *format)
     QR_TRY(qr_modules_enumerate(&e->cfg, &e->mods, &e->n_mods));
     snprintf(e->method, sizeof e->method, "float");
     if (e->ckpt_path) {
-        const qr_kv *kv;
+        qr_ckpt_header h;
         QR_TRY(qr_ckpt_open(e->ckpt_path, &e->ckpt));
-        kv = qr_kv_find(qr_ckpt_attrs(e->ckpt), "source_model");
-        if (kv && kv->type == QR_KV_STRING && strcmp(kv->s, qr_model_identity(e->model)) != 0) {
+        QR_TRY(qr_ckpt_header_read(e->ckpt, &h));
+        if (strcmp(h.source_model, qr_model_identity(e->model)) != 0) {
             return qr_fail(QR_ERR_INPUT,
                            "%s: quantized from another model than %s (expected identity %s, "
                            "found %s)",
-                           e->ckpt_path, e->model_path, qr_model_identity(e->model), kv->s);
+                           e->ckpt_path, e->model_path, qr_model_identity(e->model),
+                           h.source_model);
         }
-        kv = qr_kv_find(qr_ckpt_attrs(e->ckpt), "method");
-        snprintf(e->method, sizeof e->method, "%s", kv && kv->type == QR_KV_STRING ? kv->s : "?");
-        e->group = attr_int(e->ckpt, "group", 0);
-        e->abits = attr_int(e->ckpt, "abits", 8);
+        snprintf(e->method, sizeof e->method, "%s", h.method);
+        e->group = h.group;
+        e->abits = h.abits;
         if (strcmp(e->method, "aser") == 0 || strcmp(e->method, "serq") == 0) {
             return qr_fail(QR_ERR_INPUT,
                            "%s: method %s has no %s form (its %s is not a plain INT4 matrix plus "
@@ -200,10 +196,9 @@ static qr_status open_source(qr_export *e, const char *format)
                            strcmp(e->method, "aser") == 0 ? "smoothing"
                                                           : "permutation and side matrix");
         }
-        if (attr_int(e->ckpt, "wbits", 4) != 4) {
-            return qr_fail(QR_ERR_INPUT,
-                           "%s: --wbits %lld has no %s form (expected 4): quantize with --wbits 4",
-                           e->ckpt_path, (long long)attr_int(e->ckpt, "wbits", 4), format);
+        if (h.wbits != QR_CKPT_WBITS) {
+            return qr_fail(QR_ERR_INPUT, "%s: wbits %lld has no %s form (expected %d)",
+                           e->ckpt_path, (long long)h.wbits, format, QR_CKPT_WBITS);
         }
         if (gguf && e->group != QR_GGML_QK && e->dequant == QR_EXPORT_PACKED) {
             return qr_fail(QR_ERR_INPUT,
@@ -248,7 +243,6 @@ qr_status qr_cmd_export(int argc, char **argv)
     memset(&e, 0, sizeof e);
     QR_CHECK(parse(argc, argv, &e, &format, &help_only));
     if (help_only) {
-        qr_cli_print_help(help);
         return QR_OK;
     }
     if (qr_log_nranks() > 1) {

@@ -23,6 +23,14 @@ grep -q "scales rounded to F16: max |dW|" "$OUT/lqer-a8.gguf.log" || fail "no F1
 grep -q "5 module(s) as dense F32" "$OUT/lqer-a8.gguf.log" || fail "down_proj fallback not reported"
 [ -f "$OUT/rtnasym-a8.gguf/lora.gguf" ] && fail "rtn wrote an adapter"
 
+# the float export of the Hugging Face folder (q/k rows permuted back to adjacent RoPE pairs) and of
+# the llama2.c checkpoint (rows as stored) hold the same tensors
+"$QR" export --model "$MODEL" --format gguf --out "$OUT/float-hf" --quiet || fail "export float hf"
+"$QR" export --model "$MODEL_L2C" --format gguf --out "$OUT/float-l2c" --quiet ||
+    fail "export float llama2c"
+python3 "$HERE/read_exports.py" same-tensors "$OUT/float-hf/model.gguf" \
+    "$OUT/float-l2c/model.gguf" || fail "float exports of the HF and llama2.c forms differ"
+
 # refusals: one line naming the method or option and what would export, exit 2
 "$QR" quantize --model "$MODEL" --calib "$SCRATCH/calib" --out "$OUT/rtn-g64.h5" --method rtn \
     --group 64 --quiet || fail "quantize rtn group 64"

@@ -5,6 +5,7 @@
   read_exports.py ct DIR DUMP      compressed-tensors folder + PEFT adapter
   read_exports.py gguf DIR DUMP ROPE   model.gguf + lora.gguf (ROPE: hf or llama2c, the source's
                                        q/k row order)
+  read_exports.py same-tensors A B     two GGUF files hold identical tensors
 
 compressed-tensors "pack-quantized" (compressed_tensors/compressors/quantized_compressors/
 pack_quantized.py): weight_packed int32 (out, ceil(in/8)), value c of a row in bits 4*(c%8) of
@@ -311,8 +312,25 @@ def check_gguf(folder, dump, rope):
           f"lora_b = L")
 
 
+def same_tensors(a, b):
+    """Two GGUF files hold the same tensors (names, shapes, types, bytes)."""
+    ka, ta, da = read_gguf(a)
+    kb, tb, db = read_gguf(b)
+    if sorted(ta) != sorted(tb):
+        fail(f"{a} and {b}: different tensor names")
+    for name, (ne, typ, off) in ta.items():
+        ne2, typ2, off2 = tb[name]
+        n = ne[0] * (ne[1] if len(ne) > 1 else 1)
+        size = 4 * n if typ == 0 else n // 32 * {2: 18, 3: 20}[typ]
+        if (ne, typ) != (ne2, typ2) or da[off:off + size] != db[off2:off2 + size]:
+            fail(f"{a} and {b}: tensor {name} differs")
+    print(f"gguf: {len(ta)} tensors identical in {a} and {b}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 4 and sys.argv[1] == "ct":
+    if len(sys.argv) == 4 and sys.argv[1] == "same-tensors":
+        same_tensors(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "ct":
         check_ct(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 5 and sys.argv[1] == "gguf":
         check_gguf(sys.argv[2], sys.argv[3], sys.argv[4])
