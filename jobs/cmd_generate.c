@@ -3,8 +3,8 @@
  * the INT4 kernels (--ckpt, as `eval --ckpt`); prints the decoded text. A quick check that a model
  * loads and runs correctly (stories260K starts "Once upon a time, there was a little girl named
  * Lily."). */
-#include <getopt.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,33 +12,53 @@
 #include "io/ckpt_llama.h"
 #include "jobs/cli.h"
 #include "jobs/llama_job.h"
+#include "jobs/options.h"
 #include "src/alloc.h"
 #include "src/kernels/kernels.h"
 #include "src/log.h"
 #include "src/rng.h"
 
-static const char help[] =
-    "usage: qrecon generate --model DIR [--prompt TEXT] [--steps N] [--tokenizer FILE]\n"
+typedef struct {
+    const char *model, *prompt, *tokenizer, *ckpt, *kernel;
+    int64_t steps, top_k, seed;
+    double temperature;
+    bool ids;
+} generate_cli;
+
+static const qr_cmd_doc doc = {
+    "generate",
+    "qrecon generate --model DIR [--prompt TEXT] [--steps N] [--tokenizer FILE]\n"
     "                       [--ckpt CKPT [--kernel auto|ref|avx2|avx512]]\n"
-    "                       [--temperature T [--top-k K] [--seed S]] [--ids]\n"
-    "\n"
-    "Greedy decoding (argmax at every step) from BOS, or from BOS + the prompt, for up to N new\n"
-    "tokens (default 256, at most the model's context), stopping early when the model emits BOS "
-    "or\n"
-    "EOS. Prints the prompt and the continuation as text on stdout.\n"
-    "\n"
-    "  --model DIR       Hugging Face folder or llama2.c checkpoint\n"
-    "  --prompt TEXT     text to continue (encoded with the model's tokenizer)\n"
-    "  --steps N         new tokens to generate (default 256)\n"
-    "  --tokenizer FILE  llama2.c tokenizer.bin (default: the one beside the model)\n"
-    "  --ckpt CKPT       run the quantized checkpoint of this model: every linear module through\n"
-    "                    the INT4 kernels with the checkpoint's activation bits (as eval --ckpt)\n"
-    "  --kernel K        kernel path for --ckpt (default auto: the best this CPU runs)\n"
-    "  --temperature T   sample from softmax(logits / T) instead of the argmax (default 0 =\n"
-    "                    greedy)\n"
-    "  --top-k K         sample among the K most likely tokens only (default 0 = all)\n"
-    "  --seed S          seed of the sampler (default 0); the same seed gives the same text\n"
-    "  --ids             also print the generated token ids (one line, after the text)\n";
+    "                       [--temperature T [--top-k K] [--seed S]] [--ids]",
+    "Decoding from BOS, or from BOS + the prompt, for up to N new tokens (at most the model's\n"
+    "context), stopping early when the model emits BOS or EOS: greedy (the argmax at every step),\n"
+    "or sampled with --temperature. Runs the float32 model, or with --ckpt every linear module of\n"
+    "the quantized checkpoint through the INT4 kernels with its activation bits (as eval --ckpt).\n"
+    "Prints the prompt and the continuation as text on stdout (docs/export.md).\n",
+    NULL,
+};
+
+#define CLI(f) offsetof(generate_cli, f)
+static const qr_opt generate_rows[] = {
+    {"model", QR_OPT_STR, CLI(model), "DIR", "Hugging Face folder or llama2.c checkpoint",
+     .required = true},
+    {"prompt", QR_OPT_STR, CLI(prompt), "TEXT", "text to continue (the model's tokenizer)", "none"},
+    {"steps", QR_OPT_INT, CLI(steps), "N", "new tokens to generate", .imin = 1, .imax = INT32_MAX},
+    {"tokenizer", QR_OPT_STR, CLI(tokenizer), "FILE", "llama2.c tokenizer.bin",
+     "the one beside the model"},
+    {"ckpt", QR_OPT_STR, CLI(ckpt), "CKPT",
+     "run this quantized checkpoint of the model through the INT4 kernels", "none"},
+    {"kernel", QR_OPT_STR, CLI(kernel), "K", "kernel path for --ckpt: auto, ref, avx2, avx512",
+     "auto"},
+    {"temperature", QR_OPT_DOUBLE, CLI(temperature), "T",
+     "sample from softmax(logits / T); 0 = greedy", .dmin = 0.0, .dmax = 1e6},
+    {"top-k", QR_OPT_INT, CLI(top_k), "K", "sample among the K most likely tokens; 0 = all",
+     .imin = 0, .imax = INT32_MAX},
+    {"seed", QR_OPT_INT, CLI(seed), "S", "seed of the sampler: the same seed, the same text",
+     .imin = 0, .imax = INT64_MAX},
+    {"ids", QR_OPT_FLAG, CLI(ids), NULL, "also print the generated token ids on a second line"},
+};
+#undef CLI
 
 /* The next token: the argmax, or a draw from softmax(logits / temperature) over the top_k most
  * likely tokens (all when top_k is 0), in double precision. */
@@ -82,18 +102,6 @@ static int32_t next_token(const float *logits, int64_t vocab, double temperature
 
 qr_status qr_cmd_generate(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"model", required_argument, NULL, 'm'},
-                                             {"prompt", required_argument, NULL, 'p'},
-                                             {"steps", required_argument, NULL, 's'},
-                                             {"tokenizer", required_argument, NULL, 't'},
-                                             {"ckpt", required_argument, NULL, 'c'},
-                                             {"kernel", required_argument, NULL, 'K'},
-                                             {"temperature", required_argument, NULL, 'T'},
-                                             {"top-k", required_argument, NULL, 'k'},
-                                             {"seed", required_argument, NULL, 'S'},
-                                             {"ids", no_argument, NULL, 'i'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
     qr_status st = QR_OK;
     const char *model_path = NULL, *prompt = NULL, *tok_path = NULL, *ckpt = NULL, *kernel = NULL;
     double temperature = 0.0;
@@ -109,55 +117,27 @@ qr_status qr_cmd_generate(int argc, char **argv)
     char *text = NULL;
     qr_llama_job job;
     qr_llama_state *state = NULL;
-    int c;
+    generate_cli cli = {NULL, NULL, NULL, NULL, NULL, 256, 0, 0, 0.0, false};
+    qr_opt_result res;
+    qr_opt_table tables[] = {
+        QR_OPT_TABLE(generate_rows, &cli, "options (defaults in parentheses)")};
     memset(&job, 0, sizeof job);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm':
-            model_path = optarg;
-            break;
-        case 'p':
-            prompt = optarg;
-            break;
-        case 's':
-            QR_CHECK(qr_cli_int("--steps", optarg, 1, INT32_MAX, &steps));
-            break;
-        case 't':
-            tok_path = optarg;
-            break;
-        case 'c':
-            ckpt = optarg;
-            break;
-        case 'K':
-            kernel = optarg;
-            break;
-        case 'T':
-            QR_CHECK(qr_cli_double("--temperature", optarg, 0.0, 1e6, &temperature));
-            break;
-        case 'k':
-            QR_CHECK(qr_cli_int("--top-k", optarg, 0, INT32_MAX, &top_k));
-            break;
-        case 'S':
-            QR_CHECK(qr_cli_int("--seed", optarg, 0, INT64_MAX, &seed));
-            break;
-        case 'i':
-            print_ids = true;
-            break;
-        case 'h':
-            qr_cli_print_help(help);
-            return QR_OK;
-        case ':':
-            return qr_cli_usage_error("generate", "an option is missing its value");
-        default:
-            return qr_cli_usage_error("generate", "unknown option");
-        }
+    QR_TRY(qr_opts_parse(&doc, tables, 1, 0, argc, argv, &res));
+    if (res.help) {
+        return QR_OK;
     }
-    if (!model_path || optind != argc) {
-        return qr_cli_usage_error("generate", "expected --model DIR and no other arguments");
-    }
+    model_path = cli.model;
+    prompt = cli.prompt;
+    tok_path = cli.tokenizer;
+    ckpt = cli.ckpt;
+    kernel = cli.kernel;
+    steps = cli.steps;
+    top_k = cli.top_k;
+    seed = cli.seed;
+    temperature = cli.temperature;
+    print_ids = cli.ids;
     if (kernel && !ckpt) {
-        return qr_cli_usage_error("generate", "--kernel needs --ckpt");
+        return qr_fail(QR_ERR_INPUT, "--kernel: needs --ckpt");
     }
     QR_CHECK(qr_llama_job_open(model_path, &job));
     if (ckpt) {
