@@ -241,7 +241,7 @@ static qr_status write_module(qr_export *e, qr_gguf *g, size_t i, const mod_plan
     qr_status st = QR_OK;
     const qr_module *m = &e->mods[i];
     qr_qlayer ql;
-    float *W = NULL, *row = NULL; /* W (d_out, d_in): float export or dense fallback */
+    float *W = NULL; /* (d_out, d_in): float export or dense fallback */
     uint8_t *blocks = NULL;
     size_t n, rb;
     memset(&ql, 0, sizeof ql);
@@ -284,7 +284,6 @@ static qr_status write_module(qr_export *e, qr_gguf *g, size_t i, const mod_plan
     }
 done:
     free(W);
-    free(row);
     free(blocks);
     qr_qlayer_free(&ql);
     return st;
