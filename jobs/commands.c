@@ -11,6 +11,7 @@ qr_status qr_cmd_capture(int argc, char **argv);
 qr_status qr_cmd_eval(int argc, char **argv);
 qr_status qr_cmd_validate(int argc, char **argv);
 qr_status qr_cmd_report(int argc, char **argv);
+qr_status qr_cmd_export(int argc, char **argv);
 
 const qr_command qr_commands[] = {
     {"synth", qr_cmd_synth, "write a seeded synthetic Llama-shaped safetensors model folder"},
@@ -20,8 +21,10 @@ const qr_command qr_commands[] = {
     {"quantize", qr_cmd_quantize, "quantize a model over MPI ranks into one shared checkpoint"},
     {"validate", qr_cmd_validate, "run every module through the INT4 kernels and check it"},
     {"report", qr_cmd_report, "per-module error tables and plots of one or more checkpoints"},
+    {"export", qr_cmd_export,
+     "write a checkpoint as GGUF (llama.cpp) or compressed-tensors + PEFT"},
     {"eval", qr_cmd_eval, "NLL per token and perplexity of a model over a text"},
-    {"generate", qr_cmd_generate, "greedy text generation with the float32 forward pass"},
+    {"generate", qr_cmd_generate, "greedy or sampled text generation, float or from a checkpoint"},
     {"version", qr_cmd_version, "print the version and the libraries qrecon was built with"},
 };
 const int qr_command_count = (int)(sizeof qr_commands / sizeof qr_commands[0]);

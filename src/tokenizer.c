@@ -138,6 +138,11 @@ bool qr_tokenizer_has_byte_fallback(const qr_tokenizer *t)
     return t->byte_fallback;
 }
 
+float qr_tokenizer_score(const qr_tokenizer *t, int32_t id)
+{
+    return id >= 0 && id < t->n_vocab ? t->scores[id] : 0.0f;
+}
+
 const char *qr_tokenizer_piece(const qr_tokenizer *t, int32_t id, size_t *len)
 {
     if (id < 0 || id >= t->n_vocab) {

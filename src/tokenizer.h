@@ -37,6 +37,8 @@ int64_t qr_tokenizer_vocab_size(const qr_tokenizer *t);
 bool qr_tokenizer_has_byte_fallback(const qr_tokenizer *t);
 /* Piece bytes of id (length in *len), or NULL when id is out of range. */
 const char *qr_tokenizer_piece(const qr_tokenizer *t, int32_t id, size_t *len);
+/* Merge score of id (0 when out of range); for writers that carry the vocabulary (export). */
+float qr_tokenizer_score(const qr_tokenizer *t, int32_t id);
 
 typedef struct {
     bool add_dummy_prefix; /* put the " " piece first (llama2.c and SentencePiece do) */
