@@ -10,16 +10,6 @@
 #include "mpi/comm.h"
 #include "src/alloc.h"
 #include "src/progress.h"
-#include "src/quant.h"
-
-/* Rows [r0, r0 + n) of the block-cyclic row blocks of this rank's grid row, for a matrix of m rows:
- * the b-th block this rank holds, or 0 rows past the last. */
-static int64_t row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0)
-{
-    int64_t blk = b * g->nprow + g->myrow;
-    *r0 = blk * g->nb;
-    return *r0 >= m ? 0 : (m - *r0 < g->nb ? m - *r0 : g->nb);
-}
 
 /* Read rows [row0, row0 + n) of key into buf (n, d) float64. */
 static qr_status read_rows(qr_calib_set *set, const char *key, int64_t row0, int64_t n, int64_t d,
@@ -32,89 +22,88 @@ static qr_status read_rows(qr_calib_set *set, const char *key, int64_t row0, int
     return QR_OK;
 }
 
-/* The fitting windows, one window a batch, each rank reading only its grid row's row blocks. */
+/* Calibration rows each rank holds at once while accumulating (its windows come in rounds). */
+#define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
+
+/* The fitting windows, split over the group's ranks in contiguous shares; each rank reads only its
+ * own, in rounds of whole windows, and the group accumulates them (one window a batch). */
 static qr_status input_stats(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                             const qr_calib_split *sp, float *tmp, double *buf, qr_dstats *s)
+                             const qr_calib_split *sp, qr_dstats *s)
 {
     qr_status st = QR_OK;
-    qr_dmat *X = NULL; /* (seq_len, d): one window */
-    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, sp->seq_len, d, &X)));
-    for (int64_t w0 = 0; w0 < sp->n_fit; w0 += sp->seq_len) {
-        int64_t r0, n;
-        st = QR_OK;
-        for (int64_t b = 0; st == QR_OK && (n = row_block(g, sp->seq_len, b, &r0)) > 0; b++) {
-            st = read_rows(set, key, w0 + r0, n, d, tmp, buf);
-            if (st == QR_OK) {
-                qr_dmat_fill_rows(g, X, r0, n, buf);
-            }
-        }
+    int64_t per = (int64_t)g->nprow * g->npcol, W = sp->n_fit / sp->seq_len;
+    int64_t w_lo = W * g->group_rank / per, w_hi = W * (g->group_rank + 1) / per;
+    int64_t share = (W + per - 1) / per;
+    int64_t round = (int64_t)(QR_GRID_STATS_ROUND_BYTES / ((size_t)sp->seq_len * (size_t)d * 12));
+    float *rows = NULL; /* (round windows x seq_len, d) */
+    round = round < 1 ? 1 : round;
+    round = round > share ? (share > 0 ? share : 1) : round;
+    st = qr_malloc(&rows, (size_t)(round * sp->seq_len) * (size_t)d, sizeof *rows,
+                   "calibration rows");
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    for (int64_t k = 0; k < share; k += round) {
+        int64_t a = w_lo + k, b = a + round < w_hi ? a + round : w_hi, n = b > a ? b - a : 0;
+        st = n > 0 ? qr_calib_set_read_rows(set, key, a * sp->seq_len, n * sp->seq_len, rows)
+                   : QR_OK;
         QR_CHECK(qr_mpi_agree(g->comm, st));
-        QR_CHECK(qr_dstats_add(g, s, X));
+        QR_CHECK(qr_dstats_add_rows(g, s, rows, n * sp->seq_len, sp->seq_len));
     }
 done:
-    qr_dmat_free(&X);
+    free(rows);
     return st;
 }
 
-/* The held-out rows and their per-token quantized versions (the rule of the reference forward:
- * qr_act_fake_quant on the float64 rows). */
+/* The held-out rows: block-cyclic, and this rank's row blocks whole for the quantized copies. */
 static qr_status input_held(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                            const qr_calib_split *sp, int64_t agroup, float *tmp, double *buf,
-                            double *qbuf, qr_grid_input *in)
+                            const qr_calib_split *sp, float *tmp, double *buf, qr_grid_held *h)
 {
-    static const int bits[3] = {8, 4, 4};
-    qr_status st = qr_dmat_create(g, sp->n_ho, d, &in->held);
-    for (int a = 0; a < 3 && st == QR_OK; a++) {
-        if (a < 2 || agroup > 0) {
-            st = qr_dmat_create(g, sp->n_ho, d, &in->held_q[a]);
-        }
+    qr_status st = qr_dmat_create(g, sp->n_ho, d, &h->X);
+    int64_t rows = 0, r0, n;
+    if (st == QR_OK) {
+        rows = h->X->mloc;
+        st = qr_malloc(&h->rows, (size_t)(rows > 0 ? rows : 1) * (size_t)d, sizeof *h->rows,
+                       "held-out rows");
     }
     QR_TRY(qr_mpi_agree(g->comm, st));
-    for (int64_t b = 0, r0, n; st == QR_OK && (n = row_block(g, sp->n_ho, b, &r0)) > 0; b++) {
+    rows = 0;
+    for (int64_t b = 0; st == QR_OK && (n = qr_grid_row_block(g, sp->n_ho, b, &r0)) > 0; b++) {
         st = read_rows(set, key, sp->n_fit + r0, n, d, tmp, buf);
-        if (st != QR_OK) {
-            break;
-        }
-        qr_dmat_fill_rows(g, in->held, r0, n, buf);
-        for (int a = 0; a < 3; a++) {
-            if (in->held_q[a]) {
-                memcpy(qbuf, buf, (size_t)(n * d) * sizeof *qbuf);
-                qr_act_fake_quant(qbuf, n, d, bits[a], a == 2 ? agroup : 0);
-                qr_dmat_fill_rows(g, in->held_q[a], r0, n, qbuf);
-            }
+        if (st == QR_OK) {
+            memcpy(h->rows + rows * d, tmp, (size_t)(n * d) * sizeof *tmp);
+            qr_dmat_fill_rows(g, h->X, r0, n, buf);
+            rows += n;
         }
     }
     return qr_mpi_agree(g->comm, st);
 }
 
 qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                             const qr_calib_split *sp, int64_t agroup, qr_grid_input *in)
+                             const qr_calib_split *sp, const qr_method_opts *o, int64_t agroup,
+                             qr_grid_input *in)
 {
     qr_status st = QR_OK;
     size_t n = (size_t)g->nb * (size_t)d;
     float *tmp = NULL;
-    double *buf = NULL, *qbuf = NULL; /* (nb, d): one row block */
+    double *buf = NULL; /* (nb, d): one row block */
     double t0 = qr_now();
     memset(in, 0, sizeof *in);
+    in->held.agroup = agroup;
     st = qr_malloc(&tmp, n, sizeof *tmp, "calibration rows");
     if (st == QR_OK) {
         st = qr_malloc(&buf, n, sizeof *buf, "calibration rows");
     }
     if (st == QR_OK) {
-        st = qr_malloc(&qbuf, n, sizeof *qbuf, "quantized calibration rows");
-    }
-    if (st == QR_OK) {
         st = qr_dstats_create(g, d, &in->stats);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(input_stats(g, set, key, d, sp, tmp, buf, in->stats));
+    QR_CHECK(input_stats(g, set, key, d, sp, in->stats));
+    QR_CHECK(qr_dstats_finish(g, in->stats, o));
     if (sp->n_ho > 0) {
-        QR_CHECK(input_held(g, set, key, d, sp, agroup, tmp, buf, qbuf, in));
+        QR_CHECK(input_held(g, set, key, d, sp, tmp, buf, &in->held));
     }
 done:
     free(tmp);
     free(buf);
-    free(qbuf);
     if (st != QR_OK) {
         qr_grid_input_close(in);
     }
@@ -125,10 +114,8 @@ done:
 void qr_grid_input_close(qr_grid_input *in)
 {
     qr_dstats_free(&in->stats);
-    qr_dmat_free(&in->held);
-    for (int a = 0; a < 3; a++) {
-        qr_dmat_free(&in->held_q[a]);
-    }
+    qr_dmat_free(&in->held.X);
+    qr_free(&in->held.rows);
 }
 
 /* The module's weight, each rank reading only its grid row's row blocks. */
@@ -140,7 +127,8 @@ static qr_status read_weight(const qr_grid *g, const qr_model *model, const qr_m
     double *buf = NULL; /* (nb, d_in) */
     snprintf(tensor, sizeof tensor, "%s.weight", m->name);
     st = qr_malloc(&buf, (size_t)g->nb * (size_t)m->d_in, sizeof *buf, tensor);
-    for (int64_t b = 0, r0, n; st == QR_OK && (n = row_block(g, m->d_out, b, &r0)) > 0; b++) {
+    for (int64_t b = 0, r0, n; st == QR_OK && (n = qr_grid_row_block(g, m->d_out, b, &r0)) > 0;
+         b++) {
         st = qr_model_read_rows_f64(model, tensor, r0, n, buf, (size_t)(n * m->d_in));
         if (st == QR_OK) {
             qr_dmat_fill_rows(g, W, r0, n, buf);
@@ -164,9 +152,8 @@ qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_m
     QR_CHECK(read_weight(g, model, m, W));
     QR_CHECK(qr_grid_method_run(g, o, W, in->stats, root_ql, &res));
     *rep = res.rep;
-    if (in->held) {
-        QR_CHECK(
-            qr_grid_metrics(g, W, res.W_eff, in->held, (const qr_dmat *const *)in->held_q, met));
+    if (in->held.X) {
+        QR_CHECK(qr_grid_metrics(g, W, res.W_eff, &in->held, met));
         *has_metrics = 1;
     }
 done:

@@ -15,16 +15,16 @@
 /* One layer input on the grid: its statistics and held-out rows. */
 typedef struct {
     qr_dstats *stats;
-    qr_dmat *held; /* (n_ho, d) held-out rows, or NULL without a holdout */
-    qr_dmat
-        *held_q[3]; /* per-token A8, A4 and grouped-A4 versions (the last NULL without agroup) */
-    double seconds; /* reading and accumulating */
+    qr_grid_held held; /* held.X NULL without a holdout */
+    double seconds;    /* reading and accumulating */
 } qr_grid_input;
 
 /* Collective over the grid: stream the fitting windows of key (d columns) into distributed
- * statistics, and read the held-out rows. */
+ * statistics, finish them for method o (the whitening factor once for the whole input group),
+ * and read the held-out rows. */
 qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                             const qr_calib_split *sp, int64_t agroup, qr_grid_input *in);
+                             const qr_calib_split *sp, const qr_method_opts *o, int64_t agroup,
+                             qr_grid_input *in);
 void qr_grid_input_close(qr_grid_input *in); /* not collective */
 
 /* Collective over the grid: quantize module m from in with o (module_name set by the caller): the

@@ -611,7 +611,7 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
     }
     if (need > 0 && r->divided) {
         QR_CHECK(qr_grid_input_open(r->grid, r->calib, r->mods[i].input_key, r->mods[i].d_in,
-                                    &r->sp, r->job->agroup, &gin));
+                                    &r->sp, &r->job->method, r->job->agroup, &gin));
         stats_seconds = gin.seconds;
     } else if (need > 0) {
         QR_CHECK(input_stats(r->calib, r->mods[i].input_key, r->mods[i].d_in, &r->sp, &stats, &held,

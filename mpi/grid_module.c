@@ -1,6 +1,7 @@
 /* grid_module.c: a module divided over a rank group's grid (mpi/grid_module.h). */
 #include "mpi/grid_module.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,6 +135,7 @@ void qr_dstats_free(qr_dstats **s)
     }
     qr_dmat_free(&(*s)->G);
     qr_dmat_free(&(*s)->chol);
+    free((*s)->gram_diag);
     free((*s)->max_abs);
     free((*s)->sum_abs);
     free((*s)->sum_sq);
@@ -142,112 +144,152 @@ void qr_dstats_free(qr_dstats **s)
     *s = NULL;
 }
 
-/* Per-channel sums of this rank's part of X into acc (3 d: sum |x|, sum x², max |x|), zero for
- * the channels of other grid columns; the first non-finite value is named. */
-static qr_status local_channel_sums(const qr_grid *g, const qr_dmat *X, double *acc)
+/* Per-channel sums of rows X (n, d) into acc (4 d: sum |x|, sum x², max |x|, and the largest
+ * batch mean |x| over the whole batches of `batch` rows); the first non-finite value is named. */
+static qr_status channel_sums(const double *X, int64_t n, int64_t d, int64_t batch, double *acc)
 {
-    int64_t d = X->n;
-    for (int lj = 0; lj < X->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        const double *col = X->data + (size_t)lj * lld(X);
-        for (int li = 0; li < X->mloc; li++) {
-            double v = col[li], a = fabs(v);
-            if (!isfinite(v)) {
-                return qr_fail(QR_ERR_INPUT,
-                               "statistics: activation (%lld, %lld) is not finite (expected a "
-                               "finite value, found %g)",
-                               (long long)qr_dmat_global_row(g, li), (long long)j, v);
+    for (int64_t b0 = 0; b0 < n; b0 += batch) {
+        int64_t nb = n - b0 < batch ? n - b0 : batch;
+        for (int64_t j = 0; j < d; j++) {
+            double sa = 0.0;
+            for (int64_t i = b0; i < b0 + nb; i++) {
+                double v = X[i * d + j], a = fabs(v);
+                if (!isfinite(v)) {
+                    return qr_fail(QR_ERR_INPUT,
+                                   "statistics: activation (%lld, %lld) is not finite (expected a "
+                                   "finite value, found %g)",
+                                   (long long)i, (long long)j, v);
+                }
+                sa += a;
+                acc[d + j] += v * v;
+                acc[2 * d + j] = a > acc[2 * d + j] ? a : acc[2 * d + j];
             }
-            acc[j] += a;
-            acc[d + j] += v * v;
-            acc[2 * d + j] = a > acc[2 * d + j] ? a : acc[2 * d + j];
+            acc[j] += sa;
+            acc[3 * d + j] = sa / (double)nb > acc[3 * d + j] ? sa / (double)nb : acc[3 * d + j];
         }
     }
     return QR_OK;
 }
 
-qr_status qr_dstats_add(const qr_grid *g, qr_dstats *s, const qr_dmat *X)
+/* G += Xᵀ X summed over the group: each rank multiplies its own rows block column by block column
+ * (lower blocks only), and each nb x nb block is reduced to the rank that owns it, so no rank holds
+ * more of G than its blocks and one panel. */
+static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
+                          double *blk)
+{
+    int64_t d = s->d, nb = g->nb;
+    for (int64_t bj = 0; bj * nb < d; bj++) {
+        int64_t c0 = bj * nb, w = d - c0 < nb ? d - c0 : nb, h = d - c0;
+        if (n > 0) {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)w, (int)n, 1.0,
+                        X + c0, (int)d, X + c0, (int)d, 0.0, C, (int)w);
+        } else {
+            memset(C, 0, (size_t)(h * w) * sizeof *C);
+        }
+        for (int64_t bi = bj; bi * nb < d; bi++) {
+            int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
+            int owner = (int)(bi % g->nprow) * g->npcol + (int)(bj % g->npcol);
+            MPI_Reduce(C + (r0 - c0) * w, blk, (int)(bh * w), MPI_DOUBLE, MPI_SUM, owner, g->comm);
+            if (g->group_rank != owner) {
+                continue;
+            }
+            /* local row (bi / P) nb + i, local column (bj / Q) nb + j of the owner's part */
+            for (int64_t j = 0; j < w; j++) {
+                double *col = s->G->data + (size_t)((bj / g->npcol) * nb + j) * lld(s->G);
+                for (int64_t i = 0; i < bh; i++) {
+                    col[(bi / g->nprow) * nb + i] += blk[i * w + j];
+                }
+            }
+        }
+    }
+    return QR_OK;
+}
+
+qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
+                             int64_t batch)
 {
     qr_status st = QR_OK;
-    int64_t d = s->d, t = X->m;
-    int di = (int)d, ti = (int)t, one = 1;
-    double alpha = 1.0, beta = 1.0;
-    double *acc = NULL; /* (3 d): sum |x|, sum x², max |x| of this batch */
-    if (t == 0) {
-        return QR_OK;
-    }
-    st = qr_calloc(&acc, 3 * (size_t)d, sizeof *acc, "batch statistics");
+    int64_t d = s->d, nb = g->nb;
+    double *X = NULL, *acc = NULL, *C = NULL, *blk = NULL; /* (n, d), (4 d), (d, nb), (nb, nb) */
+    int64_t counts[2] = {n, n > 0 ? (n + batch - 1) / batch : 0};
+    st = qr_malloc(&X, (size_t)(n > 0 ? n : 1) * (size_t)d, sizeof *X, "calibration rows");
     if (st == QR_OK) {
-        st = local_channel_sums(g, X, acc);
+        st = qr_calloc(&acc, 4 * (size_t)d, sizeof *acc, "batch statistics");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&C, (size_t)d * (size_t)nb, sizeof *C, "Gram panel");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&blk, (size_t)nb * (size_t)nb, sizeof *blk, "Gram block");
+    }
+    if (st == QR_OK) {
+        for (int64_t i = 0; i < n * d; i++) {
+            X[i] = (double)rows[i];
+        }
+        st = channel_sums(X, n, d, batch, acc);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * di, MPI_DOUBLE, MPI_SUM, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, di, MPI_DOUBLE, MPI_MAX, g->comm);
-    pdsyrk_("L", "T", &di, &ti, &alpha, X->data, &one, &one, X->desc, &beta, s->G->data, &one, &one,
-            s->G->desc);
+    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * (int)d, MPI_DOUBLE, MPI_SUM, g->comm);
+    MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, 2 * (int)d, MPI_DOUBLE, MPI_MAX, g->comm);
+    MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INT64_T, MPI_SUM, g->comm);
+    QR_CHECK(gram_add(g, s, X, n, C, blk));
     for (int64_t j = 0; j < d; j++) {
-        double mean = acc[j] / (double)t;
         s->sum_abs[j] += acc[j];
         s->sum_sq[j] += acc[d + j];
         s->max_abs[j] = acc[2 * d + j] > s->max_abs[j] ? acc[2 * d + j] : s->max_abs[j];
         s->batch_mean_abs_max[j] =
-            mean > s->batch_mean_abs_max[j] ? mean : s->batch_mean_abs_max[j];
+            acc[3 * d + j] > s->batch_mean_abs_max[j] ? acc[3 * d + j] : s->batch_mean_abs_max[j];
     }
-    s->count += t;
-    s->n_batches++;
+    s->count += counts[0];
+    s->n_batches += counts[1];
 done:
+    free(X);
     free(acc);
+    free(C);
+    free(blk);
     return st;
 }
 
-/* diag(G) (d) on every rank: the clip search's column weights, as the serial path takes them. */
-static qr_status gram_diagonal(const qr_grid *g, const qr_dstats *s, double *diag)
+qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
 {
-    memset(diag, 0, (size_t)s->d * sizeof *diag);
+    qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
+    QR_TRY(qr_mpi_agree(g->comm, st));
     for (int lj = 0; lj < s->G->nloc; lj++) {
         int64_t j = qr_dmat_global_col(g, lj);
         for (int li = 0; li < s->G->mloc; li++) {
             if (qr_dmat_global_row(g, li) == j) {
-                diag[j] = s->G->data[(size_t)lj * lld(s->G) + li];
+                s->gram_diag[j] = s->G->data[(size_t)lj * lld(s->G) + li];
             }
         }
     }
-    MPI_Allreduce(MPI_IN_PLACE, diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
+    MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
+    if (o->method != QR_METHOD_QERA_EXACT || o->rank == 0) {
+        return QR_OK;
+    }
+    QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));
+    s->chol = s->G;
+    s->G = NULL;
     return QR_OK;
 }
 
-/* The whitening factor of s, computed once per input group (the modules of q/k/v or gate/up share
- * it) and kept in s. */
-static qr_status whitening(const qr_grid *g, qr_dstats *s, double lambda0)
+int64_t qr_grid_row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0)
 {
-    qr_status st = QR_OK;
-    if (s->chol && s->chol_lambda0 == lambda0) {
-        return QR_OK;
-    }
-    qr_dmat_free(&s->chol);
-    st = qr_dmat_create(g, s->d, s->d, &s->chol);
-    QR_TRY(qr_mpi_agree(g->comm, st));
-    memcpy(s->chol->data, s->G->data, local_count(s->G) * sizeof(double));
-    st = qr_pdla_cholesky_damped(g, s->chol, lambda0, &s->chol_damping);
-    if (st != QR_OK) {
-        qr_dmat_free(&s->chol);
-        return st;
-    }
-    s->chol_lambda0 = lambda0;
-    return QR_OK;
+    int64_t blk = b * g->nprow + g->myrow;
+    *r0 = blk * g->nb;
+    return *r0 >= m ? 0 : (m - *r0 < g->nb ? m - *r0 : g->nb);
 }
 
 /* ---- the module --------------------------------------------------------------------------------
  */
 
-/* This rank's blocks of W quantized with the group's options: qloc (mloc, nloc) and the
- * dequantized values deq (mloc, nloc) row-major. Groups never straddle ranks (the block size is a
- * multiple of the group), so the local quantization is the global one restricted to the blocks. */
-static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
-                                const double *gdiag, qr_qweight *qloc, double *deq)
+/* This rank's blocks of W quantized with the group's options into qloc (mloc, nloc); W_eff gets
+ * the dequantized values and E = W - deq. Groups never straddle ranks (the block size is a multiple
+ * of the group), so the local quantization is the global one restricted to the blocks. */
+static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                                const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
 {
     qr_status st = QR_OK;
-    double *w = NULL, *cw = NULL; /* (mloc, nloc) row-major, (nloc) */
+    double *w = NULL, *cw = NULL; /* (mloc, nloc) row-major: W, then deq; (nloc) */
     size_t n = (size_t)W->mloc * (size_t)W->nloc;
     memset(qloc, 0, sizeof *qloc);
     if (n == 0) {
@@ -258,19 +300,25 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
     if (o->wq.clip_search) {
         QR_CHECK(qr_malloc(&cw, (size_t)W->nloc, sizeof *cw, "clip column weights"));
         for (int lj = 0; lj < W->nloc; lj++) {
-            cw[lj] = gdiag[qr_dmat_global_col(g, lj)];
+            cw[lj] = s->gram_diag[qr_dmat_global_col(g, lj)];
         }
     }
     QR_CHECK(qr_quantize_rtn(w, W->mloc, W->nloc, &o->wq, cw, qloc));
-    qr_qweight_dequantize_f64(qloc, deq);
+    qr_qweight_dequantize_f64(qloc, w);
+    for (int li = 0; li < W->mloc; li++) {
+        for (int lj = 0; lj < W->nloc; lj++) {
+            size_t k = (size_t)lj * lld(W) + li;
+            W_eff->data[k] = w[(size_t)li * (size_t)W->nloc + lj];
+            E->data[k] = W->data[k] - W_eff->data[k];
+        }
+    }
 done:
     free(w);
     free(cw);
     return st;
 }
-
-/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. E is
- * overwritten by E S. */
+/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. A
+ * diagonal scaling overwrites E by E S. */
 static qr_status correction(const qr_grid *g, const qr_method_opts *o, qr_dstats *s, qr_dmat *E,
                             double *L, double *R, qr_method_report *rep)
 {
@@ -284,9 +332,7 @@ static qr_status correction(const qr_grid *g, const qr_method_opts *o, qr_dstats
     qr_rng rng;
     double t0 = qr_now();
     if (o->method == QR_METHOD_QERA_EXACT) {
-        QR_CHECK(whitening(g, s, o->whiten_lambda0));
-        rep->damping = s->chol_damping;
-        QR_CHECK(qr_pdla_tri_right(g, E, s->chol, 0, 0));
+        rep->damping = s->chol_damping; /* the factor is the input group's (qr_dstats_finish) */
     } else {
         st = o->method == QR_METHOD_LQER ? qr_scaling_lqer(&view, &S)
                                          : qr_scaling_qera_approx(&view, &S);
@@ -303,7 +349,9 @@ static qr_status correction(const qr_grid *g, const qr_method_opts *o, qr_dstats
     st = qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values");
     QR_CHECK(qr_mpi_agree(g->comm, st));
     qr_method_rng(o, "correction", &rng);
-    QR_CHECK(qr_pdla_svd_truncated(g, E, r, &o->svd, &rng, L, sv, R));
+    /* Whitened: E C is never formed, every product goes through E and C. */
+    QR_CHECK(
+        qr_pdla_svd_truncated_scaled(g, E, S.diag ? NULL : s->chol, r, &o->svd, &rng, L, sv, R));
     for (int64_t i = 0; i < m; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
@@ -330,23 +378,36 @@ done:
     return st;
 }
 
-/* W_eff's local part: deq + L R with L and R rounded to float32 as stored. */
-static void effective_local(const qr_grid *g, const double *deq, const qr_qlayer *q, qr_dmat *We)
+/* W_eff += L R on the local blocks (L and R rounded to float32 as stored): one local dgemm. */
+static qr_status add_lowrank(const qr_grid *g, const qr_qlayer *q, qr_dmat *We)
 {
     int64_t r = q->rank, n = We->n;
-    for (int lj = 0; lj < We->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < We->mloc; li++) {
-            int64_t i = qr_dmat_global_row(g, li);
-            double v = deq[(size_t)li * (size_t)We->nloc + (size_t)lj];
-            for (int64_t k = 0; k < r; k++) {
-                v += (double)q->L[i * r + k] * (double)q->R[k * n + j];
-            }
-            We->data[(size_t)lj * lld(We) + li] = v;
+    double *Lb = NULL, *Rb = NULL; /* (mloc, r) and (r, nloc), column-major */
+    qr_status st = QR_OK;
+    if (r == 0 || We->mloc == 0 || We->nloc == 0) {
+        return QR_OK;
+    }
+    QR_CHECK(qr_malloc(&Lb, (size_t)We->mloc * (size_t)r, sizeof *Lb, "local L"));
+    QR_CHECK(qr_malloc(&Rb, (size_t)r * (size_t)We->nloc, sizeof *Rb, "local R"));
+    for (int li = 0; li < We->mloc; li++) {
+        int64_t i = qr_dmat_global_row(g, li);
+        for (int64_t k = 0; k < r; k++) {
+            Lb[(size_t)k * (size_t)We->mloc + li] = (double)q->L[i * r + k];
         }
     }
+    for (int lj = 0; lj < We->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        for (int64_t k = 0; k < r; k++) {
+            Rb[(size_t)lj * (size_t)r + k] = (double)q->R[k * n + j];
+        }
+    }
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, We->mloc, We->nloc, (int)r, 1.0, Lb,
+                We->mloc, Rb, (int)r, 1.0, We->data, (int)lld(We));
+done:
+    free(Lb);
+    free(Rb);
+    return st;
 }
-
 /* Place the local quantized blocks of process (pr, pc) (codes (mloc, nloc) one per byte, scales
  * and zeros (mloc, local groups)) into the whole matrix q on the root. */
 static void place_blocks(const qr_grid *g, int pr, int pc, int mloc, int nloc, int64_t lgroup,
@@ -439,10 +500,9 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
     qr_status st = QR_OK;
     int64_t m = W->m, n = W->n, r = o->method == QR_METHOD_RTN ? 0 : o->rank;
     qr_qweight qloc;
-    qr_dmat *E = NULL;                 /* (m, n): W - deq, then E S */
-    double *deq = NULL, *gdiag = NULL; /* (mloc, nloc) row-major; (n) */
-    double *L = NULL, *R = NULL;       /* (m, r), (r, n) on every rank */
-    qr_qlayer ql;                      /* every rank: L and R; the root also main */
+    qr_dmat *E = NULL;           /* (m, n): W - deq (then E S for a diagonal scaling) */
+    double *L = NULL, *R = NULL; /* (m, r), (r, n) on every rank */
+    qr_qlayer ql;                /* every rank: L and R; the root also main */
     double t0 = qr_now();
     memset(&qloc, 0, sizeof qloc);
     memset(&ql, 0, sizeof ql);
@@ -456,26 +516,13 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
     res->rep.calib_out_err = -1.0;
     st = qr_method_check(o, o->module_name ? o->module_name : "module", m, n);
     if (st == QR_OK) {
-        st = qr_malloc(&deq, (size_t)W->mloc * (size_t)W->nloc + 1, sizeof *deq, "local deq");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&gdiag, (size_t)n, sizeof *gdiag, "Gram diagonal");
-    }
-    if (st == QR_OK) {
         st = qr_dmat_create(g, m, n, &E);
     }
     if (st == QR_OK) {
         st = qr_dmat_create(g, m, n, &res->W_eff);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(gram_diagonal(g, s, gdiag));
-    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, W, gdiag, &qloc, deq)));
-    for (int lj = 0; lj < E->nloc; lj++) {
-        for (int li = 0; li < E->mloc; li++) {
-            size_t k = (size_t)lj * lld(E) + li;
-            E->data[k] = W->data[k] - deq[(size_t)li * (size_t)E->nloc + lj];
-        }
-    }
+    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, W, &qloc, res->W_eff, E)));
     res->rep.seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
         st = qr_malloc(&L, (size_t)m * (size_t)r, sizeof *L, "correction L");
@@ -487,7 +534,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
         QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
     }
     qr_dmat_free(&E);
-    effective_local(g, deq, &ql, res->W_eff);
+    QR_CHECK(qr_mpi_agree(g->comm, add_lowrank(g, &ql, res->W_eff)));
     QR_CHECK(gather_qweight(g, o, m, n, &qloc, &ql.main));
     res->rep.rank_used = ql.rank;
     if (g->group_rank == 0) {
@@ -499,8 +546,6 @@ done:
     qr_qweight_free(&qloc);
     qr_qlayer_free(&ql);
     qr_dmat_free(&E);
-    free(deq);
-    free(gdiag);
     free(L);
     free(R);
     if (st != QR_OK) {
@@ -530,40 +575,69 @@ static double rel(double num, double den)
     return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
 }
 
-qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
-                          const qr_dmat *X, const qr_dmat *const Xa[3], qr_metrics *m)
+/* Xa := the per-token quantized held-out rows (bits, agroup), block by block from h->rows. */
+static qr_status quantized_rows(const qr_grid *g, const qr_grid_held *h, int bits, int64_t agroup,
+                                qr_dmat *Xa)
 {
+    int64_t d = h->X->n, off = 0, r0, n;
+    double *buf = NULL; /* (nb, d) */
+    QR_TRY(qr_malloc(&buf, (size_t)g->nb * (size_t)d, sizeof *buf, "quantized held-out rows"));
+    for (int64_t b = 0; (n = qr_grid_row_block(g, h->X->m, b, &r0)) > 0; b++) {
+        for (int64_t i = 0; i < n * d; i++) {
+            buf[i] = (double)h->rows[(off + (i / d)) * d + i % d];
+        }
+        qr_act_fake_quant(buf, n, d, bits, agroup);
+        qr_dmat_fill_rows(g, Xa, r0, n, buf);
+        off += n;
+    }
+    free(buf);
+    return QR_OK;
+}
+
+qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
+                          const qr_grid_held *h, qr_metrics *m)
+{
+    static const int bits[4] = {0, 8, 4, 4};
     qr_status st = QR_OK;
     qr_dmat *Y = NULL, *Z = NULL; /* (n_ho, d_out) */
+    qr_dmat *Xa = NULL;           /* (n_ho, d_in): the quantized rows of one setting */
     double sums[2],
         *out[4] = {&m->out_rel_err, &m->out_rel_err_a8, &m->out_rel_err_a4, &m->out_rel_err_a4g};
     memset(m, 0, sizeof *m);
     m->out_rel_err_a4g = NAN;
-    st = qr_dmat_create(g, X->m, W->m, &Y);
+    st = qr_dmat_create(g, h->X->m, W->m, &Y);
     if (st == QR_OK) {
-        st = qr_dmat_create(g, X->m, W->m, &Z);
+        st = qr_dmat_create(g, h->X->m, W->m, &Z);
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, h->X->m, h->X->n, &Xa);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     sums[0] = local_sumsq(W, W_eff);
     sums[1] = local_sumsq(W, NULL);
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
     m->weight_rel_err = rel(sums[0], sums[1]);
-    pgemm_nt(1.0, X, W, 0.0, Y);
+    pgemm_nt(1.0, h->X, W, 0.0, Y);
+    sums[1] = local_sumsq(Y, NULL);
+    MPI_Allreduce(MPI_IN_PLACE, &sums[1], 1, MPI_DOUBLE, MPI_SUM, g->comm);
     for (int a = 0; a < 4; a++) {
-        const qr_dmat *Xv = a == 0 ? X : Xa[a - 1];
-        if (!Xv) {
+        if (a == 3 && h->agroup <= 0) {
             continue;
         }
+        if (a > 0) {
+            QR_CHECK(
+                qr_mpi_agree(g->comm, quantized_rows(g, h, bits[a], a == 3 ? h->agroup : 0, Xa)));
+        }
         memcpy(Z->data, Y->data, local_count(Y) * sizeof *Z->data);
-        pgemm_nt(-1.0, Xv, W_eff, 1.0, Z);
+        pgemm_nt(-1.0, a == 0 ? h->X : Xa, W_eff, 1.0, Z);
         sums[0] = local_sumsq(Z, NULL);
-        sums[1] = local_sumsq(Y, NULL);
-        MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
+        MPI_Allreduce(MPI_IN_PLACE, sums, 1, MPI_DOUBLE, MPI_SUM, g->comm);
         *out[a] = rel(sums[0], sums[1]);
     }
     m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
 done:
     qr_dmat_free(&Y);
     qr_dmat_free(&Z);
+    qr_dmat_free(&Xa);
     return st;
 }

@@ -5,8 +5,9 @@
  * Every matrix lives block-cyclic on the grid (mpi/blacs.h) with a block size that is a multiple of
  * the weight quantization group, so a group never straddles two ranks and the main quantization is
  * local to each rank's blocks:
- *   statistics   G = XᵀX accumulated by PDSYRK from block-cyclic chunks of calibration rows; the
- *                per-channel vectors (length n) are reduced and kept whole on every rank
+ *   statistics   the calibration windows split over the ranks (each reads only its own); G = XᵀX
+ *                from each rank's rows panel by panel, every nb x nb block reduced to the rank
+ *                that owns it; the per-channel vectors (length n) kept whole on every rank
  *   scaling      LQER / QERA-approx diagonal scales from those vectors; QERA-exact whitening by
  *                PDPOTRF of G, computed once per input group and reused by its modules
  *   correction   E = W - deq(Q) local; E S by PDTRMM or a local column scaling; the randomized SVD
@@ -47,20 +48,41 @@ typedef struct {
     double *max_abs, *sum_abs;  /* (d) whole on every rank */
     double *sum_sq;             /* (d) */
     double *batch_mean_abs_max; /* (d) max over batches of the batch's mean |x_j| */
-    qr_dmat *chol;              /* (d, d) the whitening factor once computed, else NULL */
-    double chol_lambda0, chol_damping;
+    double *gram_diag;          /* (d) diag(G), after qr_dstats_finish */
+    qr_dmat *chol;              /* (d, d) the whitening factor (G factored in place), or NULL */
+    double chol_damping;        /* absolute damping the factorization added to diag(G) */
 } qr_dstats;
 
 qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out);
 void qr_dstats_free(qr_dstats **s); /* not collective; NULL-safe, clears the pointer */
 
-/* Add one batch: X (t, d) is a distributed chunk of t calibration rows (one window). */
-qr_status qr_dstats_add(const qr_grid *g, qr_dstats *s, const qr_dmat *X);
+/* Add calibration rows: every rank passes its own rows (n, d) float32, whole batches (windows) of
+ * `batch` rows, n may be 0; each rank's rows are read once, by it alone. G's blocks are reduced to
+ * their owners block by block; the per-channel vectors to every rank. */
+qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
+                             int64_t batch);
+
+/* After the last batch: diag(G) on every rank and, when o's method whitens, the whitening factor,
+ * computed once for every module of the input group. The factorization overwrites G (no other
+ * method of this path needs G itself), so G is NULL afterwards and chol holds the factor. */
+qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
+
+/* The b-th row block this rank's grid row holds of a matrix with m rows: its rows [*r0, *r0 + n),
+ * n returned (0 past the last block). Not collective. */
+int64_t qr_grid_row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0);
 
 /* Fill this rank's part of d from rows [row0, row0 + nrows) of the logical matrix, given as full
  * rows (nrows, d->n) row-major; rows this rank does not hold are skipped. Not collective. */
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
                        const double *rows);
+
+/* Held-out rows on the grid: X (n_ho, d) block-cyclic, and this rank's row blocks whole
+ * (qr_grid_row_block order), from which the metrics make the per-token quantized versions. */
+typedef struct {
+    qr_dmat *X;
+    float *rows;    /* (sum of this rank's row block lengths, d) float32 */
+    int64_t agroup; /* channel group of the grouped-A4 metric (0: off) */
+} qr_grid_held;
 
 /* What a distributed module run leaves on every rank. */
 typedef struct {
@@ -77,10 +99,11 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
 
 void qr_grid_result_free(qr_grid_result *res); /* not collective */
 
-/* The metrics of qr_metrics_compute on distributed held-out rows: X (n_ho, n) float rows and its
- * per-token quantized versions X8, X4 and X4g (NULL: metric not computed), W and W_eff (m, n).
- * bits_per_weight and the stage times come from the caller. */
+/* The metrics of qr_metrics_compute on distributed held-out rows, with W and W_eff (m, n): the
+ * float error, then the A8, A4 and grouped-A4 errors from per-token quantized copies of the rows
+ * (the rule of the reference forward), one at a time. bits_per_weight and the stage times come
+ * from the caller. */
 qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
-                          const qr_dmat *X, const qr_dmat *const Xa[3], qr_metrics *m);
+                          const qr_grid_held *h, qr_metrics *m);
 
 #endif

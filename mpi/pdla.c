@@ -451,8 +451,44 @@ done:
     return st;
 }
 
-static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, int64_t r, int64_t l,
-                                           int q, qr_rng *rng, double *U, double *S, double *Vt)
+/* Products with the operator A = E C (C (n, n) lower triangular, or the identity when NULL)
+ * without forming it: out = A Z (Z (n, l) is overwritten by C Z), out = Aᵀ Y, out = Yᵀ A. */
+static void op_apply(const qr_dmat *E, const qr_dmat *C, qr_dmat *Z, qr_dmat *out)
+{
+    if (C) {
+        int ni = (int)C->n, li = (int)Z->n, one = 1;
+        double alpha = 1.0;
+        pdtrmm_("L", "L", "N", "N", &ni, &li, &alpha, C->data, &one, &one, C->desc, Z->data, &one,
+                &one, Z->desc);
+    }
+    pgemm("N", "N", E->n, E, Z, out);
+}
+
+static void op_apply_t(const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y, qr_dmat *out)
+{
+    pgemm("T", "N", E->m, E, Y, out);
+    if (C) {
+        int ni = (int)C->n, li = (int)out->n, one = 1;
+        double alpha = 1.0;
+        pdtrmm_("L", "L", "T", "N", &ni, &li, &alpha, C->data, &one, &one, C->desc, out->data, &one,
+                &one, out->desc);
+    }
+}
+
+static void op_project(const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y, qr_dmat *B)
+{
+    pgemm("T", "N", E->m, Y, E, B);
+    if (C) {
+        int li = (int)B->m, ni = (int)B->n, one = 1;
+        double alpha = 1.0;
+        pdtrmm_("R", "L", "N", "N", &li, &ni, &alpha, C->data, &one, &one, C->desc, B->data, &one,
+                &one, B->desc);
+    }
+}
+
+static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, const qr_dmat *C,
+                                           int64_t r, int64_t l, int q, qr_rng *rng, double *U,
+                                           double *S, double *Vt)
 {
     qr_status st = QR_OK;
     int64_t m = A->m, n = A->n;
@@ -497,16 +533,16 @@ static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, i
         full[i] = qr_rng_normal(rng);
     }
     qr_dmat_fill_local(g, Z, full);
-    pgemm("N", "N", n, A, Z, Y);
+    op_apply(A, C, Z, Y);
     QR_CHECK(porthonormalize(g, Y));
     for (int it = 0; it < q; it++) {
         /* Re-orthonormalise after every product, as the serial routine does. */
-        pgemm("T", "N", m, A, Y, Z);
+        op_apply_t(A, C, Y, Z);
         QR_CHECK(porthonormalize(g, Z));
-        pgemm("N", "N", n, A, Z, Y);
+        op_apply(A, C, Z, Y);
         QR_CHECK(porthonormalize(g, Y));
     }
-    pgemm("T", "N", m, Y, A, B);
+    op_project(A, C, Y, B);
     /* The small SVD once, on the group root, then broadcast: every rank returns the same bits. */
     QR_CHECK(qr_dmat_gather(g, B, full));
     if (g->group_rank == 0) {
@@ -540,23 +576,42 @@ done:
 qr_status qr_pdla_svd_truncated(const qr_grid *g, const qr_dmat *A, int64_t r, const qr_svd_opts *o,
                                 qr_rng *rng, double *U, double *S, double *Vt)
 {
+    return qr_pdla_svd_truncated_scaled(g, A, NULL, r, o, rng, U, S, Vt);
+}
+
+qr_status qr_pdla_svd_truncated_scaled(const qr_grid *g, const qr_dmat *E, const qr_dmat *C,
+                                       int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U,
+                                       double *S, double *Vt)
+{
+    qr_status st = QR_OK;
     qr_svd_opts defaults;
+    qr_dmat *EC = NULL;
     int64_t l = 0;
     qr_svd_opts_default(&defaults);
     if (!o) {
         o = &defaults;
     }
-    QR_TRY(qr_svd_check("distributed truncated SVD", o, A->m, A->n, r));
+    QR_TRY(qr_svd_check("distributed truncated SVD", o, E->m, E->n, r));
     if (r == 0) {
         return QR_OK;
     }
-    if (qr_svd_path(o, A->m, A->n, r, &l) == QR_SVD_EXACT) {
-        return psvd_truncated_exact(g, A, r, U, S, Vt);
+    if (qr_svd_path(o, E->m, E->n, r, &l) == QR_SVD_RANDOMIZED) {
+        if (!rng) {
+            return qr_fail(QR_ERR_INPUT, "distributed randomized SVD: no random stream given");
+        }
+        return psvd_truncated_randomized(g, E, C, r, l, o->power_iters, rng, U, S, Vt);
     }
-    if (!rng) {
-        return qr_fail(QR_ERR_INPUT, "distributed randomized SVD: no random stream given");
+    if (!C) {
+        return psvd_truncated_exact(g, E, r, U, S, Vt);
     }
-    return psvd_truncated_randomized(g, A, r, l, o->power_iters, rng, U, S, Vt);
+    /* The exact path needs E C itself. */
+    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, E->m, E->n, &EC)));
+    memcpy(EC->data, E->data, local_count(E) * sizeof *EC->data);
+    QR_CHECK(qr_pdla_tri_right(g, EC, C, 0, 0));
+    st = psvd_truncated_exact(g, EC, r, U, S, Vt);
+done:
+    qr_dmat_free(&EC);
+    return st;
 }
 
 qr_status qr_pdla_svd(const qr_grid *g, const qr_dmat *A, double *S, qr_dmat *U, qr_dmat *Vt)

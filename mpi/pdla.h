@@ -67,6 +67,14 @@ qr_status qr_pdla_stats_reduce(MPI_Comm comm, qr_stats *s);
 qr_status qr_pdla_svd_truncated(const qr_grid *g, const qr_dmat *A, int64_t r, const qr_svd_opts *o,
                                 qr_rng *rng, double *U, double *S, double *Vt);
 
+/* The same for A = E C with C (n, n) lower triangular (the whitening factor; NULL = identity),
+ * without forming E C on the randomized path: every product by A is a product by E and a
+ * triangular product by C (PDTRMM), m n l + n² l / 2 work instead of the m n² / 2 of E C. E is not
+ * modified. */
+qr_status qr_pdla_svd_truncated_scaled(const qr_grid *g, const qr_dmat *E, const qr_dmat *C,
+                                       int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U,
+                                       double *S, double *Vt);
+
 /* Thin SVD A (m, n) = U (m, k) diag(S) Vt (k, n), k = min(m, n), by PDGESVD (QR iteration). A is
  * not modified. S (k) descending on every rank. U and Vt are distributed matrices of those shapes
  * made on the same grid, or NULL when not wanted. QR_ERR_NUMERIC when PDGESVD does not converge. */

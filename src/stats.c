@@ -29,6 +29,7 @@ qr_status qr_stats_create(int64_t d, qr_stats **out)
     QR_CHECK(qr_calloc(&s->sum_sq, (size_t)d, sizeof(double), "statistics sum x^2"));
     QR_CHECK(
         qr_calloc(&s->batch_mean_abs_max, (size_t)d, sizeof(double), "statistics batch mean|x|"));
+    QR_CHECK(qr_calloc(&s->cache, 1, sizeof *s->cache, "statistics cache"));
     *out = s;
     s = NULL;
 done:
@@ -46,8 +47,21 @@ void qr_stats_free(qr_stats **s)
     free((*s)->sum_abs);
     free((*s)->sum_sq);
     free((*s)->batch_mean_abs_max);
+    if ((*s)->cache) {
+        free((*s)->cache->chol);
+        free((*s)->cache);
+    }
     free(*s);
     *s = NULL;
+}
+
+/* New rows change G: a cached factor no longer belongs to it. */
+static void drop_cache(qr_stats *s)
+{
+    if (s->cache) {
+        free(s->cache->chol);
+        s->cache->chol = NULL;
+    }
 }
 
 qr_status qr_stats_add(qr_stats *s, const float *X, int64_t n)
@@ -64,6 +78,7 @@ qr_status qr_stats_add(qr_stats *s, const float *X, int64_t n)
     if (n == 0) {
         return QR_OK;
     }
+    drop_cache(s);
     /* Check everything first, so a bad batch leaves the accumulator as it was. */
     for (int64_t t = 0; t < n; t++) {
         for (int64_t j = 0; j < d; j++) {
@@ -112,6 +127,7 @@ done:
 
 qr_status qr_stats_merge(qr_stats *a, const qr_stats *b)
 {
+    drop_cache(a);
     int64_t d = a->d;
     if (b->d != d) {
         return qr_fail(QR_ERR_INPUT,

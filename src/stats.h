@@ -12,6 +12,15 @@
 
 #include "src/status.h"
 
+/* Factors derived from the statistics that every module reading this input shares (q/k/v,
+ * gate/up): computed by the first module that needs them (src/methods) and reused by the others,
+ * so a whitening Cholesky is factored once per input group. Owned by its qr_stats. */
+typedef struct {
+    double *chol;   /* (d, d) whitening factor of G with damping lambda0, or NULL */
+    double lambda0; /* the first relative damping it was made with */
+    double damping; /* the absolute damping it added */
+} qr_stats_cache;
+
 /* A plain struct: read the fields directly. Every array is owned by the struct and freed by
  * qr_stats_free; do not free or reallocate them. G is kept FULL symmetric (both triangles) after
  * every add and merge. */
@@ -24,6 +33,7 @@ typedef struct {
     double *sum_abs;            /* (d) sum |x_j| */
     double *sum_sq;             /* (d) sum x_j² */
     double *batch_mean_abs_max; /* (d) max over batches of the batch's mean |x_j| (LQER's s) */
+    qr_stats_cache *cache;      /* shared derived factors (may be NULL: nothing is cached) */
 } qr_stats;
 
 /* Rows per internal dsyrk chunk: bounds the float64 copy to QR_STATS_CHUNK_ROWS * d doubles. */

@@ -34,7 +34,9 @@ void qr_scaling_free(qr_scaling *S)
         return;
     }
     free(S->diag);
-    free(S->chol);
+    if (!S->borrowed) {
+        free(S->chol);
+    }
     memset(S, 0, sizeof *S);
 }
 
@@ -91,6 +93,32 @@ done:
     return st;
 }
 
+/* The whitening of st, factored once per input group (the statistics' cache). */
+static qr_status whitening_cached(const qr_linalg_backend *be, const qr_stats *st, double lambda0,
+                                  qr_scaling *S)
+{
+    qr_stats_cache *c = st->cache;
+    if (!c) {
+        return qr_scaling_whiten(be, st->G, st->d, lambda0, S);
+    }
+    if (!c->chol || c->lambda0 != lambda0) {
+        free(c->chol);
+        c->chol = NULL;
+        QR_TRY(qr_scaling_whiten(be, st->G, st->d, lambda0, S));
+        c->chol = S->chol;
+        c->lambda0 = lambda0;
+        c->damping = S->damping;
+        S->borrowed = true;
+        return QR_OK;
+    }
+    memset(S, 0, sizeof *S);
+    S->d = st->d;
+    S->chol = c->chol;
+    S->damping = c->damping;
+    S->borrowed = true;
+    return QR_OK;
+}
+
 qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, const qr_stats *st,
                                 double lambda0, qr_scaling *S)
 {
@@ -100,7 +128,7 @@ qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, con
     case QR_METHOD_QERA_APPROX:
         return qr_scaling_qera_approx(st, S);
     case QR_METHOD_QERA_EXACT:
-        return qr_scaling_whiten(be, st->G, st->d, lambda0, S);
+        return whitening_cached(be, st, lambda0, S);
     default:
         memset(S, 0, sizeof *S);
         return qr_fail(QR_ERR_INPUT,

@@ -23,6 +23,7 @@ typedef struct {
     double *diag;   /* (d) positive, or NULL */
     double *chol;   /* (d, d) lower triangular (upper zero), or NULL */
     double damping; /* absolute damping added to the Gram diagonal (whitening only) */
+    bool borrowed;  /* chol belongs to the statistics' cache: qr_scaling_free leaves it */
 } qr_scaling;
 
 void qr_scaling_free(qr_scaling *S);
@@ -39,7 +40,9 @@ qr_status qr_scaling_qera_approx(const qr_stats *st, qr_scaling *S);
 qr_status qr_scaling_whiten(const qr_linalg_backend *be, const double *G, int64_t d, double lambda0,
                             qr_scaling *S);
 
-/* The scaling of base method m (LQER, QERA_APPROX or QERA_EXACT) from untransformed statistics. */
+/* The scaling of base method m (LQER, QERA_APPROX or QERA_EXACT) from untransformed statistics.
+ * The whitening factor is borrowed from st->cache when it holds one for lambda0, else computed and
+ * left there for the next module of the same input. */
 qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, const qr_stats *st,
                                 double lambda0, qr_scaling *S);
 
