@@ -2,6 +2,7 @@
 #include "jobs/llama_job.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
