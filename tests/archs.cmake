@@ -7,3 +7,9 @@ foreach(case forward_qwen2 forward_llama3 forward_both)
   add_test(NAME archs.${case} COMMAND test_archs ${case})
   set_tests_properties(archs.${case} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT} ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
 endforeach()
+foreach(arch llama2 llama3 qwen2)
+  qr_add_script_test(NAME archs.pipeline_${arch} SCRIPT archs/pipeline.sh
+    ARGS ${arch} ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/tokenizer_test.sh ${CMAKE_CURRENT_BINARY_DIR}/tokenizer-fixtures
+         $<TARGET_FILE:tok_dump>)
+  set_tests_properties(archs.pipeline_${arch} PROPERTIES LABELS "engine")
+endforeach()

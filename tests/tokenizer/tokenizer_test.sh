@@ -7,6 +7,7 @@
 #   reference    every line of every ../shared/data/text/*.txt, and two whole files, token for token
 #   adversarial  every line of adversarial.txt (emoji, combining marks, CJK, runs of spaces, odd
 #                white space, special-token literals), token for token
+#   fixtures     only build the fixtures (the archs tests use them)
 #   errors       invalid UTF-8, a folder without a tokenizer, a tokenizer.model, an unsupported
 #                tokenizer.json: exit 2 and a message that says what to do
 # Exit 77 (skipped) only when node/npm or the npm install are unavailable, or the shared data is
@@ -79,6 +80,9 @@ expect_bad() {
 }
 
 case $case_name in
+fixtures) # only build FIXTURES (for the archs tests)
+    need_refs
+    ;;
 reference)
     data=${QRECON_TEST_DATA:-}
     if [ -z "$data" ] || [ ! -d "$data/text" ]; then
