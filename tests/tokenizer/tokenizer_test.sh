@@ -28,17 +28,22 @@ need_refs() {
         echo "skip: node is not installed (tools/setup.sh test installs it)"
         exit 77
     fi
+    # one install / fixture build at a time when tests run in parallel
+    mkdir -p "$(dirname "$refs")" "$(dirname "$fixtures")"
+    exec 9>"$fixtures.lock"
+    flock 9
     if [ ! -f "$refs/.complete" ] && ! "$src/tools/setup.sh" tokenizer-refs >"$scratch/npm.log" 2>&1; then
         echo "skip: the npm references could not be installed: $(tail -3 "$scratch/npm.log")"
         exit 77
     fi
-    # Built once per build tree; a concurrent test builds its own copy and keeps the first one.
+    # Built once per build tree.
     if [ ! -f "$fixtures/qwen2/tokenizer.json" ]; then
         local tmp="$fixtures.tmp.$$"
         rm -rf "$tmp"
         node "$here/make_fixtures.mjs" "$refs" "$tmp" || { echo "FAIL: make_fixtures.mjs"; exit 1; }
         mv -T "$tmp" "$fixtures" 2>/dev/null || rm -rf "$tmp"
     fi
+    flock -u 9
 }
 
 # compare TOKENIZER TEXT MODE: reference ids vs qrecon's, line by line.
