@@ -513,7 +513,14 @@ static qr_status set_piece(qr_hf *h, int32_t id, const char *s, size_t n, const 
         return qr_fail(QR_ERR_INTERNAL, "tokenizer: id %d out of range", (int)id);
     }
     if (h->piece[id] && (h->plen[id] != n || memcmp(h->piece[id], s, n) != 0)) {
-        return qr_fail(QR_ERR_INPUT, "%s: id %d is given to two different pieces", what, (int)id);
+        if (strcmp(what, "added_tokens") != 0) {
+            return qr_fail(QR_ERR_INPUT, "%s: id %d is given to two different pieces", what,
+                           (int)id);
+        }
+        /* An added token renames the vocabulary's piece of its id, as the library does; the old
+         * string's table slot stays occupied (probing goes on past it) but no longer matches. */
+        free(h->piece[id]);
+        h->piece[id] = NULL;
     }
     if (!h->piece[id]) {
         if (!(h->piece[id] = dup_bytes(s, n))) {
