@@ -98,12 +98,27 @@ static float *tensor_target(qr_llama_weights *w, const char *name, size_t *count
         name[end] == '\0' && l >= 0 && l < c->n_layers) {
         return w->layers[l].ffn_norm;
     }
+    if (c->attn_bias) { /* qwen2's q/k/v biases: stored unquantized, added after each module */
+        const char *mods[3] = {"q_proj", "k_proj", "v_proj"};
+        for (int b = 0; b < 3; b++) {
+            char pattern[80];
+            snprintf(pattern, sizeof pattern, "model.layers.%%lld.self_attn.%s.bias%%n", mods[b]);
+            end = 0;
+            if (sscanf(name, pattern, &l, &end) == 1 && name[end] == '\0' && l >= 0 &&
+                l < c->n_layers) {
+                qr_llama_layer *L = &w->layers[l];
+                *count = (size_t)(b == 0 ? L->q.d_out : b == 1 ? L->k.d_out : L->v.d_out);
+                return b == 0 ? L->bq : b == 1 ? L->bk : L->bv;
+            }
+        }
+    }
     return NULL;
 }
 
 static qr_status load_tensors(const qr_ckpt *ck, const char *path, qr_llama_weights *w)
 {
-    size_t expected = 2 + 2 * (size_t)w->cfg.n_layers + (w->cfg.tied_embeddings ? 0 : 1);
+    size_t expected =
+        2 + (w->cfg.attn_bias ? 5 : 2) * (size_t)w->cfg.n_layers + (w->cfg.tied_embeddings ? 0 : 1);
     size_t found = 0;
     for (size_t i = 0; i < qr_ckpt_tensor_count(ck); i++) {
         const char *name = qr_ckpt_tensor_name(ck, i);
@@ -127,7 +142,8 @@ static qr_status load_tensors(const qr_ckpt *ck, const char *path, qr_llama_weig
     }
     if (found != expected) {
         return qr_fail(QR_ERR_INPUT,
-                       "%s: embeddings, norms and lm_head in /tensors (expected %zu, found %zu)",
+                       "%s: embeddings, norms, lm_head and biases in /tensors (expected %zu, found "
+                       "%zu)",
                        path, expected, found);
     }
     return QR_OK;

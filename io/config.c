@@ -161,10 +161,69 @@ static qr_status check_unsupported(json_t *root, const char *path, const char *t
                        json_is_string(act) ? json_string_value(act) : json_type_name(act),
                        json_is_string(act) ? "\"" : "");
     }
-    if (get_value(root, "rope_scaling") && qr_log_rank() == 0) {
-        QR_WARN("%s: \"rope_scaling\" is set and ignored: shapes and weights are unaffected, but a "
-                "forward pass at long positions will differ from the reference",
-                path);
+    return QR_OK;
+}
+
+/* "rope_scaling": null, or an object with "rope_type" (or the older "type"): llama3 with factor,
+ * low_freq_factor, high_freq_factor, original_max_position_embeddings; linear with factor; any
+ * other type is kept by name (the forward pass refuses it; shapes and weights do not depend on it).
+ */
+static qr_status read_rope_scaling(json_t *root, const char *path, qr_rope_scaling *rs)
+{
+    json_t *o = get_value(root, "rope_scaling"), *t;
+    const char *type;
+    memset(rs, 0, sizeof *rs);
+    if (!o) {
+        return QR_OK;
+    }
+    if (!json_is_object(o)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: key \"rope_scaling\" has the wrong type (expected an object or null, "
+                       "found %s)",
+                       path, json_type_name(o));
+    }
+    t = get_value(o, "rope_type");
+    t = t ? t : get_value(o, "type");
+    if (!t || !json_is_string(t)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: key \"rope_scaling\" has no string \"rope_type\" (expected e.g. "
+                       "\"llama3\")",
+                       path);
+    }
+    type = json_string_value(t);
+    snprintf(rs->name, sizeof rs->name, "%s", type);
+    if (strcmp(type, "default") == 0) {
+        return QR_OK;
+    }
+    if (strcmp(type, "llama3") == 0) {
+        double omax = 0.0;
+        rs->kind = QR_ROPE_SCALING_LLAMA3;
+        QR_TRY(get_positive(o, path, "factor", 1, 0.0, 0.0, &rs->factor));
+        QR_TRY(get_positive(o, path, "low_freq_factor", 1, 0.0, 0.0, &rs->low_freq_factor));
+        QR_TRY(get_positive(o, path, "high_freq_factor", 1, 0.0, 0.0, &rs->high_freq_factor));
+        QR_TRY(get_positive(o, path, "original_max_position_embeddings", 1, 0.0,
+                            (double)QR_CONFIG_MAX_SEQ + 1.0, &omax));
+        rs->original_max_pos = (int64_t)omax;
+        if (!(rs->high_freq_factor > rs->low_freq_factor) || (double)rs->original_max_pos != omax) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: key \"rope_scaling\" (llama3): expected high_freq_factor > "
+                           "low_freq_factor and an integer original_max_position_embeddings "
+                           "(found %g, %g, %g)",
+                           path, rs->high_freq_factor, rs->low_freq_factor, omax);
+        }
+        return QR_OK;
+    }
+    if (strcmp(type, "linear") == 0) {
+        rs->kind = QR_ROPE_SCALING_LINEAR;
+        return get_positive(o, path, "factor", 1, 0.0, 0.0, &rs->factor);
+    }
+    rs->kind = QR_ROPE_SCALING_OTHER;
+    if (qr_log_rank() == 0) {
+        QR_WARN(
+            "%s: \"rope_scaling\" type \"%s\" is not supported by the forward pass: inspect and "
+            "quantize work (shapes and weights do not depend on it), capture, eval and generate "
+            "refuse the model",
+            path, rs->name);
     }
     return QR_OK;
 }
@@ -303,6 +362,7 @@ qr_status qr_config_read(const char *path, qr_model_config *out)
      * mistral have none unless attention_bias says so, which check_unsupported refuses. */
     c.attn_bias = strcmp(c.arch, "qwen2") == 0;
     QR_CHECK(check_unsupported(root, path, c.arch, c.attn_bias));
+    QR_CHECK(read_rope_scaling(root, path, &c.rope_scaling));
     c.rope_style = QR_ROPE_HALF_SPLIT;
     QR_CHECK(qr_config_validate(&c, path));
     *out = c;

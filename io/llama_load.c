@@ -56,6 +56,16 @@ qr_status qr_llama_load(const qr_model *m, qr_llama_weights *w)
         QR_CHECK(read_linear(m, l, "mlp", "gate_proj", &L->gate));
         QR_CHECK(read_linear(m, l, "mlp", "up_proj", &L->up));
         QR_CHECK(read_linear(m, l, "mlp", "down_proj", &L->down));
+        if (c->attn_bias) {
+            const char *mods[3] = {"q_proj", "k_proj", "v_proj"};
+            float *dst[3] = {L->bq, L->bk, L->bv};
+            int64_t len[3] = {L->q.d_out, L->k.d_out, L->v.d_out};
+            for (int b = 0; b < 3; b++) {
+                snprintf(name, sizeof name, "model.layers.%lld.self_attn.%s.bias", (long long)l,
+                         mods[b]);
+                QR_CHECK(read_tensor(m, name, len[b], 0, dst[b]));
+            }
+        }
     }
 done:
     if (st != QR_OK) {

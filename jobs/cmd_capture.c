@@ -229,7 +229,7 @@ static qr_status capture_block(capture_run *r, int64_t b, int64_t end)
     for (int64_t w = b; w < end; w++) {
         capture_ctx ctx = {r->writer, (w - r->w0) * L, QR_OK};
         int64_t len = 0;
-        qr_window_tokens(r->ids, r->n_ids, L, w, r->window, &len);
+        qr_window_tokens(r->ids, r->n_ids, L, w, r->job.bos, r->window, &len);
         QR_TRY(qr_llama_forward(&r->job.w, r->state, r->window, len, 0, NULL, on_input, &ctx));
         QR_TRY(ctx.st);
         QR_TRY(qr_calib_writer_put_tokens(r->writer, ctx.row0, r->window, len));

@@ -241,7 +241,7 @@ static qr_status phase_run(eval_run *r)
     for (int64_t w = r->w0; w < r->w1; w++) {
         int64_t len = 0;
         double sum = 0.0;
-        qr_window_tokens(r->ids, r->n_ids, r->L, w, r->window, &len);
+        qr_window_tokens(r->ids, r->n_ids, r->L, w, r->job.bos, r->window, &len);
         QR_TRY(qr_llama_forward(&r->job.w, r->state, r->window, len, 0, r->logits, NULL, NULL));
         for (int64_t i = 0; i + 1 < len; i++) {
             sum += qr_logits_nll(r->logits + i * r->vocab, r->vocab, r->window[i + 1]);

@@ -171,7 +171,7 @@ qr_status qr_cmd_generate(int argc, char **argv)
     QR_CHECK(qr_calloc(&probs, (size_t)vocab, sizeof *probs, "sampling probabilities"));
     QR_CHECK(qr_calloc(&logits, (size_t)(n_prompt + 1) * (size_t)vocab, sizeof *logits, "logits"));
     QR_CHECK(qr_llama_state_open(&job.w.cfg, (int64_t)n_prompt + 1, max_pos, &state));
-    seq[0] = QR_TOKEN_BOS;
+    seq[0] = job.bos;
     if (n_prompt > 0) { /* memcpy from NULL is undefined even for 0 bytes */
         memcpy(seq + 1, prompt_ids, n_prompt * sizeof *seq);
     }
@@ -181,7 +181,7 @@ qr_status qr_cmd_generate(int argc, char **argv)
     for (int64_t s = 0; s < steps; s++) {
         const float *last = s == 0 ? logits + (n_seq - 1) * vocab : logits;
         int32_t next = next_token(last, vocab, temperature, top_k, &rng, probs);
-        if (next == QR_TOKEN_BOS || next == QR_TOKEN_EOS) {
+        if (next == job.bos || next == qr_tokenizer_eos(job.tok)) {
             break;
         }
         seq[n_seq++] = next;
@@ -190,8 +190,7 @@ qr_status qr_cmd_generate(int argc, char **argv)
                 qr_llama_forward(&job.w, state, &seq[n_seq - 1], 1, n_seq - 1, logits, NULL, NULL));
         }
     }
-    QR_CHECK(
-        qr_tokenizer_decode(job.tok, seq + 1, (size_t)(n_seq - 1), QR_TOKEN_BOS, &text, &text_len));
+    QR_CHECK(qr_tokenizer_decode(job.tok, seq + 1, (size_t)(n_seq - 1), job.bos, &text, &text_len));
     if (qr_log_rank() == 0) {
         fwrite(text, 1, text_len, stdout);
         fputc('\n', stdout);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fs.h"
 #include "io/model.h"
 #include "jobs/cli.h"
 #include "jobs/options.h"
@@ -96,6 +97,9 @@ static json_t *config_json(json_guard *g, const qr_model_config *c)
     put(g, o, "attention_bias", json_boolean(c->attn_bias));
     put(g, o, "rope_style",
         json_string(c->rope_style == QR_ROPE_INTERLEAVED ? "interleaved" : "half_split"));
+    put(g, o, "rope_scaling",
+        c->rope_scaling.kind == QR_ROPE_SCALING_NONE ? json_null()
+                                                     : json_string(c->rope_scaling.name));
     return o;
 }
 
@@ -123,8 +127,17 @@ static qr_status build_report(const qr_model *m, json_t **out)
     put(&g, root, "path", json_string(qr_model_path(m)));
     put(&g, root, "format", json_string(qr_model_format(m)));
     put(&g, root, "identity", json_string(qr_model_identity(m)));
-    put(&g, root, "tokenizer",
-        qr_model_tokenizer_path(m) ? json_string(qr_model_tokenizer_path(m)) : json_null());
+    {
+        /* the tokenizer the forward-pass commands would use: tokenizer.bin, else tokenizer.json */
+        char tj[4096] = "";
+        const char *tok = qr_model_tokenizer_path(m);
+        if (!tok && qr_fs_is_dir(qr_model_path(m)) &&
+            qr_fs_join(tj, sizeof tj, qr_model_path(m), "tokenizer.json") == QR_OK &&
+            qr_fs_exists(tj)) {
+            tok = tj;
+        }
+        put(&g, root, "tokenizer", tok ? json_string(tok) : json_null());
+    }
     for (size_t i = 0; i < qr_model_file_count(m); i++) {
         json_t *f = json_object();
         put(&g, f, "path", json_string(qr_model_file_path(m, i)));
@@ -274,9 +287,11 @@ static void print_table(json_t *r, FILE *out)
             int_of(c, "num_hidden_layers"), int_of(c, "num_attention_heads"),
             int_of(c, "num_key_value_heads"), int_of(c, "head_dim"), int_of(c, "vocab_size"),
             int_of(c, "max_position_embeddings"));
-    fprintf(out, "           rms_eps %g, rope_theta %g, RoPE %s, %s embeddings%s\n",
+    fprintf(out, "           rms_eps %g, rope_theta %g, RoPE %s%s%s, %s embeddings%s\n",
             json_real_value(json_object_get(c, "rms_norm_eps")),
             json_real_value(json_object_get(c, "rope_theta")), str_of(c, "rope_style"),
+            json_is_string(json_object_get(c, "rope_scaling")) ? " scaled " : "",
+            json_is_string(json_object_get(c, "rope_scaling")) ? str_of(c, "rope_scaling") : "",
             json_is_true(json_object_get(c, "tie_word_embeddings")) ? "tied" : "untied",
             json_is_true(json_object_get(c, "attention_bias")) ? ", q/k/v bias" : "");
     fprintf(out, "tokenizer  %s\n",

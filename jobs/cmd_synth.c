@@ -17,6 +17,7 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_bin.h"
+#include "io/tokenizer_json.h"
 #include "jobs/cli.h"
 #include "jobs/options.h"
 #include "src/alloc.h"
@@ -50,6 +51,9 @@ typedef struct {
     int64_t seed;
     int64_t shards;
     const char *tokenizer; /* NULL: none */
+    int qwen2;             /* --arch qwen2 */
+    int llama3;            /* --rope-scaling llama3 */
+    int32_t bos, eos;      /* config.json's bos/eos_token_id (-1: null) */
 } synth_opts;
 
 static qr_status parse_preset(const char *opt, const char *value, void *dst)
@@ -71,6 +75,24 @@ static qr_status parse_dtype(const char *opt, const char *value, void *dst)
         return qr_fail(QR_ERR_INPUT, "%s: expected f32, bf16 or f16, found '%s'", opt, value);
     }
     *(qr_dtype *)dst = d;
+    return QR_OK;
+}
+
+static qr_status parse_arch(const char *opt, const char *value, void *dst)
+{
+    if (strcmp(value, "llama") != 0 && strcmp(value, "qwen2") != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: expected llama or qwen2, found '%s'", opt, value);
+    }
+    *(int *)dst = strcmp(value, "qwen2") == 0;
+    return QR_OK;
+}
+
+static qr_status parse_rope_scaling(const char *opt, const char *value, void *dst)
+{
+    if (strcmp(value, "llama3") != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: expected llama3, found '%s'", opt, value);
+    }
+    *(int *)dst = 1;
     return QR_OK;
 }
 
@@ -99,8 +121,18 @@ static const qr_opt synth_rows[] = {
     {"tie-embeddings", QR_OPT_FLAG, OPT(cfg.tied_embeddings), NULL,
      "no lm_head; the classifier reuses embed_tokens (untied by default)"},
     {"tokenizer", QR_OPT_STR, OPT(tokenizer), "FILE",
-     "copy a llama2.c tokenizer.bin holding --vocab pieces into the folder\n"
-     "(e.g. stories260K's tok512.bin with the default vocab of 512)"},
+     "copy a tokenizer into the folder: a llama2.c tokenizer.bin holding --vocab\n"
+     "pieces (e.g. stories260K's tok512.bin with the default vocab of 512), or a\n"
+     "tokenizer.json whose ids fit --vocab (with the tokenizer_config.json beside\n"
+     "it; config.json gets its BOS / EOS ids)"},
+    {"arch", QR_OPT_CUSTOM, OPT(qwen2), "A", "llama or qwen2 (q/k/v projections with biases)",
+     "llama", .parse = parse_arch},
+    {"rope-theta", QR_OPT_DOUBLE, OPT(cfg.rope_theta), "X", "RoPE base (Llama-3 uses 500000)",
+     .dmin = 1.0, .dmax = 1e12},
+    {"rope-scaling", QR_OPT_CUSTOM, OPT(llama3), "S",
+     "llama3: Llama-3.1's rope_scaling (factor 8, low_freq_factor 1,\n"
+     "high_freq_factor 4, original_max_position_embeddings 8192)",
+     "none", .parse = parse_rope_scaling},
 };
 #undef OPT
 
@@ -149,6 +181,21 @@ static qr_status parse_options(int argc, char **argv, synth_opts *o, bool *help)
         return qr_cli_usage_error("synth", "--out DIR is required");
     }
     o->cfg.head_dim = o->cfg.dim / o->cfg.n_heads;
+    if (o->qwen2) {
+        snprintf(o->cfg.arch, sizeof o->cfg.arch, "qwen2");
+        o->cfg.attn_bias = true;
+    }
+    if (o->llama3) { /* Llama-3.1's values */
+        qr_rope_scaling *rs = &o->cfg.rope_scaling;
+        rs->kind = QR_ROPE_SCALING_LLAMA3;
+        rs->factor = 8.0;
+        rs->low_freq_factor = 1.0;
+        rs->high_freq_factor = 4.0;
+        rs->original_max_pos = 8192;
+        snprintf(rs->name, sizeof rs->name, "llama3");
+    }
+    o->bos = 1;
+    o->eos = 2;
     return qr_synth_check_config(&o->cfg);
 }
 
@@ -178,6 +225,20 @@ static qr_status write_config(const char *dir, const synth_opts *o)
     if (!root) {
         st = qr_fail(QR_ERR_NOMEM, "%s: cannot build the JSON", path);
         goto done;
+    }
+    if (c->attn_bias) { /* qwen2 */
+        json_object_set_new(root, "architectures", json_pack("[s]", "Qwen2ForCausalLM"));
+        json_object_set_new(root, "model_type", json_string("qwen2"));
+    }
+    json_object_set_new(root, "bos_token_id", o->bos >= 0 ? json_integer(o->bos) : json_null());
+    json_object_set_new(root, "eos_token_id", o->eos >= 0 ? json_integer(o->eos) : json_null());
+    if (c->rope_scaling.kind == QR_ROPE_SCALING_LLAMA3) {
+        json_object_set_new(
+            root, "rope_scaling",
+            json_pack("{s:f,s:f,s:f,s:I,s:s}", "factor", c->rope_scaling.factor, "low_freq_factor",
+                      c->rope_scaling.low_freq_factor, "high_freq_factor",
+                      c->rope_scaling.high_freq_factor, "original_max_position_embeddings",
+                      (json_int_t)c->rope_scaling.original_max_pos, "rope_type", "llama3"));
     }
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
     if (!text) {
@@ -275,21 +336,6 @@ done:
 }
 
 /* Check that `src` is a tokenizer.bin for this vocabulary, then copy it to dir/tokenizer.bin. */
-static qr_status copy_tokenizer(const char *dir, const synth_opts *o)
-{
-    qr_status st = QR_OK;
-    qr_tokenizer *tok = NULL;
-    char *bytes = NULL, path[SYNTH_PATH_MAX];
-    size_t size = 0;
-    QR_CHECK(qr_tokenizer_bin_read(o->tokenizer, o->cfg.vocab_size, &tok));
-    QR_CHECK(qr_fs_read_all(o->tokenizer, QR_TOKENIZER_BIN_MAX, &bytes, &size));
-    QR_CHECK(qr_fs_join(path, sizeof path, dir, "tokenizer.bin"));
-    QR_CHECK(qr_fs_write_atomic(path, bytes, size));
-done:
-    free(bytes);
-    qr_tokenizer_free(&tok);
-    return st;
-}
 
 /* Remove a stale model file of the other layout, so readers cannot pick up an old model. */
 static qr_status remove_stale(const char *dir, const char *name)
@@ -302,7 +348,59 @@ static qr_status remove_stale(const char *dir, const char *name)
     return QR_OK;
 }
 
-static qr_status run_synth(const synth_opts *o)
+/* Copy the file src to dir/name. */
+static qr_status copy_file(const char *src, const char *dir, const char *name, size_t max)
+{
+    qr_status st = QR_OK;
+    char *bytes = NULL, path[SYNTH_PATH_MAX];
+    size_t size = 0;
+    QR_CHECK(qr_fs_read_all(src, max, &bytes, &size));
+    QR_CHECK(qr_fs_join(path, sizeof path, dir, name));
+    QR_CHECK(qr_fs_write_atomic(path, bytes, size));
+done:
+    free(bytes);
+    return st;
+}
+
+/* Check that the tokenizer fits this vocabulary and copy it into dir: a tokenizer.bin, or a
+ * tokenizer.json with its tokenizer_config.json (o->bos / o->eos then come from it). */
+static qr_status copy_tokenizer(const char *dir, synth_opts *o)
+{
+    qr_status st = QR_OK;
+    qr_tokenizer *tok = NULL;
+    size_t len = strlen(o->tokenizer);
+    if (len >= 5 && strcmp(o->tokenizer + len - 5, ".json") == 0) {
+        char side[SYNTH_PATH_MAX];
+        const char *slash = strrchr(o->tokenizer, '/');
+        QR_CHECK(qr_tokenizer_json_read(o->tokenizer, &tok));
+        if (qr_tokenizer_vocab_size(tok) > o->cfg.vocab_size) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: token ids beyond --vocab (expected at most %lld ids, found ids up "
+                         "to %lld)",
+                         o->tokenizer, (long long)o->cfg.vocab_size,
+                         (long long)qr_tokenizer_vocab_size(tok) - 1);
+            goto done;
+        }
+        o->bos = qr_tokenizer_bos(tok);
+        o->eos = qr_tokenizer_eos(tok);
+        QR_CHECK(copy_file(o->tokenizer, dir, "tokenizer.json", QR_TOKENIZER_JSON_MAX));
+        snprintf(side, sizeof side, "%.*s/tokenizer_config.json",
+                 slash ? (int)(slash - o->tokenizer) : 1, slash ? o->tokenizer : ".");
+        if (qr_fs_exists(side)) {
+            QR_CHECK(copy_file(side, dir, "tokenizer_config.json", (size_t)16 << 20));
+        }
+        QR_CHECK(remove_stale(dir, "tokenizer.bin"));
+    } else {
+        QR_CHECK(qr_tokenizer_bin_read(o->tokenizer, o->cfg.vocab_size, &tok));
+        QR_CHECK(copy_file(o->tokenizer, dir, "tokenizer.bin", QR_TOKENIZER_BIN_MAX));
+        QR_CHECK(remove_stale(dir, "tokenizer.json"));
+    }
+done:
+    qr_tokenizer_free(&tok);
+    return st;
+}
+
+static qr_status run_synth(synth_opts *o)
 {
     qr_status st = QR_OK;
     qr_synth_tensor *ts = NULL;
@@ -332,10 +430,10 @@ static qr_status run_synth(const synth_opts *o)
         names[i] = ts[i].name;
     }
     QR_CHECK(remove_stale(o->out, S == 1 ? "model.safetensors.index.json" : "model.safetensors"));
-    QR_CHECK(write_config(o->out, o));
     if (o->tokenizer) {
         QR_CHECK(copy_tokenizer(o->out, o));
     }
+    QR_CHECK(write_config(o->out, o));
     for (size_t i = 0; i < n; i++) {
         n_steps += i + 1 == n || tensor_layer(&ts[i + 1]) != tensor_layer(&ts[i]);
     }
@@ -373,11 +471,13 @@ static qr_status run_synth(const synth_opts *o)
     }
     qr_progress_end(&prog, "%.2f MiB", (double)cum[n] / (1024.0 * 1024.0));
     if (qr_log_rank() == 0) {
-        printf("synth: wrote %s: llama, dim %lld, hidden %lld, %lld layers, %lld/%lld heads, vocab "
+        printf("synth: wrote %s: %s%s, dim %lld, hidden %lld, %lld layers, %lld/%lld heads, vocab "
                "%lld, %s, %s embeddings, seed %" PRId64 ", %zu tensors in %lld file(s)%s, "
                "%.2f MiB, %.1f s\n",
-               o->out, (long long)o->cfg.dim, (long long)o->cfg.hidden_dim,
-               (long long)o->cfg.n_layers, (long long)o->cfg.n_heads, (long long)o->cfg.n_kv_heads,
+               o->out, o->cfg.arch,
+               o->cfg.rope_scaling.kind == QR_ROPE_SCALING_LLAMA3 ? " (llama3 rope scaling)" : "",
+               (long long)o->cfg.dim, (long long)o->cfg.hidden_dim, (long long)o->cfg.n_layers,
+               (long long)o->cfg.n_heads, (long long)o->cfg.n_kv_heads,
                (long long)o->cfg.vocab_size, qr_dtype_name(o->dtype),
                o->cfg.tied_embeddings ? "tied" : "untied", o->seed, n, (long long)S,
                S > 1 ? " + index" : "", (double)cum[n] / (1024.0 * 1024.0), qr_now() - t0);

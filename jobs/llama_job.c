@@ -2,18 +2,21 @@
 #include "jobs/llama_job.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "io/fs.h"
 #include "io/llama_load.h"
 #include "io/tokenizer_bin.h"
+#include "io/tokenizer_json.h"
 #include "io/tokens.h"
 
 qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job)
 {
     qr_status st = QR_OK;
     memset(job, 0, sizeof *job);
+    job->bos = QR_TOKEN_BOS;
     QR_CHECK(qr_model_open(model_path, &job->model));
     QR_CHECK(qr_llama_load(job->model, &job->w));
 done:
@@ -23,18 +26,76 @@ done:
     return st;
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Read the tokenizer file at path by its kind. */
+static qr_status read_tokenizer_file(qr_llama_job *job, const char *path)
+{
+    if (ends_with(path, ".json")) {
+        QR_TRY(qr_tokenizer_json_read(path, &job->tok));
+        if (qr_tokenizer_vocab_size(job->tok) > job->w.cfg.vocab_size) {
+            int64_t n = qr_tokenizer_vocab_size(job->tok);
+            qr_tokenizer_free(&job->tok);
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: token ids beyond the model's vocabulary (expected ids below the "
+                           "config's vocab_size %lld, found ids up to %lld)",
+                           path, (long long)job->w.cfg.vocab_size, (long long)n - 1);
+        }
+        return QR_OK;
+    }
+    if (ends_with(path, ".model")) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: a SentencePiece tokenizer.model (protobuf), which qrecon does not read "
+                       "(expected tokenizer.json: Hugging Face downloads carry one, and "
+                       "transformers' AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR) "
+                       "writes one; or --token-file FILE with token ids)",
+                       path);
+    }
+    return qr_tokenizer_bin_read(path, job->w.cfg.vocab_size, &job->tok);
+}
+
 qr_status qr_llama_job_tokenizer(qr_llama_job *job, const char *tokenizer_path)
 {
+    const char *model_path = qr_model_path(job->model);
     const char *path = tokenizer_path ? tokenizer_path : qr_model_tokenizer_path(job->model);
+    char dir[4096], json[4096], spm[4096];
+    int32_t bos, eos;
     if (job->tok) {
         return QR_OK;
     }
     if (!path) {
-        return qr_fail(QR_ERR_INPUT,
-                       "%s: no tokenizer.bin beside the model (expected one, or --tokenizer FILE)",
-                       qr_model_path(job->model));
+        /* the folder of the model (a llama2.c model is a file) */
+        if (qr_fs_is_dir(model_path)) {
+            snprintf(dir, sizeof dir, "%s", model_path);
+        } else {
+            const char *slash = strrchr(model_path, '/');
+            snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - model_path) : 1,
+                     slash ? model_path : ".");
+        }
+        QR_TRY(qr_fs_join(json, sizeof json, dir, "tokenizer.json"));
+        QR_TRY(qr_fs_join(spm, sizeof spm, dir, "tokenizer.model"));
+        if (qr_fs_exists(json)) {
+            path = json;
+        } else if (qr_fs_exists(spm)) {
+            path = spm;
+        } else {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: no tokenizer beside the model (looked for tokenizer.bin, tok*.bin "
+                           "and tokenizer.json in %s; expected one, or --tokenizer FILE naming a "
+                           "tokenizer.json or a llama2.c tokenizer.bin, or --token-file FILE with "
+                           "token ids instead of --text)",
+                           model_path, dir);
+        }
     }
-    return qr_tokenizer_bin_read(path, job->w.cfg.vocab_size, &job->tok);
+    QR_TRY(read_tokenizer_file(job, path));
+    bos = qr_tokenizer_bos(job->tok);
+    eos = qr_tokenizer_eos(job->tok);
+    job->bos = bos >= 0 ? bos : eos >= 0 ? eos : QR_TOKEN_BOS;
+    return QR_OK;
 }
 
 void qr_llama_job_close(qr_llama_job *job)
@@ -52,6 +113,10 @@ qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32
     *ids = NULL;
     *n = 0;
     if (opts->token_path) {
+        /* The window start comes from the tokenizer when there is one; id 1 otherwise. */
+        if (qr_llama_job_tokenizer(job, opts->tokenizer_path) != QR_OK) {
+            job->bos = QR_TOKEN_BOS;
+        }
         QR_CHECK(qr_tokens_read(opts->token_path, job->w.cfg.vocab_size, ids, n));
         if (*n == 0) {
             st = qr_fail(QR_ERR_INPUT, "%s: empty token file (expected at least one token id)",
@@ -80,11 +145,11 @@ done:
     return st;
 }
 
-void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t *window,
-                      int64_t *len)
+void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t bos,
+                      int32_t *window, int64_t *len)
 {
     size_t begin = (size_t)w * (size_t)(L - 1), take = 0;
-    window[0] = QR_TOKEN_BOS;
+    window[0] = bos;
     if (begin < n) {
         take = n - begin < (size_t)(L - 1) ? n - begin : (size_t)(L - 1);
         memcpy(window + 1, ids + begin, take * sizeof *ids);
@@ -95,8 +160,9 @@ void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_
 #define CLI(f) offsetof(qr_llama_cli, f)
 static const qr_opt model_rows[] = {
     {"model", QR_OPT_STR, CLI(model_path), "DIR", "Hugging Face folder or llama2.c checkpoint"},
-    {"tokenizer", QR_OPT_STR, CLI(input.tokenizer_path), "FILE", "llama2.c tokenizer.bin",
-     "the one beside the model"},
+    {"tokenizer", QR_OPT_STR, CLI(input.tokenizer_path), "FILE",
+     "tokenizer.json or llama2.c tokenizer.bin",
+     "tokenizer.bin beside the model, else tokenizer.json"},
 };
 static const qr_opt input_rows[] = {
     {"text", QR_OPT_STR, CLI(input.text_path), "FILE",

@@ -2,10 +2,11 @@
  * and tokenizer, read the input (text through the tokenizer, or a token-id file), and cut it into
  * windows that start with BOS.
  *
- * Windows: the whole input is tokenized once (with the " " dummy prefix, as llama2.c does; no BOS),
- * giving ids t_0 .. t_{m-1}; window w is BOS followed by t_{w(L-1)} .. t_{(w+1)(L-1)-1}, L = the
- * window length (--seq-len). Capture keeps only full windows; eval also runs the last, shorter one.
- * Not collective: every rank computes the same result from the same files. */
+ * Windows: the whole input is tokenized once (with the " " dummy prefix, as llama2.c does, or as
+ * tokenizer.json says; no BOS), giving ids t_0 .. t_{m-1}; window w is BOS followed by t_{w(L-1)}
+ * .. t_{(w+1)(L-1)-1}, L = the window length (--seq-len). Capture keeps only full windows; eval
+ * also runs the last, shorter one. Not collective: every rank computes the same result from the
+ * same files. */
 #ifndef QR_JOBS_LLAMA_JOB_H
 #define QR_JOBS_LLAMA_JOB_H
 
@@ -25,11 +26,17 @@ typedef struct {
     qr_model *model;
     qr_llama_weights w;
     qr_tokenizer *tok; /* NULL until needed (a token-file input has no use for it) */
+    int32_t bos;       /* first token of every window: the tokenizer's BOS, else its EOS (Qwen2
+                        * has no BOS; lm-evaluation-harness starts with EOS then); 1 without one */
 } qr_llama_job;
 
 /* Open the model and load its float32 weights. */
 qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job);
-/* Read the tokenizer: tokenizer_path, or the one beside the model when NULL. */
+/* Read the tokenizer: tokenizer_path (a tokenizer.json by its ".json" name, else a llama2.c
+ * tokenizer.bin), or when NULL the one beside the model: tokenizer.bin / tok*.bin, else
+ * tokenizer.json. tokenizer.model (SentencePiece protobuf) is refused with a message pointing to
+ * tokenizer.json; no tokenizer at all names what was looked for and points to --tokenizer and
+ * --token-file. Sets job->bos. */
 qr_status qr_llama_job_tokenizer(qr_llama_job *job, const char *tokenizer_path);
 void qr_llama_job_close(qr_llama_job *job); /* NULL-safe on its members */
 
@@ -63,9 +70,9 @@ const char *qr_input_source_kind(const qr_input_opts *in);
 qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32_t **ids,
                              size_t *n);
 
-/* window (len) = BOS + the ids of window w for window length L; *len is L, or less for the last
+/* window (len) = bos + the ids of window w for window length L; *len is L, or less for the last
  * partial window; 1 when w is past the end. */
-void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t *window,
-                      int64_t *len);
+void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t bos,
+                      int32_t *window, int64_t *len);
 
 #endif

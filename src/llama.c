@@ -72,11 +72,24 @@ static qr_status check_config(const qr_model_config *c)
                        (long long)c->n_heads, (long long)c->n_kv_heads, (long long)c->head_dim,
                        (long long)c->vocab_size, c->rms_eps, c->rope_theta);
     }
-    if (c->attn_bias) {
+    if (c->rope_scaling.kind == QR_ROPE_SCALING_OTHER) {
         return qr_fail(QR_ERR_INPUT,
-                       "model config: attention biases (arch '%s') are not supported "
-                       "by the forward pass (expected a Llama model without bias)",
-                       c->arch);
+                       "model config: rope_scaling type \"%s\" is not supported by the forward "
+                       "pass (expected none, \"llama3\" or \"linear\")",
+                       c->rope_scaling.name);
+    }
+    if ((c->rope_scaling.kind == QR_ROPE_SCALING_LLAMA3 &&
+         !(c->rope_scaling.factor > 0 && c->rope_scaling.low_freq_factor > 0 &&
+           c->rope_scaling.high_freq_factor > c->rope_scaling.low_freq_factor &&
+           c->rope_scaling.original_max_pos > 0)) ||
+        (c->rope_scaling.kind == QR_ROPE_SCALING_LINEAR && !(c->rope_scaling.factor > 0))) {
+        return qr_fail(QR_ERR_INPUT,
+                       "model config: rope_scaling \"%s\" parameters out of range (factor %g, "
+                       "low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings "
+                       "%lld)",
+                       c->rope_scaling.name, c->rope_scaling.factor,
+                       c->rope_scaling.low_freq_factor, c->rope_scaling.high_freq_factor,
+                       (long long)c->rope_scaling.original_max_pos);
     }
     return QR_OK;
 }
@@ -112,6 +125,7 @@ qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w
         !qr_add_size(per_layer, parts[1], &per_layer) ||
         !qr_add_size(per_layer, parts[0], &per_layer) || !qr_mul_size(parts[2], 3, &parts[4]) ||
         !qr_add_size(per_layer, parts[4], &per_layer) ||
+        (c->attn_bias && !qr_add_size(per_layer, (size_t)(q_dim + 2 * kv_dim), &per_layer)) ||
         !qr_mul_size(per_layer, (size_t)c->n_layers, &total) ||
         !qr_add_size(total, parts[3], &total) || !qr_add_size(total, (size_t)c->dim, &total) ||
         (!c->tied_embeddings && !qr_add_size(total, parts[3], &total))) {
@@ -133,6 +147,14 @@ qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w
         p += c->dim;
         L->ffn_norm = p;
         p += c->dim;
+        if (c->attn_bias) {
+            L->bq = p;
+            p += q_dim;
+            L->bk = p;
+            p += kv_dim;
+            L->bv = p;
+            p += kv_dim;
+        }
         set_linear(&L->q, p, q_dim, c->dim);
         p += parts[0];
         set_linear(&L->k, p, kv_dim, c->dim);
@@ -223,12 +245,11 @@ qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int
     QR_STATE_BUF(rope_cos, max_pos, half);
     QR_STATE_BUF(rope_sin, max_pos, half);
 #undef QR_STATE_BUF
-    /* Pair p of a head turns by pos * theta^(-2p / head_dim) in both conventions; only which two
+    /* Pair p of a head turns by pos * inv_freq(p) in both conventions; only which two
      * elements form pair p differs. Angles are computed in double so both give the same table. */
     for (int64_t pos = 0; pos < max_pos; pos++) {
         for (int64_t p = 0; p < half; p++) {
-            double freq = pow(cfg->rope_theta, -2.0 * (double)p / (double)cfg->head_dim);
-            double angle = (double)pos * freq;
+            double angle = (double)pos * qr_rope_inv_freq(cfg, p);
             s->rope_cos[pos * half + p] = (float)cos(angle);
             s->rope_sin[pos * half + p] = (float)sin(angle);
         }
@@ -262,6 +283,42 @@ void qr_llama_state_close(qr_llama_state **ps)
     qr_free(&s->rope_sin);
     free(s);
     *ps = NULL;
+}
+
+double qr_rope_inv_freq(const qr_model_config *c, int64_t p)
+{
+    const double two_pi = 6.283185307179586;
+    const qr_rope_scaling *rs = &c->rope_scaling;
+    double inv = pow(c->rope_theta, -2.0 * (double)p / (double)c->head_dim);
+    if (rs->kind == QR_ROPE_SCALING_LINEAR) {
+        return inv / rs->factor;
+    }
+    if (rs->kind == QR_ROPE_SCALING_LLAMA3) {
+        /* transformers' _compute_llama3_parameters */
+        double omax = (double)rs->original_max_pos, wavelen = two_pi / inv;
+        double low_wavelen = omax / rs->low_freq_factor, high_wavelen = omax / rs->high_freq_factor;
+        double smooth;
+        if (wavelen < high_wavelen) {
+            return inv; /* high frequencies: unchanged */
+        }
+        if (wavelen > low_wavelen) {
+            return inv / rs->factor; /* low frequencies: interpolated by factor */
+        }
+        smooth =
+            (omax / wavelen - rs->low_freq_factor) / (rs->high_freq_factor - rs->low_freq_factor);
+        return (1.0 - smooth) * inv / rs->factor + smooth * inv;
+    }
+    return inv;
+}
+
+/* rows (n, width) += b (width) */
+static void add_bias(float *rows, int64_t n, int64_t width, const float *b)
+{
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < width; j++) {
+            rows[i * width + j] += b[j];
+        }
+    }
 }
 
 void qr_rmsnorm(const float *x, const float *g, int64_t n, int64_t d, double eps, float *out)
@@ -453,6 +510,11 @@ qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const i
         QR_TRY(qr_linear_forward(&L->q, s->xb, n, s->q));
         QR_TRY(qr_linear_forward(&L->k, s->xb, n, kl));
         QR_TRY(qr_linear_forward(&L->v, s->xb, n, vl));
+        if (L->bq) { /* qwen2: biases after the (possibly quantized) products, before RoPE */
+            add_bias(s->q, n, s->q_dim, L->bq);
+            add_bias(kl, n, kv_dim, L->bk);
+            add_bias(vl, n, kv_dim, L->bv);
+        }
         rope(s, s->q, n, c->n_heads, pos0);
         rope(s, kl, n, c->n_kv_heads, pos0);
         attention(s, l, n, pos0);

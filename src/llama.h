@@ -1,6 +1,8 @@
-/* llama.h: the float32 Llama forward pass (RMSNorm, RoPE in both pair conventions, grouped-query
- * causal attention, SwiGLU, tied or untied classifier), used by capture (calibration activations),
- * eval (perplexity) and generate.
+/* llama.h: the float32 Llama forward pass (RMSNorm, RoPE in both pair conventions with optional
+ * llama3 or linear frequency scaling, q/k/v biases (Qwen2), grouped-query causal attention, SwiGLU,
+ * tied or untied classifier), used by capture (calibration activations), eval (perplexity) and
+ * generate. A bias is added after its module's qr_linear, so a quantized module keeps the float
+ * bias.
  *
  * A call processes a block of n consecutive tokens at positions pos0 .. pos0+n-1 at once, with
  * matrix-matrix products (OpenBLAS sgemm), and appends their keys and values to a KV cache so that
@@ -36,6 +38,9 @@ qr_status qr_linear_forward(const qr_linear *lin, const float *X, int64_t n, flo
 typedef struct {
     float *attn_norm; /* (dim) RMSNorm weight before attention */
     float *ffn_norm;  /* (dim) RMSNorm weight before the MLP */
+    float *bq;        /* (n_heads * head_dim) q bias (qwen2), NULL without attention biases */
+    float *bk;        /* (n_kv_heads * head_dim) k bias, or NULL */
+    float *bv;        /* (n_kv_heads * head_dim) v bias, or NULL */
     qr_linear q;      /* (n_heads * head_dim, dim) */
     qr_linear k;      /* (n_kv_heads * head_dim, dim) */
     qr_linear v;      /* (n_kv_heads * head_dim, dim) */
@@ -58,8 +63,9 @@ typedef struct {
     int64_t arena_floats;
 } qr_llama_weights;
 
-/* Check the shape fields of cfg (positive sizes, n_heads a multiple of n_kv_heads, even head_dim)
- * and allocate. QR_ERR_INPUT naming the model config when the shape is unusable. */
+/* Check the shape fields of cfg (positive sizes, n_heads a multiple of n_kv_heads, even head_dim,
+ * a supported rope_scaling) and allocate (with bias arrays when cfg->attn_bias). QR_ERR_INPUT
+ * naming the model config when the shape is unusable. */
 qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w);
 void qr_llama_weights_free(qr_llama_weights *w); /* NULL-safe on its arrays; clears them */
 
@@ -93,6 +99,10 @@ void qr_rmsnorm(const float *x, const float *g, int64_t n, int64_t d, double eps
 /* Negative log-likelihood (natural log) of `target` under one row of logits (vocab), computed
  * in double with the max subtracted. */
 double qr_logits_nll(const float *logits, int64_t vocab, int32_t target);
+
+/* Inverse frequency of RoPE pair p (0 <= p < head_dim / 2): theta^(-2p / head_dim), rescaled as
+ * cfg->rope_scaling says (llama3: by wavelength band; linear: divided by factor). */
+double qr_rope_inv_freq(const qr_model_config *cfg, int64_t p);
 
 /* Index of the largest logit (the lowest index on ties). */
 int32_t qr_logits_argmax(const float *logits, int64_t vocab);

@@ -64,8 +64,9 @@ qr_status qr_synth_plan(const qr_model_config *cfg, qr_synth_tensor **out, size_
     char name[QR_SYNTH_NAME_MAX];
     QR_CHECK(qr_synth_check_config(cfg));
     QR_CHECK(qr_modules_enumerate(cfg, &mods, &n_mods));
-    /* embed + per layer (2 norms + 7 linear) + final norm + lm_head */
-    if (!qr_mul_size((size_t)cfg->n_layers, 9, &count) || !qr_add_size(count, 3, &count)) {
+    /* embed + per layer (2 norms + 7 linear + 3 biases) + final norm + lm_head */
+    if (!qr_mul_size((size_t)cfg->n_layers, cfg->attn_bias ? 12 : 9, &count) ||
+        !qr_add_size(count, 3, &count)) {
         st = qr_fail(QR_ERR_INPUT, "synth: too many layers (%lld)", (long long)cfg->n_layers);
         goto done;
     }
@@ -84,6 +85,13 @@ qr_status qr_synth_plan(const qr_model_config *cfg, qr_synth_tensor **out, size_
             snprintf(name, sizeof name, "%s.weight", m->name);
             set_tensor(&ts[k++], name, QR_SYNTH_LINEAR, 2, m->d_out, m->d_in,
                        residual ? "residual" : name);
+            if (cfg->attn_bias && kind == QR_MOD_V) {
+                for (int b = QR_MOD_Q; b <= QR_MOD_V; b++) {
+                    const qr_module *mb = &mods[l * QR_MOD_KIND_COUNT + b];
+                    snprintf(name, sizeof name, "%s.bias", mb->name);
+                    set_tensor(&ts[k++], name, QR_SYNTH_BIAS, 1, 1, mb->d_out, NULL);
+                }
+            }
         }
     }
     set_tensor(&ts[k++], "model.norm.weight", QR_SYNTH_NORM, 1, 1, cfg->dim, NULL);
@@ -219,6 +227,9 @@ void qr_synth_gen_rows(const qr_synth_gen *g, int64_t row0, int64_t nrows, float
             break;
         case QR_SYNTH_NORM:
             fill_normal(&rng, o, t->cols, 1.0f, (float)QR_SYNTH_NORM_STD);
+            break;
+        case QR_SYNTH_BIAS:
+            fill_normal(&rng, o, t->cols, 0.0f, (float)QR_SYNTH_BIAS_STD);
             break;
         case QR_SYNTH_LINEAR: {
             float z, unused;

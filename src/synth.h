@@ -10,7 +10,8 @@
  *   activation outliers in trained Llamas sit in fixed hidden dimensions; o_proj and down_proj draw
  *   their own per layer;
  * - per-output-row scale variation: log-normal, sigma QR_SYNTH_ROW_SIGMA;
- * - RMSNorm weights near 1 (1 + 0.05 N(0,1)); embeddings and lm_head N(0, 0.02).
+ * - RMSNorm weights near 1 (1 + 0.05 N(0,1)); embeddings and lm_head N(0, 0.02); qwen2 q/k/v
+ *   biases N(0, QR_SYNTH_BIAS_STD).
  *
  * Determinism: a tensor's values depend only on (its name, its shape, the seed); each row comes
  * from its own stream, so any split into row chunks gives the same bytes and a tensor is generated
@@ -32,8 +33,9 @@
 #define QR_SYNTH_ROW_SIGMA 0.25 /* log-normal sigma of the per-row scales */
 #define QR_SYNTH_EMBED_STD 0.02 /* embeddings and lm_head */
 #define QR_SYNTH_NORM_STD 0.05  /* RMSNorm weights: 1 + this x N(0,1) */
+#define QR_SYNTH_BIAS_STD 0.5   /* qwen2 q/k/v biases: N(0, this), large enough to matter */
 
-typedef enum { QR_SYNTH_EMBED = 0, QR_SYNTH_NORM, QR_SYNTH_LINEAR } qr_synth_kind;
+typedef enum { QR_SYNTH_EMBED = 0, QR_SYNTH_NORM, QR_SYNTH_LINEAR, QR_SYNTH_BIAS } qr_synth_kind;
 
 /* One tensor of the synthetic model. 1-D tensors (norms) have rows = 1, cols = length. */
 typedef struct {
@@ -50,8 +52,8 @@ typedef struct {
 qr_status qr_synth_check_config(const qr_model_config *cfg);
 
 /* The tensors of a Llama model with this config, in Hugging Face order: embed_tokens, per layer
- * input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down; model.norm; lm_head when
- * not tied. *out is allocated (free()). Not collective. */
+ * input_layernorm, q, k, v, (q, k, v biases when cfg->attn_bias), o, post_attention_layernorm,
+ * gate, up, down; model.norm; lm_head when not tied. *out is allocated (free()). Not collective. */
 qr_status qr_synth_plan(const qr_model_config *cfg, qr_synth_tensor **out, size_t *n);
 
 /* A generator for one tensor: holds its per-column scales. */

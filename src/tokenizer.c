@@ -9,6 +9,7 @@
 
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/tokenizer_hf.h"
 
 struct qr_tokenizer {
     int64_t n_vocab;
@@ -18,7 +19,9 @@ struct qr_tokenizer {
     int32_t *table; /* (table_size) piece id or -1; open addressing on the piece bytes */
     size_t table_size;
     bool byte_fallback;
-    int32_t max_len; /* longest piece */
+    int32_t max_len;  /* longest piece */
+    int32_t bos, eos; /* QR_TOKEN_BOS / QR_TOKEN_EOS for llama2.c; the file's for tokenizer.json */
+    qr_hf *hf;        /* a tokenizer.json pipeline; NULL for a llama2.c vocabulary */
 };
 
 static uint64_t hash_bytes(const char *s, size_t n)
@@ -61,6 +64,8 @@ qr_status qr_tokenizer_create(int64_t n_vocab, const char *const *pieces, const 
     }
     QR_CHECK(qr_calloc(&t, 1, sizeof *t, "tokenizer"));
     t->n_vocab = n_vocab;
+    t->bos = QR_TOKEN_BOS;
+    t->eos = QR_TOKEN_EOS;
     QR_CHECK(qr_calloc(&t->pieces, (size_t)n_vocab, sizeof *t->pieces, "tokenizer pieces"));
     QR_CHECK(qr_calloc(&t->lens, (size_t)n_vocab, sizeof *t->lens, "tokenizer lengths"));
     QR_CHECK(qr_calloc(&t->scores, (size_t)n_vocab, sizeof *t->scores, "tokenizer scores"));
@@ -108,6 +113,43 @@ done:
     return st;
 }
 
+qr_status qr_tokenizer_create_hf(const qr_hf_spec *spec, qr_tokenizer **out)
+{
+    qr_status st = QR_OK;
+    qr_tokenizer *t = NULL;
+    *out = NULL;
+    QR_CHECK(qr_calloc(&t, 1, sizeof *t, "tokenizer"));
+    QR_CHECK(qr_hf_create(spec, &t->hf));
+    t->n_vocab = qr_hf_n_ids(t->hf);
+    t->bos = qr_hf_bos(t->hf);
+    t->eos = qr_hf_eos(t->hf);
+    t->byte_fallback = qr_hf_byte_fallback(t->hf);
+    *out = t;
+    t = NULL;
+done:
+    qr_tokenizer_free(&t);
+    return st;
+}
+
+int32_t qr_tokenizer_bos(const qr_tokenizer *t)
+{
+    return t->bos;
+}
+
+int32_t qr_tokenizer_eos(const qr_tokenizer *t)
+{
+    return t->eos;
+}
+
+const char *qr_tokenizer_kind(const qr_tokenizer *t)
+{
+    if (!t->hf) {
+        return "llama2.c tokenizer.bin (SentencePiece BPE)";
+    }
+    return qr_hf_is_byte_level(t->hf) ? "tokenizer.json, byte-level BPE"
+                                      : "tokenizer.json, SentencePiece-style BPE";
+}
+
 void qr_tokenizer_free(qr_tokenizer **pt)
 {
     qr_tokenizer *t;
@@ -124,6 +166,7 @@ void qr_tokenizer_free(qr_tokenizer **pt)
     free(t->lens);
     free(t->scores);
     free(t->table);
+    qr_hf_free(&t->hf);
     free(t);
     *pt = NULL;
 }
@@ -145,6 +188,9 @@ float qr_tokenizer_score(const qr_tokenizer *t, int32_t id)
 
 const char *qr_tokenizer_piece(const qr_tokenizer *t, int32_t id, size_t *len)
 {
+    if (t->hf) {
+        return qr_hf_piece(t->hf, id, len);
+    }
     if (id < 0 || id >= t->n_vocab) {
         return NULL;
     }
@@ -285,6 +331,9 @@ qr_status qr_tokenizer_encode(const qr_tokenizer *t, const char *text, size_t le
     const char *src = opts && opts->source ? opts->source : "text";
     *tokens = NULL;
     *n_out = 0;
+    if (t->hf) {
+        return qr_hf_encode(t->hf, text, len, src, tokens, n_out);
+    }
     if (len == 0) {
         return qr_calloc(tokens, 0, sizeof **tokens, "tokens");
     }
@@ -397,6 +446,9 @@ qr_status qr_tokenizer_decode(const qr_tokenizer *t, const int32_t *tokens, size
     size_t cap = 0, used = 0;
     *text = NULL;
     *len = 0;
+    if (t->hf) {
+        return qr_hf_decode(t->hf, tokens, n, prev >= 0 && prev == t->bos, text, len);
+    }
     for (size_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= t->n_vocab) {
             return qr_fail(QR_ERR_INPUT,

@@ -1,5 +1,11 @@
 /* tokenizer.h: SentencePiece BPE encoding and decoding over an in-memory vocabulary, with the
- * behaviour of llama2.c's tokenizer (io/tokenizer_bin.h reads its tokenizer.bin files).
+ * behaviour of llama2.c's tokenizer (io/tokenizer_bin.h reads its tokenizer.bin files); or, built
+ * by qr_tokenizer_create_hf, the pipeline of a Hugging Face tokenizer.json (src/tokenizer_hf.h,
+ * read by io/tokenizer_json.h), behind the same encode / decode calls.
+ *
+ * What follows describes the llama2.c vocabulary; a tokenizer.json tokenizer follows its file
+ * (normalizer, pre-tokenizer, BPE model, added tokens) and ignores add_dummy_prefix and
+ * unknown_to_zero.
  *
  * Encoding: an optional dummy-prefix piece " " first (SentencePiece's add_dummy_prefix, as llama2.c
  * does); then each UTF-8 character (a lead byte and up to 3 continuation bytes) becomes its piece;
@@ -19,6 +25,7 @@
 #include <stdint.h>
 
 #include "src/status.h"
+#include "src/tokenizer_hf.h"
 
 #define QR_TOKEN_UNK 0
 #define QR_TOKEN_BOS 1
@@ -30,7 +37,16 @@ typedef struct qr_tokenizer qr_tokenizer;
  * their merge scores. The pieces are copied. Duplicate pieces resolve to the lowest id. */
 qr_status qr_tokenizer_create(int64_t n_vocab, const char *const *pieces, const int32_t *lens,
                               const float *scores, qr_tokenizer **out);
+/* Build a tokenizer from a tokenizer.json's contents (src/tokenizer_hf.h). */
+qr_status qr_tokenizer_create_hf(const qr_hf_spec *spec, qr_tokenizer **out);
 void qr_tokenizer_free(qr_tokenizer **t); /* NULL-safe, clears the pointer */
+
+/* BOS and EOS ids: 1 and 2 for a llama2.c vocabulary; tokenizer.json's (from tokenizer_config.json
+ * or config.json), -1 when it has none (Qwen2 has no BOS). */
+int32_t qr_tokenizer_bos(const qr_tokenizer *t);
+int32_t qr_tokenizer_eos(const qr_tokenizer *t);
+/* "llama2.c tokenizer.bin (SentencePiece BPE)", "tokenizer.json, byte-level BPE", ... */
+const char *qr_tokenizer_kind(const qr_tokenizer *t);
 
 int64_t qr_tokenizer_vocab_size(const qr_tokenizer *t);
 /* True when ids 3..258 are the pieces "<0x00>".."<0xFF>". */

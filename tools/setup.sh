@@ -5,6 +5,7 @@
 #   tools/setup.sh test   install, build, and run the whole test suite (also under ASan/UBSan, and
 #                         the clang-format check); this is exactly what CI runs
 #   tools/setup.sh build  install and build only
+#   tools/setup.sh tokenizer-refs   install the pinned npm references of the tokenizer tests only
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,7 +14,8 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Packages for building and running qrecon, and (test_packages) for the test suite only.
 build_packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
-    libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev python3)
+    libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev python3
+    libpcre2-dev libutf8proc-dev)
 test_packages=(clang-format librsvg2-bin slurm-wlm munge)
 
 log() { printf '== %s\n' "$*"; }
@@ -29,6 +31,21 @@ install_missing() {
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The tokenizer tests' references (test-only, pinned), installed with npm into a cache folder
+# outside the repository: @huggingface/tokenizers encodes; the two vocabulary packages hold
+# Llama-2's and Llama-3's vocabularies and merges, from which the tests build tokenizer.json files.
+tokenizer_refs_dir=${QRECON_NPM_CACHE:-$HOME/.cache/qrecon-npm}/tokenizer-refs
+install_tokenizer_refs() {
+    local d=$tokenizer_refs_dir
+    [ -f "$d/.complete" ] && return 0
+    command -v npm >/dev/null || install_missing nodejs npm
+    log "installing the tokenizer references into $d"
+    mkdir -p "$d"
+    echo '{"private": true}' >"$d/package.json"
+    (cd "$d" && npm install --no-audit --no-fund --silent @huggingface/tokenizers@0.2.0 \
+        llama-tokenizer-js@1.2.2 llama3-tokenizer-js@1.2.0) && touch "$d/.complete"
 }
 
 build() { # build DIR [cmake args...]
@@ -72,6 +89,7 @@ demo)
 test)
     install_missing "${build_packages[@]}" "${test_packages[@]}"
     install_node_llama_cpp
+    install_tokenizer_refs || log "tokenizer references not installed: the tokenizer tests will skip"
     build build
     log "test suite (release build)"
     ctest --test-dir build --output-on-failure -j"$jobs" --timeout 600
@@ -86,8 +104,11 @@ test)
     clang-format --dry-run --Werror $files
     log "all tests passed"
     ;;
+tokenizer-refs)
+    install_tokenizer_refs
+    ;;
 *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

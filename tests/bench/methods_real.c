@@ -134,7 +134,7 @@ int main(int argc, char **argv)
     for (int64_t w = 0; w < n_cal + n_test; w++) {
         int64_t len;
         c.held_out = w >= n_cal;
-        qr_window_tokens(ids, n_ids, L, w, win, &len);
+        qr_window_tokens(ids, n_ids, L, w, job.bos, win, &len);
         if (qr_llama_forward(&job.w, state, win, len, 0, NULL, hook, &c) != QR_OK ||
             c.err != QR_OK) {
             fprintf(stderr, "methods_real: forward: %s\n", qr_errmsg());

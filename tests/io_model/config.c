@@ -122,6 +122,35 @@ static void check_good_mistral(void)
     QR_EXPECT(c.rope_theta == 1e6, "rope_theta: expected 1e6, found %g", c.rope_theta);
 }
 
+/* Llama-3.1's rope_scaling read into its fields; "default" is none; an unknown type is kept by name
+ * (the forward pass refuses it). */
+static void check_rope_scaling(void)
+{
+    const kv l31[] = {{"rope_theta", "500000.0"},
+                      {"rope_scaling", "{\"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                                       "\"high_freq_factor\": 4.0, "
+                                       "\"original_max_position_embeddings\": 8192, "
+                                       "\"rope_type\": \"llama3\"}"}};
+    const kv def[] = {{"rope_scaling", "{\"type\": \"default\"}"}};
+    const kv yarn[] = {{"rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0}"}};
+    qr_model_config c;
+    QR_EXPECT(qr_config_read(write_config("l31", l31, 2), &c) == QR_OK, "llama3 scaling: %s",
+              qr_errmsg());
+    QR_EXPECT(c.rope_scaling.kind == QR_ROPE_SCALING_LLAMA3 && c.rope_scaling.factor == 8.0 &&
+                  c.rope_scaling.low_freq_factor == 1.0 && c.rope_scaling.high_freq_factor == 4.0 &&
+                  c.rope_scaling.original_max_pos == 8192,
+              "llama3 scaling read wrong (kind %d factor %g low %g high %g orig %lld)",
+              (int)c.rope_scaling.kind, c.rope_scaling.factor, c.rope_scaling.low_freq_factor,
+              c.rope_scaling.high_freq_factor, (long long)c.rope_scaling.original_max_pos);
+    QR_EXPECT(qr_config_read(write_config("def", def, 1), &c) == QR_OK &&
+                  c.rope_scaling.kind == QR_ROPE_SCALING_NONE,
+              "default rope_scaling should read as none");
+    QR_EXPECT(qr_config_read(write_config("yarn", yarn, 1), &c) == QR_OK &&
+                  c.rope_scaling.kind == QR_ROPE_SCALING_OTHER &&
+                  strcmp(c.rope_scaling.name, "yarn") == 0,
+              "yarn should be kept by name for inspect / quantize");
+}
+
 static void check_good_qwen2(void)
 {
     /* No num_key_value_heads (defaults to heads), no rope_theta (defaults to 10000); q/k/v bias. */
@@ -193,6 +222,17 @@ static void check_bad(void)
     BAD("missing model_type", "model_type", NULL, "\"model_type\"", "missing");
     BAD("llama attention_bias", "attention_bias", "true", "\"attention_bias\"", NULL);
     BAD("gelu activation", "hidden_act", "\"gelu\"", "\"hidden_act\"", "\"gelu\"");
+    BAD("rope_scaling not an object", "rope_scaling", "8", "\"rope_scaling\"", "an integer");
+    BAD("rope_scaling without a type", "rope_scaling", "{\"factor\": 8}", "\"rope_scaling\"",
+        "rope_type");
+    BAD("llama3 scaling without factor", "rope_scaling",
+        "{\"rope_type\": \"llama3\", \"low_freq_factor\": 1, \"high_freq_factor\": 4, "
+        "\"original_max_position_embeddings\": 8192}",
+        "\"factor\"", "missing");
+    BAD("llama3 scaling high <= low", "rope_scaling",
+        "{\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 4, "
+        "\"high_freq_factor\": 1, \"original_max_position_embeddings\": 8192}",
+        "\"rope_scaling\"", "high_freq_factor > low_freq_factor");
 #undef BAD
     expect_bad("not JSON", write_raw("notjson", "{\"model_type\": \"llama\", hidden_size: 64}"),
                "not valid JSON", "line 1");
@@ -279,6 +319,7 @@ int main(void)
     check_good_llama();
     check_good_mistral();
     check_good_qwen2();
+    check_rope_scaling();
     check_bad();
     check_mutations();
     qr_test_remove_tree(dir);
