@@ -21,17 +21,23 @@ typedef struct {
     const char *model;
     qr_plan_opts plan;
     int64_t ranks, threads, cores;
+    double holdout, mem_gib;
     bool json;
 } plan_cli;
 
 static const qr_cmd_doc doc = {
     "plan",
-    "qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [method options]\n"
-    "                   [--threads-per-rank K] [--cores-per-node C] [--gflops G] [--json]",
+    "qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [--seq-len L] [method options]\n"
+    "                   [--threads-per-rank K] [--cores-per-node C] [--mem-per-node GIB]\n"
+    "                   [--gflops G] [--json]",
     "Print how a quantize job with N ranks splits the model: layers are cut into contiguous\n"
     "slices, one per rank group of P*Q ranks, balanced exactly by estimated cost (flops of the\n"
-    "statistics and decompositions, plus bytes read). N must be divisible by P*Q. The method\n"
-    "options are quantize's, with the same defaults: the same options plan the same computation.\n",
+    "statistics, decompositions and metrics, plus bytes read). N must be divisible by P*Q. The\n"
+    "method options are quantize's, with the same defaults: the same options plan the same\n"
+    "computation. Memory per rank follows the buffers quantize allocates on the path it takes\n"
+    "(a module divided over the grid, or whole on every rank) plus what a rank holds before its\n"
+    "first module; with --mem-per-node the plan warns when a node would not hold its ranks and\n"
+    "names the smallest grid that fits.\n",
     NULL,
 };
 
@@ -45,10 +51,17 @@ static const qr_opt plan_rows[] = {
      .parse = qr_opt_parse_grid},
     {"tokens", QR_OPT_INT, CLI(plan.tokens), "T", "calibration tokens", .imin = 1,
      .imax = INT64_C(1) << 40},
+    {"seq-len", QR_OPT_INT, CLI(plan.seq_len), "L", "calibration window length (capture's)",
+     .imin = 2, .imax = 1 << 20},
+    {"holdout", QR_OPT_DOUBLE, CLI(holdout), "F", "fraction of windows held out (quantize's)",
+     .dmin = 0.0, .dmax = 0.9},
     {"threads-per-rank", QR_OPT_INT, CLI(threads), "K", "BLAS threads per rank", .imin = 1,
      .imax = 4096},
     {"cores-per-node", QR_OPT_INT, CLI(cores), "C", "cores of one node, for the advice", .imin = 1,
      .imax = 1 << 20},
+    {"mem-per-node", QR_OPT_DOUBLE, CLI(mem_gib), "GIB",
+     "memory of one node in GiB: warn when its ranks exceed it, name the smallest grid that fits",
+     "unknown", .dmin = 0.0, .dmax = 1e9},
     {"gflops", QR_OPT_DOUBLE, CLI(plan.gflops_per_thread), "G",
      "flop rate of one BLAS thread for the time estimate", .dmin = 1e-6, .dmax = 1e9},
     {"json", QR_OPT_FLAG, CLI(json), NULL, "print the plan as JSON"},
@@ -64,6 +77,7 @@ static void init_cli(void *ctx, qr_method_id m)
     c->ranks = qr_mpi_size(MPI_COMM_WORLD);
     c->threads = c->plan.threads_per_rank;
     c->cores = c->plan.cores_per_node;
+    c->holdout = QR_HOLDOUT_DEFAULT;
 }
 
 static double mib(uint64_t bytes)
@@ -82,8 +96,55 @@ static uint64_t peak_rank_memory(const qr_plan *p)
     return peak;
 }
 
-/* Advice lines, in order; *n gets the count (at most 4). */
-static void advice(const qr_plan *p, char lines[4][320], int *n)
+/* Per-rank memory of the plan's largest module on a P x Q grid (base and root included). */
+static uint64_t grid_memory(const qr_plan *p, int P, int Q)
+{
+    qr_plan_opts o = p->opts;
+    uint64_t peak = 0;
+    o.grid[0] = P;
+    o.grid[1] = Q;
+    for (size_t i = 0; i < p->n_modules; i++) {
+        qr_module_memory mm;
+        qr_plan_module_memory(&p->modules[i], &o, &mm);
+        if (mm.rank_bytes + mm.root_bytes + QR_PLAN_BASE_BYTES > peak) {
+            peak = mm.rank_bytes + mm.root_bytes + QR_PLAN_BASE_BYTES;
+        }
+    }
+    return peak;
+}
+
+/* With a node's memory known: a warning when per_node ranks exceed it, and the smallest grid
+ * (doubling P, then Q) whose ranks fit. */
+static void memory_advice(const qr_plan *p, int per_node, char *line)
+{
+    uint64_t budget = (uint64_t)(p->opts.mem_per_node / per_node), need = 0;
+    uint64_t peak = peak_rank_memory(p);
+    bool over = (double)peak * per_node > p->opts.mem_per_node;
+    int P = 1, Q = 1;
+    for (int k = 0; k < 24 && (need = grid_memory(p, P, Q)) > budget; k++) {
+        if (P <= Q) {
+            P *= 2;
+        } else {
+            Q *= 2;
+        }
+    }
+    if (need > budget) {
+        snprintf(line, 320,
+                 "%s%d ranks per node at %.1f MiB each; no grid up to %dx%d fits %.1f GiB per "
+                 "rank: use fewer ranks per node",
+                 over ? "WARNING: memory: " : "memory: ", per_node, mib(peak), P, Q,
+                 (double)budget / 1073741824.0);
+        return;
+    }
+    snprintf(line, 320,
+             "%s%d ranks per node at %.1f MiB each %s %.1f GiB per node; the smallest grid whose "
+             "ranks fit is %dx%d (%.1f MiB per rank)",
+             over ? "WARNING: memory: " : "memory: ", per_node, mib(peak),
+             over ? "exceed" : "fit in", p->opts.mem_per_node / 1073741824.0, P, Q, mib(need));
+}
+
+/* Advice lines, in order; *n gets the count (at most 6). */
+static void advice(const qr_plan *p, char lines[6][320], int *n)
 {
     const qr_plan_opts *o = &p->opts;
     int per_node = o->cores_per_node / o->threads_per_rank;
@@ -100,6 +161,9 @@ static void advice(const qr_plan *p, char lines[4][320], int *n)
              "(OPENBLAS_NUM_THREADS=%d), about %.1f MiB per node at %.1f MiB per rank",
              o->cores_per_node, o->threads_per_rank, per_node, o->threads_per_rank,
              mib(peak_rank_memory(p)) * per_node, mib(peak_rank_memory(p)));
+    if (o->mem_per_node > 0) {
+        memory_advice(p, per_node, lines[(*n)++]);
+    }
     if (empty > 0) {
         snprintf(lines[(*n)++], 320,
                  "%d of %d groups get no layer (a layer is the unit of work): use fewer ranks, a "
@@ -158,7 +222,7 @@ static qr_status method_json(const qr_plan *p, json_t *root)
 static qr_status print_json(const qr_plan *p, const char *model_path)
 {
     json_t *root = json_object(), *groups = json_array(), *adv = json_array();
-    char lines[4][320];
+    char lines[6][320];
     int n_adv = 0;
     char *text = NULL;
     if (!root || !groups || !adv) {
@@ -214,7 +278,7 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
 
 static void print_text(const qr_plan *p, const char *model_path)
 {
-    char lines[4][320];
+    char lines[6][320];
     int n_adv = 0, per = p->opts.grid[0] * p->opts.grid[1];
     printf("plan: %s: %lld layers, %zu modules; %d ranks as %d group(s) of %dx%d; method %s, rank "
            "%lld, %lld tokens, %d thread(s) per rank at %g GFLOP/s each\n",
@@ -273,6 +337,8 @@ qr_status qr_cmd_plan(int argc, char **argv)
         return QR_OK;
     }
     o = cli.plan;
+    o.held_tokens = qr_plan_held_tokens(o.tokens, o.seq_len, cli.holdout);
+    o.mem_per_node = cli.mem_gib * 1073741824.0;
     o.n_ranks = (int)cli.ranks;
     o.threads_per_rank = (int)cli.threads;
     o.cores_per_node = (int)cli.cores;

@@ -471,6 +471,8 @@ static qr_status phase_plan(qr_run *r)
     snprintf(tensor, sizeof tensor, "%s.weight", r->mods[0].name);
     qr_plan_opts_default(&po);
     po.tokens = r->sp.n_rows;
+    po.held_tokens = r->sp.n_ho;
+    po.seq_len = r->sp.seq_len;
     po.method = r->job->method;
     po.n_ranks = r->size;
     po.grid[0] = r->job->grid[0];
@@ -491,7 +493,7 @@ static qr_status make_grid(qr_run *r)
     const char *why = NULL;
     if (r->gsize > 1) {
         /* Blocks hold whole weight groups, so the main quantization is local to each rank. */
-        int nb = qr_grid_block_for_group(r->job->method.wq.group);
+        int nb = qr_grid_block_for_group(r->job->method.wq.group, r->job->grid[1]);
         QR_TRY(qr_grid_create(r->comm, r->job->grid[0], r->job->grid[1], nb, &r->grid));
         qr_scalapack_backend(&r->backend, r->grid);
         r->divided = qr_grid_method_supported(&r->job->method, r->job->grid[1], &why);
@@ -815,36 +817,43 @@ done:
     return st;
 }
 
-/* Rank 0 prints the largest peak resident memory of any rank next to the plan's largest module
- * working set (the model is never loaded whole, so the two should be close), and the CPU time of
- * the busiest rank and of all ranks. Collective. */
+/* Rank 0 prints, for every rank group, the plan's prediction beside what the group measured: the
+ * largest peak resident memory of its ranks (getrusage) and the CPU seconds summed over them, with
+ * the flop rate the prediction assumed. Collective. */
 static void report_memory(qr_run *r)
 {
     struct rusage ru;
-    double mine, peak = 0, work = 0, cpu, cpu_max = 0, cpu_sum = 0;
+    double mine[2], *all = NULL;
     getrusage(RUSAGE_SELF, &ru);
-    mine = (double)ru.ru_maxrss * 1024.0; /* Linux: kilobytes */
-    cpu = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-          (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+    mine[0] = (double)ru.ru_maxrss * 1024.0; /* Linux: kilobytes */
+    mine[1] = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+              (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
     if (r->stats) {
-        r->stats->peak_rss_bytes = (uint64_t)mine;
+        r->stats->peak_rss_bytes = (uint64_t)mine[0];
     }
-    MPI_Reduce(&mine, &peak, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm);
-    MPI_Reduce(&cpu, &cpu_max, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm);
-    MPI_Reduce(&cpu, &cpu_sum, 1, MPI_DOUBLE, MPI_SUM, 0, r->comm);
-    for (size_t i = 0; i < r->plan->n_modules; i++) {
-        if ((double)r->plan->costs[i].work_bytes > work) {
-            work = (double)r->plan->costs[i].work_bytes;
+    if (r->rank == 0 && !(all = malloc(2 * (size_t)r->size * sizeof *all))) {
+        QR_WARN("quantize: no memory for the closing report");
+    }
+    MPI_Gather(mine, 2, MPI_DOUBLE, all, all ? 2 : 0, MPI_DOUBLE, 0, r->comm);
+    /* The plan balances on its default rate; the prediction here uses this machine's. */
+    double rate = r->rank == 0 ? qr_blas_gflops() : 0.0;
+    for (int g = 0; all && rate > 0 && g < r->plan->n_groups; g++) {
+        const qr_plan_slice *s = &r->plan->slices[g];
+        double peak = 0, cpu = 0;
+        for (int k = s->rank_begin; k < s->rank_begin + s->rank_count; k++) {
+            peak = all[2 * k] > peak ? all[2 * k] : peak;
+            cpu += all[2 * k + 1];
         }
+        /* CPU time does not count the time a rank waits for a busy core; MPI's busy polling
+         * counts as CPU, so an uneven group spends more than its work. */
+        QR_INFO("quantize: group %d (%dx%d): peak memory per rank %.1f MiB (plan %.1f MiB + "
+                "%.1f MiB on its root), CPU %.1f s summed over its ranks (plan %.1f s at the "
+                "measured %.1f GFLOP/s)",
+                g, r->job->grid[0], r->job->grid[1], peak / 1048576.0,
+                (double)s->mem_per_rank / 1048576.0, (double)s->mem_root_extra / 1048576.0, cpu,
+                (double)s->flops / (rate * 1e9), rate);
     }
-    if (r->rank == 0) {
-        QR_INFO("quantize: peak memory per rank %.1f MiB (largest module working set %.1f MiB, "
-                "ratio %.2f)",
-                peak / 1048576.0, work / 1048576.0, work > 0 ? peak / work : 0.0);
-        /* CPU time does not count the time a rank waits for a busy core, so on a shared machine
-         * max-over-ranks CPU time is the fairer measure of how the work was split. */
-        QR_INFO("quantize: CPU time per rank: max %.1f s, sum %.1f s", cpu_max, cpu_sum);
-    }
+    free(all);
 }
 
 /* close: everything the phases made (every rank, whatever happened). */

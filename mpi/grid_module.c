@@ -14,9 +14,12 @@
 #include "src/progress.h"
 #include "src/quant.h"
 
-int qr_grid_block_for_group(int64_t group)
+int qr_grid_block_for_group(int64_t group, int q)
 {
-    if (group <= 0) {
+    /* With one grid column every rank holds whole rows: any block size keeps groups whole, and
+     * ScaLAPACK's factorizations run best with small blocks (PDPOTRF of 4096 on 2x1: 1.5 s at 64,
+     * 3.7 s at 128, 4.2 s at 256; tests/bench/grid_bench chol). */
+    if (group <= 0 || q == 1) {
         return QR_GRID_DEFAULT_NB;
     }
     if (group >= QR_GRID_DEFAULT_NB) {

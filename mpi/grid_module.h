@@ -33,9 +33,10 @@
 #include "src/qlayer.h"
 #include "src/status.h"
 
-/* The grid block size for weight groups of `group` columns: a multiple of it, at least
- * QR_GRID_DEFAULT_NB (group 0, one group per row, needs Q = 1). */
-int qr_grid_block_for_group(int64_t group);
+/* The grid block size for weight groups of `group` columns on a grid of q columns: with q > 1 a
+ * multiple of the group (so a group never straddles two ranks), at least QR_GRID_DEFAULT_NB;
+ * with q == 1, QR_GRID_DEFAULT_NB (rows are whole on every rank). */
+int qr_grid_block_for_group(int64_t group, int q);
 
 /* Whether the distributed path runs method options o on a grid with q process columns (not
  * collective); *why gets the reason when it does not. */

@@ -40,11 +40,20 @@ static uint64_t mul3(u64_ctx *c, uint64_t a, uint64_t b, uint64_t d)
     return mul(c, mul(c, a, b), d);
 }
 
+int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout)
+{
+    int64_t windows = seq_len > 0 ? tokens / seq_len : 0;
+    int64_t ho = holdout > 0 ? (int64_t)ceil(holdout * (double)windows) : 0;
+    return (ho < windows ? ho : windows - 1 > 0 ? windows - 1 : 0) * seq_len;
+}
+
 void qr_plan_opts_default(qr_plan_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->tokens = 2048;
     qr_method_opts_default(&o->method, QR_METHOD_DEFAULT);
+    o->seq_len = QR_SEQ_LEN_DEFAULT;
+    o->held_tokens = qr_plan_held_tokens(o->tokens, o->seq_len, QR_HOLDOUT_DEFAULT);
     o->weight_bytes = 4;
     o->n_ranks = 1;
     o->grid[0] = 1;
@@ -95,14 +104,16 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
                               qr_module_cost *c)
 {
     u64_ctx ctx = {false};
-    uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in, n = (uint64_t)o->tokens;
+    uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in;
+    uint64_t n = (uint64_t)(o->tokens - o->held_tokens); /* fitting rows */
     uint64_t r = (uint64_t)o->method.rank, mn = mul(&ctx, dout, din);
     uint64_t kmin = dout < din ? dout : din;
     uint64_t quant = mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn);
-    uint64_t dec = 0, l, gram = 1;
+    uint64_t dec = 0;
     bool whitened = false;
     memset(c, 0, sizeof *c);
-    if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->method.rank < 0) {
+    if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->held_tokens < 0 ||
+        o->held_tokens > o->tokens || o->method.rank < 0) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: shape or options out of range (d_out %lld, d_in %lld, "
                        "tokens %lld, rank %lld)",
@@ -120,9 +131,18 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         dec = svd_trunc_flops(&ctx, o, dout, din, r);
         break;
     case QR_METHOD_QERA_EXACT:
-    case QR_METHOD_ASER:
-        /* Cholesky d³/3, E S (d_out d_in²), the SVD, and the map back C S^-1 (r d_in²). */
+        /* The SVD of E C through E and C (each of its 2q + 2 products also a triangular product,
+         * d_in² l), and the map back R C^-1 (r d_in²); the factor is the input group's. */
         whitened = true;
+        dec = svd_trunc_flops(&ctx, o, dout, din, r);
+        dec = add(&ctx, dec,
+                  mul(&ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
+                      mul3(&ctx, din, din, sketch_width(o, dout, din, r))));
+        dec = add(&ctx, dec, mul3(&ctx, r, din, din));
+        break;
+    case QR_METHOD_ASER:
+        /* its own whitening of the smoothed Gram (d³/3), E S (d_out d_in²), the SVD, the map back
+         */
         dec = mul3(&ctx, din, din, din) / 3;
         dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
         dec = add(&ctx, dec, svd_trunc_flops(&ctx, o, dout, din, r));
@@ -146,19 +166,28 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
     default:
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }
+    if (o->method.gptq) {
+        /* the Hessian's damped Cholesky and inverse (d_in³), the column sweep (2 d_out d_in²) */
+        dec = add(&ctx, dec, add(&ctx, mul3(&ctx, din, din, din), mul3(&ctx, 2 * dout, din, din)));
+    }
     if (first_of_input) {
+        /* XᵀX (dsyrk: n d_in²), the channel sums; the whitening factor once per input group */
         c->stats_flops = add(&ctx, mul3(&ctx, n, din, din), mul3(&ctx, 4, n, din));
+        if (whitened ||
+            (o->method.method == QR_METHOD_SRR && o->method.srr_base == QR_METHOD_QERA_EXACT)) {
+            c->stats_flops = add(&ctx, c->stats_flops, mul3(&ctx, din, din, din) / 3);
+        }
         c->bytes_read = mul3(&ctx, n, din, 4);
     }
+    /* the metrics: Y = X Wᵀ and the output of each of the four activation settings (2 nh d_out
+     * d_in each), and the effective weight (d_out d_in r) */
+    c->metrics_flops = add(&ctx, mul(&ctx, 10, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
+                           mul3(&ctx, dout, din, r));
     c->decomp_flops = dec;
     c->quant_flops = quant;
-    c->flops = add(&ctx, add(&ctx, c->stats_flops, dec), quant);
+    c->flops = add(&ctx, add(&ctx, add(&ctx, c->stats_flops, dec), quant), c->metrics_flops);
     c->bytes_read = add(&ctx, c->bytes_read, mul(&ctx, mn, (uint64_t)o->weight_bytes));
-    l = sketch_width(o, dout, din, r);
-    l = (l == 0 && r > 0) ? kmin : l;
-    gram = whitened ? 2 : 1;
-    c->work_bytes = add(&ctx, mul(&ctx, 2, mn), mul3(&ctx, gram, din, din));
-    c->work_bytes = mul(&ctx, 8, add(&ctx, c->work_bytes, mul(&ctx, dout + din, l)));
+    qr_plan_module_memory(m, o, &c->mem);
     if (ctx.overflow) {
         memset(c, 0, sizeof *c);
         return qr_fail(QR_ERR_INPUT,
@@ -339,14 +368,13 @@ qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_pl
         s->module_end = s->layer_end * QR_MOD_KIND_COUNT;
         for (int64_t i = s->module_begin; i < s->module_end; i++) {
             const qr_module_cost *c = &p->costs[i];
-            const qr_module *m = &p->modules[i];
-            uint64_t mem = c->work_bytes / (uint64_t)per;
             s->flops += c->flops;
             s->bytes_read += c->bytes_read;
-            s->mem_per_rank = mem > s->mem_per_rank ? mem : s->mem_per_rank;
-            if (per > 1) {
-                uint64_t stage = 8 * (uint64_t)m->d_out * (uint64_t)m->d_in;
-                s->mem_root_extra = stage > s->mem_root_extra ? stage : s->mem_root_extra;
+            if (c->mem.rank_bytes + QR_PLAN_BASE_BYTES > s->mem_per_rank) {
+                s->mem_per_rank = c->mem.rank_bytes + QR_PLAN_BASE_BYTES;
+            }
+            if (c->mem.root_bytes > s->mem_root_extra) {
+                s->mem_root_extra = c->mem.root_bytes;
             }
         }
         for (int64_t l = s->layer_begin; l < s->layer_end; l++) {

@@ -27,14 +27,25 @@
 #define QR_PLAN_DEFAULT_READ_GBPS 2.0
 #define QR_PLAN_DEFAULT_CORES_PER_NODE 64
 
+/* Resident memory of a quantize rank before its first module (MPI, libraries, model headers),
+ * measured on stories260K (45 MiB). */
+#define QR_PLAN_BASE_BYTES ((uint64_t)45 << 20)
+/* The fraction of calibration windows quantize holds out for the metrics when not told (the
+ * last ceil(F x windows) windows), and the window length capture uses when not told. */
+#define QR_HOLDOUT_DEFAULT 0.1
+#define QR_SEQ_LEN_DEFAULT 256
+
 typedef struct {
-    int64_t tokens;           /* calibration token count n */
+    int64_t tokens;           /* calibration rows, fitting and held out */
+    int64_t held_tokens;      /* of which held out for the metrics */
+    int64_t seq_len;          /* window length of the calibration capture */
     qr_method_opts method;    /* what each module runs: the options quantize runs it with */
     int64_t weight_bytes;     /* bytes per stored source weight (4 F32, 2 BF16/F16) */
     int n_ranks;              /* N: ranks of the job */
     int grid[2];              /* each rank group is a P x Q grid; N % (P Q) == 0 */
     int threads_per_rank;     /* BLAS threads per rank */
     int cores_per_node;       /* for the ranks-per-node advice */
+    double mem_per_node;      /* bytes of one node for the memory advice; 0 = unknown */
     double gflops_per_thread; /* flop rate for the time estimate */
     double read_gbps;         /* calibration read rate of one group */
 } qr_plan_opts;
@@ -44,17 +55,31 @@ typedef struct {
  * and cores per node. */
 void qr_plan_opts_default(qr_plan_opts *o);
 
+/* Memory of one module on one rank, beyond QR_PLAN_BASE_BYTES: the peak over its phases on the
+ * path quantize takes (the module divided over the grid when qr_grid_method_supported, else whole
+ * on every rank), and what the group root holds in addition. */
+typedef struct {
+    uint64_t rank_bytes;
+    uint64_t root_bytes;
+} qr_module_memory;
+
 /* The estimated cost of one module. */
 typedef struct {
-    uint64_t stats_flops;  /* XᵀX (n d_in²) and the per-channel sums (4 n d_in); only the first
-                              module of an input group pays them (q/k/v and gate/up share inputs) */
-    uint64_t decomp_flops; /* Cholesky, whitening products, SVDs of the method */
-    uint64_t quant_flops;  /* QR_PLAN_QUANT_FLOPS_PER_WEIGHT per quantized weight */
-    uint64_t flops;        /* the sum of the three */
-    uint64_t bytes_read;   /* calibration rows (n d_in 4, first of its input group) + weights */
-    uint64_t work_bytes;   /* float64 working set on one process: W and E (2 d_out d_in), G (d_in²,
-                              twice when whitened), sketch/factor columns ((d_out + d_in) l) */
+    uint64_t stats_flops;   /* XᵀX (n d_in²) and the per-channel sums (4 n d_in); only the first
+                               module of an input group pays them (q/k/v and gate/up share inputs) */
+    uint64_t decomp_flops;  /* Cholesky, whitening products, SVDs of the method */
+    uint64_t quant_flops;   /* QR_PLAN_QUANT_FLOPS_PER_WEIGHT per quantized weight */
+    uint64_t metrics_flops; /* the held-out errors: 10 n_ho d_out d_in + d_out d_in r */
+    uint64_t flops;         /* the sum of the four */
+    uint64_t bytes_read;    /* calibration rows (n d_in 4, first of its input group) + weights */
+    qr_module_memory mem;   /* per rank on the path quantize takes (qr_plan_module_memory) */
 } qr_module_cost;
+
+void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_memory *out);
+
+/* The held-out rows of `tokens` calibration rows in windows of seq_len for a holdout fraction:
+ * the rule of io/calib_holdout.h (the last ceil(F x windows) windows, at least one left to fit). */
+int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
 
 /* Cost of module m; first_of_input = 1 when it is the first module of its layer reading its input.
  * QR_ERR_INPUT when a count overflows 64 bits (naming the module). Not collective. */
@@ -81,9 +106,10 @@ typedef struct {
     uint64_t bytes_read;              /* estimated bytes read */
     uint64_t cost;                    /* balancing cost: flops + bytes_read * flops_per_byte */
     double seconds;                   /* cost / (group flop rate) */
-    uint64_t mem_per_rank;            /* largest module working set / (P Q) */
-    uint64_t mem_root_extra;          /* on the group root with P Q > 1: the whole weight staged for
-                                         scatter/gather (d_out d_in 8), else 0 */
+    uint64_t mem_per_rank;            /* peak resident memory of a rank: QR_PLAN_BASE_BYTES + the
+                                         largest module's (qr_plan_module_memory) */
+    uint64_t mem_root_extra;          /* what the group root holds in addition (the gathered INT4
+                                         codes of a divided module) */
 } qr_plan_slice;
 
 typedef struct {

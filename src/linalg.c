@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "src/alloc.h"
 #include "src/checked.h"
@@ -389,6 +390,30 @@ double qr_frobenius(const double *A, int64_t m, int64_t n)
         sum += a * a;
     }
     return amax * sqrt(sum);
+}
+
+double qr_blas_gflops(void)
+{
+    const int n = 512;
+    double *A = malloc(3 * (size_t)n * (size_t)n * sizeof *A), best = 0.0;
+    if (!A) {
+        return 0.0;
+    }
+    for (size_t i = 0; i < 3 * (size_t)n * (size_t)n; i++) {
+        A[i] = (double)(i % 7) - 3.0;
+    }
+    for (int k = 0; k < 3; k++) {
+        struct timespec t0, t1;
+        double s;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, A, n,
+                    A + (size_t)n * n, n, 0.0, A + 2 * (size_t)n * n, n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        best = s > 0 && 2.0 * n * n * n / s / 1e9 > best ? 2.0 * n * n * n / s / 1e9 : best;
+    }
+    free(A);
+    return best;
 }
 
 /* The serial entry points (src/linalg.h). */

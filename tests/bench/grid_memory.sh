@@ -4,8 +4,9 @@
 # 2048 calibration tokens in windows of 512 (1536 fit, 512 held out), rank 64, group 128, quantized
 # with each METHOD (default: qera-exact lqer rtn) at --grid 1x1 (1 rank), 2x1 and 1x2 (2 ranks) and
 # 2x2 (4 ranks, oversubscribed on 2 cores). Prints per run the largest peak resident memory of any
-# rank and the CPU seconds summed over the ranks (both from the job's own closing lines), and their
-# ratios to 1x1 (issue bounds: memory 2x1, 1x2 <= 0.6, 2x2 <= 0.35; CPU sum at 2x1 <= 1.3).
+# rank and the CPU seconds summed over the ranks (both from the job's own closing lines), their
+# ratios to 1x1 (issue bounds: memory 2x1, 1x2 <= 0.6, 2x2 <= 0.35; CPU sum at 2x1 <= 1.3), and
+# the plan's predictions the job printed beside them (bound: within 25%).
 set -euo pipefail
 build=$(cd "$1" && pwd)
 work=${2:-/tmp/qrecon-grid-memory}
@@ -26,8 +27,11 @@ if [ ! -d "$work/calib" ]; then
         --seq-len 512 --tokens 2048 --out "$work/calib" >/dev/null
 fi
 mib() { sed -n 's/.*peak memory per rank \([0-9.]*\) MiB.*/\1/p' "$1"; }
-cpu() { sed -n 's/.*CPU time per rank: max [0-9.]* s, sum \([0-9.]*\) s.*/\1/p' "$1"; }
-printf '%-11s %-5s %12s %10s %12s %10s\n' method grid "peak MiB" "x 1x1" "CPU s (sum)" "x 1x1"
+cpu() { sed -n 's/.*CPU \([0-9.]*\) s summed.*/\1/p' "$1"; }
+plan_mib() { sed -n 's/.*(plan \([0-9.]*\) MiB + \([0-9.]*\) MiB on its root).*/\1 \2/p' "$1" | awk '{print $1 + $2}'; }
+plan_cpu() { sed -n 's/.*(plan \([0-9.]*\) s at the measured.*/\1/p' "$1"; }
+printf '%-11s %-5s %10s %7s %10s %11s %7s %10s\n' method grid "peak MiB" "x 1x1" "plan MiB" \
+    "CPU s (sum)" "x 1x1" "plan CPU s"
 for m in "${methods[@]}"; do
     for run in 1:1x1 2:2x1 2:1x2 4:2x2; do
         np=${run%%:*} grid=${run#*:} log=$work/$m-$grid.log
@@ -35,8 +39,8 @@ for m in "${methods[@]}"; do
         mpiexec -n "$np" "$q" --progress lines quantize --model "$work/model" --calib "$work/calib" \
             --out "$work/$m-$grid.h5" --method "$m" --rank 64 --group 128 --grid "$grid" >"$log" 2>&1
         [ "$grid" = 1x1 ] && base_mib=$(mib "$log") && base_cpu=$(cpu "$log")
-        printf '%-11s %-5s %12s %10.2f %12s %10.2f\n' "$m" "$grid" "$(mib "$log")" \
-            "$(echo "$(mib "$log") / $base_mib" | bc -l)" "$(cpu "$log")" \
-            "$(echo "$(cpu "$log") / $base_cpu" | bc -l)"
+        printf '%-11s %-5s %10s %7.2f %10s %11s %7.2f %10s\n' "$m" "$grid" "$(mib "$log")" \
+            "$(echo "$(mib "$log") / $base_mib" | bc -l)" "$(plan_mib "$log")" "$(cpu "$log")" \
+            "$(echo "$(cpu "$log") / $base_cpu" | bc -l)" "$(plan_cpu "$log")"
     done
 done

@@ -30,7 +30,7 @@ for np in 1 2; do
     wall[$np]=$(echo "$t1 - $t0" | bc)
     echo "  -n $np: ${wall[$np]} s"
     grep -E "peak memory|wrote|CPU time" "$work/log.np$np" | sed 's/^/    /'
-    cpu[$np]=$(sed -n 's/.*CPU time per rank: max \([0-9.]*\) s.*/\1/p' "$work/log.np$np")
+    cpu[$np]=$(sed -n "s/.*CPU \([0-9.]*\) s summed.*/\1/p" "$work/log.np$np")
 done
 echo "speedup -n 2 / -n 1: wall $(echo "scale=2; ${wall[1]} / ${wall[2]}" | bc)x, busiest rank's CPU time $(echo "scale=2; ${cpu[1]} / ${cpu[2]}" | bc)x"
 "$build/tests/qr_test_ckpt_compare" "$work/np1.h5" "$work/np2.h5"

@@ -185,6 +185,7 @@ static void case_costs(void)
     qr_plan_opts_default(&o);
     o.method.method = QR_METHOD_RTN;
     o.tokens = (int64_t)T;
+    o.held_tokens = 0; /* every row fits the statistics */
     if (qr_modules_enumerate(&cfg, &mods, &n) != QR_OK || n != 32 * 7) {
         QR_EXPECT(0, "enumerate: %s", qr_errmsg());
         return;
@@ -207,14 +208,17 @@ static void case_costs(void)
               "down_proj RTN costs: stats %llu decomposition %llu quant %llu",
               (unsigned long long)cd.stats_flops, (unsigned long long)cd.decomp_flops,
               (unsigned long long)cd.quant_flops);
-    /* Whitened methods add the Cholesky d³/3 and cost more than the diagonal ones. */
+    /* Whitened methods pay the Cholesky d³/3 once per input group (with the statistics) and their
+     * SVD's triangular products, so they cost more than the diagonal ones. */
     o.method.method = QR_METHOD_QERA_EXACT;
     QR_EXPECT(qr_plan_module_cost(&mods[6], 1, &o, &cd) == QR_OK, "%s", qr_errmsg());
     o.method.method = QR_METHOD_LQER;
     QR_EXPECT(qr_plan_module_cost(&mods[6], 1, &o, &ck) == QR_OK, "%s", qr_errmsg());
-    QR_EXPECT(cd.decomp_flops > ck.decomp_flops + H * H * H / 3 - 1,
-              "qera-exact decomposition %llu not above lqer %llu + d^3/3",
-              (unsigned long long)cd.decomp_flops, (unsigned long long)ck.decomp_flops);
+    QR_EXPECT(cd.stats_flops == ck.stats_flops + H * H * H / 3 && cd.decomp_flops > ck.decomp_flops,
+              "qera-exact statistics %llu and decomposition %llu against lqer's %llu + d^3/3 and "
+              "%llu",
+              (unsigned long long)cd.stats_flops, (unsigned long long)cd.decomp_flops,
+              (unsigned long long)ck.stats_flops, (unsigned long long)ck.decomp_flops);
     free(mods);
 }
 
@@ -317,10 +321,33 @@ static void case_synthetic(void)
                   "7B over 8 groups: %d groups, "
                   "imbalance %g",
                   p->n_groups, p->imbalance);
-        QR_EXPECT(p->slices[7].rank_begin == 28 && p->slices[7].rank_count == 4 &&
-                      p->slices[7].mem_root_extra == 8 * 4096 * 11008,
-                  "7B: last group ranks %d+%d, root staging %llu", p->slices[7].rank_begin,
-                  p->slices[7].rank_count, (unsigned long long)p->slices[7].mem_root_extra);
+        QR_EXPECT(p->slices[7].rank_begin == 28 && p->slices[7].rank_count == 4,
+                  "7B: last group ranks %d+%d", p->slices[7].rank_begin, p->slices[7].rank_count);
+    }
+    qr_plan_free(&p);
+    /* A method divided over the grid: a quarter of the 1x1 working set per rank, and the root
+     * holds the gathered INT4 codes of the largest module (4 bits a weight) and its scales. */
+    {
+        qr_plan *p1 = NULL;
+        o.method.method = QR_METHOD_QERA_EXACT;
+        QR_EXPECT(qr_plan_build(&cfg, &o, &p) == QR_OK, "%s", qr_errmsg());
+        o.n_ranks = 8;
+        o.grid[0] = o.grid[1] = 1;
+        QR_EXPECT(qr_plan_build(&cfg, &o, &p1) == QR_OK, "%s", qr_errmsg());
+        if (p && p1) {
+            uint64_t m2 = p->slices[0].mem_per_rank - QR_PLAN_BASE_BYTES;
+            uint64_t m1 = p1->slices[0].mem_per_rank - QR_PLAN_BASE_BYTES;
+            QR_EXPECT(m2 < m1 / 3 && m2 > m1 / 5,
+                      "7B qera-exact: %llu bytes per rank on 2x2 against %llu at 1x1 (expected "
+                      "about a quarter)",
+                      (unsigned long long)m2, (unsigned long long)m1);
+            QR_EXPECT(p->slices[0].mem_root_extra >= (uint64_t)4096 * 11008 / 2 &&
+                          p->slices[0].mem_root_extra < (uint64_t)4096 * 11008 * 3 / 2,
+                      "7B qera-exact 2x2: root extra %llu (expected the INT4 codes and scales)",
+                      (unsigned long long)p->slices[0].mem_root_extra);
+        }
+        qr_plan_free(&p1);
+        o.method.method = QR_METHOD_DEFAULT;
     }
     qr_plan_free(&p);
     /* Over 3 groups: 11 + 11 + 10 layers, imbalance 33/32. */

@@ -1,0 +1,128 @@
+/* plan_memory.c: the plan's memory per rank of one module, from the buffers the code allocates on
+ * each path (mpi/plan.h). Each term names the buffer it stands for; when the code changes what it
+ * allocates, this table changes with it (tests/bench/grid_memory.sh measures both side by side). */
+#include "mpi/plan.h"
+
+#include <string.h>
+
+#include "mpi/grid_module.h"
+
+/* The largest local extent of n rows (or columns) in blocks of nb over p processes (numroc of
+ * process 0). */
+static uint64_t lmax(uint64_t n, uint64_t nb, uint64_t p)
+{
+    uint64_t blocks = (n + nb - 1) / nb;
+    uint64_t mine = (blocks + p - 1) / p * nb;
+    return mine < n ? mine : n;
+}
+
+static uint64_t umax(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Sketch width of the module's SVD (0: none); the exact path holds min(m, n) columns. */
+static uint64_t svd_width(const qr_plan_opts *o, uint64_t m, uint64_t n, uint64_t r)
+{
+    int64_t l = 0;
+    if (r == 0) {
+        return 0;
+    }
+    return qr_svd_path(&o->method.svd, (int64_t)m, (int64_t)n, (int64_t)r, &l) == QR_SVD_EXACT
+               ? (m < n ? m : n)
+               : (uint64_t)l;
+}
+
+static bool has_correction(qr_method_id m)
+{
+    return m != QR_METHOD_RTN && m != QR_METHOD_SERQ;
+}
+
+/* One process holds the whole module (1x1, or every rank of a grid the method is not divided
+ * over): jobs/quantize_run.c input_stats and run_module, src/methods, src/metrics.c. */
+static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_memory *out)
+{
+    const qr_method_opts *mo = &o->method;
+    uint64_t m = (uint64_t)mod->d_out, n = (uint64_t)mod->d_in, mn = m * n;
+    uint64_t nh = (uint64_t)o->held_tokens, s = (uint64_t)o->seq_len;
+    uint64_t r = has_correction(mo->method) ? (uint64_t)mo->rank : 0, l = svd_width(o, m, n, r);
+    uint64_t input, svd, method, metrics, stats_pass;
+    bool whiten = mo->method == QR_METHOD_QERA_EXACT ||
+                  (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT);
+    /* qr_stats (G, five vectors), the held-out rows, the cached whitening factor */
+    input = 8 * (n * n + 5 * n) + 4 * nh * n + (whiten ? 8 * n * n : 0);
+    /* while streaming: one window (float) and the float64 chunk qr_stats_add copies */
+    stats_pass = 4 * s * n + 8 * (s < QR_STATS_CHUNK_ROWS ? s : QR_STATS_CHUNK_ROWS) * n;
+    /* the SVD: sketch, test matrix, projection, U_B, Vt_B; L and R */
+    svd = l ? 8 * (m * l + 2 * n * l + l * l + l * n) + 8 * r * (m + n) : 0;
+    /* the method after W (8 mn): E, the packed main matrix, the SVD (a diagonal scaling forms
+     * E S, SRR adds the scaled weight and its random probe, GPTQ its Hessian and transposed W) */
+    method = mn / 2 + 8 * mn + svd;
+    if (mo->method == QR_METHOD_LQER || mo->method == QR_METHOD_QERA_APPROX ||
+        (mo->method == QR_METHOD_SRR && !whiten)) {
+        method += 8 * mn;
+    }
+    if (mo->method == QR_METHOD_SRR) {
+        method += 16 * mn;
+    } else if (mo->method == QR_METHOD_ASER || mo->method == QR_METHOD_FLRQ ||
+               mo->method == QR_METHOD_SERQ) {
+        method += 8 * mn + 16 * n * n;
+    }
+    if (mo->gptq) {
+        method += 8 * (n * n + mn);
+    }
+    /* the metrics: the effective weight, then Y, Y^ and the float64 rows, and the reference's
+     * dequantized main matrix */
+    metrics = mn / 2 + 8 * umax(mn, 2 * nh * m + nh * n + mn);
+    out->rank_bytes = input + umax(stats_pass, 8 * mn + umax(method, metrics));
+    out->root_bytes = 0;
+}
+
+/* The module divided over a P x Q grid: jobs/quantize_grid.c and mpi/grid_module.c. */
+static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_module_memory *out)
+{
+    const qr_method_opts *mo = &o->method;
+    uint64_t P = (uint64_t)o->grid[0], Q = (uint64_t)o->grid[1];
+    uint64_t nb = (uint64_t)qr_grid_block_for_group(mo->wq.group, o->grid[1]);
+    uint64_t m = (uint64_t)mod->d_out, n = (uint64_t)mod->d_in, mn = m * n;
+    uint64_t nh = (uint64_t)o->held_tokens, s = (uint64_t)o->seq_len;
+    uint64_t r = mo->method == QR_METHOD_RTN ? 0 : (uint64_t)mo->rank, l = svd_width(o, m, n, r);
+    uint64_t mloc = lmax(m, nb, P), nloc = lmax(n, nb, Q), nrow = lmax(n, nb, P);
+    uint64_t wloc = 8 * mloc * nloc; /* one distributed m x n matrix */
+    uint64_t gloc = 8 * nrow * nloc; /* one distributed n x n matrix */
+    uint64_t hloc = 8 * lmax(nh, nb, P) * nloc;
+    uint64_t windows = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1), per = P * Q;
+    uint64_t share = (windows + per - 1) / per, round, input, stats, svd, module, metrics;
+    bool whiten = mo->method == QR_METHOD_QERA_EXACT && r > 0;
+    /* qr_dstats (G or its factor, six vectors), the held-out rows (distributed and the local
+     * float rows) */
+    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n;
+    /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
+     * damped factorization keeps a copy of its input */
+    round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
+    round = umax(1, round < share ? round : share);
+    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten ? gloc : 0);
+    /* the distributed SVD (sketch, test matrix, projection, small factors and staging on every
+     * rank), L and R */
+    svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
+                   lmax(l, nb, P) * nloc + umax(m, n) * l + l * l + l * n + r * (m + n))
+            : 0;
+    /* W, E, W_eff; while quantizing a row-major copy of the local W; then the SVD */
+    module = 3 * wloc + umax(wloc + mloc * nloc / 2, svd) + 8 * nb * n;
+    /* the metrics: W, W_eff, Y, Z, one quantized copy of the rows and its staging */
+    metrics = 2 * wloc + 16 * lmax(nh, nb, P) * lmax(m, nb, Q) + hloc + 8 * nb * n;
+    out->rank_bytes = input + umax(stats, umax(module, metrics));
+    /* the root gathers the INT4 codes and scales to write the part */
+    out->root_bytes = mn / 2 + 4 * m * ((n + nb - 1) / nb) + mloc * nloc * 2;
+}
+
+void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_memory *out)
+{
+    const char *why = NULL;
+    memset(out, 0, sizeof *out);
+    if (o->grid[0] * o->grid[1] > 1 && qr_grid_method_supported(&o->method, o->grid[1], &why)) {
+        memory_divided(m, o, out);
+    } else {
+        memory_whole(m, o, out);
+    }
+}
