@@ -33,7 +33,7 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
     qr_method_id m = o->method;
     *why = NULL;
     if (m != QR_METHOD_RTN && m != QR_METHOD_LQER && m != QR_METHOD_QERA_APPROX &&
-        m != QR_METHOD_QERA_EXACT) {
+        m != QR_METHOD_QERA_EXACT && m != QR_METHOD_SRR) {
         *why = "the method is not yet divided over the grid";
     } else if (o->gptq) {
         *why = "GPTQ's column sweep is not yet divided over the grid";
@@ -266,7 +266,8 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         }
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
-    if (o->method != QR_METHOD_QERA_EXACT || o->rank == 0) {
+    if (o->rank == 0 || (o->method != QR_METHOD_QERA_EXACT &&
+                         !(o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT))) {
         return QR_OK;
     }
     QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));
@@ -320,64 +321,136 @@ done:
     free(cw);
     return st;
 }
-/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. A
- * diagonal scaling overwrites E by E S. */
-static qr_status correction(const qr_grid *g, const qr_method_opts *o, qr_dstats *s, qr_dmat *E,
-                            double *L, double *R, qr_method_report *rep)
+/* The input scaling S of a base method on the grid: a diagonal (lqer, qera-approx, whole on every
+ * rank) or the input group's whitening factor (qera-exact, distributed). */
+typedef struct {
+    double *diag;        /* (n) or NULL */
+    const qr_dmat *chol; /* (n, n) lower, or NULL */
+} grid_scaling;
+
+static qr_status scaling_make(const qr_grid *g, qr_method_id base, const qr_dstats *s,
+                              grid_scaling *S, qr_method_report *rep)
 {
-    qr_status st = QR_OK;
-    int64_t m = E->m, n = E->n, r = o->rank;
-    qr_scaling S = {0};
     qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
                      s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
-    qr_dmat *Vd = NULL; /* (r, n): Vt, then Vt S^-1 */
-    double *sv = NULL;  /* (r) */
-    qr_rng rng;
-    double t0 = qr_now();
-    if (o->method == QR_METHOD_QERA_EXACT) {
-        rep->damping = s->chol_damping; /* the factor is the input group's (qr_dstats_finish) */
-    } else {
-        st = o->method == QR_METHOD_LQER ? qr_scaling_lqer(&view, &S)
-                                         : qr_scaling_qera_approx(&view, &S);
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        for (int lj = 0; lj < E->nloc; lj++) {
-            double c = S.diag[qr_dmat_global_col(g, lj)];
-            for (int li = 0; li < E->mloc; li++) {
-                E->data[(size_t)lj * lld(E) + li] *= c;
-            }
+    qr_scaling sc = {0};
+    qr_status st = QR_OK;
+    memset(S, 0, sizeof *S);
+    if (base == QR_METHOD_QERA_EXACT) {
+        S->chol = s->chol; /* the input group's (qr_dstats_finish) */
+        rep->damping = s->chol_damping;
+        return QR_OK;
+    }
+    st = base == QR_METHOD_LQER ? qr_scaling_lqer(&view, &sc) : qr_scaling_qera_approx(&view, &sc);
+    S->diag = sc.diag; /* taken over */
+    return qr_mpi_agree(g->comm, st);
+}
+
+/* A (m, n) := A S, or A S^-1 when inverse (local column scaling, or PDTRMM / PDTRSM). */
+static qr_status scaling_apply(const qr_grid *g, const grid_scaling *S, qr_dmat *A, int inverse)
+{
+    if (S->chol) {
+        return qr_pdla_tri_right(g, A, S->chol, 0, inverse);
+    }
+    for (int lj = 0; lj < A->nloc; lj++) {
+        double c = S->diag[qr_dmat_global_col(g, lj)];
+        for (int li = 0; li < A->mloc; li++) {
+            A->data[(size_t)lj * lld(A) + li] = inverse ? A->data[(size_t)lj * lld(A) + li] / c
+                                                        : A->data[(size_t)lj * lld(A) + li] * c;
         }
     }
-    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
-    t0 = qr_now();
-    st = qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values");
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    qr_method_rng(o, "correction", &rng);
-    /* Whitened: E C is never formed, every product goes through E and C. */
-    QR_CHECK(
-        qr_pdla_svd_truncated_scaled(g, E, S.diag ? NULL : s->chol, r, &o->svd, &rng, L, sv, R));
-    for (int64_t i = 0; i < m; i++) {
+    return QR_OK;
+}
+
+/* R (k, n), whole on every rank, := R S^-1. */
+static qr_status scaling_unapply_rows(const qr_grid *g, const grid_scaling *S, double *R, int64_t k,
+                                      int64_t n)
+{
+    qr_status st = QR_OK;
+    qr_dmat *Rd = NULL;
+    if (S->diag) {
+        for (int64_t i = 0; i < k; i++) {
+            for (int64_t j = 0; j < n; j++) {
+                R[i * n + j] /= S->diag[j];
+            }
+        }
+        return QR_OK;
+    }
+    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, k, n, &Rd)));
+    qr_dmat_fill_local(g, Rd, R);
+    QR_CHECK(qr_pdla_tri_right(g, Rd, S->chol, 0, 1));
+    QR_CHECK(qr_dmat_allgather(g, Rd, R));
+done:
+    qr_dmat_free(&Rd);
+    return st;
+}
+
+/* Rank-r truncated SVD of A S from `stage`'s stream: U (m, r) and sv (r) and Vt (r, n) on every
+ * rank. Whitened: A C is never formed, every product goes through A and C; a diagonal scaling
+ * scales A's local columns in place. */
+static qr_status scaled_svd(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
+                            const char *stage, qr_dmat *A, int64_t r, double *U, double *sv,
+                            double *Vt)
+{
+    qr_rng rng;
+    if (!S->chol) {
+        QR_TRY(scaling_apply(g, S, A, 0));
+    }
+    qr_method_rng(o, stage, &rng);
+    return qr_pdla_svd_truncated_scaled(g, A, S->chol, r, &o->svd, &rng, U, sv, Vt);
+}
+
+/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. A
+ * diagonal scaling overwrites E by E S. */
+static qr_status correction(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
+                            qr_dmat *E, int64_t r, double *L, double *R, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    double *sv = NULL; /* (r) */
+    double t0 = qr_now();
+    QR_TRY(qr_mpi_agree(g->comm, qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values")));
+    QR_CHECK(scaled_svd(g, o, S, "correction", E, r, L, sv, R));
+    for (int64_t i = 0; i < E->m; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
         }
     }
-    if (S.diag) {
-        for (int64_t k = 0; k < r; k++) {
-            for (int64_t j = 0; j < n; j++) {
-                R[k * n + j] /= S.diag[j];
-            }
-        }
-    } else {
-        st = qr_dmat_create(g, r, n, &Vd);
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        qr_dmat_fill_local(g, Vd, R);
-        QR_CHECK(qr_pdla_tri_right(g, Vd, s->chol, 0, 1));
-        QR_CHECK(qr_dmat_allgather(g, Vd, R));
-    }
+    QR_CHECK(scaling_unapply_rows(g, S, R, r, E->n));
     rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 done:
-    qr_scaling_free(&S);
-    qr_dmat_free(&Vd);
     free(sv);
+    return st;
+}
+
+/* A += alpha L[:, :k] R[:k, :] on the local blocks (L (m, ldl) with row stride ldl, R (k, n)). */
+static qr_status add_product(const qr_grid *g, const double *L, int64_t ldl, const double *R,
+                             int64_t k, double alpha, qr_dmat *A)
+{
+    int64_t n = A->n;
+    double *Lb = NULL, *Rb = NULL; /* (mloc, k) and (k, nloc), column-major */
+    qr_status st = QR_OK;
+    if (k == 0 || A->mloc == 0 || A->nloc == 0) {
+        return QR_OK;
+    }
+    QR_CHECK(qr_malloc(&Lb, (size_t)A->mloc * (size_t)k, sizeof *Lb, "local L"));
+    QR_CHECK(qr_malloc(&Rb, (size_t)k * (size_t)A->nloc, sizeof *Rb, "local R"));
+    for (int li = 0; li < A->mloc; li++) {
+        int64_t i = qr_dmat_global_row(g, li);
+        for (int64_t c = 0; c < k; c++) {
+            Lb[(size_t)c * (size_t)A->mloc + li] = L[i * ldl + c];
+        }
+    }
+    for (int lj = 0; lj < A->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        for (int64_t c = 0; c < k; c++) {
+            Rb[(size_t)lj * (size_t)k + c] = R[c * n + j];
+        }
+    }
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, A->mloc, A->nloc, (int)k, alpha, Lb,
+                A->mloc, Rb, (int)k, 1.0, A->data, (int)lld(A));
+done:
+    free(Lb);
+    free(Rb);
     return st;
 }
 
@@ -497,13 +570,171 @@ done:
     return st;
 }
 
+/* The QER step of the methods (qr_qer_step): quantize Wm locally into qloc, W_eff := deq, and
+ * with r > 0 the rank-r correction of E = Wm - deq under S into L (m, r) and R (r, n). */
+static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                          const grid_scaling *S, const qr_dmat *Wm, int64_t r, qr_qweight *qloc,
+                          qr_dmat *W_eff, double *L, double *R, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    qr_dmat *E = NULL; /* (m, n): Wm - deq */
+    double t0 = qr_now();
+    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
+    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, Wm, qloc, W_eff, E)));
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+    if (r > 0) {
+        QR_CHECK(correction(g, o, S, E, r, L, R, rep));
+    }
+done:
+    qr_dmat_free(&E);
+    return st;
+}
+
+/* A copy of the distributed A. */
+static qr_status dmat_copy(const qr_grid *g, const qr_dmat *A, qr_dmat **out)
+{
+    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, A->m, A->n, out)));
+    memcpy((*out)->data, A->data, local_count(A) * sizeof *A->data);
+    return QR_OK;
+}
+
+/* SRR's k* probe (src/methods/srr.c random_spectrum): the top-r singular values of E_rand S, with
+ * E_rand ~ U[-1, 1] drawn from the module's stream in row-major order (every rank draws the whole
+ * stream and keeps its entries), and the squared norm of E_rand S (for a whitening factor on the
+ * randomized path its expectation (m / 3) ||C||_F², as the serial method takes it). */
+static qr_status srr_probe(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
+                           int64_t m, int64_t n, int64_t r, double *se, double *total)
+{
+    qr_status st = QR_OK;
+    qr_dmat *Er = NULL;
+    double *U = NULL, *Vt = NULL; /* (m, r), (r, n) */
+    bool implicit = S->chol && qr_svd_path(&o->svd, m, n, r, NULL) == QR_SVD_RANDOMIZED;
+    qr_rng rng;
+    st = qr_dmat_create(g, m, n, &Er);
+    if (st == QR_OK) {
+        st = qr_malloc(&U, (size_t)(m * r), sizeof *U, "SRR random U");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Vt, (size_t)(r * n), sizeof *Vt, "SRR random Vt");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    qr_method_rng(o, "srr-random", &rng);
+    for (int64_t i = 0, li = 0; i < m; i++) {
+        bool mine = li < Er->mloc && qr_dmat_global_row(g, (int)li) == i;
+        for (int64_t j = 0, lj = 0; j < n; j++) {
+            double v = 2.0 * qr_rng_uniform(&rng) - 1.0;
+            if (mine && lj < Er->nloc && qr_dmat_global_col(g, (int)lj) == j) {
+                Er->data[(size_t)lj * lld(Er) + (size_t)li] = v;
+                lj++;
+            }
+        }
+        li += mine;
+    }
+    if (implicit) {
+        total[0] = local_sumsq(S->chol, NULL);
+        MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+        total[0] *= (double)m / 3.0;
+    } else {
+        QR_CHECK(scaling_apply(g, S, Er, 0));
+        total[0] = local_sumsq(Er, NULL);
+        MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+    }
+    qr_method_rng(o, "srr-random-svd", &rng);
+    QR_CHECK(qr_pdla_svd_truncated_scaled(g, Er, implicit ? S->chol : NULL, r, &o->svd, &rng, U, se,
+                                          Vt));
+done:
+    qr_dmat_free(&Er);
+    free(U);
+    free(Vt);
+    return st;
+}
+
+/* SRR (src/methods/srr.c) on the grid: the top-k subspace of W S kept, the residual quantized and
+ * corrected with the remaining rank. L (m, r), R (r, n) on every rank. */
+static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                     const grid_scaling *S, const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff,
+                     double *L, double *R, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t m = W->m, n = W->n, r = o->rank, k = o->srr_k;
+    qr_dmat *WS = NULL;                       /* W S, then W - L1 R1 */
+    double *U = NULL, *sw = NULL, *Vt = NULL; /* (m, r), (r), (r, n) of W S */
+    double *se = NULL, *L2 = NULL, *R2 = NULL, t0 = qr_now();
+    if (r > 0 && k != 0) {
+        double tw = 0.0, te = 0.0;
+        st = qr_malloc(&U, (size_t)(m * r), sizeof *U, "SRR U");
+        if (st == QR_OK) {
+            st = qr_malloc(&sw, (size_t)r, sizeof *sw, "SRR singular values");
+        }
+        if (st == QR_OK) {
+            st = qr_malloc(&Vt, (size_t)(r * n), sizeof *Vt, "SRR Vt");
+        }
+        if (st == QR_OK) {
+            st = qr_malloc(&se, (size_t)r, sizeof *se, "SRR random singular values");
+        }
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        QR_CHECK(dmat_copy(g, W, &WS));
+        QR_CHECK(scaling_apply(g, S, WS, 0)); /* the serial method forms W S too */
+        tw = local_sumsq(WS, NULL);
+        MPI_Allreduce(MPI_IN_PLACE, &tw, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+        {
+            qr_rng rng;
+            qr_method_rng(o, "srr-preserve", &rng);
+            QR_CHECK(qr_pdla_svd_truncated(g, WS, r, &o->svd, &rng, U, sw, Vt));
+        }
+        if (k < 0) {
+            QR_CHECK(srr_probe(g, o, S, m, n, r, se, &te));
+            k = qr_srr_kstar(sw, tw, se, te, r);
+        }
+        rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+    }
+    k = k < 0 ? 0 : k;
+    rep->srr_k_used = k;
+    if (k == 0) {
+        QR_CHECK(qer_step(g, o, s, S, W, r, qloc, W_eff, L, R, rep));
+        goto done;
+    }
+    /* L1 = U_k Σ_k, R1 = Vt_k S^-1, W - L1 R1 into WS. */
+    QR_CHECK(scaling_unapply_rows(g, S, Vt, k, n));
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t c = 0; c < k; c++) {
+            L[i * r + c] = U[i * r + c] * sw[c];
+        }
+    }
+    memcpy(R, Vt, (size_t)(k * n) * sizeof *R);
+    memcpy(WS->data, W->data, local_count(W) * sizeof *W->data);
+    QR_CHECK(qr_mpi_agree(g->comm, add_product(g, L, r, R, k, -1.0, WS)));
+    st = qr_malloc(&L2, (size_t)(m * (r - k)) + 1, sizeof *L2, "SRR L2");
+    if (st == QR_OK) {
+        st = qr_malloc(&R2, (size_t)((r - k) * n) + 1, sizeof *R2, "SRR R2");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(qer_step(g, o, s, S, WS, r - k, qloc, W_eff, L2, R2, rep));
+    for (int64_t i = 0; i < m; i++) {
+        for (int64_t c = k; c < r; c++) {
+            L[i * r + c] = L2[i * (r - k) + (c - k)];
+        }
+    }
+    memcpy(R + k * n, R2, (size_t)((r - k) * n) * sizeof *R);
+done:
+    qr_dmat_free(&WS);
+    free(U);
+    free(sw);
+    free(Vt);
+    free(se);
+    free(L2);
+    free(R2);
+    return st;
+}
+
 qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
                              qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res)
 {
     qr_status st = QR_OK;
     int64_t m = W->m, n = W->n, r = o->method == QR_METHOD_RTN ? 0 : o->rank;
+    qr_method_id base = o->method == QR_METHOD_SRR ? o->srr_base : o->method;
     qr_qweight qloc;
-    qr_dmat *E = NULL;           /* (m, n): W - deq (then E S for a diagonal scaling) */
+    grid_scaling S = {NULL, NULL};
     double *L = NULL, *R = NULL; /* (m, r), (r, n) on every rank */
     qr_qlayer ql;                /* every rank: L and R; the root also main */
     double t0 = qr_now();
@@ -519,24 +750,27 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
     res->rep.calib_out_err = -1.0;
     st = qr_method_check(o, o->module_name ? o->module_name : "module", m, n);
     if (st == QR_OK) {
-        st = qr_dmat_create(g, m, n, &E);
-    }
-    if (st == QR_OK) {
         st = qr_dmat_create(g, m, n, &res->W_eff);
     }
+    if (st == QR_OK && r > 0) {
+        st = qr_malloc(&L, (size_t)(m * r), sizeof *L, "correction L");
+    }
+    if (st == QR_OK && r > 0) {
+        st = qr_malloc(&R, (size_t)(r * n), sizeof *R, "correction R");
+    }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, W, &qloc, res->W_eff, E)));
-    res->rep.seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
-        st = qr_malloc(&L, (size_t)m * (size_t)r, sizeof *L, "correction L");
-        if (st == QR_OK) {
-            st = qr_malloc(&R, (size_t)r * (size_t)n, sizeof *R, "correction R");
-        }
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        QR_CHECK(correction(g, o, s, E, L, R, &res->rep));
+        QR_CHECK(scaling_make(g, base, s, &S, &res->rep));
+    }
+    res->rep.seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    if (o->method == QR_METHOD_SRR) {
+        QR_CHECK(srr(g, o, s, &S, W, &qloc, res->W_eff, L, R, &res->rep));
+    } else {
+        QR_CHECK(qer_step(g, o, s, &S, W, r, &qloc, res->W_eff, L, R, &res->rep));
+    }
+    if (r > 0) {
         QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
     }
-    qr_dmat_free(&E);
     QR_CHECK(qr_mpi_agree(g->comm, add_lowrank(g, &ql, res->W_eff)));
     QR_CHECK(gather_qweight(g, o, m, n, &qloc, &ql.main));
     res->rep.rank_used = ql.rank;
@@ -548,7 +782,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
 done:
     qr_qweight_free(&qloc);
     qr_qlayer_free(&ql);
-    qr_dmat_free(&E);
+    free(S.diag);
     free(L);
     free(R);
     if (st != QR_OK) {

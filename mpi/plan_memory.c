@@ -93,7 +93,8 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t hloc = 8 * lmax(nh, nb, P) * nloc;
     uint64_t windows = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1), per = P * Q;
     uint64_t share = (windows + per - 1) / per, round, input, stats, svd, module, metrics;
-    bool whiten = mo->method == QR_METHOD_QERA_EXACT && r > 0;
+    bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
+                            (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
     /* qr_dstats (G or its factor, six vectors), the held-out rows (distributed and the local
      * float rows) */
     input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n;
@@ -107,8 +108,12 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
                    lmax(l, nb, P) * nloc + umax(m, n) * l + l * l + l * n + r * (m + n))
             : 0;
-    /* W, E, W_eff; while quantizing a row-major copy of the local W; then the SVD */
+    /* W, E, W_eff; while quantizing a row-major copy of the local W; then the SVD; SRR adds the
+     * scaled weight and, while probing k*, its random matrix */
     module = 3 * wloc + umax(wloc + mloc * nloc / 2, svd) + 8 * nb * n;
+    if (mo->method == QR_METHOD_SRR) {
+        module += 2 * wloc;
+    }
     /* the metrics: W, W_eff, Y, Z, one quantized copy of the rows and its staging */
     metrics = 2 * wloc + 16 * lmax(nh, nb, P) * lmax(m, nb, Q) + hloc + 8 * nb * n;
     out->rank_bytes = input + umax(stats, umax(module, metrics));

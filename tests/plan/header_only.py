@@ -6,6 +6,7 @@ qrecon reads headers only, never the data, to plan a job."""
 import json, os, sys
 
 PRESETS = {  # hidden, intermediate, layers, heads, kv heads, vocab, shards (as published)
+    "7b-1layer": (4096, 11008, 1, 32, 32, 512, 1),  # the README's `synth --preset 7b --layers 1`
     "70b": (8192, 28672, 80, 64, 8, 128256, 30),
     "405b": (16384, 53248, 126, 128, 8, 128256, 191),
 }

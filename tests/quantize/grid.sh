@@ -1,27 +1,46 @@
 #!/bin/bash
 # quantize.grid: rank groups on grids agree with 1x1 (LAPACK, one process) within GRID_REL_TOL
 # relative on every module's effective weight and stored errors:
-# - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact: statistics, weight,
+# - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact, srr: statistics, weight,
 #   whitening, SVD and metrics block-cyclic) at 2x1 and 1x2 (-n 2) and 2x2 (-n 4);
-# - the others (srr here), where the group shares only the SVD and Cholesky, at 2x1;
+# - the others (aser here), where the group shares only the SVD and Cholesky, at 2x1;
 # - the exact SVD mode (PDGESVD) with two groups of 2x1 (-n 4).
 source "$(dirname "$0")/common.sh"
 # Distributed sums are ordered differently from the serial ones: measured differences are about
-# 1e-14 (effective weights) and 1e-15 (errors); 1e-10 leaves room for other BLAS builds.
-GRID_REL_TOL=1e-10
+# 1e-14 here and 1.3e-10 on a 2048 / 5504 layer whose Gram is rank-deficient (docs/distributed.md);
+# 1e-9 is the tolerance the docs promise.
+GRID_REL_TOL=1e-9
 make_calib "$WORK/calib"
-for m in rtn lqer qera-approx qera-exact srr; do
+for m in rtn lqer qera-approx qera-exact srr aser; do
     QOPTS=(--method $m --group 32 --rank 8 --seed 3)
     quantize 1 "$WORK/$m-1x1.h5" || { cat "$WORK/log.$m-1x1.h5"; fail "$m 1x1"; }
     runs=("2 2x1" "2 1x2" "4 2x2")
-    [ $m = srr ] && runs=("2 2x1")
+    [ $m = aser ] && runs=("2 2x1")
     for run in "${runs[@]}"; do
         set -- $run
         quantize "$1" "$WORK/$m-$2.h5" --grid "$2" || { cat "$WORK/log.$m-$2.h5"; fail "$m -n $1 --grid $2"; }
         "$CKPT_COMPARE" "$WORK/$m-1x1.h5" "$WORK/$m-$2.h5" --rel $GRID_REL_TOL || fail "$m: grid $2 differs from 1x1"
     done
 done
-grep -q "srr.*not yet divided over the grid" "$WORK/log.srr-2x1.h5" || fail "srr on a grid: no warning that the module is not divided"
+grep -q "aser.*not yet divided over the grid" "$WORK/log.aser-2x1.h5" || fail "aser on a grid: no warning that the module is not divided"
+grep -q "not yet divided" "$WORK/log.srr-2x1.h5" && fail "srr on a grid: warned as not divided"
+# The second real model (babyllama105, 128 / 352): the divided path at 2x1 and 2x2.
+MODEL="$QRECON_TEST_DATA/models/babyllama105/hf-bf16-2shards"
+make_calib "$WORK/calib-bl"
+QOPTS=(--method qera-exact --group 32 --rank 8 --seed 3)
+run_bl() { # run_bl NP OUT [options]
+    local np=$1 out=$2
+    shift 2
+    "$MPIEXEC" -n "$np" "$QRECON_BIN" quantize --model "$MODEL" --calib "$WORK/calib-bl" \
+        --out "$out" "${QOPTS[@]}" "$@" >"$out.log" 2>&1 || { cat "$out.log"; fail "babyllama105 $out"; }
+}
+run_bl 1 "$WORK/bl-1x1.h5"
+for run in "2 2x1" "4 2x2"; do
+    set -- $run
+    run_bl "$1" "$WORK/bl-$2.h5" --grid "$2"
+    "$CKPT_COMPARE" "$WORK/bl-1x1.h5" "$WORK/bl-$2.h5" --rel $GRID_REL_TOL || fail "babyllama105: grid $2 differs from 1x1"
+done
+MODEL="$QRECON_TEST_DATA/models/stories260K/hf"
 QOPTS=(--method qera-exact --group 32 --rank 8 --seed 3 --svd exact)
 quantize 1 "$WORK/exact-1x1.h5" || { cat "$WORK/log.exact-1x1.h5"; fail "exact 1x1"; }
 quantize 4 "$WORK/exact-2x1.h5" --grid 2x1 || { cat "$WORK/log.exact-2x1.h5"; fail "exact -n 4 --grid 2x1"; }
