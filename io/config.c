@@ -23,9 +23,9 @@ const char *qr_config_supported_types(void)
     return "llama, mistral, qwen2";
 }
 
-static const char *json_type_name(const json_t *v)
+const char *qr_json_type_name(const json_t *v)
 {
-    switch (json_typeof(v)) {
+    switch (v ? json_typeof(v) : JSON_NULL) {
     case JSON_OBJECT:
         return "an object";
     case JSON_ARRAY:
@@ -70,7 +70,7 @@ static qr_status get_int(json_t *root, const char *path, const char *key, int re
     if (!json_is_integer(v)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: key \"%s\" has the wrong type (expected an integer, found %s)", path,
-                       key, json_type_name(v));
+                       key, qr_json_type_name(v));
     }
     x = json_integer_value(v);
     if (x < min || x > max) {
@@ -106,7 +106,7 @@ static qr_status get_positive(json_t *root, const char *path, const char *key, i
     if (!json_is_number(v)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: key \"%s\" has the wrong type (expected a number, found %s)", path, key,
-                       json_type_name(v));
+                       qr_json_type_name(v));
     }
     x = json_number_value(v);
     if (!(isfinite(x) && x > 0.0 && (max <= 0.0 || x < max))) {
@@ -127,7 +127,7 @@ static qr_status get_bool(json_t *root, const char *path, const char *key, bool 
     if (!json_is_boolean(v)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: key \"%s\" has the wrong type (expected a boolean, found %s)", path,
-                       key, json_type_name(v));
+                       key, qr_json_type_name(v));
     }
     *out = json_is_true(v);
     return QR_OK;
@@ -158,7 +158,7 @@ static qr_status check_unsupported(json_t *root, const char *path, const char *t
         return qr_fail(QR_ERR_INPUT,
                        "%s: key \"hidden_act\" is not supported (expected \"silu\", found %s%s%s)",
                        path, json_is_string(act) ? "\"" : "",
-                       json_is_string(act) ? json_string_value(act) : json_type_name(act),
+                       json_is_string(act) ? json_string_value(act) : qr_json_type_name(act),
                        json_is_string(act) ? "\"" : "");
     }
     return QR_OK;
@@ -180,7 +180,7 @@ static qr_status read_rope_scaling(json_t *root, const char *path, qr_rope_scali
         return qr_fail(QR_ERR_INPUT,
                        "%s: key \"rope_scaling\" has the wrong type (expected an object or null, "
                        "found %s)",
-                       path, json_type_name(o));
+                       path, qr_json_type_name(o));
     }
     t = get_value(o, "rope_type");
     t = t ? t : get_value(o, "type");
@@ -302,7 +302,7 @@ qr_status qr_config_read(const char *path, qr_model_config *out)
     }
     if (!json_is_object(root)) {
         st = qr_fail(QR_ERR_INPUT, "%s: expected a JSON object at the top level, found %s", path,
-                     json_type_name(root));
+                     qr_json_type_name(root));
         goto done;
     }
     type = get_value(root, "model_type");
@@ -314,7 +314,7 @@ qr_status qr_config_read(const char *path, qr_model_config *out)
     if (!json_is_string(type)) {
         st = qr_fail(QR_ERR_INPUT,
                      "%s: key \"model_type\" has the wrong type (expected a string, found %s)",
-                     path, json_type_name(type));
+                     path, qr_json_type_name(type));
         goto done;
     }
     type_name = json_string_value(type);

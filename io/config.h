@@ -34,4 +34,9 @@ qr_status qr_config_validate(const qr_model_config *cfg, const char *source);
 /* The model types qr_config_read accepts, for messages: "llama, mistral, qwen2". */
 const char *qr_config_supported_types(void);
 
+/* "an object", "an array", "a string", ... for messages about a JSON value of the wrong type
+ * (NULL: "null"). Shared by the readers of config.json and tokenizer.json. */
+typedef struct json_t json_t;
+const char *qr_json_type_name(const json_t *v);
+
 #endif

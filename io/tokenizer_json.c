@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/config.h"
 #include "io/fs.h"
 #include "src/alloc.h"
 #include "src/checked.h"
@@ -33,27 +34,6 @@ typedef struct {
     qr_hf_added *added;
 } reader;
 
-static const char *type_name(const json_t *v)
-{
-    switch (v ? json_typeof(v) : JSON_NULL) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 static json_t *get(const json_t *o, const char *key)
 {
     json_t *v = json_is_object(o) ? json_object_get(o, key) : NULL;
@@ -70,7 +50,7 @@ static qr_status get_bool(const reader *r, const json_t *o, const char *where, c
     }
     if (!json_is_boolean(v)) {
         return qr_fail(QR_ERR_INPUT, "%s: %s.%s has the wrong type (expected a boolean, found %s)",
-                       r->path, where, key, type_name(v));
+                       r->path, where, key, qr_json_type_name(v));
     }
     *out = json_is_true(v);
     return QR_OK;
@@ -93,7 +73,7 @@ static qr_status get_string(const reader *r, const json_t *o, const char *where,
     }
     if (!json_is_string(v)) {
         return qr_fail(QR_ERR_INPUT, "%s: %s.%s has the wrong type (expected a string, found %s)",
-                       r->path, where, key, type_name(v));
+                       r->path, where, key, qr_json_type_name(v));
     }
     *s = json_string_value(v);
     if (len) {
@@ -106,7 +86,7 @@ static qr_status step_type(const reader *r, const json_t *o, const char *where, 
 {
     if (!json_is_object(o)) {
         return qr_fail(QR_ERR_INPUT, "%s: %s has the wrong type (expected an object, found %s)",
-                       r->path, where, type_name(o));
+                       r->path, where, qr_json_type_name(o));
     }
     return get_string(r, o, where, "type", true, type, NULL);
 }
@@ -127,7 +107,7 @@ static qr_status read_normalizer(reader *r, const json_t *o, int depth)
             return qr_fail(QR_ERR_INPUT,
                            "%s: normalizer.normalizers: expected an array (nested at most 4 deep), "
                            "found %s",
-                           r->path, type_name(list));
+                           r->path, qr_json_type_name(list));
         }
         json_array_foreach(list, i, v)
         {
@@ -184,7 +164,7 @@ static qr_status read_pre(reader *r, const json_t *o, int depth)
             return qr_fail(QR_ERR_INPUT,
                            "%s: pre_tokenizer.pretokenizers: expected an array (nested at most 4 "
                            "deep), found %s",
-                           r->path, type_name(list));
+                           r->path, qr_json_type_name(list));
         }
         json_array_foreach(list, i, v)
         {
@@ -253,16 +233,10 @@ static qr_status read_pre(reader *r, const json_t *o, int depth)
     return QR_OK;
 }
 
-static qr_status read_model(reader *r, const json_t *model)
+/* The BPE model's options: type, dropout, prefixes, byte fallback, unknown token. */
+static qr_status read_model_options(reader *r, const json_t *model)
 {
-    qr_status st = QR_OK;
-    const char *type = NULL, *key;
-    json_t *vocab, *merges, *v;
-    size_t i, n, total = 0;
-    if (!json_is_object(model)) {
-        return qr_fail(QR_ERR_INPUT, "%s: key \"model\" is missing or not an object (found %s)",
-                       r->path, type_name(model));
-    }
+    const char *type = NULL;
     QR_TRY(get_string(r, model, "model", "type", false, &type, NULL));
     if (type && strcmp(type, "BPE") != 0) {
         return qr_fail(QR_ERR_INPUT,
@@ -289,19 +263,16 @@ static qr_status read_model(reader *r, const json_t *model)
     QR_TRY(get_bool(r, model, "model", "fuse_unk", false, &r->spec.fuse_unk));
     QR_TRY(get_bool(r, model, "model", "ignore_merges", false, &r->spec.ignore_merges));
     QR_TRY(get_string(r, model, "model", "unk_token", false, &r->spec.unk, NULL));
-    vocab = get(model, "vocab");
-    merges = get(model, "merges");
-    if (!json_is_object(vocab) || json_object_size(vocab) == 0) {
-        return qr_fail(QR_ERR_INPUT,
-                       "%s: model.vocab is missing or empty (expected an object of piece: id)",
-                       r->path);
-    }
-    if (merges && !json_is_array(merges)) {
-        return qr_fail(QR_ERR_INPUT,
-                       "%s: model.merges has the wrong type (expected an array, "
-                       "found %s)",
-                       r->path, type_name(merges));
-    }
+    return QR_OK;
+}
+
+/* model.vocab: piece -> id. */
+static qr_status read_vocab(reader *r, json_t *vocab)
+{
+    qr_status st = QR_OK;
+    const char *key;
+    json_t *v;
+    size_t i, n;
     n = json_object_size(vocab);
     if (n > QR_HF_MAX_ID) {
         return qr_fail(QR_ERR_INPUT, "%s: model.vocab too large (expected at most %d, found %zu)",
@@ -317,7 +288,7 @@ static qr_status read_model(reader *r, const json_t *model)
         if (!json_is_integer(v) || (id = json_integer_value(v)) < 0 || id > QR_HF_MAX_ID) {
             st = qr_fail(QR_ERR_INPUT,
                          "%s: model.vocab[\"%.40s\"]: expected an id in [0, %d], found %s", r->path,
-                         key, QR_HF_MAX_ID, type_name(v));
+                         key, QR_HF_MAX_ID, qr_json_type_name(v));
             goto done;
         }
         r->vocab[i] = key;
@@ -326,6 +297,16 @@ static qr_status read_model(reader *r, const json_t *model)
         i++;
     }
     r->spec.n_vocab = (int64_t)n;
+done:
+    return st;
+}
+
+/* model.merges: "a b" strings or ["a", "b"] pairs, in rank order. */
+static qr_status read_merges(reader *r, const json_t *merges)
+{
+    qr_status st = QR_OK;
+    json_t *v;
+    size_t i, n, total = 0;
     n = merges ? json_array_size(merges) : 0;
     if (n > (size_t)INT32_MAX / 2) {
         st = qr_fail(QR_ERR_INPUT, "%s: model.merges too long (%zu)", r->path, n);
@@ -376,11 +357,38 @@ static qr_status read_model(reader *r, const json_t *model)
         } else {
             st = qr_fail(QR_ERR_INPUT,
                          "%s: model.merges[%zu]: expected \"a b\" or [\"a\", \"b\"], found %s",
-                         r->path, i, type_name(v));
+                         r->path, i, qr_json_type_name(v));
             goto done;
         }
     }
     r->spec.n_merges = (int64_t)n;
+done:
+    return st;
+}
+
+static qr_status read_model(reader *r, const json_t *model)
+{
+    json_t *vocab, *merges;
+    if (!json_is_object(model)) {
+        return qr_fail(QR_ERR_INPUT, "%s: key \"model\" is missing or not an object (found %s)",
+                       r->path, qr_json_type_name(model));
+    }
+    QR_TRY(read_model_options(r, model));
+    vocab = get(model, "vocab");
+    merges = get(model, "merges");
+    if (!json_is_object(vocab) || json_object_size(vocab) == 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: model.vocab is missing or empty (expected an object of piece: id)",
+                       r->path);
+    }
+    if (merges && !json_is_array(merges)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: model.merges has the wrong type (expected an array, "
+                       "found %s)",
+                       r->path, qr_json_type_name(merges));
+    }
+    QR_TRY(read_vocab(r, vocab));
+    QR_TRY(read_merges(r, merges));
     r->spec.vocab = r->vocab;
     r->spec.vocab_lens = r->vocab_lens;
     r->spec.vocab_ids = r->vocab_ids;
@@ -388,8 +396,7 @@ static qr_status read_model(reader *r, const json_t *model)
     r->spec.merge_right = r->mr;
     r->spec.merge_left_lens = r->mll;
     r->spec.merge_right_lens = r->mrl;
-done:
-    return st;
+    return QR_OK;
 }
 
 static qr_status read_added(reader *r)
@@ -402,7 +409,7 @@ static qr_status read_added(reader *r)
     if (!json_is_array(list)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: added_tokens has the wrong type (expected an array, found %s)", r->path,
-                       type_name(list));
+                       qr_json_type_name(list));
     }
     n = json_array_size(list);
     QR_TRY(qr_calloc(&r->added, n + 1, sizeof *r->added, "added tokens"));
@@ -415,7 +422,7 @@ static qr_status read_added(reader *r)
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
             json_integer_value(id) > QR_HF_MAX_ID) {
             return qr_fail(QR_ERR_INPUT, "%s: %s.id: expected an integer in [0, %d], found %s",
-                           r->path, where, QR_HF_MAX_ID, type_name(id));
+                           r->path, where, QR_HF_MAX_ID, qr_json_type_name(id));
         }
         a->id = (int32_t)json_integer_value(id);
         QR_TRY(get_string(r, v, where, "content", true, &a->content, &a->len));
@@ -488,7 +495,7 @@ static qr_status special_id(reader *r, const json_t *tcfg, const json_t *mcfg, c
             return qr_fail(QR_ERR_INPUT,
                            "%s: tokenizer_config.json: %s is not a token of the vocabulary "
                            "(expected a string naming one, found %s%.40s)",
-                           r->path, key, json_is_string(v) ? "" : type_name(v),
+                           r->path, key, json_is_string(v) ? "" : qr_json_type_name(v),
                            json_is_string(v) ? json_string_value(v) : "");
         }
         return QR_OK;
@@ -501,7 +508,7 @@ static qr_status special_id(reader *r, const json_t *tcfg, const json_t *mcfg, c
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             json_integer_value(v) > QR_HF_MAX_ID) {
             return qr_fail(QR_ERR_INPUT, "%s: config.json: %s: expected a token id, found %s",
-                           r->path, key, type_name(v));
+                           r->path, key, qr_json_type_name(v));
         }
         *out = (int32_t)json_integer_value(v);
         return QR_OK;
@@ -544,7 +551,7 @@ qr_status qr_tokenizer_json_read(const char *path, qr_tokenizer **out)
     }
     if (!json_is_object(r.root)) {
         st = qr_fail(QR_ERR_INPUT, "%s: expected a JSON object at the top level, found %s", path,
-                     type_name(r.root));
+                     qr_json_type_name(r.root));
         goto done;
     }
     r.spec.norm = r.norm;
