@@ -85,16 +85,6 @@ void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows
     }
 }
 
-/* Local part of d as a row-major (mloc, nloc) array, and back. */
-static void local_to_rowmajor(const qr_dmat *d, double *out)
-{
-    for (int li = 0; li < d->mloc; li++) {
-        for (int lj = 0; lj < d->nloc; lj++) {
-            out[(size_t)li * (size_t)d->nloc + (size_t)lj] = d->data[(size_t)lj * lld(d) + li];
-        }
-    }
-}
-
 /* Sum of squares of the local part (a - b when b is given). */
 static double local_sumsq(const qr_dmat *a, const qr_dmat *b)
 {
@@ -293,30 +283,51 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
                                 const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
 {
     qr_status st = QR_OK;
-    double *w = NULL, *cw = NULL; /* (mloc, nloc) row-major: W, then deq; (nloc) */
-    size_t n = (size_t)W->mloc * (size_t)W->nloc;
+    int64_t nloc = W->nloc, rows = g->nb; /* rows quantized at once: one block row */
+    double *w = NULL, *cw = NULL;         /* (rows, nloc) row-major: W, then deq; (nloc) */
+    qr_qweight qc;                        /* the chunk's quantized rows */
     memset(qloc, 0, sizeof *qloc);
-    if (n == 0) {
+    memset(&qc, 0, sizeof qc);
+    if (W->mloc == 0 || nloc == 0) {
         return QR_OK;
     }
-    QR_CHECK(qr_malloc(&w, n, sizeof *w, "local weight"));
-    local_to_rowmajor(W, w);
+    QR_CHECK(
+        qr_qweight_alloc(qloc, W->mloc, nloc, o->wq.group > 0 ? o->wq.group : nloc, o->wq.asym));
+    QR_CHECK(qr_malloc(&w, (size_t)(rows * nloc), sizeof *w, "local weight rows"));
     if (o->wq.clip_search) {
-        QR_CHECK(qr_malloc(&cw, (size_t)W->nloc, sizeof *cw, "clip column weights"));
-        for (int lj = 0; lj < W->nloc; lj++) {
+        QR_CHECK(qr_malloc(&cw, (size_t)nloc, sizeof *cw, "clip column weights"));
+        for (int lj = 0; lj < nloc; lj++) {
             cw[lj] = s->gram_diag[qr_dmat_global_col(g, lj)];
         }
     }
-    QR_CHECK(qr_quantize_rtn(w, W->mloc, W->nloc, &o->wq, cw, qloc));
-    qr_qweight_dequantize_f64(qloc, w);
-    for (int li = 0; li < W->mloc; li++) {
-        for (int lj = 0; lj < W->nloc; lj++) {
-            size_t k = (size_t)lj * lld(W) + li;
-            W_eff->data[k] = w[(size_t)li * (size_t)W->nloc + lj];
-            E->data[k] = W->data[k] - W_eff->data[k];
+    /* Row by row the quantization is independent: a block of rows at a time keeps one staging
+     * buffer instead of a row-major copy of the whole local part. */
+    for (int64_t r0 = 0; r0 < W->mloc; r0 += rows) {
+        int64_t nr = W->mloc - r0 < rows ? W->mloc - r0 : rows;
+        size_t rb = (size_t)qr_qweight_row_bytes(qloc), ng = (size_t)qloc->n_groups;
+        for (int64_t i = 0; i < nr; i++) {
+            for (int64_t lj = 0; lj < nloc; lj++) {
+                w[i * nloc + lj] = W->data[(size_t)lj * lld(W) + (size_t)(r0 + i)];
+            }
+        }
+        QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
+        memcpy(qloc->packed + (size_t)r0 * rb, qc.packed, (size_t)nr * rb);
+        memcpy(qloc->scales + (size_t)r0 * ng, qc.scales, (size_t)nr * ng * sizeof *qc.scales);
+        if (qc.zeros) {
+            memcpy(qloc->zeros + (size_t)r0 * ng, qc.zeros, (size_t)nr * ng);
+        }
+        qr_qweight_dequantize_f64(&qc, w);
+        qr_qweight_free(&qc);
+        for (int64_t i = 0; i < nr; i++) {
+            for (int64_t lj = 0; lj < nloc; lj++) {
+                size_t k = (size_t)lj * lld(W) + (size_t)(r0 + i);
+                W_eff->data[k] = w[i * nloc + lj];
+                E->data[k] = W->data[k] - W_eff->data[k];
+            }
         }
     }
 done:
+    qr_qweight_free(&qc);
     free(w);
     free(cw);
     return st;

@@ -108,9 +108,9 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
                    lmax(l, nb, P) * nloc + umax(m, n) * l + l * l + l * n + r * (m + n))
             : 0;
-    /* W, E, W_eff; while quantizing a row-major copy of the local W; then the SVD; SRR adds the
-     * scaled weight and, while probing k*, its random matrix */
-    module = 3 * wloc + umax(wloc + mloc * nloc / 2, svd) + 8 * nb * n;
+    /* W, E, W_eff; while quantizing the local codes and a block row of staging; then the SVD;
+     * SRR adds the scaled weight and, while probing k*, its random matrix */
+    module = 3 * wloc + umax(mloc * nloc / 2 + 16 * nb * nloc, svd) + 8 * nb * n;
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
     }
