@@ -165,34 +165,53 @@ static qr_status channel_sums(const double *X, int64_t n, int64_t d, int64_t bat
 }
 
 /* G += Xᵀ X summed over the group: each rank multiplies its own rows block column by block column
- * (lower blocks only), and each nb x nb block is reduced to the rank that owns it, so no rank holds
- * more of G than its blocks and one panel. */
+ * (lower blocks only), and one reduce-scatter per block column sends every nb x nb block to the
+ * rank that owns it, so no rank holds more of G than its blocks and one panel. C, Cs and blk hold
+ * (d, nb) each. */
 static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
-                          double *blk)
+                          double *Cs, double *blk, int *counts)
 {
     int64_t d = s->d, nb = g->nb;
+    int size = g->nprow * g->npcol;
     for (int64_t bj = 0; bj * nb < d; bj++) {
-        int64_t c0 = bj * nb, w = d - c0 < nb ? d - c0 : nb, h = d - c0;
+        int64_t c0 = bj * nb, w = d - c0 < nb ? d - c0 : nb, h = d - c0, off = 0, got = 0;
+        int pc = (int)(bj % g->npcol);
         if (n > 0) {
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)w, (int)n, 1.0,
                         X + c0, (int)d, X + c0, (int)d, 0.0, C, (int)w);
         } else {
             memset(C, 0, (size_t)(h * w) * sizeof *C);
         }
+        /* the blocks in the order of their owners' ranks (pr * Q + pc, pr ascending) */
+        memset(counts, 0, (size_t)size * sizeof *counts);
+        for (int pr = 0; pr < g->nprow; pr++) {
+            for (int64_t bi = bj; bi * nb < d; bi++) {
+                int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
+                if (bi % g->nprow != pr) {
+                    continue;
+                }
+                memcpy(Cs + off, C + (r0 - c0) * w, (size_t)(bh * w) * sizeof *C);
+                off += bh * w;
+                counts[pr * g->npcol + pc] += (int)(bh * w);
+            }
+        }
+        MPI_Reduce_scatter(Cs, blk, counts, MPI_DOUBLE, MPI_SUM, g->comm);
+        if (g->mycol != pc) {
+            continue;
+        }
+        /* this rank's blocks of the column, bi ascending: local rows (bi / P) nb + i */
         for (int64_t bi = bj; bi * nb < d; bi++) {
             int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
-            int owner = (int)(bi % g->nprow) * g->npcol + (int)(bj % g->npcol);
-            MPI_Reduce(C + (r0 - c0) * w, blk, (int)(bh * w), MPI_DOUBLE, MPI_SUM, owner, g->comm);
-            if (g->group_rank != owner) {
+            if (bi % g->nprow != g->myrow) {
                 continue;
             }
-            /* local row (bi / P) nb + i, local column (bj / Q) nb + j of the owner's part */
             for (int64_t j = 0; j < w; j++) {
                 double *col = s->G->data + (size_t)((bj / g->npcol) * nb + j) * lld(s->G);
                 for (int64_t i = 0; i < bh; i++) {
-                    col[(bi / g->nprow) * nb + i] += blk[i * w + j];
+                    col[(bi / g->nprow) * nb + i] += blk[got + i * w + j];
                 }
             }
+            got += bh * w;
         }
     }
     return QR_OK;
@@ -203,7 +222,9 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
 {
     qr_status st = QR_OK;
     int64_t d = s->d, nb = g->nb;
-    double *X = NULL, *acc = NULL, *C = NULL, *blk = NULL; /* (n, d), (4 d), (d, nb), (nb, nb) */
+    double *X = NULL, *acc = NULL, *C = NULL, *Cs = NULL,
+           *blk = NULL; /* (n, d), (4 d), 3 (d, nb) */
+    int *sizes = NULL;  /* (P Q) */
     int64_t counts[2] = {n, n > 0 ? (n + batch - 1) / batch : 0};
     st = qr_malloc(&X, (size_t)(n > 0 ? n : 1) * (size_t)d, sizeof *X, "calibration rows");
     if (st == QR_OK) {
@@ -213,7 +234,13 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
         st = qr_malloc(&C, (size_t)d * (size_t)nb, sizeof *C, "Gram panel");
     }
     if (st == QR_OK) {
-        st = qr_malloc(&blk, (size_t)nb * (size_t)nb, sizeof *blk, "Gram block");
+        st = qr_malloc(&Cs, (size_t)d * (size_t)nb, sizeof *Cs, "Gram panel");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&blk, (size_t)d * (size_t)nb, sizeof *blk, "Gram blocks");
+    }
+    if (st == QR_OK) {
+        st = qr_calloc(&sizes, (size_t)(g->nprow * g->npcol), sizeof *sizes, "Gram counts");
     }
     if (st == QR_OK) {
         for (int64_t i = 0; i < n * d; i++) {
@@ -225,7 +252,7 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
     MPI_Allreduce(MPI_IN_PLACE, acc, 2 * (int)d, MPI_DOUBLE, MPI_SUM, g->comm);
     MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, 2 * (int)d, MPI_DOUBLE, MPI_MAX, g->comm);
     MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INT64_T, MPI_SUM, g->comm);
-    QR_CHECK(gram_add(g, s, X, n, C, blk));
+    QR_CHECK(gram_add(g, s, X, n, C, Cs, blk, sizes));
     for (int64_t j = 0; j < d; j++) {
         s->sum_abs[j] += acc[j];
         s->sum_sq[j] += acc[d + j];
@@ -239,7 +266,9 @@ done:
     free(X);
     free(acc);
     free(C);
+    free(Cs);
     free(blk);
+    free(sizes);
     return st;
 }
 
