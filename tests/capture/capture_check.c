@@ -106,6 +106,26 @@ static int mode_rmsnorm(const char *dir, const char *model_path)
     return qr_test_finish("capture.rmsnorm");
 }
 
+/* ids = the tokens of the slice whose first shard is shard `first` of set; returns the index of
+ * the next slice's first shard (first on a read error). */
+static size_t read_slice_tokens(qr_calib_set *set, size_t first, int32_t *ids)
+{
+    int64_t off = 0, l0 = qr_calib_shard_info(qr_calib_set_shard(set, first))->layer_begin;
+    size_t s = first;
+    for (; s < qr_calib_set_shard_count(set); s++) {
+        qr_calib_shard *sh = qr_calib_set_shard(set, s);
+        int64_t n = qr_calib_shard_info(sh)->n_tokens;
+        if (qr_calib_shard_info(sh)->layer_begin != l0) {
+            break;
+        }
+        if (qr_calib_shard_read_tokens(sh, 0, n, ids + off) != QR_OK) {
+            return first;
+        }
+        off += n;
+    }
+    return s;
+}
+
 static int mode_compare(const char *da, const char *db, double tol)
 {
     qr_calib_set *a = NULL, *b = NULL;
@@ -120,49 +140,55 @@ static int mode_compare(const char *da, const char *db, double tol)
            qr_calib_set_shard_count(b), (long long)rows);
     QR_REQUIRE(rows == qr_calib_set_rows(b), "row counts differ: %lld vs %lld", (long long)rows,
                (long long)qr_calib_set_rows(b));
-    QR_REQUIRE(qr_calib_shard_key_count(a0) == qr_calib_shard_key_count(b0), "key counts differ");
-    for (size_t k = 0; k < qr_calib_shard_key_count(a0); k++) {
-        const char *key = qr_calib_shard_key(a0, k);
-        int64_t r = 0, cols = 0, bad = -1;
-        float *xa, *xb;
-        double worst = 0.0;
-        QR_REQUIRE(qr_calib_shard_shape(b0, key, &r, &cols) == QR_OK, "%s", qr_errmsg());
-        xa = malloc((size_t)(rows * cols) * sizeof *xa);
-        xb = malloc((size_t)(rows * cols) * sizeof *xb);
-        QR_REQUIRE(xa && xb, "out of memory");
-        QR_REQUIRE(qr_calib_set_read_rows(a, key, 0, rows, xa) == QR_OK &&
-                       qr_calib_set_read_rows(b, key, 0, rows, xb) == QR_OK,
-                   "%s", qr_errmsg());
-        for (int64_t i = 0; i < rows * cols; i++) {
-            double err = fabs((double)xa[i] - xb[i]) / fmax(1.0, fabs((double)xa[i]));
-            if (err > worst || isnan(err)) {
-                worst = isnan(err) ? INFINITY : err;
-                bad = i;
+    QR_REQUIRE(qr_calib_shard_info(a0)->n_layers == qr_calib_shard_info(b0)->n_layers,
+               "layer counts differ");
+    /* every key of every layer, whichever layer slice's shards hold it */
+    for (int64_t l = 0; l < qr_calib_shard_info(a0)->n_layers; l++) {
+        for (int kind = 0; kind < QR_INPUT_KIND_COUNT; kind++) {
+            char key[QR_INPUT_KEY_MAX];
+            int64_t r = 0, cols = 0, ca = 0, bad = -1;
+            float *xa, *xb;
+            double worst = 0.0;
+            qr_calib_key(key, sizeof key, l, (qr_input_kind)kind);
+            QR_REQUIRE(qr_calib_set_shape(a, key, &r, &ca) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(qr_calib_set_shape(b, key, &r, &cols) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(ca == cols, "%s: widths differ", key);
+            xa = malloc((size_t)(rows * cols) * sizeof *xa);
+            xb = malloc((size_t)(rows * cols) * sizeof *xb);
+            QR_REQUIRE(xa && xb, "out of memory");
+            QR_REQUIRE(qr_calib_set_read_rows(a, key, 0, rows, xa) == QR_OK &&
+                           qr_calib_set_read_rows(b, key, 0, rows, xb) == QR_OK,
+                       "%s", qr_errmsg());
+            for (int64_t i = 0; i < rows * cols; i++) {
+                double err = fabs((double)xa[i] - xb[i]) / fmax(1.0, fabs((double)xa[i]));
+                if (err > worst || isnan(err)) {
+                    worst = isnan(err) ? INFINITY : err;
+                    bad = i;
+                }
             }
+            if (tol == 0) { /* bit for bit: -0.0 and 0.0 differ too */
+                QR_EXPECT(memcmp(xa, xb, (size_t)(rows * cols) * sizeof *xa) == 0,
+                          "%s: not bit-identical", key);
+            }
+            QR_EXPECT(worst <= tol,
+                      "%s: row %lld column %lld differs (expected within %g, found %.3g)", key,
+                      (long long)(bad / cols), (long long)(bad % cols), tol, worst);
+            free(xa);
+            free(xb);
         }
-        QR_EXPECT(worst <= tol, "%s: row %lld column %lld differs (expected within %g, found %.3g)",
-                  key, (long long)(bad / cols), (long long)(bad % cols), tol, worst);
-        free(xa);
-        free(xb);
     }
     {
         int32_t *ta = malloc((size_t)rows * 4), *tb = malloc((size_t)rows * 4);
-        int64_t off = 0;
         QR_REQUIRE(ta && tb, "out of memory");
-        for (size_t s = 0; s < qr_calib_set_shard_count(a); s++) {
-            qr_calib_shard *sh = qr_calib_set_shard(a, s);
-            int64_t n = qr_calib_shard_info(sh)->n_tokens;
-            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, ta + off) == QR_OK, "%s", qr_errmsg());
-            off += n;
+        /* the tokens of a's first slice against every slice of b (each slice writes them) */
+        QR_REQUIRE(read_slice_tokens(a, 0, ta) > 0, "%s", qr_errmsg());
+        for (size_t first = 0; first < qr_calib_set_shard_count(b);) {
+            size_t next = read_slice_tokens(b, first, tb);
+            QR_REQUIRE(next > first, "%s", qr_errmsg());
+            QR_EXPECT(memcmp(ta, tb, (size_t)rows * 4) == 0,
+                      "token datasets differ (slice at shard %zu of %s)", first, db);
+            first = next;
         }
-        off = 0;
-        for (size_t s = 0; s < qr_calib_set_shard_count(b); s++) {
-            qr_calib_shard *sh = qr_calib_set_shard(b, s);
-            int64_t n = qr_calib_shard_info(sh)->n_tokens;
-            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, tb + off) == QR_OK, "%s", qr_errmsg());
-            off += n;
-        }
-        QR_EXPECT(memcmp(ta, tb, (size_t)rows * 4) == 0, "token datasets differ");
         free(ta);
         free(tb);
     }
