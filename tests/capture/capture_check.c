@@ -10,6 +10,7 @@
  *   writer SCRATCH            the writer on synthetic rows: f32 and f16 round trips, an incomplete
  *                             shard refused at finish (and no file left), inconsistent attributes
  */
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +359,107 @@ static int mode_writer(const char *scratch)
     return qr_test_finish("capture.writer");
 }
 
+/* dir holds a capture cut into 3 layer slices of stories260K (5 layers: [0,2), [2,4), [4,5)), one
+ * rank per group: opening the layers of one slice opens that slice's shard only; a key outside the
+ * opened layers is refused naming it; a folder that misses a slice is refused. */
+static int mode_slices(const char *dir, const char *scratch)
+{
+    qr_calib_set *set = NULL;
+    int64_t a = -1, b = -1, rows = 0, cols = 0;
+    float buf[64];
+    QR_REQUIRE(qr_calib_set_open_dir_layers(dir, 2, 4, &set) == QR_OK, "%s", qr_errmsg());
+    qr_calib_set_layers(set, &a, &b);
+    QR_EXPECT(qr_calib_set_shard_count(set) == 1 && a == 2 && b == 4,
+              "layers [2, 4): expected the one shard of slice [2, 4), found %zu shard(s) of "
+              "layers [%lld, %lld)",
+              qr_calib_set_shard_count(set), (long long)a, (long long)b);
+    QR_EXPECT(qr_calib_set_shape(set, "layers.3.down_in", &rows, &cols) == QR_OK && cols > 0,
+              "layers.3.down_in in the slice: %s", qr_errmsg());
+    QR_EXPECT(qr_calib_set_read_rows(set, "layers.0.attn_in", 0, 1, buf) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "layers.0.attn_in"),
+              "a key of an unopened slice must be refused naming it, found: %s", qr_errmsg());
+    qr_calib_set_close(&set);
+    QR_REQUIRE(qr_calib_set_open_dir_layers(dir, 1, 3, &set) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_calib_set_shard_count(set) == 2, "layers [1, 3) span two slices, found %zu",
+              qr_calib_set_shard_count(set));
+    qr_calib_set_close(&set);
+    {
+        char cmd[12400], part[4096];
+        snprintf(part, sizeof part, "%s/no-middle", scratch);
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s' && cp '%s'/shard-l00000-* '%s'/shard-l00004-* '%s/'", part, dir,
+                 dir, part);
+        QR_REQUIRE(system(cmd) == 0, "cannot copy into %s", part);
+        QR_EXPECT(qr_calib_set_open_dir(part, &set) == QR_ERR_INPUT &&
+                      strstr(qr_errmsg(), "starts at layer 2"),
+                  "a folder without the middle slice must be refused, found: %s", qr_errmsg());
+        QR_EXPECT(qr_calib_set_open_dir_layers(part, 4, 5, &set) == QR_OK,
+                  "the slices present stay usable alone: %s", qr_errmsg());
+        qr_calib_set_close(&set);
+    }
+    return qr_test_finish("capture.slices");
+}
+
+/* Set the integer root attribute name of an HDF5 file (create it when absent), or delete it when
+ * del. */
+static int set_attr(const char *path, const char *name, int64_t v, bool del)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), a = -1, sp = -1;
+    int rc = 1;
+    if (f < 0) {
+        return 1;
+    }
+    if (H5Aexists(f, name) > 0 && H5Adelete(f, name) < 0) {
+        goto done;
+    }
+    if (!del) {
+        sp = H5Screate(H5S_SCALAR);
+        a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (a >= 0) {
+        H5Aclose(a);
+    }
+    if (sp >= 0) {
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+/* A version-1 shard (today's shard without the layer range, version 1) stays readable with every
+ * layer; version 3 is refused naming the version. shard is a whole-model shard, copied. */
+static int mode_versions(const char *shard, const char *scratch)
+{
+    char v1[4096], v3[4096], cmd[12400];
+    qr_calib_shard *s = NULL;
+    snprintf(v1, sizeof v1, "%s/v1.h5", scratch);
+    snprintf(v3, sizeof v3, "%s/v3.h5", scratch);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && cp '%s' '%s'", shard, v1, shard, v3);
+    QR_REQUIRE(system(cmd) == 0, "cannot copy %s", shard);
+    QR_REQUIRE(
+        set_attr(v1, "version", 1, false) == 0 && set_attr(v1, "layer_begin", 0, true) == 0 &&
+            set_attr(v1, "layer_end", 0, true) == 0 && set_attr(v3, "version", 3, false) == 0,
+        "cannot edit the copies' attributes");
+    QR_EXPECT(qr_calib_shard_open(v1, &s) == QR_OK, "a version-1 shard must open: %s", qr_errmsg());
+    if (s) {
+        const qr_calib_info *in = qr_calib_shard_info(s);
+        QR_EXPECT(in->version == 1 && in->layer_begin == 0 && in->layer_end == in->n_layers &&
+                      qr_calib_shard_key_count(s) == (size_t)(4 * in->n_layers),
+                  "version 1: expected every layer, found [%lld, %lld)", (long long)in->layer_begin,
+                  (long long)in->layer_end);
+        qr_calib_shard_close(&s);
+    }
+    QR_EXPECT(qr_calib_shard_open(v3, &s) == QR_ERR_INPUT && strstr(qr_errmsg(), "found 3") &&
+                  strstr(qr_errmsg(), "expected 1 or 2"),
+              "version 3 must be refused naming the version, found: %s", qr_errmsg());
+    return qr_test_finish("capture.versions");
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -373,10 +475,18 @@ int main(int argc, char **argv)
     if (strcmp(mode, "reader_errors") == 0 && argc == 4) {
         return mode_reader_errors(argv[2], argv[3]);
     }
+    if (strcmp(mode, "slices") == 0 && argc == 4) {
+        return mode_slices(argv[2], argv[3]);
+    }
+    if (strcmp(mode, "versions") == 0 && argc == 4) {
+        return mode_versions(argv[2], argv[3]);
+    }
     if (strcmp(mode, "writer") == 0 && argc == 3) {
         return mode_writer(argv[2]);
     }
-    fprintf(stderr, "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
-                    "reader_errors DIR SCRATCH | writer SCRATCH\n");
+    fprintf(stderr,
+            "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
+            "reader_errors DIR SCRATCH | slices DIR SCRATCH | versions SHARD SCRATCH | writer "
+            "SCRATCH\n");
     return 1;
 }
