@@ -353,6 +353,12 @@ static qr_status pipeline(cap_run *r, qr_calib_writer *writer, pipe_figures *fig
             if (ws != QR_OK && st == QR_OK) {
                 st = ws;
             }
+            if (ws == QR_OK && ms.MPI_TAG == TAG_END && st == QR_OK) {
+                st = qr_fail(QR_STOPPED,
+                             "capture: stopped before window %lld (group 0 was asked to stop); "
+                             "run the same command again to finish (complete shards are kept)",
+                             (long long)first);
+            }
             if (ws != QR_OK || ms.MPI_TAG == TAG_END) {
                 ended = true;
                 break;
