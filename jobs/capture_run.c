@@ -81,7 +81,14 @@ static qr_status make_plan(cap_run *r)
                              shape) == QR_OK) {
         po.weight_bytes = (int64_t)qr_dtype_size(dt);
     }
-    QR_TRY(qr_plan_build(c, &po, &r->plan));
+    if (qr_plan_build(c, &po, &r->plan) != QR_OK) {
+        /* The default method's options do not fit this model's shapes (a rank above a tiny
+         * module's width): plain rounding has no such option, and a Llama layer costs the same
+         * under every method, so the slices are the same. */
+        qr_clear_error();
+        qr_method_opts_default(&po.method, QR_METHOD_RTN);
+        QR_TRY(qr_plan_build(c, &po, &r->plan));
+    }
     r->n_groups = r->plan->n_groups;
     r->last_group = 0;
     for (int g = 0; g < r->n_groups; g++) {
