@@ -130,6 +130,20 @@ pipeline)
     capture 1 "$scratch/b1" --model "$baby" --text "$text" --seq-len 64 --tokens 640 \
         --unknown-to-zero
     "$check" compare "$scratch/b1" "$scratch/b" 0 || exit 1
+    # q/k/v biases (qwen2) and llama3 RoPE scaling through the slices too (synthetic, token ids)
+    seq 2 1999 | awk '{ printf "%d ", ($1 * 7919) % 997 + 2 }' >"$scratch/ids.txt"
+    for arch in "--arch qwen2 --rope-theta 1000000" "--rope-theta 500000 --rope-scaling llama3"; do
+        # shellcheck disable=SC2086
+        "$bin" synth --quiet --out "$scratch/syn" --dim 64 --hidden 128 --layers 3 --heads 4 \
+            --kv-heads 2 --vocab 1000 $arch >/dev/null 2>&1 || die "synth $arch"
+        for np in 1 3; do
+            rm -rf "$scratch/s$np"
+            capture $np "$scratch/s$np" --model "$scratch/syn" --token-file "$scratch/ids.txt" \
+                --seq-len 64 --tokens 1024 --micro-batch 2
+        done
+        "$check" compare "$scratch/s1" "$scratch/s3" 0 || die "$arch: 3 slices differ from 1 rank"
+        echo "ok: synthetic $arch: 3 slices = 1 rank"
+    done
     "$check" slices "$scratch/p3" "$scratch" || exit 1
     "$check" versions "$scratch/ref/shard-00000.h5" "$scratch" || exit 1
     ;;
