@@ -295,18 +295,59 @@ static qr_status wait_req(MPI_Request *req, MPI_Status *status)
     return qr_mpi_check(MPI_Wait(req, status ? status : &ignored), "MPI_Wait");
 }
 
+/* What a computing rank holds besides its weights: two micro-batches of hidden states, the
+ * forward-pass state of its layers, one window's token ids. */
+typedef struct {
+    float *buf[2]; /* (micro_batch, seq_len, dim) each */
+    size_t batch_floats;
+    int32_t *window; /* (seq_len) */
+    qr_llama_state *state;
+} pipe_buffers;
+
+static void buffers_free(pipe_buffers *pb)
+{
+    qr_llama_state_close(&pb->state);
+    free(pb->window);
+    free(pb->buf[0]);
+    free(pb->buf[1]);
+    memset(pb, 0, sizeof *pb);
+}
+
+/* buffers: allocated before the message protocol starts (every rank agrees that they exist), so
+ * that a failed allocation cannot leave a neighbour waiting. */
+static qr_status phase_buffers(cap_run *r, pipe_buffers *pb)
+{
+    int64_t L = r->job->seq_len, dim = qr_model_get_config(r->lj.model)->dim;
+    int64_t mb = r->job->micro_batch;
+    memset(pb, 0, sizeof *pb);
+    if (!r->need) {
+        return QR_OK;
+    }
+    if (!qr_mul_size((size_t)mb, (size_t)(L * dim), &pb->batch_floats) ||
+        pb->batch_floats > (size_t)INT32_MAX) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--micro-batch %lld: a message of %lld x %lld x %lld floats is beyond MPI's "
+                       "int count (expected at most %d; use a smaller micro-batch)",
+                       (long long)mb, (long long)mb, (long long)L, (long long)dim, INT32_MAX);
+    }
+    QR_TRY(qr_malloc(&pb->buf[0], pb->batch_floats, sizeof(float), "capture micro-batch"));
+    QR_TRY(qr_malloc(&pb->buf[1], pb->batch_floats, sizeof(float), "capture micro-batch"));
+    QR_TRY(qr_malloc(&pb->window, (size_t)L, sizeof *pb->window, "capture window"));
+    return qr_llama_state_open_layers(&r->lj.w.cfg, L, L, r->layer_begin, r->layer_end, &pb->state);
+}
+
 /* The lane's micro-batches through this rank. Returns this rank's status; the message protocol
  * runs to its end whatever happens, so that no neighbour waits for ever. */
-static qr_status pipeline(cap_run *r, qr_calib_writer *writer, pipe_figures *fig)
+static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer, pipe_figures *fig)
 {
     const qr_capture_job *o = r->job;
     qr_status st = QR_OK;
-    qr_llama_state *state = NULL;
+    qr_llama_state *state = pb->state;
     int64_t L = o->seq_len, dim = qr_model_get_config(r->lj.model)->dim;
     int64_t mb = o->micro_batch, nw = r->w1 - r->w0, nb = (nw + mb - 1) / mb;
-    size_t batch_floats = 0;
-    float *buf[2] = {NULL, NULL};
-    int32_t *window = NULL;
+    size_t batch_floats = pb->batch_floats;
+    float **buf = pb->buf;
+    int32_t *window = pb->window;
     MPI_Request send[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     MPI_Request recv[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     int prev = r->rank - r->gsize, next = r->rank + r->gsize;
@@ -325,19 +366,6 @@ static qr_status pipeline(cap_run *r, qr_calib_writer *writer, pipe_figures *fig
             next_needs = true;
         }
     }
-    if (!qr_mul_size((size_t)mb, (size_t)(L * dim), &batch_floats)) {
-        return qr_fail(QR_ERR_INPUT, "--micro-batch %lld: buffer size overflows", (long long)mb);
-    }
-    if (batch_floats > (size_t)INT32_MAX) {
-        return qr_fail(QR_ERR_INPUT,
-                       "--micro-batch %lld: a message of %zu floats is beyond MPI's int count "
-                       "(expected at most %d; use a smaller micro-batch)",
-                       (long long)mb, batch_floats, INT32_MAX);
-    }
-    QR_TRY(qr_malloc(&buf[0], batch_floats, sizeof(float), "capture micro-batch"));
-    QR_CHECK(qr_malloc(&buf[1], batch_floats, sizeof(float), "capture micro-batch"));
-    QR_CHECK(qr_malloc(&window, (size_t)L, sizeof *window, "capture window"));
-    QR_CHECK(qr_llama_state_open_layers(&r->lj.w.cfg, L, L, r->layer_begin, r->layer_end, &state));
     if (r->rank == 0) {
         prog = qr_progress_begin("capture", (nb + every - 1) / every, "micro-batch blocks");
     }
@@ -431,7 +459,6 @@ static qr_status pipeline(cap_run *r, qr_calib_writer *writer, pipe_figures *fig
         MPI_Send(buf[0], 0, MPI_FLOAT, next, TAG_END, r->comm);
     }
     fig->stopped = ended;
-done:
     for (int k = 0; k < 2; k++) {
         wait_req(&send[k], NULL);
         if (recv[k] != MPI_REQUEST_NULL) {
@@ -440,10 +467,6 @@ done:
         }
     }
     qr_progress_end(&prog, "capture: lane 0 of group 0 done");
-    qr_llama_state_close(&state);
-    free(window);
-    free(buf[0]);
-    free(buf[1]);
     return st;
 }
 
@@ -452,6 +475,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     qr_status st = QR_OK;
     cap_run r;
     qr_calib_writer *writer = NULL;
+    pipe_buffers pb;
     pipe_figures fig;
     double t0 = qr_now(), elapsed, compute, wait, fill = 0;
     int written, kept, killer = 0;
@@ -459,6 +483,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     struct rusage ru;
     double rss, peak = 0;
     memset(&r, 0, sizeof r);
+    memset(&pb, 0, sizeof pb);
     memset(&fig, 0, sizeof fig);
     if (stats) {
         memset(stats, 0, sizeof *stats);
@@ -488,7 +513,8 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     }
     QR_CHECK(qr_mpi_agree(comm, phase_folder(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_load(&r)));
-    if (r.write) {
+    st = phase_buffers(&r, &pb);
+    if (st == QR_OK && r.write) {
         st = qr_calib_writer_open(r.shard, &r.info, &writer);
     }
     QR_CHECK(qr_mpi_agree(comm, st));
@@ -498,7 +524,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
                 job->model_path, (long long)r.n_windows, (long long)job->seq_len, r.n_ids,
                 r.last_group + 1, r.n_groups, r.gsize, (long long)job->micro_batch);
     }
-    st = pipeline(&r, writer, &fig);
+    st = pipeline(&r, &pb, writer, &fig);
     if (st == QR_OK && writer) {
         bytes = qr_calib_writer_bytes(writer);
     }
@@ -562,6 +588,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     }
 done:
     qr_calib_writer_abort(&writer);
+    buffers_free(&pb);
     qr_plan_free(&r.plan);
     free(r.done);
     free(r.ids);
