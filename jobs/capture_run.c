@@ -64,7 +64,8 @@ typedef struct {
 } cap_run;
 
 /* The plan's slices for this job: the options a quantize job of the same ranks and grid plans
- * with by default (mpi/plan.h), with the capture's token count. */
+ * with by default (mpi/plan.h: default method and holdout), with the capture's tokens and windows.
+ */
 static qr_status make_plan(cap_run *r)
 {
     qr_plan_opts po;
@@ -74,6 +75,8 @@ static qr_status make_plan(cap_run *r)
     int64_t shape[8];
     qr_plan_opts_default(&po);
     po.tokens = r->n_windows * r->job->seq_len;
+    po.seq_len = r->job->seq_len;
+    po.held_tokens = qr_plan_held_tokens(po.tokens, po.seq_len, QR_HOLDOUT_DEFAULT);
     po.n_ranks = r->size;
     po.grid[0] = r->job->grid[0];
     po.grid[1] = r->job->grid[1];
