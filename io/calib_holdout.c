@@ -34,19 +34,18 @@ void qr_calib_identity(qr_calib_set *set, char *buf, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
     char line[3 * QR_CALIB_STR_MAX + 512];
-    for (size_t i = 0; i < qr_calib_set_shard_count(set); i++) {
-        const qr_calib_info *ci = qr_calib_shard_info(qr_calib_set_shard(set, i));
-        snprintf(line, sizeof line,
-                 "%s|%s|%s|%d|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64
-                 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 ";",
-                 ci->model_identity, ci->source, ci->source_kind, (int)ci->dtype, ci->dim,
-                 ci->hidden_dim, ci->q_dim, ci->n_layers, ci->seq_len, ci->n_tokens, ci->n_windows,
-                 ci->window_first, ci->total_windows, ci->shard_index, ci->shard_count,
-                 ci->add_dummy_prefix);
-        for (const char *p = line; *p; p++) {
-            h ^= (uint8_t)*p;
-            h *= 1099511628211ull;
-        }
+    /* The capture as a whole, not its shards: the same rows cut into other shards or layer slices
+     * (or only some slices opened, as a quantize rank group does) have the same identity. */
+    const qr_calib_info *ci = qr_calib_shard_info(qr_calib_set_shard(set, 0));
+    snprintf(line, sizeof line,
+             "%s|%s|%s|%d|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64
+             "|%" PRId64 "|%" PRId64 ";",
+             ci->model_identity, ci->source, ci->source_kind, (int)ci->dtype, ci->dim,
+             ci->hidden_dim, ci->q_dim, ci->n_layers, ci->seq_len, ci->total_windows,
+             ci->add_dummy_prefix, ci->unknown_to_zero);
+    for (const char *p = line; *p; p++) {
+        h ^= (uint8_t)*p;
+        h *= 1099511628211ull;
     }
     snprintf(buf, n, "%016" PRIx64, h);
 }

@@ -24,8 +24,10 @@ typedef struct {
  * shard when the rows are not whole windows, or when no window would be left to fit. */
 qr_status qr_calib_split_holdout(qr_calib_set *set, double holdout, qr_calib_split *sp);
 
-/* 16 hex digits identifying a calibration set: FNV-1a over every shard's attributes in order, so
- * two captures with the same attributes have the same identity. buf gets at most n bytes. */
+/* 16 hex digits identifying a calibration set: FNV-1a over the capture's attributes (model, source,
+ * dtype, shapes, seq_len, windows, encoding flags), not over how it is cut into shards or layer
+ * slices, so every rank group of a job gets the same identity from its own shards, and two
+ * captures of the same rows have the same identity. buf gets at most n bytes. */
 void qr_calib_identity(qr_calib_set *set, char *buf, size_t n);
 
 #endif

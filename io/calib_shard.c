@@ -89,16 +89,18 @@ static qr_status check_info(const char *path, const qr_calib_info *in)
     if (in->dim < 1 || in->hidden_dim < 1 || in->q_dim < 1 || in->n_layers < 1 ||
         in->vocab_size < 1 || in->seq_len < 2 || in->n_windows < 1 || in->window_first < 0 ||
         in->total_windows < in->window_first + in->n_windows || in->shard_count < 1 ||
-        in->shard_index < 0 || in->shard_index >= in->shard_count) {
+        in->shard_index < 0 || in->shard_index >= in->shard_count || in->layer_begin < 0 ||
+        in->layer_begin >= in->layer_end || in->layer_end > in->n_layers) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: inconsistent shard attributes (dim %lld, hidden_dim %lld, q_dim %lld, "
                        "n_layers %lld, vocab_size %lld, seq_len %lld, windows %lld from %lld of "
-                       "%lld, shard %lld of %lld)",
+                       "%lld, shard %lld of %lld, layers [%lld, %lld))",
                        path, (long long)in->dim, (long long)in->hidden_dim, (long long)in->q_dim,
                        (long long)in->n_layers, (long long)in->vocab_size, (long long)in->seq_len,
                        (long long)in->n_windows, (long long)in->window_first,
                        (long long)in->total_windows, (long long)in->shard_index,
-                       (long long)in->shard_count);
+                       (long long)in->shard_count, (long long)in->layer_begin,
+                       (long long)in->layer_end);
     }
     if (in->n_windows > INT64_MAX / rows_per_window ||
         in->n_tokens != in->n_windows * rows_per_window) {
@@ -125,6 +127,8 @@ static qr_status write_attrs(hid_t file, const char *path, const qr_calib_info *
     for (size_t i = 0; i < N_INT_ATTRS; i++) {
         QR_TRY(qr_h5_attr_write_int(file, int_attrs[i].name, *info_int(&copy, i)));
     }
+    QR_TRY(qr_h5_attr_write_int(file, "layer_begin", info->layer_begin));
+    QR_TRY(qr_h5_attr_write_int(file, "layer_end", info->layer_end));
     QR_TRY(qr_h5_attr_write_str(file, "dtype", info->dtype == QR_DTYPE_F16 ? "f16" : "f32"));
     QR_TRY(qr_h5_attr_write_str(file, "model_identity", info->model_identity));
     QR_TRY(qr_h5_attr_write_str(file, "model_path", info->model_path));
@@ -133,7 +137,7 @@ static qr_status write_attrs(hid_t file, const char *path, const qr_calib_info *
     return QR_OK;
 }
 
-/* Read the format attribute and the rest; QR_ERR_INPUT when it is not a version-1 shard. */
+/* Read the format attribute and the rest; QR_ERR_INPUT when it is not a version-1 or -2 shard. */
 static qr_status read_attrs(hid_t file, const char *path, qr_calib_info *info)
 {
     char format[64], dtype[16];
@@ -146,9 +150,17 @@ static qr_status read_attrs(hid_t file, const char *path, qr_calib_info *info)
     for (size_t i = 0; i < N_INT_ATTRS; i++) {
         QR_TRY(qr_h5_attr_read_int(file, int_attrs[i].name, path, info_int(info, i)));
     }
-    if (info->version != QR_CALIB_VERSION) {
-        return qr_fail(QR_ERR_INPUT, "%s: attribute version: expected %d, found %lld", path,
-                       QR_CALIB_VERSION, (long long)info->version);
+    if (info->version == 1) { /* before layer slices: every layer */
+        info->layer_begin = 0;
+        info->layer_end = info->n_layers;
+    } else if (info->version == 2) {
+        QR_TRY(qr_h5_attr_read_int(file, "layer_begin", path, &info->layer_begin));
+        QR_TRY(qr_h5_attr_read_int(file, "layer_end", path, &info->layer_end));
+    } else {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: attribute version: expected 1 or 2 (the calibration shard versions "
+                       "this qrecon reads), found %lld; capture again with this qrecon",
+                       path, (long long)info->version);
     }
     QR_TRY(qr_h5_attr_read_str(file, "dtype", path, dtype, sizeof dtype));
     if (strcmp(dtype, "f32") == 0) {
@@ -178,9 +190,10 @@ struct qr_calib_writer {
     qr_calib_info info;
     hid_t file;
     hid_t f16;          /* the binary16 type, or -1 */
-    hid_t *dsets;       /* (n_layers * 4) activation datasets, canonical order */
+    hid_t *dsets;       /* (n_keys) activation datasets of the layers held, canonical order */
+    size_t n_keys;      /* (layer_end - layer_begin) * 4 */
     hid_t tokens;       /* (n_tokens) int32 */
-    int64_t *rows_done; /* (n_layers * 4 + 1) rows written per dataset, tokens last */
+    int64_t *rows_done; /* (n_keys + 1) rows written per dataset, tokens last */
     uint16_t *conv;     /* (conv_cap) binary16 staging for f16 shards */
     size_t conv_cap;
     uint64_t bytes;
@@ -224,8 +237,13 @@ qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_c
     qr_calib_writer *w = NULL;
     hid_t fcpl = -1;
     size_t n_keys;
+    qr_calib_info in = *info;
     *out = NULL;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported through qr_fail */
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);          /* errors are reported through qr_fail */
+    if (in.layer_begin == 0 && in.layer_end == 0) { /* not set: the whole model */
+        in.layer_end = in.n_layers;
+    }
+    info = &in;
     QR_TRY(check_info(path, info));
     if (strlen(path) >= QR_CALIB_STR_MAX) {
         return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
@@ -236,7 +254,8 @@ qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_c
     w->info.version = QR_CALIB_VERSION;
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
-    n_keys = (size_t)info->n_layers * N_KINDS;
+    n_keys = (size_t)(info->layer_end - info->layer_begin) * N_KINDS;
+    w->n_keys = n_keys;
     QR_CHECK(qr_malloc(&w->dsets, n_keys, sizeof *w->dsets, "calibration datasets"));
     for (size_t i = 0; i < n_keys; i++) {
         w->dsets[i] = -1;
@@ -253,13 +272,13 @@ qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_c
         goto done;
     }
     QR_CHECK(write_attrs(w->file, w->tmp, &w->info));
-    for (int64_t l = 0; l < info->n_layers; l++) {
+    for (int64_t l = info->layer_begin; l < info->layer_end; l++) {
         for (int k = 0; k < N_KINDS; k++) {
             char key[QR_INPUT_KEY_MAX];
             qr_calib_key(key, sizeof key, l, (qr_input_kind)k);
             QR_CHECK(create_dataset(w, key, 2, key_width(info, (qr_input_kind)k),
                                     w->f16 >= 0 ? w->f16 : H5T_IEEE_F32LE,
-                                    &w->dsets[l * N_KINDS + k]));
+                                    &w->dsets[(l - info->layer_begin) * N_KINDS + k]));
         }
     }
     QR_CHECK(create_dataset(w, "tokens", 1, 1, H5T_STD_I32LE, &w->tokens));
@@ -302,7 +321,7 @@ qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind k
     size_t idx, count;
     const void *buf = X;
     hid_t mtype = H5T_NATIVE_FLOAT;
-    if (layer < 0 || layer >= w->info.n_layers || kind < 0 || kind >= N_KINDS) {
+    if (layer < w->info.layer_begin || layer >= w->info.layer_end || kind < 0 || kind >= N_KINDS) {
         return qr_fail(QR_ERR_INTERNAL, "%s: no dataset for layer %lld input %d", w->tmp,
                        (long long)layer, (int)kind);
     }
@@ -314,7 +333,7 @@ qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind k
                        w->tmp, key, (long long)row0, (long long)(row0 + n - 1), (long long)d,
                        (long long)w->info.n_tokens, (long long)key_width(&w->info, kind));
     }
-    idx = (size_t)(layer * N_KINDS + kind);
+    idx = (size_t)((layer - w->info.layer_begin) * N_KINDS + kind);
     count = (size_t)n * (size_t)d; /* bounded by the dataset's size, which exists */
     if (w->f16 >= 0) {
         if (count > w->conv_cap) {
@@ -338,7 +357,7 @@ qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind k
 qr_status qr_calib_writer_put_tokens(qr_calib_writer *w, int64_t row0, const int32_t *ids,
                                      int64_t n)
 {
-    size_t idx = (size_t)w->info.n_layers * N_KINDS;
+    size_t idx = w->n_keys;
     if (n < 1 || row0 < 0 || row0 + n > w->info.n_tokens) {
         return qr_fail(QR_ERR_INTERNAL,
                        "%s: dataset tokens: rows %lld..%lld do not fit (%lld rows)", w->tmp,
@@ -359,7 +378,7 @@ uint64_t qr_calib_writer_bytes(const qr_calib_writer *w)
 static bool close_handles(qr_calib_writer *w)
 {
     bool ok = true;
-    size_t n_keys = (size_t)w->info.n_layers * N_KINDS;
+    size_t n_keys = w->n_keys;
     for (size_t i = 0; w->dsets && i < n_keys; i++) {
         if (w->dsets[i] >= 0 && H5Dclose(w->dsets[i]) < 0) {
             ok = false;
@@ -393,13 +412,14 @@ qr_status qr_calib_writer_finish(qr_calib_writer **pw)
 {
     qr_status st = QR_OK;
     qr_calib_writer *w = *pw;
-    size_t n_keys = (size_t)w->info.n_layers * N_KINDS;
+    size_t n_keys = w->n_keys;
     int fd;
     for (size_t i = 0; i <= n_keys; i++) {
         if (w->rows_done[i] != w->info.n_tokens) {
             char key[QR_INPUT_KEY_MAX] = "tokens";
             if (i < n_keys) {
-                qr_calib_key(key, sizeof key, (int64_t)(i / N_KINDS), (qr_input_kind)(i % N_KINDS));
+                qr_calib_key(key, sizeof key, w->info.layer_begin + (int64_t)(i / N_KINDS),
+                             (qr_input_kind)(i % N_KINDS));
             }
             st = qr_fail(QR_ERR_INTERNAL,
                          "%s: dataset %s incomplete (expected %lld rows written, found %lld)",
@@ -539,7 +559,7 @@ qr_status qr_calib_shard_open(const char *path, qr_calib_shard **out)
         goto done;
     }
     QR_CHECK(read_attrs(s->file, path, &s->info));
-    if (!qr_mul_size((size_t)s->info.n_layers, N_KINDS, &s->n_keys)) {
+    if (!qr_mul_size((size_t)(s->info.layer_end - s->info.layer_begin), N_KINDS, &s->n_keys)) {
         st = qr_fail(QR_ERR_INPUT, "%s: attribute n_layers too large", path);
         goto done;
     }
@@ -550,7 +570,8 @@ qr_status qr_calib_shard_open(const char *path, qr_calib_shard **out)
     QR_CHECK(qr_calloc(&s->keys, s->n_keys, sizeof *s->keys, "calibration keys"));
     for (size_t i = 0; i < s->n_keys; i++) {
         qr_input_kind kind = (qr_input_kind)(i % N_KINDS);
-        qr_calib_key(s->keys[i], sizeof s->keys[i], (int64_t)(i / N_KINDS), kind);
+        qr_calib_key(s->keys[i], sizeof s->keys[i], s->info.layer_begin + (int64_t)(i / N_KINDS),
+                     kind);
         QR_CHECK(open_dataset(s, s->keys[i], key_width(&s->info, kind), false, &s->dsets[i]));
     }
     QR_CHECK(open_dataset(s, "tokens", 0, true, &s->tokens));
@@ -616,8 +637,8 @@ static qr_status find_key(const qr_calib_shard *s, const char *key, size_t *idx)
     }
     return qr_fail(QR_ERR_INPUT,
                    "%s: no dataset %s (expected layers.L.{attn_in,o_in,mlp_in,down_in} with L in "
-                   "0..%lld)",
-                   s->path, key, (long long)s->info.n_layers - 1);
+                   "%lld..%lld, the layers this shard holds)",
+                   s->path, key, (long long)s->info.layer_begin, (long long)s->info.layer_end - 1);
 }
 
 qr_status qr_calib_shard_shape(const qr_calib_shard *s, const char *key, int64_t *rows,

@@ -24,7 +24,7 @@
 #include "src/status.h"
 
 #define QR_CALIB_FORMAT "qrecon-calib"
-#define QR_CALIB_VERSION 1
+#define QR_CALIB_VERSION 2 /* what the writer writes; the reader takes 1 and 2 */
 /* Largest chunk: big enough that a chunk is one window for models up to d = 8192 at seq_len 2048
  * in float32, small enough for HDF5's 4 GiB chunk limit and a reader's buffer. */
 #define QR_CALIB_CHUNK_MAX ((int64_t)64 << 20)
@@ -48,6 +48,10 @@ typedef struct {
     int64_t shard_count;      /* shards of the capture */
     int64_t add_dummy_prefix; /* 1 when text was encoded with the " " dummy prefix */
     int64_t unknown_to_zero;  /* 1 when unencodable characters became id 0 */
+    /* Version 2: the shard holds the inputs of layers [layer_begin, layer_end) only (a capture
+     * pipelined over layer slices writes one set of shards per slice); version 1: [0, n_layers).
+     * shard_index / shard_count then number the shards of the slice. */
+    int64_t layer_begin, layer_end;
 } qr_calib_info;
 
 /* "layers.L.<suffix>" for a layer and input kind (buf of QR_INPUT_KEY_MAX bytes). */
@@ -101,16 +105,30 @@ typedef struct qr_calib_set qr_calib_set;
 
 /* Open every shard-*.h5 of a capture folder in name order and check that they form one complete
  * capture: same model, shapes and seq_len, shard_index i at position i, shard_count equal to the
- * number of files, consecutive window ranges covering total_windows. */
+ * number of files, consecutive window ranges covering total_windows. A capture cut into layer
+ * slices is one such complete set of shards per slice; the slices must cover every layer. */
 qr_status qr_calib_set_open_dir(const char *dir, qr_calib_set **out);
+/* The same, opening only the shards of the slices that hold layers [layer_begin, layer_end)
+ * (chosen by file name, so a quantize rank group opens only its own layers' shards); those
+ * slices must cover the range. A whole-model capture is opened whole. */
+qr_status qr_calib_set_open_dir_layers(const char *dir, int64_t layer_begin, int64_t layer_end,
+                                       qr_calib_set **out);
+/* The layers the opened shards hold: [*layer_begin, *layer_end). */
+void qr_calib_set_layers(const qr_calib_set *set, int64_t *layer_begin, int64_t *layer_end);
+/* Shape of a key over the set: rows over all windows, cols its width; QR_ERR_INPUT naming the
+ * folder's first shard when no opened shard holds the key. */
+qr_status qr_calib_set_shape(const qr_calib_set *set, const char *key, int64_t *rows,
+                             int64_t *cols);
 /* Open the given shard files in the given order: same model, shapes and seq_len, window ranges in
  * increasing order without overlap (a subset of a capture is allowed). */
 qr_status qr_calib_set_open_files(const char *const *paths, size_t n, qr_calib_set **out);
 void qr_calib_set_close(qr_calib_set **set); /* NULL-safe, clears the pointer */
+/* Every opened shard, slice by slice (each slice's shards in window order). */
 size_t qr_calib_set_shard_count(const qr_calib_set *set);
 qr_calib_shard *qr_calib_set_shard(const qr_calib_set *set, size_t i);
 int64_t qr_calib_set_rows(const qr_calib_set *set); /* tokens over all shards */
-/* dst (n, cols) = rows [r0, r0 + n) of key over the concatenation of the shards in order. */
+/* dst (n, cols) = rows [r0, r0 + n) of key over the concatenation, in order, of the shards of the
+ * slice that holds the key. */
 qr_status qr_calib_set_read_rows(qr_calib_set *set, const char *key, int64_t r0, int64_t n,
                                  float *dst);
 
@@ -121,7 +139,18 @@ qr_status qr_calib_set_read_rows(qr_calib_set *set, const char *key, int64_t r0,
 qr_status qr_calib_dir_check(const char *dir, const char *identity, size_t *n_found);
 /* Remove the shard files (shard-*.h5, shard-*.h5.tmp) of dir, after qr_calib_dir_check. */
 qr_status qr_calib_dir_clear(const char *dir);
+/* The same, but the shard files whose paths (as qr_calib_slice_shard_name gives them) are in
+ * keep (n_keep) stay: the complete shards a resumed capture keeps. */
+qr_status qr_calib_dir_clear_except(const char *dir, const char *const *keep, size_t n_keep);
 /* "DIR/shard-RRRRR.h5" for shard r. */
 qr_status qr_calib_shard_name(char *buf, size_t size, const char *dir, int64_t r);
+/* The name of shard r of the slice of layers [layer_begin, layer_end) of a model of n_layers:
+ * "DIR/shard-RRRRR.h5" when the slice is the whole model, else "DIR/shard-lAAAAA-BBBBB-RRRRR.h5"
+ * (A = layer_begin, B = layer_end, exclusive), so a reader picks a slice's shards by name. */
+qr_status qr_calib_slice_shard_name(char *buf, size_t size, const char *dir, int64_t layer_begin,
+                                    int64_t layer_end, int64_t n_layers, int64_t r);
+/* The layer range a shard file name says ("shard-lAAAAA-BBBBB-RRRRR.h5"); false for the
+ * whole-model name "shard-RRRRR.h5" (its range is in the file) and for other names. */
+bool qr_calib_name_layers(const char *name, int64_t *layer_begin, int64_t *layer_end);
 
 #endif

@@ -33,16 +33,26 @@ static qr_status read_linear(const qr_model *m, int64_t l, const char *block, co
 
 qr_status qr_llama_load(const qr_model *m, qr_llama_weights *w)
 {
+    return qr_llama_load_slice(m, 0, qr_model_get_config(m)->n_layers, true, true, w);
+}
+
+qr_status qr_llama_load_slice(const qr_model *m, int64_t layer_begin, int64_t layer_end,
+                              bool embedding, bool head, qr_llama_weights *w)
+{
     qr_status st = QR_OK;
     const qr_model_config *c = qr_model_get_config(m);
     char name[160];
-    QR_TRY(qr_llama_weights_alloc(c, w));
-    QR_CHECK(read_tensor(m, "model.embed_tokens.weight", c->vocab_size, c->dim, w->embedding));
-    QR_CHECK(read_tensor(m, "model.norm.weight", c->dim, 0, w->final_norm));
-    if (!c->tied_embeddings) {
+    QR_TRY(qr_llama_weights_alloc_slice(c, layer_begin, layer_end, embedding, head, w));
+    if (embedding) {
+        QR_CHECK(read_tensor(m, "model.embed_tokens.weight", c->vocab_size, c->dim, w->embedding));
+    }
+    if (head) {
+        QR_CHECK(read_tensor(m, "model.norm.weight", c->dim, 0, w->final_norm));
+    }
+    if (head && !c->tied_embeddings) {
         QR_CHECK(read_tensor(m, "lm_head.weight", c->vocab_size, c->dim, (float *)w->classifier.W));
     }
-    for (int64_t l = 0; l < c->n_layers; l++) {
+    for (int64_t l = layer_begin; l < layer_end; l++) {
         qr_llama_layer *L = &w->layers[l];
         snprintf(name, sizeof name, "model.layers.%lld.input_layernorm.weight", (long long)l);
         QR_CHECK(read_tensor(m, name, c->dim, 0, L->attn_norm));

@@ -11,5 +11,10 @@
  * shape against the config (QR_ERR_INPUT naming the model path, the tensor, expected vs found).
  * On failure w is left freed. */
 qr_status qr_llama_load(const qr_model *m, qr_llama_weights *w);
+/* Only layers [layer_begin, layer_end), the embedding when `embedding`, the final norm and the
+ * classifier when `head` (qr_llama_weights_alloc_slice): a capture rank group holds no more than
+ * its layer slice. Only those tensors are read. */
+qr_status qr_llama_load_slice(const qr_model *m, int64_t layer_begin, int64_t layer_end,
+                              bool embedding, bool head, qr_llama_weights *w);
 
 #endif

@@ -22,6 +22,7 @@ typedef struct {
     qr_plan_opts plan;
     int64_t ranks, threads, cores;
     double holdout, mem_gib;
+    int64_t micro_batch; /* capture's, for its estimate over the same slices */
     bool json;
 } plan_cli;
 
@@ -29,7 +30,7 @@ static const qr_cmd_doc doc = {
     "plan",
     "qrecon plan --model DIR --ranks N [--grid PxQ] [--tokens T] [--seq-len L] [method options]\n"
     "                   [--threads-per-rank K] [--cores-per-node C] [--mem-per-node GIB]\n"
-    "                   [--gflops G] [--json]",
+    "                   [--gflops G] [--micro-batch B] [--json]",
     "Print how a quantize job with N ranks splits the model: layers are cut into contiguous\n"
     "slices, one per rank group of P*Q ranks, balanced exactly by estimated cost (flops of the\n"
     "statistics, decompositions and metrics, plus bytes read). N must be divisible by P*Q. The\n"
@@ -37,7 +38,10 @@ static const qr_cmd_doc doc = {
     "computation. Memory per rank follows the buffers quantize allocates on the path it takes\n"
     "(a module divided over the grid, or whole on every rank) plus what a rank holds before its\n"
     "first module; with --mem-per-node the plan warns when a node would not hold its ranks and\n"
-    "names the smallest grid that fits.\n",
+    "names the smallest grid that fits.\n\n"
+    "A second table estimates `qrecon capture` with the same ranks and --grid over the same\n"
+    "slices (T tokens in windows of --seq-len): memory and time per rank, and the pipeline's\n"
+    "fill and drain.\n",
     NULL,
 };
 
@@ -64,6 +68,8 @@ static const qr_opt plan_rows[] = {
      "unknown", .dmin = 0.0, .dmax = 1e9},
     {"gflops", QR_OPT_DOUBLE, CLI(plan.gflops_per_thread), "G",
      "flop rate of one BLAS thread for the time estimate", .dmin = 1e-6, .dmax = 1e9},
+    {"micro-batch", QR_OPT_INT, CLI(micro_batch), "B",
+     "capture's windows per message, for its estimate", .imin = 1, .imax = INT32_MAX},
     {"json", QR_OPT_FLAG, CLI(json), NULL, "print the plan as JSON"},
 };
 #undef CLI
@@ -78,6 +84,7 @@ static void init_cli(void *ctx, qr_method_id m)
     c->threads = c->plan.threads_per_rank;
     c->cores = c->plan.cores_per_node;
     c->holdout = QR_HOLDOUT_DEFAULT;
+    c->micro_batch = 1; /* capture's default */
 }
 
 static double mib(uint64_t bytes)
@@ -219,7 +226,39 @@ static qr_status method_json(const qr_plan *p, json_t *root)
     return QR_OK;
 }
 
-static qr_status print_json(const qr_plan *p, const char *model_path)
+static json_t *capture_json(const qr_capture_est *e, const qr_capture_plan_opts *co)
+{
+    json_t *o = json_object(), *groups = json_array();
+    for (int g = 0; o && groups && g < e->n_groups; g++) {
+        const qr_capture_slice_est *c = &e->groups[g];
+        json_array_append_new(
+            groups,
+            json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f}", "group", g, "weight_bytes",
+                      (json_int_t)c->weight_bytes, "mapped_bytes", (json_int_t)c->mapped_bytes,
+                      "state_bytes", (json_int_t)c->state_bytes, "batch_bytes",
+                      (json_int_t)c->batch_bytes, "mem_per_rank_bytes", (json_int_t)c->mem_per_rank,
+                      "gflops", (double)c->flops / 1e9, "write_mb", (double)c->bytes_written / 1e6,
+                      "seconds", c->seconds));
+    }
+    if (!o || !groups) {
+        json_decref(o);
+        json_decref(groups);
+        return NULL;
+    }
+    json_object_set_new(o, "seq_len", json_integer(co->seq_len));
+    json_object_set_new(o, "micro_batch", json_integer(co->micro_batch));
+    json_object_set_new(o, "windows", json_integer(e->windows));
+    json_object_set_new(o, "micro_batches_per_rank", json_integer(e->micro_batches));
+    json_object_set_new(o, "pipeline_groups", json_integer(e->active_groups));
+    json_object_set_new(o, "groups", groups);
+    json_object_set_new(o, "max_mem_per_rank_bytes", json_integer((json_int_t)e->max_mem_per_rank));
+    json_object_set_new(o, "seconds", json_real(e->seconds));
+    json_object_set_new(o, "fill_drain_seconds", json_real(e->fill_drain_seconds));
+    return o;
+}
+
+static qr_status print_json(const qr_plan *p, const char *model_path, const qr_capture_est *ce,
+                            const qr_capture_plan_opts *co)
 {
     json_t *root = json_object(), *groups = json_array(), *adv = json_array();
     char lines[6][320];
@@ -266,6 +305,7 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
     }
     json_object_set_new(root, "imbalance", json_real(p->imbalance));
     json_object_set_new(root, "advice", adv);
+    json_object_set_new(root, "capture", capture_json(ce, co));
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     if (!text) {
@@ -274,6 +314,36 @@ static qr_status print_json(const qr_plan *p, const char *model_path)
     printf("%s\n", text);
     free(text);
     return QR_OK;
+}
+
+/* The capture over the same slices: a second table, beside quantize's. */
+static void print_capture(const qr_plan *p, const qr_capture_est *e, const qr_capture_plan_opts *co)
+{
+    printf("capture over the same slices: %lld windows of %lld tokens, micro-batches of %lld "
+           "window(s), %lld per rank\n",
+           (long long)e->windows, (long long)co->seq_len, (long long)co->micro_batch,
+           (long long)e->micro_batches);
+    printf("%5s  %-11s  %12s  %11s  %10s  %10s  %12s  %11s  %13s  %10s\n", "group", "layers",
+           "weights MiB", "mapped MiB", "state MiB", "batch MiB", "MiB/rank", "GFLOP/rank",
+           "write MB/rank", "est. s");
+    for (int g = 0; g < e->n_groups; g++) {
+        const qr_plan_slice *s = &p->slices[g];
+        const qr_capture_slice_est *c = &e->groups[g];
+        char layers[32];
+        if (s->layer_begin == s->layer_end) {
+            continue;
+        }
+        snprintf(layers, sizeof layers, "%lld-%lld", (long long)s->layer_begin,
+                 (long long)s->layer_end - 1);
+        printf("%5d  %-11s  %12.1f  %11.1f  %10.1f  %10.1f  %12.1f  %11.3f  %13.3f  %10.3f\n", g,
+               layers, mib(c->weight_bytes), mib(c->mapped_bytes), mib(c->state_bytes),
+               mib(c->batch_bytes), mib(c->mem_per_rank), (double)c->flops / 1e9,
+               (double)c->bytes_written / 1e6, c->seconds);
+    }
+    printf("capture: pipeline of %d group(s): est. %.3f s, of which fill and drain %.3f s "
+           "((G-1)/B = %d/%lld micro-batches); peak %.1f MiB per rank\n",
+           e->active_groups, e->seconds, e->fill_drain_seconds, e->active_groups - 1,
+           (long long)e->micro_batches, mib(e->max_mem_per_rank));
 }
 
 static void print_text(const qr_plan *p, const char *model_path)
@@ -323,6 +393,8 @@ qr_status qr_cmd_plan(int argc, char **argv)
     qr_status st = QR_OK;
     qr_model *model = NULL;
     qr_plan *plan = NULL;
+    qr_capture_est cap;
+    qr_capture_plan_opts co;
     plan_cli cli;
     qr_plan_opts o;
     qr_opt_result res;
@@ -343,6 +415,10 @@ qr_status qr_cmd_plan(int argc, char **argv)
     o.threads_per_rank = (int)cli.threads;
     o.cores_per_node = (int)cli.cores;
     model_path = cli.model;
+    memset(&cap, 0, sizeof cap);
+    co.seq_len = o.seq_len;
+    co.micro_batch = cli.micro_batch;
+    co.act_bytes = 4;
     if (o.n_ranks % (o.grid[0] * o.grid[1]) != 0) {
         return qr_fail(QR_ERR_INPUT,
                        "--ranks %d: not divisible by the grid's P*Q = %d (--grid %dx%d); use a "
@@ -365,15 +441,18 @@ qr_status qr_cmd_plan(int argc, char **argv)
             qr_clear_error();
         }
         QR_CHECK(qr_plan_build(cfg, &o, &plan));
+        QR_CHECK(qr_plan_capture(plan, cfg, &co, &cap));
     }
     if (qr_log_rank() == 0) {
         if (cli.json) {
-            QR_CHECK(print_json(plan, model_path));
+            QR_CHECK(print_json(plan, model_path, &cap, &co));
         } else {
             print_text(plan, model_path);
+            print_capture(plan, &cap, &co);
         }
     }
 done:
+    qr_capture_est_free(&cap);
     qr_plan_free(&plan);
     qr_model_close(&model);
     return st;

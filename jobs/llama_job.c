@@ -14,11 +14,20 @@
 
 qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job)
 {
+    return qr_llama_job_open_slice(model_path, 0, -1, true, true, job);
+}
+
+qr_status qr_llama_job_open_slice(const char *model_path, int64_t layer_begin, int64_t layer_end,
+                                  bool embedding, bool head, qr_llama_job *job)
+{
     qr_status st = QR_OK;
     memset(job, 0, sizeof *job);
     job->bos = QR_TOKEN_BOS;
     QR_CHECK(qr_model_open(model_path, &job->model));
-    QR_CHECK(qr_llama_load(job->model, &job->w));
+    if (layer_end < 0) {
+        layer_end = qr_model_get_config(job->model)->n_layers;
+    }
+    QR_CHECK(qr_llama_load_slice(job->model, layer_begin, layer_end, embedding, head, &job->w));
 done:
     if (st != QR_OK) {
         qr_llama_job_close(job);

@@ -32,6 +32,10 @@ typedef struct {
 
 /* Open the model and load its float32 weights. */
 qr_status qr_llama_job_open(const char *model_path, qr_llama_job *job);
+/* Open the model and load only layers [layer_begin, layer_end) (layer_end < 0: to the last), with
+ * the embedding and the head as asked (io/llama_load.h qr_llama_load_slice). */
+qr_status qr_llama_job_open_slice(const char *model_path, int64_t layer_begin, int64_t layer_end,
+                                  bool embedding, bool head, qr_llama_job *job);
 /* Read the tokenizer: tokenizer_path (a tokenizer.json by its ".json" name, else a llama2.c
  * tokenizer.bin), or when NULL the one beside the model: tokenizer.bin / tok*.bin, else
  * tokenizer.json. tokenizer.model (SentencePiece protobuf) is refused with a message pointing to

@@ -93,7 +93,8 @@ static qr_status config_json(const qr_model_config *c, char **out)
     return *out ? QR_OK : qr_fail(QR_ERR_NOMEM, "model config: cannot encode as JSON");
 }
 
-/* Every shard has every module's input with the module's width and the same row count. */
+/* Every opened shard has the input of every module of its layers with the module's width and the
+ * same row count (a capture cut into layer slices: only the slices opened). */
 static qr_status check_calib(const qr_model *model, qr_calib_set *set, const qr_module *mods,
                              size_t n_mods)
 {
@@ -116,6 +117,9 @@ static qr_status check_calib(const qr_model *model, qr_calib_set *set, const qr_
         const qr_calib_info *ci = qr_calib_shard_info(sh);
         for (size_t i = 0; i < n_mods; i++) {
             int64_t rows = 0, cols = 0;
+            if (mods[i].layer < ci->layer_begin || mods[i].layer >= ci->layer_end) {
+                continue;
+            }
             QR_TRY(qr_calib_shard_shape(sh, mods[i].input_key, &rows, &cols));
             if (cols != mods[i].d_in || rows != ci->n_tokens) {
                 return qr_fail(QR_ERR_INPUT,
@@ -447,7 +451,9 @@ static qr_status phase_open(qr_run *r)
     }
     QR_TRY(qr_model_open(job->model_path, &r->model));
     QR_TRY(qr_modules_enumerate(qr_model_get_config(r->model), &r->mods, &r->n_mods));
-    return qr_calib_set_open_dir(job->calib_dir, &r->calib);
+    /* Before the plan only the first layer's shards (rows, identity, holdout); phase_plan then
+     * opens the group's own (a capture cut into layer slices; a whole-model one is all one). */
+    return qr_calib_set_open_dir_layers(job->calib_dir, 0, 1, &r->calib);
 }
 
 /* check: the shards against the modules, the options that identify the result. */
@@ -484,6 +490,16 @@ static qr_status phase_plan(qr_run *r)
     r->group = r->rank / r->gsize;
     r->is_root = r->rank % r->gsize == 0;
     r->slice = &r->plan->slices[r->group];
+    if (r->slice->layer_begin < r->slice->layer_end) {
+        int64_t a, b;
+        qr_calib_set_layers(r->calib, &a, &b);
+        if (a > r->slice->layer_begin || b < r->slice->layer_end) {
+            qr_calib_set_close(&r->calib);
+            QR_TRY(qr_calib_set_open_dir_layers(r->job->calib_dir, r->slice->layer_begin,
+                                                r->slice->layer_end, &r->calib));
+            QR_TRY(check_calib(r->model, r->calib, r->mods, r->n_mods));
+        }
+    }
     return QR_OK;
 }
 

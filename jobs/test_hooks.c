@@ -36,3 +36,17 @@ void qr_test_hooks_install(qr_quantize_job *job)
         job->after_assembled = kill_after;
     }
 }
+
+static bool capture_kill(void *ctx, int group, int last_group)
+{
+    (void)ctx;
+    return group == last_group;
+}
+
+void qr_test_hooks_install_capture(qr_capture_job *job)
+{
+    const char *kill = getenv("QRECON_TEST_KILL_AT");
+    if (kill && strcmp(kill, "capture:last") == 0) {
+        job->before_finish = capture_kill;
+    }
+}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "src/alloc.h"
+#include "src/llama.h"
 
 /* ---- overflow-checked uint64 arithmetic: a sticky flag instead of a check at every step
  * ---------- */
@@ -413,4 +414,86 @@ int qr_plan_group_of_layer(const qr_plan *p, int64_t layer)
         }
     }
     return -1;
+}
+
+/* ---- capture ------------------------------------------------------------------------------- */
+
+qr_status qr_plan_capture(const qr_plan *p, const qr_model_config *c, const qr_capture_plan_opts *o,
+                          qr_capture_est *out)
+{
+    int gsize = p->opts.grid[0] * p->opts.grid[1];
+    int64_t L = o->seq_len, q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    int64_t lane_windows;
+    double rate = p->opts.gflops_per_thread * 1e9 * p->opts.threads_per_rank;
+    double slowest = 0;
+    u64_ctx ctx = {false};
+    memset(out, 0, sizeof *out);
+    if (L < 2 || o->micro_batch < 1 || (o->act_bytes != 2 && o->act_bytes != 4) ||
+        p->opts.tokens < L) {
+        return qr_fail(
+            QR_ERR_INPUT,
+            "capture plan: --seq-len %lld, --micro-batch %lld with %lld tokens (expected "
+            "2 <= seq_len <= tokens and a micro-batch of at least 1)",
+            (long long)L, (long long)o->micro_batch, (long long)p->opts.tokens);
+    }
+    out->windows = p->opts.tokens / L;
+    lane_windows = (out->windows + gsize - 1) / gsize;
+    out->micro_batches = (lane_windows + o->micro_batch - 1) / o->micro_batch;
+    out->n_groups = p->n_groups;
+    QR_TRY(qr_calloc(&out->groups, (size_t)p->n_groups, sizeof *out->groups, "capture plan"));
+    for (int g = 0; g < p->n_groups; g++) {
+        const qr_plan_slice *s = &p->slices[g];
+        qr_capture_slice_est *e = &out->groups[g];
+        uint64_t floats = 0, layers = (uint64_t)(s->layer_end - s->layer_begin), per_token;
+        uint64_t lin =
+            (uint64_t)(2 * q_dim * c->dim + 2 * kv_dim * c->dim + 3 * c->hidden_dim * c->dim);
+        uint64_t tokens = (uint64_t)(lane_windows * L), state, width;
+        if (layers == 0) {
+            continue;
+        }
+        out->active_groups++;
+        QR_TRY(qr_llama_slice_floats(c, s->layer_begin, s->layer_end, g == 0, false, &floats));
+        e->weight_bytes = mul(&ctx, floats, 4);
+        e->mapped_bytes = mul(&ctx, floats, (uint64_t)p->opts.weight_bytes);
+        /* x, xb, tmp (L dim), q, att (L q_dim), gate, up (L hidden), scores (64 L), KV cache
+         * (2 layers L kv_dim), RoPE tables (L head_dim) */
+        state = add(&ctx,
+                    mul(&ctx, (uint64_t)L,
+                        (uint64_t)(3 * c->dim + 2 * q_dim + 2 * c->hidden_dim + 64 + c->head_dim)),
+                    mul3(&ctx, 2 * layers, (uint64_t)L, (uint64_t)kv_dim));
+        e->state_bytes = mul(&ctx, state, 4);
+        e->batch_bytes =
+            mul3(&ctx, 2 * (uint64_t)o->micro_batch, (uint64_t)L, (uint64_t)c->dim * 4);
+        e->mem_per_rank = add(&ctx, add(&ctx, e->weight_bytes, e->state_bytes), e->batch_bytes);
+        /* per token and layer: 2 flops per weight of the linear modules, and causal attention
+         * (scores and weighted values) 2 q_dim (L + 1) on average over the window */
+        per_token = add(&ctx, mul(&ctx, 2, lin), mul(&ctx, 2 * (uint64_t)q_dim, (uint64_t)L + 1));
+        e->flops = mul3(&ctx, per_token, layers, tokens);
+        width = (uint64_t)(2 * c->dim + q_dim + c->hidden_dim);
+        e->bytes_written =
+            add(&ctx, mul3(&ctx, tokens, layers, mul(&ctx, width, (uint64_t)o->act_bytes)),
+                mul(&ctx, tokens, 4));
+        e->seconds = (double)e->flops / rate + (double)e->bytes_written / (p->opts.read_gbps * 1e9);
+        slowest = e->seconds > slowest ? e->seconds : slowest;
+        out->max_mem_per_rank =
+            e->mem_per_rank > out->max_mem_per_rank ? e->mem_per_rank : out->max_mem_per_rank;
+    }
+    if (ctx.overflow) {
+        qr_capture_est_free(out);
+        return qr_fail(QR_ERR_INPUT, "capture plan: a size overflows 64 bits");
+    }
+    /* every group works on its own micro-batch once the pipeline is full; the first batch reaches
+     * the last group after G - 1 batch times and the last leaves group 0 G - 1 batch times early */
+    out->seconds = slowest * (double)(out->micro_batches + out->active_groups - 1) /
+                   (double)out->micro_batches;
+    out->fill_drain_seconds = out->seconds - slowest;
+    return QR_OK;
+}
+
+void qr_capture_est_free(qr_capture_est *e)
+{
+    if (e) {
+        free(e->groups);
+        e->groups = NULL;
+    }
 }

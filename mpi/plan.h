@@ -136,4 +136,44 @@ void qr_plan_free(qr_plan **p); /* NULL-safe, clears the pointer */
 /* The group that owns layer `layer`, or -1 when out of range. */
 int qr_plan_group_of_layer(const qr_plan *p, int64_t layer);
 
+/* ---- capture over the same slices (jobs/capture_run.c, docs/calibration.md) ----------------- */
+
+/* How a capture of the plan's opts.tokens tokens runs: group g holds the float32 weights of its
+ * slice (group 0 also the embedding), windows of seq_len tokens are split over a group's P Q ranks
+ * and flow group to group in micro-batches. */
+typedef struct {
+    int64_t seq_len;     /* window length (capture's --seq-len) */
+    int64_t micro_batch; /* windows per message between groups (--micro-batch) */
+    int64_t act_bytes;   /* bytes per stored activation: 4 (f32) or 2 (f16) */
+} qr_capture_plan_opts;
+
+typedef struct {
+    uint64_t weight_bytes;  /* float32 weights of the slice (and the embedding on group 0) */
+    uint64_t mapped_bytes;  /* the same tensors in the source file, read through mmap: resident
+                               while loaded, page cache the kernel may reclaim */
+    uint64_t state_bytes;   /* forward-pass buffers and the slice's KV cache for one window */
+    uint64_t batch_bytes;   /* two micro-batches of hidden states (one received, one sent) */
+    uint64_t mem_per_rank;  /* weight + state + batch (mapped pages not counted) */
+    uint64_t flops;         /* forward pass of one rank's windows through the slice */
+    uint64_t bytes_written; /* activations and token ids one rank writes */
+    double seconds;         /* flops at the thread rate + writes at opts.read_gbps */
+} qr_capture_slice_est;
+
+typedef struct {
+    int n_groups;                 /* the plan's */
+    qr_capture_slice_est *groups; /* (n_groups); zero for a group without layers */
+    int active_groups;            /* groups with layers: the pipeline's depth G */
+    int64_t windows;              /* floor(tokens / seq_len) */
+    int64_t micro_batches;        /* per rank: ceil(windows per rank / micro_batch) = B */
+    double seconds;               /* whole capture: slowest group x (B + G - 1) / B */
+    double fill_drain_seconds;    /* of which the pipeline's fill and drain: (G - 1) batches */
+    uint64_t max_mem_per_rank;
+} qr_capture_est;
+
+/* Estimate the capture of model cfg over plan p's slices. QR_ERR_INPUT when an option is out of
+ * range or a size overflows. Pure computation. */
+qr_status qr_plan_capture(const qr_plan *p, const qr_model_config *cfg,
+                          const qr_capture_plan_opts *o, qr_capture_est *out);
+void qr_capture_est_free(qr_capture_est *e); /* NULL-safe on its array */
+
 #endif

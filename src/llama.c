@@ -18,6 +18,7 @@
 struct qr_llama_state {
     qr_model_config cfg;
     int64_t max_block, max_pos;
+    int64_t layer_begin, layer_end; /* the layers the KV cache holds */
     int64_t q_dim, kv_dim;
     float *x;        /* (max_block, dim) residual stream */
     float *xb;       /* (max_block, dim) normalized input of a block (attention or MLP) */
@@ -28,8 +29,8 @@ struct qr_llama_state {
     float *row_sum;  /* (QR_ATTN_TILE) softmax denominators of the tile's rows */
     float *gate;     /* (max_block, hidden_dim) gate_proj output, then silu(gate) * up */
     float *up;       /* (max_block, hidden_dim) up_proj output */
-    float *kcache;   /* (n_layers, max_pos, kv_dim) keys after RoPE */
-    float *vcache;   /* (n_layers, max_pos, kv_dim) values */
+    float *kcache;   /* (layer_end - layer_begin, max_pos, kv_dim) keys after RoPE */
+    float *vcache;   /* (layer_end - layer_begin, max_pos, kv_dim) values */
     float *rope_cos; /* (max_pos, head_dim / 2) cos(pos * theta^(-2p / head_dim)) */
     float *rope_sin; /* (max_pos, head_dim / 2) */
 };
@@ -103,19 +104,27 @@ static void set_linear(qr_linear *lin, float *W, int64_t d_out, int64_t d_in)
     lin->ctx = NULL;
 }
 
-qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w)
+/* Float counts of the pieces of a slice: parts[0] q/o (q_dim dim), parts[1] k/v (kv_dim dim),
+ * parts[2] gate/up/down (hidden dim), parts[3] embedding/classifier (vocab dim); *total the arena.
+ * Every product is bounded by check_config() only per factor, so each is overflow-checked. */
+static qr_status slice_sizes(const qr_model_config *c, int64_t layer_begin, int64_t layer_end,
+                             bool embedding, bool head, size_t parts[5], size_t *total)
 {
-    qr_status st = QR_OK;
-    const qr_model_config *c = cfg;
     int64_t q_dim, kv_dim;
-    size_t per_layer = 0, total = 0, parts[8];
-    float *p;
-    memset(w, 0, sizeof *w);
+    size_t per_layer = 0, t = 0;
     QR_TRY(check_config(c));
+    if (layer_begin < 0 || layer_begin > layer_end || layer_end > c->n_layers) {
+        return qr_fail(QR_ERR_INPUT,
+                       "model config: layer slice [%lld, %lld) outside the model (expected within "
+                       "[0, %lld))",
+                       (long long)layer_begin, (long long)layer_end, (long long)c->n_layers);
+    }
+    if (head && c->tied_embeddings && !embedding) {
+        return qr_fail(QR_ERR_INPUT, "model config: a tied classifier needs the embedding too "
+                                     "(expected embedding with the head)");
+    }
     q_dim = c->n_heads * c->head_dim;
     kv_dim = c->n_kv_heads * c->head_dim;
-    /* Every product below is bounded by the checks in check_config() only per factor, so each one
-     * is overflow-checked before it is summed. */
     if (!qr_mul_size((size_t)q_dim, (size_t)c->dim, &parts[0]) ||
         !qr_mul_size((size_t)kv_dim, (size_t)c->dim, &parts[1]) ||
         !qr_mul_size((size_t)c->hidden_dim, (size_t)c->dim, &parts[2]) ||
@@ -126,22 +135,62 @@ qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w
         !qr_add_size(per_layer, parts[0], &per_layer) || !qr_mul_size(parts[2], 3, &parts[4]) ||
         !qr_add_size(per_layer, parts[4], &per_layer) ||
         (c->attn_bias && !qr_add_size(per_layer, (size_t)(q_dim + 2 * kv_dim), &per_layer)) ||
-        !qr_mul_size(per_layer, (size_t)c->n_layers, &total) ||
-        !qr_add_size(total, parts[3], &total) || !qr_add_size(total, (size_t)c->dim, &total) ||
-        (!c->tied_embeddings && !qr_add_size(total, parts[3], &total))) {
+        !qr_mul_size(per_layer, (size_t)(layer_end - layer_begin), &t) ||
+        (embedding && !qr_add_size(t, parts[3], &t)) ||
+        (head && !qr_add_size(t, (size_t)c->dim, &t)) ||
+        (head && !c->tied_embeddings && !qr_add_size(t, parts[3], &t))) {
         return qr_fail(QR_ERR_INPUT, "model config: weight size overflows (dim %lld, layers %lld)",
                        (long long)c->dim, (long long)c->n_layers);
     }
+    *total = t;
+    return QR_OK;
+}
+
+qr_status qr_llama_slice_floats(const qr_model_config *cfg, int64_t layer_begin, int64_t layer_end,
+                                bool embedding, bool head, uint64_t *floats)
+{
+    size_t parts[5] = {0}, total = 0;
+    QR_TRY(slice_sizes(cfg, layer_begin, layer_end, embedding, head, parts, &total));
+    *floats = (uint64_t)total;
+    return QR_OK;
+}
+
+qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w)
+{
+    return qr_llama_weights_alloc_slice(cfg, 0, cfg->n_layers, true, true, w);
+}
+
+qr_status qr_llama_weights_alloc_slice(const qr_model_config *cfg, int64_t layer_begin,
+                                       int64_t layer_end, bool embedding, bool head,
+                                       qr_llama_weights *w)
+{
+    qr_status st = QR_OK;
+    const qr_model_config *c = cfg;
+    int64_t q_dim, kv_dim;
+    size_t total = 0, parts[5] = {0};
+    float *p;
+    memset(w, 0, sizeof *w);
+    QR_TRY(slice_sizes(c, layer_begin, layer_end, embedding, head, parts, &total));
+    q_dim = c->n_heads * c->head_dim;
+    kv_dim = c->n_kv_heads * c->head_dim;
     w->cfg = *c;
+    w->layer_begin = layer_begin;
+    w->layer_end = layer_end;
+    w->has_embedding = embedding;
+    w->has_head = head;
     QR_CHECK(qr_calloc(&w->layers, (size_t)c->n_layers, sizeof *w->layers, "llama layers"));
-    QR_CHECK(qr_calloc(&w->arena, total, sizeof(float), "llama weights"));
+    QR_CHECK(qr_calloc(&w->arena, total > 0 ? total : 1, sizeof(float), "llama weights"));
     w->arena_floats = (int64_t)total;
     p = w->arena;
-    w->embedding = p;
-    p += parts[3];
-    w->final_norm = p;
-    p += c->dim;
-    for (int64_t l = 0; l < c->n_layers; l++) {
+    if (embedding) {
+        w->embedding = p;
+        p += parts[3];
+    }
+    if (head) {
+        w->final_norm = p;
+        p += c->dim;
+    }
+    for (int64_t l = layer_begin; l < layer_end; l++) {
         qr_llama_layer *L = &w->layers[l];
         L->attn_norm = p;
         p += c->dim;
@@ -170,9 +219,9 @@ qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w
         set_linear(&L->down, p, c->dim, c->hidden_dim);
         p += parts[2];
     }
-    if (c->tied_embeddings) {
+    if (head && c->tied_embeddings) {
         set_linear(&w->classifier, w->embedding, c->vocab_size, c->dim);
-    } else {
+    } else if (head) {
         set_linear(&w->classifier, p, c->vocab_size, c->dim);
         p += parts[3];
     }
@@ -199,6 +248,12 @@ void qr_llama_weights_free(qr_llama_weights *w)
 qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int64_t max_pos,
                               qr_llama_state **out)
 {
+    return qr_llama_state_open_layers(cfg, max_block, max_pos, 0, cfg->n_layers, out);
+}
+
+qr_status qr_llama_state_open_layers(const qr_model_config *cfg, int64_t max_block, int64_t max_pos,
+                                     int64_t layer_begin, int64_t layer_end, qr_llama_state **out)
+{
     qr_status st = QR_OK;
     qr_llama_state *s = NULL;
     size_t cache = 0, sz = 0;
@@ -212,7 +267,15 @@ qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int
                        "context <= the model's maximum %lld)",
                        (long long)max_block, (long long)max_pos, (long long)cfg->max_seq_len);
     }
+    if (layer_begin < 0 || layer_begin >= layer_end || layer_end > cfg->n_layers) {
+        return qr_fail(QR_ERR_INPUT,
+                       "forward pass: layer range [%lld, %lld) (expected a non-empty range within "
+                       "[0, %lld))",
+                       (long long)layer_begin, (long long)layer_end, (long long)cfg->n_layers);
+    }
     QR_TRY(qr_calloc(&s, 1, sizeof *s, "llama state"));
+    s->layer_begin = layer_begin;
+    s->layer_end = layer_end;
     s->cfg = *cfg;
     s->max_block = max_block;
     s->max_pos = max_pos;
@@ -236,7 +299,7 @@ qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int
     QR_STATE_BUF(row_sum, QR_ATTN_TILE, 1);
     QR_STATE_BUF(gate, max_block, cfg->hidden_dim);
     QR_STATE_BUF(up, max_block, cfg->hidden_dim);
-    if (!qr_mul_size((size_t)cfg->n_layers, (size_t)max_pos, &cache)) {
+    if (!qr_mul_size((size_t)(layer_end - layer_begin), (size_t)max_pos, &cache)) {
         st = qr_fail(QR_ERR_INPUT, "forward pass: KV cache size overflows");
         goto done;
     }
@@ -429,8 +492,9 @@ static void attention(qr_llama_state *s, int64_t layer, int64_t n, int64_t pos0)
 {
     const qr_model_config *c = &s->cfg;
     int64_t hd = c->head_dim, group = c->n_heads / c->n_kv_heads;
-    const float *kc = s->kcache + layer * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
-    const float *vc = s->vcache + layer * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
+    int64_t slot = layer - s->layer_begin; /* the layer's place in the cache */
+    const float *kc = s->kcache + slot * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
+    const float *vc = s->vcache + slot * s->max_pos * s->kv_dim; /* (pos0 + n, kv_dim) */
     float scale = (float)(1.0 / sqrt((double)hd));
     /* Sizes were checked against int when the state was opened. */
     int ihd = (int)hd, ldq = (int)s->q_dim, ldkv = (int)s->kv_dim;
@@ -469,12 +533,10 @@ static void attention(qr_llama_state *s, int64_t layer, int64_t n, int64_t pos0)
     }
 }
 
-qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const int32_t *tokens,
-                           int64_t n, int64_t pos0, float *logits, qr_llama_input_hook hook,
-                           void *hook_ctx)
+static qr_status check_block(const qr_llama_weights *w, const qr_llama_state *s, int64_t n,
+                             int64_t pos0)
 {
     const qr_model_config *c = &w->cfg;
-    int64_t dim = c->dim, hidden = c->hidden_dim, kv_dim = s->kv_dim;
     if (n < 1 || n > s->max_block || pos0 < 0 || pos0 + n > s->max_pos) {
         return qr_fail(QR_ERR_INPUT,
                        "forward pass: block of %lld tokens at position %lld does not fit (expected "
@@ -482,10 +544,20 @@ qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const i
                        (long long)n, (long long)pos0, (long long)s->max_block,
                        (long long)s->max_pos);
     }
-    if (s->cfg.dim != dim || s->cfg.n_layers != c->n_layers || s->cfg.hidden_dim != hidden ||
-        s->cfg.n_heads != c->n_heads || s->cfg.n_kv_heads != c->n_kv_heads ||
-        s->cfg.head_dim != c->head_dim) {
+    if (s->cfg.dim != c->dim || s->cfg.n_layers != c->n_layers ||
+        s->cfg.hidden_dim != c->hidden_dim || s->cfg.n_heads != c->n_heads ||
+        s->cfg.n_kv_heads != c->n_kv_heads || s->cfg.head_dim != c->head_dim) {
         return qr_fail(QR_ERR_INTERNAL, "forward pass: state opened for another model shape");
+    }
+    return QR_OK;
+}
+
+qr_status qr_llama_embed(const qr_llama_weights *w, const int32_t *tokens, int64_t n, int64_t pos0,
+                         float *x)
+{
+    const qr_model_config *c = &w->cfg;
+    if (!w->embedding) {
+        return qr_fail(QR_ERR_INTERNAL, "forward pass: the embedding is not held by this slice");
     }
     /* x (n, dim) = embedding rows of the tokens */
     for (int64_t i = 0; i < n; i++) {
@@ -494,13 +566,31 @@ qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const i
                            "token %lld: id %d outside the vocabulary (expected 0..%lld)",
                            (long long)(pos0 + i), (int)tokens[i], (long long)c->vocab_size - 1);
         }
-        memcpy(s->x + i * dim, w->embedding + (int64_t)tokens[i] * dim,
-               (size_t)dim * sizeof(float));
+        memcpy(x + i * c->dim, w->embedding + (int64_t)tokens[i] * c->dim,
+               (size_t)c->dim * sizeof(float));
     }
-    for (int64_t l = 0; l < c->n_layers; l++) {
+    return QR_OK;
+}
+
+/* Layers [l0, l1) on s->x (n, dim). */
+static qr_status run_layers(const qr_llama_weights *w, qr_llama_state *s, int64_t n, int64_t pos0,
+                            int64_t l0, int64_t l1, qr_llama_input_hook hook, void *hook_ctx)
+{
+    const qr_model_config *c = &w->cfg;
+    int64_t dim = c->dim, hidden = c->hidden_dim, kv_dim = s->kv_dim;
+    if (l0 < w->layer_begin || l1 > w->layer_end || l0 < s->layer_begin || l1 > s->layer_end ||
+        l0 > l1) {
+        return qr_fail(QR_ERR_INTERNAL,
+                       "forward pass: layers [%lld, %lld) not held (weights [%lld, %lld), cache "
+                       "[%lld, %lld))",
+                       (long long)l0, (long long)l1, (long long)w->layer_begin,
+                       (long long)w->layer_end, (long long)s->layer_begin, (long long)s->layer_end);
+    }
+    for (int64_t l = l0; l < l1; l++) {
         const qr_llama_layer *L = &w->layers[l];
-        float *kl = s->kcache + (l * s->max_pos + pos0) * kv_dim; /* (n, kv_dim) cache rows */
-        float *vl = s->vcache + (l * s->max_pos + pos0) * kv_dim; /* (n, kv_dim) */
+        int64_t slot = l - s->layer_begin;
+        float *kl = s->kcache + (slot * s->max_pos + pos0) * kv_dim; /* (n, kv_dim) cache rows */
+        float *vl = s->vcache + (slot * s->max_pos + pos0) * kv_dim; /* (n, kv_dim) */
 
         /* attention block: xb (n, dim) = RMSNorm(x); q (n, q_dim), k, v (n, kv_dim) */
         qr_rmsnorm(s->x, L->attn_norm, n, dim, c->rms_eps, s->xb);
@@ -546,9 +636,35 @@ qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const i
             s->x[i] += s->tmp[i];
         }
     }
+    return QR_OK;
+}
+
+qr_status qr_llama_forward_layers(const qr_llama_weights *w, qr_llama_state *s, float *x, int64_t n,
+                                  int64_t pos0, int64_t layer_begin, int64_t layer_end,
+                                  qr_llama_input_hook hook, void *hook_ctx)
+{
+    size_t bytes = (size_t)n * (size_t)w->cfg.dim * sizeof(float);
+    QR_TRY(check_block(w, s, n, pos0));
+    memcpy(s->x, x, bytes);
+    QR_TRY(run_layers(w, s, n, pos0, layer_begin, layer_end, hook, hook_ctx));
+    memcpy(x, s->x, bytes);
+    return QR_OK;
+}
+
+qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const int32_t *tokens,
+                           int64_t n, int64_t pos0, float *logits, qr_llama_input_hook hook,
+                           void *hook_ctx)
+{
+    const qr_model_config *c = &w->cfg;
+    QR_TRY(check_block(w, s, n, pos0));
+    QR_TRY(qr_llama_embed(w, tokens, n, pos0, s->x));
+    QR_TRY(run_layers(w, s, n, pos0, 0, c->n_layers, hook, hook_ctx));
     if (logits) {
+        if (!w->has_head) {
+            return qr_fail(QR_ERR_INTERNAL, "forward pass: the head is not held by this slice");
+        }
         /* logits (n, vocab) = RMSNorm(x) Wclsᵀ */
-        qr_rmsnorm(s->x, w->final_norm, n, dim, c->rms_eps, s->xb);
+        qr_rmsnorm(s->x, w->final_norm, n, c->dim, c->rms_eps, s->xb);
         QR_TRY(qr_linear_forward(&w->classifier, s->xb, n, logits));
     }
     return QR_OK;

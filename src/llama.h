@@ -15,6 +15,7 @@
 #ifndef QR_LLAMA_H
 #define QR_LLAMA_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "src/model_config.h"
@@ -50,16 +51,22 @@ typedef struct {
     qr_linear down;   /* (dim, hidden_dim)  (llama2.c w2) */
 } qr_llama_layer;
 
-/* The weights of a whole model. qr_llama_weights_alloc() gives zeroed storage for every dense
- * array (one arena) with each qr_linear pointing at its dense W; a loader (io/llama_load.h) fills
- * the arrays. A caller may then replace any qr_linear (apply/ctx) without touching the arena. */
+/* The weights of a whole model, or of a slice of its layers. qr_llama_weights_alloc() gives zeroed
+ * storage for every dense array (one arena) with each qr_linear pointing at its dense W; a loader
+ * (io/llama_load.h) fills the arrays. A caller may then replace any qr_linear (apply/ctx) without
+ * touching the arena. A slice (qr_llama_weights_alloc_slice) holds only layers [layer_begin,
+ * layer_end), and the embedding and the head (final norm and classifier) only when asked: the
+ * other layers' entries of `layers` are zero (NULL arrays), so only qr_llama_forward_layers over
+ * the held layers may run on it. */
 typedef struct {
     qr_model_config cfg;
-    float *embedding;       /* (vocab_size, dim) token embedding rows */
-    float *final_norm;      /* (dim) */
-    qr_llama_layer *layers; /* (n_layers) */
-    qr_linear classifier;   /* (vocab_size, dim): W == embedding when tied */
-    float *arena;           /* owns every float array above */
+    float *embedding;       /* (vocab_size, dim) token embedding rows; NULL when not held */
+    float *final_norm;      /* (dim); NULL when the head is not held */
+    qr_llama_layer *layers; /* (n_layers); only [layer_begin, layer_end) have storage */
+    qr_linear classifier;   /* (vocab_size, dim): W == embedding when tied; W NULL when not held */
+    int64_t layer_begin, layer_end; /* the held layers; [0, n_layers) for a whole model */
+    bool has_embedding, has_head;
+    float *arena; /* owns every float array above */
     int64_t arena_floats;
 } qr_llama_weights;
 
@@ -67,6 +74,16 @@ typedef struct {
  * a supported rope_scaling) and allocate (with bias arrays when cfg->attn_bias). QR_ERR_INPUT
  * naming the model config when the shape is unusable. */
 qr_status qr_llama_weights_alloc(const qr_model_config *cfg, qr_llama_weights *w);
+/* The same for layers [layer_begin, layer_end) only (0 <= begin <= end <= n_layers), with the
+ * embedding when `embedding`, the final norm and classifier when `head` (a tied classifier needs
+ * the embedding too: QR_ERR_INPUT otherwise). qr_llama_weights_alloc is (0, n_layers, true, true).
+ */
+qr_status qr_llama_weights_alloc_slice(const qr_model_config *cfg, int64_t layer_begin,
+                                       int64_t layer_end, bool embedding, bool head,
+                                       qr_llama_weights *w);
+/* Float32 values the slice's arena holds (the same formula as the allocator; for plans). */
+qr_status qr_llama_slice_floats(const qr_model_config *cfg, int64_t layer_begin, int64_t layer_end,
+                                bool embedding, bool head, uint64_t *floats);
 void qr_llama_weights_free(qr_llama_weights *w); /* NULL-safe on its arrays; clears them */
 
 /* Called with the input of every linear-module group of every layer, in the order of the pass
@@ -82,6 +99,10 @@ typedef struct qr_llama_state qr_llama_state;
  * (max_block <= max_pos <= cfg.max_seq_len when that is set). */
 qr_status qr_llama_state_open(const qr_model_config *cfg, int64_t max_block, int64_t max_pos,
                               qr_llama_state **out);
+/* The same with a KV cache for layers [layer_begin, layer_end) only: the state then runs only
+ * qr_llama_forward_layers over a sub-range of those layers. */
+qr_status qr_llama_state_open_layers(const qr_model_config *cfg, int64_t max_block, int64_t max_pos,
+                                     int64_t layer_begin, int64_t layer_end, qr_llama_state **out);
 void qr_llama_state_close(qr_llama_state **s); /* NULL-safe, clears the pointer */
 
 /* Run tokens (n) at positions pos0 .. pos0+n-1; positions before pos0 must have been run by
@@ -91,6 +112,17 @@ void qr_llama_state_close(qr_llama_state **s); /* NULL-safe, clears the pointer 
 qr_status qr_llama_forward(const qr_llama_weights *w, qr_llama_state *s, const int32_t *tokens,
                            int64_t n, int64_t pos0, float *logits, qr_llama_input_hook hook,
                            void *hook_ctx);
+
+/* The pass in pieces, for a model split over layer slices (capture's pipeline): the embedding rows
+ * of the tokens, then the layers [layer_begin, layer_end) on hidden states x (n, dim), in place.
+ * Chaining qr_llama_embed and qr_llama_forward_layers over consecutive ranges gives the same bits
+ * at every step as qr_llama_forward (the same code runs). w must hold the layers (and the
+ * embedding), s must have been opened for them; QR_ERR_INPUT otherwise. */
+qr_status qr_llama_embed(const qr_llama_weights *w, const int32_t *tokens, int64_t n, int64_t pos0,
+                         float *x);
+qr_status qr_llama_forward_layers(const qr_llama_weights *w, qr_llama_state *s, float *x, int64_t n,
+                                  int64_t pos0, int64_t layer_begin, int64_t layer_end,
+                                  qr_llama_input_hook hook, void *hook_ctx);
 
 /* out (n, d) = RMSNorm of x (n, d) with weight g (d): x / sqrt(mean(x²) + eps) * g. Exposed for
  * tests and for the capture check. */

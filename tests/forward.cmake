@@ -4,7 +4,8 @@
 add_executable(test_forward forward/forward_test.c)
 target_link_libraries(test_forward PRIVATE qr_test_util qr_io)
 foreach(case generate_llama2c generate_hf hf_vs_llama2c kv_cache untied bf16 tokenizer_roundtrip
-        tokenizer_reference tokenizer_unknown tokenizer_bad token_files)
+        tokenizer_reference tokenizer_unknown tokenizer_bad token_files slices_stories260K
+        slices_babyllama105)
   add_test(NAME forward.${case} COMMAND test_forward ${case})
   set_tests_properties(forward.${case} PROPERTIES TIMEOUT ${QR_TEST_TIMEOUT} SKIP_RETURN_CODE 77
     ENVIRONMENT "QRECON_TEST_DATA=${QR_TEST_DATA};OPENBLAS_NUM_THREADS=1")

@@ -62,8 +62,10 @@ start=$bos
 [ "$bos" -ge 0 ] || start=$eos
 
 L=64
+# --grid 2x1: one group of 2 ranks splitting the windows (the default, one layer slice per rank,
+# would write every window's tokens once per slice)
 run capture.log "$mpi" -n 2 "$bin" capture --quiet --model "$m" --text "$scratch/text.txt" \
-    --seq-len $L --tokens 512 --out "$scratch/calib"
+    --seq-len $L --tokens 512 --grid 2x1 --out "$scratch/calib"
 : >"$scratch/got.txt"
 for shard in "$scratch"/calib/shard-*.h5; do
     h5dump -d /tokens -b LE -o "$scratch/tok.bin" "$shard" >/dev/null || die "h5dump $shard"

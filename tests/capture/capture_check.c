@@ -10,6 +10,7 @@
  *   writer SCRATCH            the writer on synthetic rows: f32 and f16 round trips, an incomplete
  *                             shard refused at finish (and no file left), inconsistent attributes
  */
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +107,26 @@ static int mode_rmsnorm(const char *dir, const char *model_path)
     return qr_test_finish("capture.rmsnorm");
 }
 
+/* ids = the tokens of the slice whose first shard is shard `first` of set; returns the index of
+ * the next slice's first shard (first on a read error). */
+static size_t read_slice_tokens(qr_calib_set *set, size_t first, int32_t *ids)
+{
+    int64_t off = 0, l0 = qr_calib_shard_info(qr_calib_set_shard(set, first))->layer_begin;
+    size_t s = first;
+    for (; s < qr_calib_set_shard_count(set); s++) {
+        qr_calib_shard *sh = qr_calib_set_shard(set, s);
+        int64_t n = qr_calib_shard_info(sh)->n_tokens;
+        if (qr_calib_shard_info(sh)->layer_begin != l0) {
+            break;
+        }
+        if (qr_calib_shard_read_tokens(sh, 0, n, ids + off) != QR_OK) {
+            return first;
+        }
+        off += n;
+    }
+    return s;
+}
+
 static int mode_compare(const char *da, const char *db, double tol)
 {
     qr_calib_set *a = NULL, *b = NULL;
@@ -120,49 +141,55 @@ static int mode_compare(const char *da, const char *db, double tol)
            qr_calib_set_shard_count(b), (long long)rows);
     QR_REQUIRE(rows == qr_calib_set_rows(b), "row counts differ: %lld vs %lld", (long long)rows,
                (long long)qr_calib_set_rows(b));
-    QR_REQUIRE(qr_calib_shard_key_count(a0) == qr_calib_shard_key_count(b0), "key counts differ");
-    for (size_t k = 0; k < qr_calib_shard_key_count(a0); k++) {
-        const char *key = qr_calib_shard_key(a0, k);
-        int64_t r = 0, cols = 0, bad = -1;
-        float *xa, *xb;
-        double worst = 0.0;
-        QR_REQUIRE(qr_calib_shard_shape(b0, key, &r, &cols) == QR_OK, "%s", qr_errmsg());
-        xa = malloc((size_t)(rows * cols) * sizeof *xa);
-        xb = malloc((size_t)(rows * cols) * sizeof *xb);
-        QR_REQUIRE(xa && xb, "out of memory");
-        QR_REQUIRE(qr_calib_set_read_rows(a, key, 0, rows, xa) == QR_OK &&
-                       qr_calib_set_read_rows(b, key, 0, rows, xb) == QR_OK,
-                   "%s", qr_errmsg());
-        for (int64_t i = 0; i < rows * cols; i++) {
-            double err = fabs((double)xa[i] - xb[i]) / fmax(1.0, fabs((double)xa[i]));
-            if (err > worst || isnan(err)) {
-                worst = isnan(err) ? INFINITY : err;
-                bad = i;
+    QR_REQUIRE(qr_calib_shard_info(a0)->n_layers == qr_calib_shard_info(b0)->n_layers,
+               "layer counts differ");
+    /* every key of every layer, whichever layer slice's shards hold it */
+    for (int64_t l = 0; l < qr_calib_shard_info(a0)->n_layers; l++) {
+        for (int kind = 0; kind < QR_INPUT_KIND_COUNT; kind++) {
+            char key[QR_INPUT_KEY_MAX];
+            int64_t r = 0, cols = 0, ca = 0, bad = -1;
+            float *xa, *xb;
+            double worst = 0.0;
+            qr_calib_key(key, sizeof key, l, (qr_input_kind)kind);
+            QR_REQUIRE(qr_calib_set_shape(a, key, &r, &ca) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(qr_calib_set_shape(b, key, &r, &cols) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(ca == cols, "%s: widths differ", key);
+            xa = malloc((size_t)(rows * cols) * sizeof *xa);
+            xb = malloc((size_t)(rows * cols) * sizeof *xb);
+            QR_REQUIRE(xa && xb, "out of memory");
+            QR_REQUIRE(qr_calib_set_read_rows(a, key, 0, rows, xa) == QR_OK &&
+                           qr_calib_set_read_rows(b, key, 0, rows, xb) == QR_OK,
+                       "%s", qr_errmsg());
+            for (int64_t i = 0; i < rows * cols; i++) {
+                double err = fabs((double)xa[i] - xb[i]) / fmax(1.0, fabs((double)xa[i]));
+                if (err > worst || isnan(err)) {
+                    worst = isnan(err) ? INFINITY : err;
+                    bad = i;
+                }
             }
+            if (tol == 0) { /* bit for bit: -0.0 and 0.0 differ too */
+                QR_EXPECT(memcmp(xa, xb, (size_t)(rows * cols) * sizeof *xa) == 0,
+                          "%s: not bit-identical", key);
+            }
+            QR_EXPECT(worst <= tol,
+                      "%s: row %lld column %lld differs (expected within %g, found %.3g)", key,
+                      (long long)(bad / cols), (long long)(bad % cols), tol, worst);
+            free(xa);
+            free(xb);
         }
-        QR_EXPECT(worst <= tol, "%s: row %lld column %lld differs (expected within %g, found %.3g)",
-                  key, (long long)(bad / cols), (long long)(bad % cols), tol, worst);
-        free(xa);
-        free(xb);
     }
     {
         int32_t *ta = malloc((size_t)rows * 4), *tb = malloc((size_t)rows * 4);
-        int64_t off = 0;
         QR_REQUIRE(ta && tb, "out of memory");
-        for (size_t s = 0; s < qr_calib_set_shard_count(a); s++) {
-            qr_calib_shard *sh = qr_calib_set_shard(a, s);
-            int64_t n = qr_calib_shard_info(sh)->n_tokens;
-            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, ta + off) == QR_OK, "%s", qr_errmsg());
-            off += n;
+        /* the tokens of a's first slice against every slice of b (each slice writes them) */
+        QR_REQUIRE(read_slice_tokens(a, 0, ta) > 0, "%s", qr_errmsg());
+        for (size_t first = 0; first < qr_calib_set_shard_count(b);) {
+            size_t next = read_slice_tokens(b, first, tb);
+            QR_REQUIRE(next > first, "%s", qr_errmsg());
+            QR_EXPECT(memcmp(ta, tb, (size_t)rows * 4) == 0,
+                      "token datasets differ (slice at shard %zu of %s)", first, db);
+            first = next;
         }
-        off = 0;
-        for (size_t s = 0; s < qr_calib_set_shard_count(b); s++) {
-            qr_calib_shard *sh = qr_calib_set_shard(b, s);
-            int64_t n = qr_calib_shard_info(sh)->n_tokens;
-            QR_REQUIRE(qr_calib_shard_read_tokens(sh, 0, n, tb + off) == QR_OK, "%s", qr_errmsg());
-            off += n;
-        }
-        QR_EXPECT(memcmp(ta, tb, (size_t)rows * 4) == 0, "token datasets differ");
         free(ta);
         free(tb);
     }
@@ -332,6 +359,107 @@ static int mode_writer(const char *scratch)
     return qr_test_finish("capture.writer");
 }
 
+/* dir holds a capture cut into 3 layer slices of stories260K (5 layers: [0,2), [2,4), [4,5)), one
+ * rank per group: opening the layers of one slice opens that slice's shard only; a key outside the
+ * opened layers is refused naming it; a folder that misses a slice is refused. */
+static int mode_slices(const char *dir, const char *scratch)
+{
+    qr_calib_set *set = NULL;
+    int64_t a = -1, b = -1, rows = 0, cols = 0;
+    float buf[64];
+    QR_REQUIRE(qr_calib_set_open_dir_layers(dir, 2, 4, &set) == QR_OK, "%s", qr_errmsg());
+    qr_calib_set_layers(set, &a, &b);
+    QR_EXPECT(qr_calib_set_shard_count(set) == 1 && a == 2 && b == 4,
+              "layers [2, 4): expected the one shard of slice [2, 4), found %zu shard(s) of "
+              "layers [%lld, %lld)",
+              qr_calib_set_shard_count(set), (long long)a, (long long)b);
+    QR_EXPECT(qr_calib_set_shape(set, "layers.3.down_in", &rows, &cols) == QR_OK && cols > 0,
+              "layers.3.down_in in the slice: %s", qr_errmsg());
+    QR_EXPECT(qr_calib_set_read_rows(set, "layers.0.attn_in", 0, 1, buf) == QR_ERR_INPUT &&
+                  strstr(qr_errmsg(), "layers.0.attn_in"),
+              "a key of an unopened slice must be refused naming it, found: %s", qr_errmsg());
+    qr_calib_set_close(&set);
+    QR_REQUIRE(qr_calib_set_open_dir_layers(dir, 1, 3, &set) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_calib_set_shard_count(set) == 2, "layers [1, 3) span two slices, found %zu",
+              qr_calib_set_shard_count(set));
+    qr_calib_set_close(&set);
+    {
+        char cmd[12400], part[4096];
+        snprintf(part, sizeof part, "%s/no-middle", scratch);
+        snprintf(cmd, sizeof cmd,
+                 "mkdir -p '%s' && cp '%s'/shard-l00000-* '%s'/shard-l00004-* '%s/'", part, dir,
+                 dir, part);
+        QR_REQUIRE(system(cmd) == 0, "cannot copy into %s", part);
+        QR_EXPECT(qr_calib_set_open_dir(part, &set) == QR_ERR_INPUT &&
+                      strstr(qr_errmsg(), "starts at layer 2"),
+                  "a folder without the middle slice must be refused, found: %s", qr_errmsg());
+        QR_EXPECT(qr_calib_set_open_dir_layers(part, 4, 5, &set) == QR_OK,
+                  "the slices present stay usable alone: %s", qr_errmsg());
+        qr_calib_set_close(&set);
+    }
+    return qr_test_finish("capture.slices");
+}
+
+/* Set the integer root attribute name of an HDF5 file (create it when absent), or delete it when
+ * del. */
+static int set_attr(const char *path, const char *name, int64_t v, bool del)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), a = -1, sp = -1;
+    int rc = 1;
+    if (f < 0) {
+        return 1;
+    }
+    if (H5Aexists(f, name) > 0 && H5Adelete(f, name) < 0) {
+        goto done;
+    }
+    if (!del) {
+        sp = H5Screate(H5S_SCALAR);
+        a = H5Acreate2(f, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        if (a < 0 || H5Awrite(a, H5T_NATIVE_INT64, &v) < 0) {
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (a >= 0) {
+        H5Aclose(a);
+    }
+    if (sp >= 0) {
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+/* A version-1 shard (today's shard without the layer range, version 1) stays readable with every
+ * layer; version 3 is refused naming the version. shard is a whole-model shard, copied. */
+static int mode_versions(const char *shard, const char *scratch)
+{
+    char v1[4096], v3[4096], cmd[12400];
+    qr_calib_shard *s = NULL;
+    snprintf(v1, sizeof v1, "%s/v1.h5", scratch);
+    snprintf(v3, sizeof v3, "%s/v3.h5", scratch);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s' && cp '%s' '%s'", shard, v1, shard, v3);
+    QR_REQUIRE(system(cmd) == 0, "cannot copy %s", shard);
+    QR_REQUIRE(
+        set_attr(v1, "version", 1, false) == 0 && set_attr(v1, "layer_begin", 0, true) == 0 &&
+            set_attr(v1, "layer_end", 0, true) == 0 && set_attr(v3, "version", 3, false) == 0,
+        "cannot edit the copies' attributes");
+    QR_EXPECT(qr_calib_shard_open(v1, &s) == QR_OK, "a version-1 shard must open: %s", qr_errmsg());
+    if (s) {
+        const qr_calib_info *in = qr_calib_shard_info(s);
+        QR_EXPECT(in->version == 1 && in->layer_begin == 0 && in->layer_end == in->n_layers &&
+                      qr_calib_shard_key_count(s) == (size_t)(4 * in->n_layers),
+                  "version 1: expected every layer, found [%lld, %lld)", (long long)in->layer_begin,
+                  (long long)in->layer_end);
+        qr_calib_shard_close(&s);
+    }
+    QR_EXPECT(qr_calib_shard_open(v3, &s) == QR_ERR_INPUT && strstr(qr_errmsg(), "found 3") &&
+                  strstr(qr_errmsg(), "expected 1 or 2"),
+              "version 3 must be refused naming the version, found: %s", qr_errmsg());
+    return qr_test_finish("capture.versions");
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -347,10 +475,18 @@ int main(int argc, char **argv)
     if (strcmp(mode, "reader_errors") == 0 && argc == 4) {
         return mode_reader_errors(argv[2], argv[3]);
     }
+    if (strcmp(mode, "slices") == 0 && argc == 4) {
+        return mode_slices(argv[2], argv[3]);
+    }
+    if (strcmp(mode, "versions") == 0 && argc == 4) {
+        return mode_versions(argv[2], argv[3]);
+    }
     if (strcmp(mode, "writer") == 0 && argc == 3) {
         return mode_writer(argv[2]);
     }
-    fprintf(stderr, "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
-                    "reader_errors DIR SCRATCH | writer SCRATCH\n");
+    fprintf(stderr,
+            "usage: capture_check rmsnorm DIR MODEL | compare A B TOL | tokens DIR OUT | "
+            "reader_errors DIR SCRATCH | slices DIR SCRATCH | versions SHARD SCRATCH | writer "
+            "SCRATCH\n");
     return 1;
 }

@@ -616,6 +616,122 @@ static int test_token_files(void)
     return qr_test_finish("forward.token_files");
 }
 
+/* Hook for test_slices: copies every layer input, in pass order, into a growing buffer. */
+typedef struct {
+    float *buf;
+    size_t used, cap;
+} input_log;
+
+static void log_input(void *vctx, int64_t layer, qr_input_kind kind, const float *X, int64_t n,
+                      int64_t d)
+{
+    input_log *lg = vctx;
+    size_t k = (size_t)(n * d);
+    (void)layer;
+    (void)kind;
+    if (lg->used + k > lg->cap) {
+        size_t cap = (lg->used + k) * 2;
+        float *nb = realloc(lg->buf, cap * sizeof *nb);
+        if (!nb) {
+            return; /* the comparison below then fails on the length */
+        }
+        lg->buf = nb;
+        lg->cap = cap;
+    }
+    memcpy(lg->buf + lg->used, X, k * sizeof *X);
+    lg->used += k;
+}
+
+/* The whole model against the same model cut into slices (each loaded alone, embedding only in
+ * the first, no head anywhere) chained by qr_llama_embed + qr_llama_forward_layers: every layer
+ * input and the final hidden state must be the same bits, for every cut into 1..n_layers slices
+ * of consecutive layers (two cuts per slice count: even, and one layer first). */
+static int test_slices(const char *rel)
+{
+    qr_model *m = NULL;
+    qr_llama_weights whole;
+    int32_t window[96];
+    int64_t n = 96, dim, L;
+    float *x_whole = NULL, *x = NULL;
+    input_log a = {0}, b = {0};
+    qr_llama_state *s = NULL;
+    int rc = 1;
+    QR_REQUIRE(first_window(window, n) == 0, "window");
+    QR_REQUIRE(load(rel, &m, &whole) == 0, "load");
+    dim = whole.cfg.dim;
+    L = whole.cfg.n_layers;
+    for (int64_t i = 0; i < n; i++) { /* tok512's ids folded into a smaller vocabulary */
+        window[i] = (int32_t)(window[i] % whole.cfg.vocab_size);
+    }
+    x_whole = calloc((size_t)(n * dim), sizeof *x_whole);
+    x = calloc((size_t)(n * dim), sizeof *x);
+    QR_REQUIRE(x_whole && x, "alloc");
+    QR_REQUIRE(qr_llama_state_open(&whole.cfg, n, n, &s) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_llama_embed(&whole, window, n, 0, x_whole) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_llama_forward_layers(&whole, s, x_whole, n, 0, 0, L, log_input, &a) == QR_OK,
+               "%s", qr_errmsg());
+    qr_llama_state_close(&s);
+    {
+        /* qr_llama_forward gives the same layer inputs as the pieces */
+        input_log c = {0};
+        QR_REQUIRE(qr_llama_state_open(&whole.cfg, n, n, &s) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_llama_forward(&whole, s, window, n, 0, NULL, log_input, &c) == QR_OK, "%s",
+                   qr_errmsg());
+        QR_REQUIRE(c.used == a.used && memcmp(c.buf, a.buf, a.used * sizeof *a.buf) == 0,
+                   "%s: qr_llama_forward and embed + forward_layers differ", rel);
+        free(c.buf);
+        qr_llama_state_close(&s);
+    }
+    for (int64_t k = 1; k <= L; k++) {
+        for (int shape = 0; shape < 2; shape++) {
+            b.used = 0;
+            for (int64_t g = 0; g < k; g++) {
+                /* shape 0: even cut; shape 1: the first slice one layer, the rest even */
+                int64_t l0 =
+                    shape == 0 ? g * L / k : (g == 0 ? 0 : 1 + (g - 1) * (L - 1) / (k - 1));
+                int64_t l1 =
+                    shape == 0 ? (g + 1) * L / k : (g == 0 ? 1 : 1 + g * (L - 1) / (k - 1));
+                qr_llama_weights w;
+                if (k == 1 && shape == 1) {
+                    l1 = L;
+                }
+                QR_REQUIRE(qr_llama_load_slice(m, l0, l1, g == 0, false, &w) == QR_OK, "%s",
+                           qr_errmsg());
+                QR_REQUIRE(w.arena_floats < whole.arena_floats || k == 1,
+                           "slice [%lld, %lld) holds as much as the model", (long long)l0,
+                           (long long)l1);
+                if (g == 0) {
+                    QR_REQUIRE(qr_llama_embed(&w, window, n, 0, x) == QR_OK, "%s", qr_errmsg());
+                } else {
+                    QR_REQUIRE(qr_llama_embed(&w, window, n, 0, x) != QR_OK,
+                               "a slice without the embedding embedded");
+                }
+                QR_REQUIRE(qr_llama_state_open_layers(&w.cfg, n, n, l0, l1, &s) == QR_OK, "%s",
+                           qr_errmsg());
+                QR_REQUIRE(qr_llama_forward_layers(&w, s, x, n, 0, l0, l1, log_input, &b) == QR_OK,
+                           "%s", qr_errmsg());
+                qr_llama_state_close(&s);
+                qr_llama_weights_free(&w);
+            }
+            QR_REQUIRE(memcmp(x, x_whole, (size_t)(n * dim) * sizeof *x) == 0,
+                       "%s: %lld slices (cut %d): final hidden states differ", rel, (long long)k,
+                       shape);
+            QR_REQUIRE(b.used == a.used && memcmp(b.buf, a.buf, a.used * sizeof *a.buf) == 0,
+                       "%s: %lld slices (cut %d): layer inputs differ", rel, (long long)k, shape);
+        }
+    }
+    printf("%s: %lld layers, every cut into slices gives the whole model's bits\n", rel,
+           (long long)L);
+    rc = 0;
+    qr_llama_weights_free(&whole);
+    qr_model_close(&m);
+    free(a.buf);
+    free(b.buf);
+    free(x);
+    free(x_whole);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "";
@@ -651,6 +767,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(c, "tokenizer_bad") == 0) {
         return test_bad_tokenizer();
+    }
+    if (strcmp(c, "slices_stories260K") == 0) {
+        return test_slices("models/stories260K/llama2c");
+    }
+    if (strcmp(c, "slices_babyllama105") == 0) {
+        return test_slices("models/babyllama105/llama2c");
     }
     if (strcmp(c, "token_files") == 0) {
         return test_token_files();

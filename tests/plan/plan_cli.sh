@@ -15,9 +15,13 @@ out=$("$QRECON_BIN" plan --model "$model" --ranks 3 --tokens 4096 --rank 4) ||
     fail "plan --ranks 3 exited $? (expected 0)"
 echo "$out"
 echo "$out" | grep -q '^imbalance (max/mean): ' || fail "no imbalance line in: $out"
-[ "$(echo "$out" | grep -cE '^ +[0-9]+  [0-9]+-[0-9]+ ')" = 3 ] || fail "expected 3 group rows"
+quant=$(echo "$out" | sed '/^capture over the same slices/,$d')
+[ "$(echo "$quant" | grep -cE '^ +[0-9]+  [0-9]+-[0-9]+ ')" = 3 ] || fail "expected 3 group rows"
 echo "$out" | grep -qE '^ +0  0-0 +0-1 +0-13 ' || fail "group 0 should hold layers 0-1 (modules 0-13)"
 echo "$out" | grep -q '^advice: ' || fail "no advice line"
+# capture's estimate over the same slices, in its own table
+echo "$out" | grep -q '^capture over the same slices: ' || fail "no capture table"
+echo "$out" | grep -qE '^capture: pipeline of 3 group\(s\): est\. ' || fail "no capture pipeline line"
 
 json=$("$QRECON_BIN" plan --model "$model" --ranks 4 --grid 2x1 --json) || fail "--json exited $?"
 python3 - "$json" <<'PY' || fail "JSON plan malformed: $json"
@@ -28,6 +32,8 @@ g = p["groups"]
 assert len(g) == 2 and g[0]["ranks"] == [0, 2] and g[1]["ranks"] == [2, 4], g
 assert g[0]["layers"][0] == 0 and g[-1]["layers"][1] == 5 and g[0]["layers"][1] == g[1]["layers"][0], g
 assert p["imbalance"] >= 1.0
+c = p["capture"]
+assert c["pipeline_groups"] == 2 and len(c["groups"]) == 2 and c["max_mem_per_rank_bytes"] > 0, c
 PY
 
 # The same plan whatever the number of MPI ranks that print it.

@@ -3,6 +3,7 @@
  * and synthetic 7B shapes (mpi/plan.h).
  *
  * usage: test_plan_<case>  partition | properties | costs | real | synthetic */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -385,6 +386,75 @@ static void case_synthetic(void)
     QR_EXPECT(p == NULL, "a refused plan must not be returned");
 }
 
+/* Llama-3.1-405B's shape (config.json of meta-llama/Llama-3.1-405B): 126 layers of 16384 / 53248,
+ * 128 heads, 8 key/value heads, vocabulary 128256. */
+static void llama405b(qr_model_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->arch, sizeof c->arch, "llama");
+    c->dim = 16384;
+    c->hidden_dim = 53248;
+    c->n_layers = 126;
+    c->n_heads = 128;
+    c->n_kv_heads = 8;
+    c->head_dim = 128;
+    c->vocab_size = 128256;
+    c->max_seq_len = 131072;
+    c->rms_eps = 1e-5;
+    c->rope_theta = 500000.0;
+}
+
+/* A node of the kind the project targets (256 GiB); capture of 405B over 128 ranks of one layer
+ * slice each must stay well under it (a quarter), while one rank would hold the whole model. */
+#define NODE_BYTES ((uint64_t)256 << 30)
+
+static void case_capture(void)
+{
+    qr_model_config cfg;
+    qr_plan_opts o;
+    qr_plan *p1 = NULL, *p128 = NULL;
+    qr_capture_plan_opts co = {2048, 1, 4};
+    qr_capture_est e1, e128;
+    memset(&e1, 0, sizeof e1);
+    memset(&e128, 0, sizeof e128);
+    llama405b(&cfg);
+    qr_plan_opts_default(&o);
+    o.tokens = 65536;
+    o.weight_bytes = 2;
+    QR_EXPECT(qr_plan_build(&cfg, &o, &p1) == QR_OK, "%s", qr_errmsg());
+    o.n_ranks = 128;
+    QR_EXPECT(qr_plan_build(&cfg, &o, &p128) == QR_OK, "%s", qr_errmsg());
+    if (!p1 || !p128) {
+        return;
+    }
+    QR_EXPECT(qr_plan_capture(p1, &cfg, &co, &e1) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_plan_capture(p128, &cfg, &co, &e128) == QR_OK, "%s", qr_errmsg());
+    printf("405B capture: 1 rank %.1f GiB, 128 ranks %.1f GiB per rank (%d groups, %lld "
+           "micro-batches, fill/drain %.0f of %.0f s)\n",
+           (double)e1.max_mem_per_rank / (1 << 30), (double)e128.max_mem_per_rank / (1 << 30),
+           e128.active_groups, (long long)e128.micro_batches, e128.fill_drain_seconds,
+           e128.seconds);
+    /* float32 weights of the whole model: 405e9 x 4 bytes */
+    QR_EXPECT(e1.max_mem_per_rank > (uint64_t)1500 << 30,
+              "one rank must hold the whole float32 model (> 1500 GiB), found %.1f GiB",
+              (double)e1.max_mem_per_rank / (1 << 30));
+    QR_EXPECT(e128.max_mem_per_rank < NODE_BYTES / 4,
+              "128 ranks: expected well under a node (< 64 GiB per rank), found %.1f GiB",
+              (double)e128.max_mem_per_rank / (1 << 30));
+    QR_EXPECT(e128.active_groups == 126 &&
+                  e128.groups[0].weight_bytes > e128.groups[1].weight_bytes,
+              "expected 126 groups with layers, group 0 also holding the embedding");
+    /* fill and drain: (G - 1) of B + G - 1 batch times */
+    QR_EXPECT(fabs(e128.fill_drain_seconds / e128.seconds -
+                   125.0 / (double)(e128.micro_batches + 125)) < 1e-9,
+              "fill/drain share %.4f, expected (G-1)/(B+G-1)",
+              e128.fill_drain_seconds / e128.seconds);
+    qr_capture_est_free(&e1);
+    qr_capture_est_free(&e128);
+    qr_plan_free(&p1);
+    qr_plan_free(&p128);
+}
+
 int main(int argc, char **argv)
 {
     const char *which = argc > 1 ? argv[1] : "";
@@ -398,6 +468,8 @@ int main(int argc, char **argv)
         case_costs();
     } else if (strcmp(which, "real") == 0) {
         case_real();
+    } else if (strcmp(which, "capture") == 0) {
+        case_capture();
     } else if (strcmp(which, "synthetic") == 0) {
         case_synthetic();
     } else {
