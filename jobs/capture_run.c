@@ -341,16 +341,43 @@ static qr_status phase_buffers(cap_run *r, pipe_buffers *pb)
 
 /* The lane's micro-batches through this rank. Returns this rank's status; the message protocol
  * runs to its end whatever happens, so that no neighbour waits for ever. */
+/* This group's layers on `count` windows from `first` whose hidden states are in x (count, L,
+ * dim), in place; the inputs of its modules go to the writer. The first group embeds them. */
+static qr_status compute_batch(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer, float *x,
+                               int64_t first, int64_t count)
+{
+    qr_status st = QR_OK;
+    int64_t L = r->job->seq_len, dim = qr_model_get_config(r->lj.model)->dim;
+    for (int64_t i = 0; i < count && st == QR_OK; i++) {
+        float *xi = x + i * L * dim; /* (L, dim) */
+        int64_t len = 0, w = first + i;
+        hook_ctx ctx = {writer, (w - r->w0) * L, QR_OK};
+        qr_window_tokens(r->ids, r->n_ids, L, w, r->lj.bos, pb->window, &len);
+        if (r->group == 0) {
+            st = qr_llama_embed(&r->lj.w, pb->window, len, 0, xi);
+        }
+        if (st == QR_OK) {
+            st = qr_llama_forward_layers(&r->lj.w, pb->state, xi, len, 0, r->layer_begin,
+                                         r->layer_end, writer ? on_input : NULL, &ctx);
+        }
+        if (st == QR_OK) {
+            st = ctx.st;
+        }
+        if (st == QR_OK && writer) {
+            st = qr_calib_writer_put_tokens(writer, ctx.row0, pb->window, len);
+        }
+    }
+    return st;
+}
+
 static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer, pipe_figures *fig)
 {
     const qr_capture_job *o = r->job;
     qr_status st = QR_OK;
-    qr_llama_state *state = pb->state;
     int64_t L = o->seq_len, dim = qr_model_get_config(r->lj.model)->dim;
     int64_t mb = o->micro_batch, nw = r->w1 - r->w0, nb = (nw + mb - 1) / mb;
     size_t batch_floats = pb->batch_floats;
     float **buf = pb->buf;
-    int32_t *window = pb->window;
     MPI_Request send[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     MPI_Request recv[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     int prev = r->rank - r->gsize, next = r->rank + r->gsize;
@@ -424,24 +451,8 @@ static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer,
             }
         }
         t = qr_now();
-        for (int64_t i = 0; i < count && st == QR_OK; i++) {
-            float *x = buf[slot] + i * L * dim; /* (L, dim) */
-            int64_t len = 0, w = first + i;
-            hook_ctx ctx = {writer, (w - r->w0) * L, QR_OK};
-            qr_window_tokens(r->ids, r->n_ids, L, w, r->lj.bos, window, &len);
-            if (r->group == 0) {
-                st = qr_llama_embed(&r->lj.w, window, len, 0, x);
-            }
-            if (st == QR_OK) {
-                st = qr_llama_forward_layers(&r->lj.w, state, x, len, 0, r->layer_begin,
-                                             r->layer_end, writer ? on_input : NULL, &ctx);
-            }
-            if (st == QR_OK) {
-                st = ctx.st;
-            }
-            if (st == QR_OK && writer) {
-                st = qr_calib_writer_put_tokens(writer, ctx.row0, window, len);
-            }
+        if (st == QR_OK) {
+            st = compute_batch(r, pb, writer, buf[slot], first, count);
         }
         fig->compute += qr_now() - t;
         if (next_needs) {
@@ -473,6 +484,49 @@ static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer,
     return st;
 }
 
+/* Rank 0 prints the capture's figures, reduced over the ranks, and fills stats. Collective. */
+static void report(const cap_run *r, double elapsed, double compute, double wait, double fill,
+                   double rss, int written, int kept, uint64_t bytes, qr_capture_stats *stats)
+{
+    const qr_capture_job *job = r->job;
+    double peak = 0;
+    {
+        double in[4] = {elapsed, compute, wait, rss}, out[4];
+        int counts[2] = {written, kept}, sums[2];
+        uint64_t all_bytes = 0;
+        double fill_all = 0;
+        MPI_Reduce(in, out, 4, MPI_DOUBLE, MPI_MAX, 0, r->comm);
+        MPI_Reduce(counts, sums, 2, MPI_INT, MPI_SUM, 0, r->comm);
+        MPI_Reduce(&bytes, &all_bytes, 1, MPI_UINT64_T, MPI_SUM, 0, r->comm);
+        MPI_Reduce(&fill, &fill_all, 1, MPI_DOUBLE, MPI_MAX, 0, r->comm);
+        if (r->rank == 0) {
+            double tokens = (double)(r->n_windows * job->seq_len);
+            int64_t nb = ((r->n_windows / r->gsize) + job->micro_batch - 1) / job->micro_batch;
+            peak = out[3];
+            QR_INFO("capture: %lld windows x %lld = %.0f tokens in %.2f s: %.0f tokens/s, %.1f MB "
+                    "written to %d shard(s) (%d kept) in %s",
+                    (long long)r->n_windows, (long long)job->seq_len, tokens, out[0],
+                    tokens / out[0], (double)all_bytes / 1e6, sums[0], sums[1], job->out_dir);
+            QR_INFO("capture: pipeline of %d group(s), %lld micro-batch(es) per lane: compute "
+                    "%.2f s, fill %.2f s, later waits %.2f s (max over ranks); peak memory "
+                    "per rank %.1f MiB",
+                    r->last_group + 1, (long long)nb, out[1], fill_all, out[2], peak / 1048576.0);
+            if (stats) {
+                stats->seconds_total = out[0];
+                stats->seconds_compute = out[1];
+                stats->seconds_wait = out[2];
+                stats->seconds_fill = fill_all;
+                stats->n_groups = r->last_group + 1;
+                stats->micro_batches = nb;
+                stats->shards_written = sums[0];
+                stats->shards_kept = sums[1];
+                stats->bytes_written = all_bytes;
+                stats->peak_rss_bytes = (uint64_t)peak;
+            }
+        }
+    }
+}
+
 qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_stats *stats)
 {
     qr_status st = QR_OK;
@@ -484,7 +538,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     int written, kept, killer = 0;
     uint64_t bytes = 0;
     struct rusage ru;
-    double rss, peak = 0;
+    double rss;
     memset(&r, 0, sizeof r);
     memset(&pb, 0, sizeof pb);
     memset(&fig, 0, sizeof fig);
@@ -554,41 +608,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     if (r.group == r.last_group && r.lane == 0) {
         fill = fig.fill;
     }
-    {
-        double in[4] = {elapsed, compute, wait, rss}, out[4];
-        int counts[2] = {written, kept}, sums[2];
-        uint64_t all_bytes = 0;
-        double fill_all = 0;
-        MPI_Reduce(in, out, 4, MPI_DOUBLE, MPI_MAX, 0, comm);
-        MPI_Reduce(counts, sums, 2, MPI_INT, MPI_SUM, 0, comm);
-        MPI_Reduce(&bytes, &all_bytes, 1, MPI_UINT64_T, MPI_SUM, 0, comm);
-        MPI_Reduce(&fill, &fill_all, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
-        if (r.rank == 0) {
-            double tokens = (double)(r.n_windows * job->seq_len);
-            int64_t nb = ((r.n_windows / r.gsize) + job->micro_batch - 1) / job->micro_batch;
-            peak = out[3];
-            QR_INFO("capture: %lld windows x %lld = %.0f tokens in %.2f s: %.0f tokens/s, %.1f MB "
-                    "written to %d shard(s) (%d kept) in %s",
-                    (long long)r.n_windows, (long long)job->seq_len, tokens, out[0],
-                    tokens / out[0], (double)all_bytes / 1e6, sums[0], sums[1], job->out_dir);
-            QR_INFO("capture: pipeline of %d group(s), %lld micro-batch(es) per lane: compute "
-                    "%.2f s, fill %.2f s, later waits %.2f s (max over ranks); peak memory "
-                    "per rank %.1f MiB",
-                    r.last_group + 1, (long long)nb, out[1], fill_all, out[2], peak / 1048576.0);
-            if (stats) {
-                stats->seconds_total = out[0];
-                stats->seconds_compute = out[1];
-                stats->seconds_wait = out[2];
-                stats->seconds_fill = fill_all;
-                stats->n_groups = r.last_group + 1;
-                stats->micro_batches = nb;
-                stats->shards_written = sums[0];
-                stats->shards_kept = sums[1];
-                stats->bytes_written = all_bytes;
-                stats->peak_rss_bytes = (uint64_t)peak;
-            }
-        }
-    }
+    report(&r, elapsed, compute, wait, fill, rss, written, kept, bytes, stats);
 done:
     qr_calib_writer_abort(&writer);
     buffers_free(&pb);
