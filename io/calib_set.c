@@ -109,7 +109,11 @@ static qr_status slice_build(const char *const *paths, size_t n, bool complete, 
                          paths[i], i, n, (long long)in->shard_index, (long long)in->shard_count);
             goto done;
         }
-        sl->row_start[i + 1] = sl->row_start[i] + in->n_tokens;
+        if (__builtin_add_overflow(sl->row_start[i], in->n_tokens, &sl->row_start[i + 1])) {
+            st = qr_fail(QR_ERR_INPUT, "%s: rows over all shards overflow (found %lld more rows)",
+                         paths[i], (long long)in->n_tokens);
+            goto done;
+        }
     }
     if (complete) {
         const qr_calib_info *first = qr_calib_shard_info(sl->shards[0]),

@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "io/config.h"
 #include "io/fs.h"
 #include "io/h5util.h"
 #include "src/alloc.h"
@@ -82,19 +84,43 @@ static hid_t make_f16_type(void)
     return t;
 }
 
-/* Consistency of the shape fields (shared by writer and reader); path names the file. */
+/* QR_ERR_INPUT naming the file, dataset, row and column of the first non-finite value of X (rows
+ * from r0, width d): an activation that is NaN or infinite would poison every statistic. */
+static qr_status check_finite(const char *path, const char *key, int64_t r0, int64_t d,
+                              const float *X, size_t count)
+{
+    for (size_t j = 0; j < count; j++) {
+        if (!isfinite(X[j])) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: dataset %s: value at row %lld, column %lld is not finite "
+                           "(expected a finite activation, found %g)",
+                           path, key, (long long)(r0 + (int64_t)(j / (size_t)d)),
+                           (long long)(j % (size_t)d), (double)X[j]);
+        }
+    }
+    return QR_OK;
+}
+
+/* Consistency of the shape fields (shared by writer and reader); path names the file. Every
+ * field is bounded (docs/hardening.md) before any sum or product of them is formed, so a crafted
+ * shard cannot overflow the arithmetic below or ask for an absurd allocation. */
 static qr_status check_info(const char *path, const qr_calib_info *in)
 {
     int64_t rows_per_window = in->seq_len;
-    if (in->dim < 1 || in->hidden_dim < 1 || in->q_dim < 1 || in->n_layers < 1 ||
-        in->vocab_size < 1 || in->seq_len < 2 || in->n_windows < 1 || in->window_first < 0 ||
-        in->total_windows < in->window_first + in->n_windows || in->shard_count < 1 ||
-        in->shard_index < 0 || in->shard_index >= in->shard_count || in->layer_begin < 0 ||
-        in->layer_begin >= in->layer_end || in->layer_end > in->n_layers) {
+    if (in->dim < 1 || in->dim > QR_CONFIG_MAX_DIM || in->hidden_dim < 1 ||
+        in->hidden_dim > QR_CONFIG_MAX_HIDDEN || in->q_dim < 1 ||
+        in->q_dim > QR_CONFIG_MAX_HIDDEN || in->n_layers < 1 ||
+        in->n_layers > QR_CONFIG_MAX_LAYERS || in->vocab_size < 1 ||
+        in->vocab_size > QR_CONFIG_MAX_VOCAB || in->seq_len < 2 ||
+        in->seq_len > QR_CONFIG_MAX_SEQ || in->n_windows < 1 || in->window_first < 0 ||
+        in->total_windows < 1 || in->window_first > in->total_windows - in->n_windows ||
+        in->shard_count < 1 || in->shard_index < 0 || in->shard_index >= in->shard_count ||
+        in->layer_begin < 0 || in->layer_begin >= in->layer_end || in->layer_end > in->n_layers) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: inconsistent shard attributes (dim %lld, hidden_dim %lld, q_dim %lld, "
                        "n_layers %lld, vocab_size %lld, seq_len %lld, windows %lld from %lld of "
-                       "%lld, shard %lld of %lld, layers [%lld, %lld))",
+                       "%lld, shard %lld of %lld, layers [%lld, %lld); limits in "
+                       "docs/hardening.md)",
                        path, (long long)in->dim, (long long)in->hidden_dim, (long long)in->q_dim,
                        (long long)in->n_layers, (long long)in->vocab_size, (long long)in->seq_len,
                        (long long)in->n_windows, (long long)in->window_first,
@@ -335,6 +361,7 @@ qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind k
     }
     idx = (size_t)((layer - w->info.layer_begin) * N_KINDS + kind);
     count = (size_t)n * (size_t)d; /* bounded by the dataset's size, which exists */
+    QR_TRY(check_finite(w->path, key, row0, d, X, count));
     if (w->f16 >= 0) {
         if (count > w->conv_cap) {
             qr_free(&w->conv);
@@ -344,6 +371,13 @@ qr_status qr_calib_writer_put(qr_calib_writer *w, int64_t layer, qr_input_kind k
         }
         for (size_t i = 0; i < count; i++) {
             w->conv[i] = qr_f32_to_f16(X[i]);
+            if ((w->conv[i] & 0x7c00u) == 0x7c00u) { /* finite in float32, infinite in float16 */
+                return qr_fail(QR_ERR_INPUT,
+                               "%s: dataset %s: value at row %lld, column %lld overflows float16 "
+                               "(found %g; capture with --dtype f32)",
+                               w->path, key, (long long)(row0 + (int64_t)(i / (size_t)d)),
+                               (long long)(i % (size_t)d), (double)X[i]);
+            }
         }
         buf = w->conv;
         mtype = w->f16;
@@ -479,6 +513,8 @@ struct qr_calib_shard {
     hid_t tokens;
     uint16_t *conv; /* binary16 staging for f16 shards */
     size_t conv_cap;
+    uint64_t file_size;    /* bytes of the file on disk */
+    uint64_t stored_bytes; /* bytes the datasets declare, summed as they are opened */
 };
 
 /* Open dataset name and check its type and shape (rows, width) (rank 1 when width == 0). */
@@ -509,6 +545,24 @@ static qr_status open_dataset(qr_calib_shard *s, const char *name, int64_t width
                     s->path, name, (long long)s->info.n_tokens, (long long)width,
                     (unsigned long long)dims[0], (unsigned long long)dims[1]);
         goto done;
+    }
+    /* Every row must be stored: a crafted shard may declare rows whose chunks were never
+     * allocated (HDF5 would read its fill value) or a file shorter than its datasets. */
+    {
+        size_t want = 0;
+        size_t esize = is_int ? 4 : elem_size(s->info.dtype);
+        if (!qr_mul3_size((size_t)s->info.n_tokens, (size_t)(width > 0 ? width : 1), esize,
+                          &want) ||
+            (uint64_t)H5Dget_storage_size(d) < (uint64_t)want || (uint64_t)want > s->file_size) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: dataset %s: %lld rows declared but not stored (expected %zu bytes, "
+                         "found %llu stored in a file of %llu bytes)",
+                         s->path, name, (long long)s->info.n_tokens, want,
+                         (unsigned long long)H5Dget_storage_size(d),
+                         (unsigned long long)s->file_size);
+            goto done;
+        }
+        s->stored_bytes += want;
     }
     if (is_int) {
         if (H5Tget_class(type) != H5T_INTEGER || H5Tget_size(type) != 4) {
@@ -554,6 +608,7 @@ qr_status qr_calib_shard_open(const char *path, qr_calib_shard **out)
         st = qr_fail(QR_ERR_INPUT, "%s: no such calibration shard", path);
         goto done;
     }
+    QR_CHECK(qr_fs_file_size(path, &s->file_size));
     if (H5Fis_hdf5(path) <= 0 || (s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
         st = qr_fail(QR_ERR_INPUT, "%s: not an HDF5 file (expected a qrecon-calib shard)", path);
         goto done;
@@ -575,6 +630,13 @@ qr_status qr_calib_shard_open(const char *path, qr_calib_shard **out)
         QR_CHECK(open_dataset(s, s->keys[i], key_width(&s->info, kind), false, &s->dsets[i]));
     }
     QR_CHECK(open_dataset(s, "tokens", 0, true, &s->tokens));
+    if (s->stored_bytes > s->file_size) {
+        st = qr_fail(QR_ERR_INPUT,
+                     "%s: datasets declare more bytes than the file holds (expected at most %llu, "
+                     "found %llu; truncated or crafted shard?)",
+                     path, (unsigned long long)s->file_size, (unsigned long long)s->stored_bytes);
+        goto done;
+    }
     *out = s;
     s = NULL;
 done:
@@ -691,7 +753,8 @@ qr_status qr_calib_shard_read_rows(qr_calib_shard *s, const char *key, int64_t r
     }
     count = (size_t)n * (size_t)d;
     if (s->info.dtype == QR_DTYPE_F32) {
-        return read_slab(s, s->dsets[i], key, 2, r0, n, d, H5T_NATIVE_FLOAT, dst);
+        QR_TRY(read_slab(s, s->dsets[i], key, 2, r0, n, d, H5T_NATIVE_FLOAT, dst));
+        return check_finite(s->path, key, r0, d, dst, count);
     }
     if (count > s->conv_cap) {
         qr_free(&s->conv);
@@ -708,6 +771,7 @@ qr_status qr_calib_shard_read_rows(qr_calib_shard *s, const char *key, int64_t r
     for (size_t j = 0; j < count; j++) {
         dst[j] = qr_f16_to_f32(s->conv[j]);
     }
+    QR_CHECK(check_finite(s->path, key, r0, d, dst, count));
 done:
     H5Tclose(type);
     return st;

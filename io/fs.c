@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "io/fault.h"
 #include "src/alloc.h"
 
 qr_status qr_fs_file_size(const char *path, uint64_t *size)
@@ -96,15 +98,62 @@ qr_status qr_fs_mkdirs(const char *path)
 qr_status qr_fs_sync_parent(const char *path)
 {
     char buf[4096];
-    int fd;
-    snprintf(buf, sizeof buf, "%s", path);
+    int fd, rc;
+    QR_TRY(qr_fs_join(buf, sizeof buf, path, NULL));
     fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
     if (fd < 0) {
         return qr_fail(QR_ERR_IO, "%s: cannot open its folder (%s)", path, strerror(errno));
     }
-    fsync(fd);
+    rc = fsync(fd);
+    if (rc != 0 && errno != EINVAL) { /* EINVAL: the folder's file system cannot sync folders */
+        int err = errno;
+        close(fd);
+        return qr_fail(QR_ERR_IO, "%s: cannot flush its folder (%s)", path, strerror(err));
+    }
     close(fd);
     return QR_OK;
+}
+
+/* 16 hex digits that another user cannot guess: from /dev/urandom, else time and pid mixed. */
+static void random_suffix(char out[17])
+{
+    uint64_t r = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r ^= (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ULL ^ (uint64_t)ts.tv_sec ^
+             (uint64_t)getpid() << 32;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)r);
+}
+
+qr_status qr_fs_create_temp(const char *path, char *tmp, size_t tmpsize, int *fd)
+{
+    *fd = -1;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        char suffix[17];
+        random_suffix(suffix);
+        QR_TRY(qr_fs_join(tmp, tmpsize, path, NULL));
+        if (strlen(tmp) + 6 + strlen(suffix) >= tmpsize) {
+            return qr_fail(QR_ERR_INPUT, "%s: path too long for its temporary file (limit %zu)",
+                           path, tmpsize - 24);
+        }
+        strcat(tmp, ".tmp.");
+        strcat(tmp, suffix);
+        /* O_EXCL: never an existing file; O_NOFOLLOW: never through a planted link. */
+        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (*fd >= 0) {
+            return QR_OK;
+        }
+        if (errno != EEXIST) {
+            return qr_fail(QR_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
+        }
+    }
+    return qr_fail(QR_ERR_IO, "%s: cannot create a temporary file beside it", path);
 }
 
 qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size)
@@ -113,35 +162,34 @@ qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size)
     const char *p = data;
     size_t done = 0;
     int fd;
-    QR_TRY(qr_fs_join(tmp, sizeof tmp, path, NULL));
-    if (strlen(tmp) + 5 > sizeof tmp) {
-        return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
-    }
-    strcat(tmp, ".tmp");
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        return qr_fail(QR_ERR_IO, "%s: cannot create (%s)", tmp, strerror(errno));
-    }
+    QR_TRY(qr_fs_create_temp(path, tmp, sizeof tmp, &fd));
     while (done < size) {
-        ssize_t w = write(fd, p + done, size - done);
+        ssize_t w = qr_fault_hit(QR_FAULT_WRITE) ? -1 : write(fd, p + done, size - done);
         if (w < 0 && errno == EINTR) {
             continue;
         }
         if (w <= 0) {
-            int err = errno;
+            int err = w < 0 ? errno : ENOSPC;
             close(fd);
             unlink(tmp);
             return qr_fail(QR_ERR_IO, "%s: write failed (%s)", tmp, strerror(err));
         }
         done += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if (qr_fault_hit(QR_FAULT_FLUSH) || fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
         unlink(tmp);
-        return qr_fail(QR_ERR_IO, "%s: cannot flush (%s)", tmp, strerror(errno));
+        return qr_fail(QR_ERR_IO, "%s: cannot flush (%s)", tmp, strerror(err));
     }
-    if (rename(tmp, path) != 0) {
+    if (qr_fault_hit(QR_FAULT_CLOSE) || close(fd) != 0) {
         unlink(tmp);
-        return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(errno));
+        return qr_fail(QR_ERR_IO, "%s: cannot close (%s)", tmp, strerror(errno));
+    }
+    if (qr_fault_hit(QR_FAULT_RENAME) || rename(tmp, path) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(err));
     }
     return qr_fs_sync_parent(path);
 }

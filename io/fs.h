@@ -20,8 +20,12 @@ int qr_fs_exists(const char *path);
 /* mkdir -p. */
 qr_status qr_fs_mkdirs(const char *path);
 
-/* Write `size` bytes to path + ".tmp", fsync, and rename onto path: the file appears whole or not
- * at all. */
+/* Create a new file beside path named path + ".tmp." + 16 random hex digits (tmp, tmpsize bytes),
+ * opened for writing with O_EXCL | O_NOFOLLOW, so no existing file or planted link is written. */
+qr_status qr_fs_create_temp(const char *path, char *tmp, size_t tmpsize, int *fd);
+
+/* Write `size` bytes to a new temporary file beside path (qr_fs_create_temp), fsync, and rename
+ * onto path: the file appears whole or not at all. */
 qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size);
 
 /* fsync the folder that holds `path`, so a rename into it survives a crash. */

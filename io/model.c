@@ -365,6 +365,35 @@ done:
     return st;
 }
 
+/* No tensor may hold a NaN or an infinity: they would pass through every method and kernel into a
+ * checkpoint (or a perplexity of nan). The first one found is named by file, tensor, row and
+ * column (element index for a vector). */
+static qr_status check_finite(const qr_model *m)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        const qr_st_tensor *t = m->tensors[i];
+        size_t k = qr_first_nonfinite(t->dtype, t->data, (size_t)t->numel);
+        if (k < (size_t)t->numel) {
+            float v = 0.0f;
+            int64_t cols = t->ndim >= 2 ? t->numel / (t->shape[0] > 0 ? t->shape[0] : 1) : 0;
+            qr_convert_to_f32(t->dtype,
+                              (const unsigned char *)t->data + k * qr_dtype_size(t->dtype), 1, &v);
+            if (cols > 0) {
+                return qr_fail(QR_ERR_INPUT,
+                               "%s: tensor '%s': value at row %lld, column %lld is not finite "
+                               "(expected a finite weight, found %g)",
+                               t->path, t->name, (long long)((int64_t)k / cols),
+                               (long long)((int64_t)k % cols), (double)v);
+            }
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: tensor '%s': element %zu is not finite (expected a finite weight, "
+                           "found %g)",
+                           t->path, t->name, k, (double)v);
+        }
+    }
+    return QR_OK;
+}
+
 /* ---- opening --------------------------------------------------------------------------------- */
 
 /* The tokenizer beside the model in `dir`: tokenizer.bin, else the first tok*.bin by name. */
@@ -501,6 +530,7 @@ qr_status qr_model_open(const char *path, qr_model **out)
         goto done;
     }
     QR_CHECK(check_tensors(m));
+    QR_CHECK(check_finite(m));
     QR_CHECK(compute_identity(m));
     *out = m;
     m = NULL;

@@ -273,6 +273,18 @@ static qr_status parse_header(qr_st_file *f)
                        f->path, f->map_size - 8, hlen);
     }
     data_size = f->map_size - 8 - hlen;
+    /* Every tensor entry is a JSON object, so the '{' count bounds the tensor count: refuse a
+     * header that lists too many before the JSON parser spends memory on it. */
+    for (i = 0, n = 0; i < (size_t)hlen; i++) {
+        n += f->map[8 + i] == '{';
+    }
+    if (n > QR_ST_MAX_TENSORS + 2) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: header lists too many tensors (expected at most %u, found about %zu; "
+                       "limits in docs/limits.md)",
+                       f->path, QR_ST_MAX_TENSORS, n - 1);
+    }
+    n = 0;
     f->header = json_loadb((const char *)f->map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!f->header) {
         return qr_fail(QR_ERR_INPUT, "%s: malformed JSON header at line %d, column %d: %s", f->path,

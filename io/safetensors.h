@@ -17,6 +17,9 @@
 
 #define QR_ST_HEADER_MAX (100u * 1024u * 1024u) /* the limit the reference implementation uses */
 #define QR_ST_MAX_DIMS 8
+/* Most tensors one file's header may list: a 405B model has about 1,100 in all; 65,536 bounds the
+ * parser's memory (about 150 MiB) against a crafted header (docs/limits.md). */
+#define QR_ST_MAX_TENSORS 65536u
 
 typedef struct {
     const char *name; /* owned by the file handle */

@@ -1,6 +1,7 @@
 /* tokenizer_bin.c: llama2.c tokenizer.bin reader (see tokenizer_bin.h). */
 #include "io/tokenizer_bin.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,13 @@ qr_status qr_tokenizer_bin_read(const char *path, int64_t n_vocab, qr_tokenizer 
         scores[i] = read_f32(p);
         lens[i] = read_i32(p + 4);
         off += 8;
+        if (!isfinite(scores[i])) {
+            st = qr_fail(QR_ERR_INPUT,
+                         "%s: piece %lld: score is not finite (expected a finite merge score, "
+                         "found %g)",
+                         path, (long long)i, (double)scores[i]);
+            goto done;
+        }
         if (lens[i] < 0 || lens[i] > max_len || (size_t)lens[i] > size - off) {
             st = qr_fail(QR_ERR_INPUT,
                          "%s: piece %lld: bad length (expected 0..%d and within the %zu bytes "

@@ -275,9 +275,10 @@ static void print_table(json_t *r, FILE *out)
     const char *key;
     size_t i;
     int wm = max_name_width(mods, 6), wo = max_name_width(others, 6);
-    char shape[64];
+    char shape[64], clean[4096]; /* names and paths from files, without control characters */
 
-    fprintf(out, "model      %s (%s, %zu file%s)\n", str_of(r, "path"), str_of(r, "format"),
+    fprintf(out, "model      %s (%s, %zu file%s)\n",
+            qr_printable(str_of(r, "path"), clean, sizeof clean), str_of(r, "format"),
             json_array_size(files), json_array_size(files) == 1 ? "" : "s");
     fprintf(out, "identity   %s\n", str_of(r, "identity"));
     fprintf(out,
@@ -311,8 +312,9 @@ static void print_table(json_t *r, FILE *out)
     json_array_foreach(others, i, row)
     {
         shape_cell(json_object_get(row, "shape"), shape, sizeof shape);
-        fprintf(out, "  %-*s  %-13s  %-5s  %12lld\n", wo, str_of(row, "name"), shape,
-                str_of(row, "dtype"), int_of(row, "params"));
+        fprintf(out, "  %-*s  %-13s  %-5s  %12lld\n", wo,
+                qr_printable(str_of(row, "name"), clean, sizeof clean), shape, str_of(row, "dtype"),
+                int_of(row, "params"));
     }
     fprintf(out, "\ntotals\n");
     fprintf(out, "  modules                 %lld\n", int_of(tot, "modules"));

@@ -78,7 +78,11 @@ static void print_usage(void)
 
 static qr_status dispatch(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+    if (argc < 2) {
+        print_usage();
+        return qr_fail(QR_ERR_INPUT, "no command given (expected one of the commands above)");
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         print_usage();
         return QR_OK;

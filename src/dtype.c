@@ -196,3 +196,39 @@ void qr_convert_from_f32(qr_dtype dt, const float *src, size_t n, void *dst)
         }
     }
 }
+
+size_t qr_first_nonfinite(qr_dtype dt, const void *src, size_t n)
+{
+    const unsigned char *p = src;
+    switch (dt) {
+    case QR_DTYPE_F32:
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)p[4 * i + 2] | (uint32_t)p[4 * i + 3] << 8;
+            if ((u & 0x7f80u) == 0x7f80u) {
+                return i;
+            }
+        }
+        return n;
+    case QR_DTYPE_F16:
+    case QR_DTYPE_BF16: {
+        unsigned mask = dt == QR_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+        for (size_t i = 0; i < n; i++) {
+            unsigned u = (unsigned)p[2 * i] | (unsigned)p[2 * i + 1] << 8;
+            if ((u & mask) == mask) {
+                return i;
+            }
+        }
+        return n;
+    }
+    case QR_DTYPE_F64:
+        for (size_t i = 0; i < n; i++) {
+            unsigned u = (unsigned)p[8 * i + 6] | (unsigned)p[8 * i + 7] << 8;
+            if ((u & 0x7ff0u) == 0x7ff0u) {
+                return i;
+            }
+        }
+        return n;
+    default:
+        return n;
+    }
+}

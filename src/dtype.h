@@ -36,6 +36,10 @@ uint16_t qr_f32_to_bf16(float f);
 void qr_convert_to_f32(qr_dtype dt, const void *src, size_t n, float *dst);
 void qr_convert_to_f64(qr_dtype dt, const void *src, size_t n, double *dst);
 
+/* Index of the first NaN or infinity among n little-endian elements of a float dtype at src (any
+ * alignment), read from the stored bits; n when every element is finite. */
+size_t qr_first_nonfinite(qr_dtype dt, const void *src, size_t n);
+
 /* Encode n float32 values as little-endian dtype `dt` at `dst` (any alignment; F16/BF16 round to
  * nearest even, F64 is exact). Used by writers (synth, tests). */
 void qr_convert_from_f32(qr_dtype dt, const float *src, size_t n, void *dst);

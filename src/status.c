@@ -6,10 +6,32 @@
 
 static char errmsg[QR_ERRMSG_MAX];
 
+/* Control characters (C0, DEL) become '?': a message is one line, and names from files (tensor
+ * names, paths) must not reach the terminal as escape sequences. */
+static void sanitize(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+}
+
 qr_status qr_failv(qr_status st, const char *fmt, va_list ap)
 {
     vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    sanitize(errmsg);
     return st;
+}
+
+const char *qr_printable(const char *s, char *buf, size_t size)
+{
+    if (size == 0) {
+        return "";
+    }
+    snprintf(buf, size, "%s", s ? s : "");
+    sanitize(buf);
+    return buf;
 }
 
 qr_status qr_fail(qr_status st, const char *fmt, ...)
@@ -24,6 +46,7 @@ qr_status qr_fail(qr_status st, const char *fmt, ...)
 void qr_set_errmsg(const char *msg)
 {
     snprintf(errmsg, sizeof errmsg, "%s", msg ? msg : "");
+    sanitize(errmsg);
 }
 
 const char *qr_errmsg(void)

@@ -8,6 +8,7 @@
 #define QR_STATUS_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum {
     QR_OK = 0,
@@ -38,6 +39,10 @@ qr_status qr_failv(qr_status st, const char *fmt, va_list ap);
 
 /* Replace the recorded message (used when an agreed error is received from another rank). */
 void qr_set_errmsg(const char *msg);
+
+/* s copied into buf (size bytes, truncated) with control characters replaced by '?', for printing
+ * names read from files; returns buf. qr_fail() messages are sanitized the same way. */
+const char *qr_printable(const char *s, char *buf, size_t size);
 
 /* The message recorded by the last qr_fail(), or "" when none. */
 const char *qr_errmsg(void);
