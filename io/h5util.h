@@ -56,6 +56,9 @@ void qr_kv_format(const qr_kv *kv, char *buf, size_t n);
 qr_status qr_kvlist_to_json(const qr_kvlist *l, char **json);
 
 /* Turn off HDF5's automatic error-stack printing (qrecon reports its own messages). */
+/* Shut the HDF5 library down (every open object closed, errors ignored); call once before
+ * MPI_Finalize. */
+void qr_h5_shutdown(void);
 void qr_h5_quiet(void);
 
 /* Write one attribute on obj (a file, group or dataset); an existing one of that name is an error.

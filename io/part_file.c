@@ -1,13 +1,12 @@
 /* part_file.c: per-module part files (io/part_file.h). */
 #include "io/part_file.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+#include <stdlib.h>
 
 #include "io/fs.h"
+#include "src/alloc.h"
 
 void qr_part_info_free(qr_part_info *info)
 {
@@ -53,42 +52,30 @@ static qr_status write_prefixed(hid_t obj, const char *prefix, const qr_kvlist *
     return QR_OK;
 }
 
-static qr_status fsync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        return qr_fail(QR_ERR_IO, "%s: cannot reopen to flush (%s)", path, strerror(errno));
-    }
-    if (fsync(fd) != 0) {
-        int err = errno;
-        close(fd);
-        return qr_fail(QR_ERR_IO, "%s: fsync failed (%s)", path, strerror(err));
-    }
-    close(fd);
-    return QR_OK;
-}
-
+/* The part is built in memory (HDF5's core driver, no backing store) and its file image written
+ * with qr_fs_write_atomic: HDF5 never touches the disk, so a full disk fails in our own write, with
+ * no HDF5 file left half closed (HDF5 1.10 crashes at library shutdown after a failed flush or
+ * close of a file on disk). A module's part is small enough to hold twice in memory. */
 qr_status qr_part_write(const char *path, const char *module, const qr_kvlist *options,
                         const qr_kvlist *metrics, const qr_qlayer *ql)
 {
     qr_status st = QR_OK;
-    char tmp[4096];
     qr_qlayer_layout lay;
-    hid_t fcpl = -1, file = -1;
-    int w = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (w < 0 || (size_t)w >= sizeof tmp) {
-        return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
-    }
+    hid_t fcpl = -1, fapl = -1, file = -1;
+    void *image = NULL;
+    ssize_t size = 0;
     qr_h5_quiet();
     qr_qlayer_layout_of(ql, &lay);
     fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0) {
-        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot set up file properties", tmp);
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+        H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
+        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot set up file properties", path);
         goto done;
     }
-    file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl); /* in memory: path is only its name */
     if (file < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot create", tmp);
+        st = qr_fail(QR_ERR_NOMEM, "%s: cannot create the part in memory", path);
         goto done;
     }
     QR_CHECK(qr_h5_attr_write_str(file, "format", QR_PART_FORMAT));
@@ -97,28 +84,29 @@ qr_status qr_part_write(const char *path, const char *module, const qr_kvlist *o
     QR_CHECK(write_prefixed(file, QR_PART_OPT_PREFIX, options));
     QR_CHECK(write_prefixed(file, QR_PART_METRIC_PREFIX, metrics));
     QR_CHECK(qr_h5_qlayer_write(file, &lay, ql, H5P_DEFAULT));
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
-        st = qr_fail(QR_ERR_IO, "%s: flush failed", tmp);
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || (size = H5Fget_file_image(file, NULL, 0)) <= 0) {
+        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot finish the part in memory", path);
+        goto done;
+    }
+    QR_CHECK(qr_malloc(&image, (size_t)size, 1, "part file image"));
+    if (H5Fget_file_image(file, image, (size_t)size) != size) {
+        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot copy the part's image", path);
         goto done;
     }
 done:
     if (file >= 0 && H5Fclose(file) < 0 && st == QR_OK) {
-        st = qr_fail(QR_ERR_IO, "%s: close failed", tmp);
+        st = qr_fail(QR_ERR_INTERNAL, "%s: cannot close the part in memory", path);
+    }
+    if (fapl >= 0) {
+        H5Pclose(fapl);
     }
     if (fcpl >= 0) {
         H5Pclose(fcpl);
     }
     if (st == QR_OK) {
-        st = fsync_path(tmp);
+        st = qr_fs_write_atomic(path, image, (size_t)size);
     }
-    if (st == QR_OK && rename(tmp, path) != 0) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(errno));
-    }
-    if (st == QR_OK) {
-        st = qr_fs_sync_parent(path);
-    } else {
-        unlink(tmp);
-    }
+    free(image);
     return st;
 }
 

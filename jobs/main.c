@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "io/h5util.h"
 #include "jobs/commands.h"
 #include "mpi/comm.h"
 #include "src/log.h"
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
     if (json_log) {
         fclose(json_log);
     }
+    qr_h5_shutdown();
     MPI_Finalize();
     return code;
 }
