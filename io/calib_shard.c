@@ -8,9 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "io/config.h"
+#include "io/fault.h"
 #include "io/fs.h"
 #include "io/h5util.h"
 #include "src/alloc.h"
@@ -257,6 +259,19 @@ static qr_status create_dataset(qr_calib_writer *w, const char *name, int rank, 
     return st;
 }
 
+/* An upper bound of a shard's size: every row of every dataset, whole last chunks, and room for
+ * HDF5's metadata (4 KiB per dataset and 1 MiB). Reserved before any HDF5 write, so a full disk is
+ * found in qr_fs_reserve, not in HDF5 (which crashes at shutdown after a failed flush). The
+ * attributes were checked by check_info, so nothing here overflows. */
+static uint64_t shard_bytes(const qr_calib_info *in)
+{
+    uint64_t rows = (uint64_t)in->n_tokens + (uint64_t)in->seq_len; /* a partial last chunk */
+    uint64_t width = 2 * (uint64_t)in->dim + (uint64_t)in->q_dim + (uint64_t)in->hidden_dim;
+    uint64_t keys = (uint64_t)in->n_layers * N_KINDS + 1;
+    return rows * (width * (uint64_t)in->n_layers * elem_size(in->dtype) + 4) + keys * 4096 +
+           ((uint64_t)1 << 20);
+}
+
 qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_calib_writer **out)
 {
     qr_status st = QR_OK;
@@ -297,6 +312,7 @@ qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_c
         st = qr_fail(QR_ERR_IO, "%s: cannot create HDF5 file", w->tmp);
         goto done;
     }
+    QR_CHECK(qr_fs_reserve(w->tmp, shard_bytes(&w->info), true));
     QR_CHECK(write_attrs(w->file, w->tmp, &w->info));
     for (int64_t l = info->layer_begin; l < info->layer_end; l++) {
         for (int k = 0; k < N_KINDS; k++) {
@@ -327,6 +343,7 @@ static qr_status write_rows(qr_calib_writer *w, hid_t dset, const char *name, in
     hid_t fspace = H5Dget_space(dset), mspace = H5Screate_simple(rank, count, NULL);
     if (fspace < 0 || mspace < 0 ||
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+        qr_fault_hit(QR_FAULT_WRITE) ||
         H5Dwrite(dset, mtype, mspace, fspace, H5P_DEFAULT, buf) < 0) {
         st = qr_fail(QR_ERR_IO, "%s: dataset %s: cannot write rows %lld..%lld", w->tmp, name,
                      (long long)row0, (long long)(row0 + n - 1));
@@ -448,6 +465,7 @@ qr_status qr_calib_writer_finish(qr_calib_writer **pw)
     qr_calib_writer *w = *pw;
     size_t n_keys = w->n_keys;
     int fd;
+    struct stat sb;
     for (size_t i = 0; i <= n_keys; i++) {
         if (w->rows_done[i] != w->info.n_tokens) {
             char key[QR_INPUT_KEY_MAX] = "tokens";
@@ -461,12 +479,14 @@ qr_status qr_calib_writer_finish(qr_calib_writer **pw)
             goto done;
         }
     }
-    if (!close_handles(w)) {
+    if (qr_fault_hit(QR_FAULT_CLOSE) || !close_handles(w)) {
         st = qr_fail(QR_ERR_IO, "%s: closing the HDF5 file failed", w->tmp);
         goto done;
     }
-    fd = open(w->tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd) != 0) {
+    fd = open(w->tmp, O_RDWR);
+    /* Truncating to its own size returns the blocks reserved past the end (qr_fs_reserve). */
+    if (fd < 0 || (fstat(fd, &sb) == 0 && ftruncate(fd, sb.st_size) != 0) ||
+        qr_fault_hit(QR_FAULT_FLUSH) || fsync(fd) != 0) {
         st = qr_fail(QR_ERR_IO, "%s: cannot flush (%s)", w->tmp, strerror(errno));
         if (fd >= 0) {
             close(fd);
@@ -474,7 +494,7 @@ qr_status qr_calib_writer_finish(qr_calib_writer **pw)
         goto done;
     }
     close(fd);
-    if (rename(w->tmp, w->path) != 0) {
+    if (qr_fault_hit(QR_FAULT_RENAME) || rename(w->tmp, w->path) != 0) {
         st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", w->path, strerror(errno));
         goto done;
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/fault.h"
 #include "io/fs.h"
 #include "io/part_file.h"
 #include "io/qlayer_h5.h"
@@ -164,10 +165,10 @@ static qr_status write_module(MPI_Comm comm, hid_t file, hid_t dxpl, const qr_ck
     g = gcpl >= 0 ? H5Gcreate2(file, spec->modules[i], H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
     if (g < 0) {
         st = qr_fail(QR_ERR_IO, "%s: cannot create its group", where);
-        goto done;
     }
-    QR_CHECK(qr_h5_qlayer_write(g, &info->layout, owner ? &ql : NULL, dxpl));
-    QR_CHECK(write_metrics(g, &info->metrics));
+    QR_CHECK(spec->agree(comm, st));
+    QR_CHECK(qr_h5_qlayer_write_coll(g, &info->layout, owner ? &ql : NULL, dxpl, comm));
+    QR_CHECK(spec->agree(comm, write_metrics(g, &info->metrics)));
 done:
     if (g >= 0) {
         H5Gclose(g);
@@ -216,8 +217,9 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
              : -1;
     if (ds < 0) {
         st = qr_fail(QR_ERR_IO, "tensor '%s': cannot create its dataset", t->name);
-        goto done;
     }
+    QR_CHECK(
+        spec->agree(comm, st)); /* every rank leaves together: no rank waits in the next write */
     rows_per_block = row ? QR_CKPT_TENSOR_BLOCK_BYTES / (row * sizeof(float)) : dims[0];
     if (rows_per_block < 1) {
         rows_per_block = 1;
@@ -244,8 +246,8 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
         H5Sclose(fsel);
         if (rc < 0) {
             st = qr_fail(QR_ERR_IO, "tensor '%s': collective write failed", t->name);
-            goto done;
         }
+        QR_CHECK(spec->agree(comm, st));
         if (dims[0] == 0) {
             break;
         }
@@ -277,6 +279,24 @@ static qr_status fsync_file(const char *path)
         return qr_fail(QR_ERR_IO, "%s: fsync failed (%s)", path, strerror(errno));
     }
     return QR_OK;
+}
+
+/* An upper bound of the checkpoint's size: array data plus generous room for HDF5's metadata (64
+ * KiB per module, 8 KiB per tensor, 1 MiB for the root). */
+static uint64_t reserve_bytes(const qr_ckpt_spec *spec, const module_info *infos)
+{
+    uint64_t bytes = (uint64_t)1 << 20;
+    for (size_t i = 0; i < spec->n_modules; i++) {
+        bytes += qr_qlayer_layout_bytes(&infos[i].layout) + ((uint64_t)64 << 10);
+    }
+    for (size_t i = 0; i < spec->n_tensors; i++) {
+        uint64_t n = 4;
+        for (int d = 0; d < spec->tensors[i].ndim; d++) {
+            n *= (uint64_t)spec->tensors[i].shape[d];
+        }
+        bytes += n + ((uint64_t)8 << 10);
+    }
+    return bytes;
 }
 
 /* The file, opened by every rank with the MPI-IO driver; *file < 0 on failure (not agreed). */
@@ -367,7 +387,7 @@ done:
 static qr_status publish(const char *tmp, const char *out_path)
 {
     QR_TRY(fsync_file(tmp));
-    if (rename(tmp, out_path) != 0) {
+    if (qr_fault_hit(QR_FAULT_RENAME) || rename(tmp, out_path) != 0) {
         return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", out_path, strerror(errno));
     }
     return qr_fs_sync_parent(out_path);
@@ -392,11 +412,14 @@ qr_status qr_ckpt_assemble(MPI_Comm comm, const char *out_path, const qr_ckpt_sp
     QR_CHECK(qr_calloc(&infos, spec->n_modules + 1, sizeof *infos, "checkpoint module table"));
     QR_CHECK(share_infos(comm, spec, infos));
     QR_CHECK(spec->agree(comm, create_file(comm, tmp, &file, &dxpl)));
+    /* A full disk is found here, by rank 0, not in a collective HDF5 write (a hang). */
+    QR_CHECK(spec->agree(comm, rank == 0 ? qr_fs_reserve(tmp, reserve_bytes(spec, infos), false)
+                                         : QR_OK));
     QR_CHECK(spec->agree(comm, write_root(file, spec)));
     QR_CHECK(write_contents(comm, tmp, file, dxpl, spec, infos, &bytes));
     /* `complete` last: a reader that finds it knows every dataset before it was written. */
     QR_CHECK(spec->agree(comm, qr_h5_attr_write_int(file, "complete", 1)));
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+    if (qr_fault_hit(QR_FAULT_FLUSH) || H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
         st = qr_fail(QR_ERR_IO, "%s: flush failed", tmp);
     }
     QR_CHECK(spec->agree(comm, st));
@@ -416,6 +439,9 @@ done:
     st = spec->agree(comm, st);
     if (st == QR_OK) {
         st = spec->agree(comm, rank == 0 ? publish(tmp, out_path) : QR_OK);
+    }
+    if (st != QR_OK && rank == 0) {
+        unlink(tmp); /* nothing half written is left beside the output */
     }
     if (stats) {
         stats->seconds = qr_now() - t0;

@@ -1,7 +1,6 @@
-/* fault.c: injected I/O failures (see fault.h); empty unless built with QRECON_FAULT_INJECTION. */
+/* fault.c: injected I/O failures (see fault.h). */
 #include "io/fault.h"
 
-#ifdef QRECON_FAULT_INJECTION
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +50,3 @@ bool qr_fault_hit(qr_fault_kind kind)
     errno = ENOSPC;
     return true;
 }
-#else
-typedef int qr_fault_unused; /* ISO C wants a translation unit to declare something */
-#endif

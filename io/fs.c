@@ -1,4 +1,5 @@
 /* fs.c: file-system helpers. */
+#define _GNU_SOURCE /* fallocate(FALLOC_FL_KEEP_SIZE) */
 #include "io/fs.h"
 
 #include <errno.h>
@@ -200,6 +201,35 @@ qr_status qr_fs_join(char *buf, size_t bufsize, const char *dir, const char *nam
     if (n < 0 || (size_t)n >= bufsize) {
         return qr_fail(QR_ERR_INPUT, "%s%s%s: path too long (limit %zu bytes)", dir,
                        name ? "/" : "", name ? name : "", bufsize - 1);
+    }
+    return QR_OK;
+}
+
+qr_status qr_fs_reserve(const char *path, uint64_t bytes, bool keep_size)
+{
+    int fd, rc;
+    if (bytes > (uint64_t)INT64_MAX) {
+        return qr_fail(QR_ERR_INPUT, "%s: cannot reserve %llu bytes", path,
+                       (unsigned long long)bytes);
+    }
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return qr_fail(QR_ERR_IO, "%s: cannot open to reserve space (%s)", path, strerror(errno));
+    }
+    if (qr_fault_hit(QR_FAULT_WRITE)) {
+        rc = ENOSPC;
+    } else if (keep_size) {
+        rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes) == 0 ? 0 : errno;
+    } else {
+        rc = posix_fallocate(fd, 0, (off_t)bytes);
+    }
+    close(fd);
+    if (rc == EINVAL || rc == EOPNOTSUPP || rc == ENOSYS) {
+        return QR_OK; /* the file system cannot reserve: the writes themselves will tell */
+    }
+    if (rc != 0) {
+        return qr_fail(QR_ERR_IO, "%s: cannot reserve %.1f MiB for the output (%s)", path,
+                       (double)bytes / 1048576.0, strerror(rc));
     }
     return QR_OK;
 }

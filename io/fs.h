@@ -2,6 +2,7 @@
 #ifndef QR_IO_FS_H
 #define QR_IO_FS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,15 @@ qr_status qr_fs_create_temp(const char *path, char *tmp, size_t tmpsize, int *fd
 /* Write `size` bytes to a new temporary file beside path (qr_fs_create_temp), fsync, and rename
  * onto path: the file appears whole or not at all. */
 qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size);
+
+/* Reserve `bytes` of disk for the file at path: a writer that reserves what it will write before
+ * HDF5 writes it finds a full disk (ENOSPC) here, with a clean error, instead of inside HDF5, which
+ * can hang a parallel close or crash at shutdown after a failed write. keep_size false:
+ * posix_fallocate, which extends the file (and also meets a file-size limit, EFBIG); for HDF5's
+ * MPI-IO driver, which truncates the file to its real end at close. keep_size true: Linux
+ * fallocate(FALLOC_FL_KEEP_SIZE), the size unchanged; for serial HDF5 files, which are not
+ * truncated at close. QR_OK when the file system cannot reserve (EINVAL, EOPNOTSUPP, ENOSYS). */
+qr_status qr_fs_reserve(const char *path, uint64_t bytes, bool keep_size);
 
 /* fsync the folder that holds `path`, so a rename into it survives a crash. */
 qr_status qr_fs_sync_parent(const char *path);

@@ -3,11 +3,13 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fault.h"
 #include "src/alloc.h"
 
 static qr_status kv_slot(qr_kvlist *l, const char *key, qr_kv **out)
@@ -190,6 +192,33 @@ done:
 void qr_h5_quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+qr_status qr_h5_agree(MPI_Comm comm, qr_status local)
+{
+    struct {
+        int status;
+        char msg[QR_ERRMSG_MAX];
+    } packet;
+    int rank = 0, mine, first = INT_MAX;
+    MPI_Comm_rank(comm, &rank);
+    mine = local != QR_OK ? rank : INT_MAX;
+    if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+        return qr_fail(QR_ERR_INTERNAL, "HDF5 write: MPI_Allreduce failed");
+    }
+    if (first == INT_MAX) {
+        return QR_OK;
+    }
+    memset(&packet, 0, sizeof packet);
+    if (rank == first) {
+        packet.status = (int)local;
+        snprintf(packet.msg, sizeof packet.msg, "%s", qr_errmsg());
+    }
+    if (MPI_Bcast(&packet, (int)sizeof packet, MPI_BYTE, first, comm) != MPI_SUCCESS) {
+        return qr_fail(QR_ERR_INTERNAL, "HDF5 write: MPI_Bcast failed");
+    }
+    qr_set_errmsg(packet.msg);
+    return (qr_status)packet.status;
 }
 
 void qr_h5_shutdown(void)
@@ -484,7 +513,11 @@ qr_status qr_h5_dataset_write(hid_t loc, const char *name, hid_t ftype, hid_t mt
         goto done;
     }
     if (buf) {
-        if (H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, dxpl, buf) < 0) {
+        /* An injected fault skips the write itself: on a collective transfer the other ranks
+         * would wait in it, so only a rank that writes alone (buf given, serial file or the
+         * owner of a module) may fail here; qr_h5_agree then ends the write on every rank. */
+        if ((dxpl == H5P_DEFAULT && qr_fault_hit(QR_FAULT_WRITE)) ||
+            H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, dxpl, buf) < 0) {
             st = qr_fail(QR_ERR_IO, "dataset '%s': write failed", name);
         }
     } else {

@@ -10,6 +10,7 @@
 #define QR_IO_H5UTIL_H
 
 #include <hdf5.h>
+#include <mpi.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,10 @@ void qr_kv_format(const qr_kv *kv, char *buf, size_t n);
 qr_status qr_kvlist_to_json(const qr_kvlist *l, char **json);
 
 /* Turn off HDF5's automatic error-stack printing (qrecon reports its own messages). */
+/* Agree on a status over comm: the lowest failing rank's status and message reach every rank
+ * (collective). */
+qr_status qr_h5_agree(MPI_Comm comm, qr_status local);
+
 /* Shut the HDF5 library down (every open object closed, errors ignored); call once before
  * MPI_Finalize. */
 void qr_h5_shutdown(void);

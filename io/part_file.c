@@ -83,7 +83,13 @@ qr_status qr_part_write(const char *path, const char *module, const qr_kvlist *o
     QR_CHECK(qr_h5_attr_write_str(file, "module", module));
     QR_CHECK(write_prefixed(file, QR_PART_OPT_PREFIX, options));
     QR_CHECK(write_prefixed(file, QR_PART_METRIC_PREFIX, metrics));
-    QR_CHECK(qr_h5_qlayer_write(file, &lay, ql, H5P_DEFAULT));
+    st = qr_h5_qlayer_write(file, &lay, ql, H5P_DEFAULT);
+    if (st != QR_OK) {
+        char inner[QR_ERRMSG_MAX];
+        snprintf(inner, sizeof inner, "%s", qr_errmsg()); /* qr_fail reuses the buffer */
+        st = qr_fail(st, "%s: %s", path, inner);
+        goto done;
+    }
     if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 || (size = H5Fget_file_image(file, NULL, 0)) <= 0) {
         st = qr_fail(QR_ERR_INTERNAL, "%s: cannot finish the part in memory", path);
         goto done;

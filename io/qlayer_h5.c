@@ -67,64 +67,87 @@ static hid_t group_create(hid_t loc, const char *name)
     return g;
 }
 
+/* One step of a write: on a parallel file (comm not MPI_COMM_NULL) every rank learns whether any
+ * rank failed, so all leave together instead of one rank waiting in the next collective call
+ * while another has left (a disk-full hang); on a serial file the status as it is. */
+#define STEP(expr)                                                                                 \
+    do {                                                                                           \
+        st = (expr);                                                                               \
+        if (comm != MPI_COMM_NULL) {                                                               \
+            st = qr_h5_agree(comm, st);                                                            \
+        }                                                                                          \
+        if (st != QR_OK) {                                                                         \
+            goto done;                                                                             \
+        }                                                                                          \
+    } while (0)
+
 static qr_status qweight_write(hid_t loc, const char *name, int64_t rows, int64_t cols,
-                               int64_t group, int asym, const qr_qweight *q, hid_t dxpl)
+                               int64_t group, int asym, const qr_qweight *q, hid_t dxpl,
+                               MPI_Comm comm)
 {
     qr_status st = QR_OK;
     hsize_t packed_dims[2] = {(hsize_t)rows, (hsize_t)ceil_div(cols, 2)};
     hsize_t scale_dims[2] = {(hsize_t)rows, (hsize_t)ceil_div(cols, group)};
     hid_t g = group_create(loc, name);
-    if (g < 0) {
-        return qr_fail(QR_ERR_IO, "group '%s': cannot create it", name);
-    }
-    QR_CHECK(qr_h5_attr_write_int(g, "group", group));
-    QR_CHECK(qr_h5_attr_write_int(g, "asym", asym ? 1 : 0));
-    QR_CHECK(qr_h5_dataset_write(g, "packed", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, packed_dims,
-                                 q ? q->packed : NULL, dxpl));
-    QR_CHECK(qr_h5_dataset_write(g, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, scale_dims,
-                                 q ? q->scales : NULL, dxpl));
+    STEP(g < 0 ? qr_fail(QR_ERR_IO, "group '%s': cannot create it", name) : QR_OK);
+    STEP(qr_h5_attr_write_int(g, "group", group));
+    STEP(qr_h5_attr_write_int(g, "asym", asym ? 1 : 0));
+    STEP(qr_h5_dataset_write(g, "packed", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, packed_dims,
+                             q ? q->packed : NULL, dxpl));
+    STEP(qr_h5_dataset_write(g, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, scale_dims,
+                             q ? q->scales : NULL, dxpl));
     if (asym) {
-        QR_CHECK(qr_h5_dataset_write(g, "zeros", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, scale_dims,
-                                     q ? q->zeros : NULL, dxpl));
+        STEP(qr_h5_dataset_write(g, "zeros", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, scale_dims,
+                                 q ? q->zeros : NULL, dxpl));
     }
 done:
-    H5Gclose(g);
+    if (g >= 0) {
+        H5Gclose(g);
+    }
+    return st;
+}
+
+qr_status qr_h5_qlayer_write_coll(hid_t loc, const qr_qlayer_layout *lay, const qr_qlayer *ql,
+                                  hid_t dxpl, MPI_Comm comm)
+{
+    qr_status st = QR_OK;
+    hsize_t vec[1] = {(hsize_t)lay->d_in};
+    hsize_t l_dims[2] = {(hsize_t)lay->d_out, (hsize_t)lay->rank};
+    hsize_t r_dims[2] = {(hsize_t)lay->rank, (hsize_t)lay->d_in};
+    STEP(qr_h5_attr_write_str(loc, "method", qr_method_name((qr_method_id)lay->method)));
+    STEP(qr_h5_attr_write_int(loc, "d_out", lay->d_out));
+    STEP(qr_h5_attr_write_int(loc, "d_in", lay->d_in));
+    STEP(qr_h5_attr_write_int(loc, "rank", lay->rank));
+    STEP(qr_h5_attr_write_int(loc, "n_salient", lay->n_salient));
+    STEP(qr_h5_attr_write_double(loc, "bits_per_weight", lay->bits_per_weight));
+    STEP(qweight_write(loc, "main", lay->d_out, lay->d_in, lay->main_group, lay->main_asym,
+                       ql ? &ql->main : NULL, dxpl, comm));
+    if (lay->has_smooth) {
+        STEP(qr_h5_dataset_write(loc, "smooth", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, vec,
+                                 ql ? ql->smooth : NULL, dxpl));
+    }
+    if (lay->has_perm) {
+        STEP(qr_h5_dataset_write(loc, "perm", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, vec,
+                                 ql ? ql->perm : NULL, dxpl));
+    }
+    if (lay->rank > 0) {
+        STEP(qr_h5_dataset_write(loc, "L", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, l_dims,
+                                 ql ? ql->L : NULL, dxpl));
+        STEP(qr_h5_dataset_write(loc, "R", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, r_dims,
+                                 ql ? ql->R : NULL, dxpl));
+    }
+    if (lay->n_salient > 0) {
+        STEP(qweight_write(loc, "side", lay->d_out, lay->n_salient, lay->side_group, lay->side_asym,
+                           ql ? &ql->side : NULL, dxpl, comm));
+    }
+done:
     return st;
 }
 
 qr_status qr_h5_qlayer_write(hid_t loc, const qr_qlayer_layout *lay, const qr_qlayer *ql,
                              hid_t dxpl)
 {
-    hsize_t vec[1] = {(hsize_t)lay->d_in};
-    hsize_t l_dims[2] = {(hsize_t)lay->d_out, (hsize_t)lay->rank};
-    hsize_t r_dims[2] = {(hsize_t)lay->rank, (hsize_t)lay->d_in};
-    QR_TRY(qr_h5_attr_write_str(loc, "method", qr_method_name((qr_method_id)lay->method)));
-    QR_TRY(qr_h5_attr_write_int(loc, "d_out", lay->d_out));
-    QR_TRY(qr_h5_attr_write_int(loc, "d_in", lay->d_in));
-    QR_TRY(qr_h5_attr_write_int(loc, "rank", lay->rank));
-    QR_TRY(qr_h5_attr_write_int(loc, "n_salient", lay->n_salient));
-    QR_TRY(qr_h5_attr_write_double(loc, "bits_per_weight", lay->bits_per_weight));
-    QR_TRY(qweight_write(loc, "main", lay->d_out, lay->d_in, lay->main_group, lay->main_asym,
-                         ql ? &ql->main : NULL, dxpl));
-    if (lay->has_smooth) {
-        QR_TRY(qr_h5_dataset_write(loc, "smooth", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, vec,
-                                   ql ? ql->smooth : NULL, dxpl));
-    }
-    if (lay->has_perm) {
-        QR_TRY(qr_h5_dataset_write(loc, "perm", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, vec,
-                                   ql ? ql->perm : NULL, dxpl));
-    }
-    if (lay->rank > 0) {
-        QR_TRY(qr_h5_dataset_write(loc, "L", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, l_dims,
-                                   ql ? ql->L : NULL, dxpl));
-        QR_TRY(qr_h5_dataset_write(loc, "R", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, r_dims,
-                                   ql ? ql->R : NULL, dxpl));
-    }
-    if (lay->n_salient > 0) {
-        QR_TRY(qweight_write(loc, "side", lay->d_out, lay->n_salient, lay->side_group,
-                             lay->side_asym, ql ? &ql->side : NULL, dxpl));
-    }
-    return QR_OK;
+    return qr_h5_qlayer_write_coll(loc, lay, ql, dxpl, MPI_COMM_NULL);
 }
 
 /* ---- reading -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #define QR_IO_QLAYER_H5_H
 
 #include <hdf5.h>
+#include <mpi.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -43,6 +44,10 @@ uint64_t qr_qlayer_layout_bytes(const qr_qlayer_layout *lay);
  * collective transfers. On a serial file pass ql and H5P_DEFAULT. */
 qr_status qr_h5_qlayer_write(hid_t loc, const qr_qlayer_layout *lay, const qr_qlayer *ql,
                              hid_t dxpl);
+/* The same on a parallel file, with every rank agreeing on the status after each collective step
+ * (qr_h5_agree over comm), so a write error on one rank ends the write on all. */
+qr_status qr_h5_qlayer_write_coll(hid_t loc, const qr_qlayer_layout *lay, const qr_qlayer *ql,
+                                  hid_t dxpl, MPI_Comm comm);
 
 /* Read and check the layout under loc (attributes and dataset shapes, no array data): shapes agree
  * with d_out, d_in, group, rank and n_salient. `where` names the file (and group) for messages. */

@@ -4,8 +4,10 @@
 #include <malloc.h>
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "io/fault.h"
 #include "io/h5util.h"
 #include "jobs/commands.h"
 #include "mpi/comm.h"
@@ -115,6 +117,13 @@ int main(int argc, char **argv)
     qr_log_set_rank(qr_mpi_rank(MPI_COMM_WORLD), qr_mpi_size(MPI_COMM_WORLD));
     qr_stop_install();
     st = take_global_options(&argc, argv);
+#ifdef QRECON_FAULT_INJECTION
+    /* The test binary qrecon_fault only (tests/harden.cmake): fail the N-th I/O operation. */
+    if (st == QR_OK && getenv("QRECON_FAULT") && !qr_fault_arm_text(getenv("QRECON_FAULT"))) {
+        st = qr_fail(QR_ERR_INPUT, "QRECON_FAULT: expected write|flush|close|rename:N, found '%s'",
+                     getenv("QRECON_FAULT"));
+    }
+#endif
     if (st == QR_OK) {
         st = dispatch(argc, argv);
     }

@@ -4,3 +4,13 @@ qr_add_test(NAME harden.shards SOURCES harden/shards.c LIBS qr_io)
 foreach(case nocommand nan_weights escape tensor_count)
   qr_add_script_test(NAME harden.${case} SCRIPT harden/inputs.sh ARGS ${case} TIMEOUT 120)
 endforeach()
+
+# qrecon_fault: qrecon whose main arms the injected I/O failures of io/fault.h from QRECON_FAULT
+# (only jobs/main.c is compiled again; the release binary has no way to arm them).
+add_executable(qrecon_fault ${PROJECT_SOURCE_DIR}/jobs/main.c)
+target_compile_definitions(qrecon_fault PRIVATE QRECON_FAULT_INJECTION)
+target_link_libraries(qrecon_fault PRIVATE qr_jobs)
+foreach(case capture quantize validate report diskfull)
+  qr_add_script_test(NAME harden.faults.${case} SCRIPT harden/faults.sh TIMEOUT 600
+                     ARGS ${case} $<TARGET_FILE:qrecon_fault> $<TARGET_FILE:qr_test_ckpt_compare>)
+endforeach()
