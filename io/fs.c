@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,94 @@ qr_status qr_fs_reserve(const char *path, uint64_t bytes, bool keep_size)
     if (rc != 0) {
         return qr_fail(QR_ERR_IO, "%s: cannot reserve %.1f MiB for the output (%s)", path,
                        (double)bytes / 1048576.0, strerror(rc));
+    }
+    return QR_OK;
+}
+
+/* The absolute, symlink-free form of path into buf (PATH_MAX): realpath when it exists, else the
+ * real path of its folder plus its last name. False when not even the folder exists. */
+static bool canonical(const char *path, char *buf)
+{
+    char dir[PATH_MAX], base[PATH_MAX], real_dir[PATH_MAX];
+    const char *slash;
+    if (realpath(path, buf)) {
+        return true;
+    }
+    if (strlen(path) >= sizeof dir) {
+        return false;
+    }
+    slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+        snprintf(base, sizeof base, "%s", path);
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) + (slash == path), path);
+        snprintf(base, sizeof base, "%s", slash + 1);
+    }
+    if (!realpath(dir, real_dir)) {
+        return false;
+    }
+    return snprintf(buf, PATH_MAX, "%s%s%s", real_dir, strcmp(real_dir, "/") == 0 ? "" : "/",
+                    base) < PATH_MAX;
+}
+
+/* a is b or lies under b. */
+static bool under(const char *a, const char *b)
+{
+    size_t n = strlen(b);
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/' || strcmp(b, "/") == 0);
+}
+
+qr_status qr_fs_check_output(const char *what, const char *out, qr_out_kind kind,
+                             const char *const *inputs, size_t n_inputs)
+{
+    char out_c[PATH_MAX], in_c[PATH_MAX], parent[PATH_MAX];
+    char *slash;
+    if (!out || out[0] == '\0') {
+        return qr_fail(QR_ERR_INPUT, "%s: empty path (expected a %s to write)", what,
+                       kind == QR_OUT_FILE ? "file" : "folder");
+    }
+    if (kind == QR_OUT_FILE && qr_fs_is_dir(out)) {
+        return qr_fail(QR_ERR_INPUT, "%s %s: is a folder (expected the path of a file to write)",
+                       what, out);
+    }
+    if (kind == QR_OUT_DIR && qr_fs_exists(out) && !qr_fs_is_dir(out)) {
+        return qr_fail(QR_ERR_INPUT, "%s %s: exists and is not a folder", what, out);
+    }
+    if (!canonical(out, out_c)) {
+        return qr_fail(QR_ERR_INPUT, "%s %s: its folder does not exist (%s)", what, out,
+                       strerror(errno));
+    }
+    snprintf(parent, sizeof parent, "%s", out_c);
+    slash = strrchr(parent, '/');
+    if (slash) {
+        slash[slash == parent ? 1 : 0] = '\0';
+    }
+    if (kind == QR_OUT_DIR && qr_fs_is_dir(out_c)) {
+        snprintf(parent, sizeof parent, "%s", out_c); /* an existing folder is written into */
+    }
+    if (!qr_fs_is_dir(parent) || access(parent, W_OK | X_OK) != 0) {
+        return qr_fail(QR_ERR_INPUT, "%s %s: folder %s is missing or not writable (%s)", what, out,
+                       parent, strerror(errno ? errno : ENOTDIR));
+    }
+    for (size_t i = 0; i < n_inputs; i++) {
+        if (!inputs[i] || inputs[i][0] == '\0' || !realpath(inputs[i], in_c)) {
+            continue; /* an input that does not exist is its reader's error */
+        }
+        if (strcmp(out_c, in_c) == 0) {
+            return qr_fail(QR_ERR_INPUT, "%s %s: is also an input (%s); choose another output",
+                           what, out, inputs[i]);
+        }
+        if (under(out_c, in_c)) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s %s: lies inside the input %s; choose an output outside it", what,
+                           out, inputs[i]);
+        }
+        if (under(in_c, out_c)) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s %s: holds the input %s; choose an output that is not its parent",
+                           what, out, inputs[i]);
+        }
     }
     return QR_OK;
 }

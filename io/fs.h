@@ -41,6 +41,16 @@ qr_status qr_fs_reserve(const char *path, uint64_t bytes, bool keep_size);
 /* fsync the folder that holds `path`, so a rename into it survives a crash. */
 qr_status qr_fs_sync_parent(const char *path);
 
+typedef enum { QR_OUT_FILE, QR_OUT_DIR } qr_out_kind;
+
+/* Check an output path before any work (`what` names the option, e.g. "--out"): not empty; a file
+ * output not an existing folder, a folder output not an existing file; its folder (or, for an
+ * existing folder output, itself) exists and is writable; not equal to, inside, or a parent of any
+ * of the n_inputs input paths (NULL and missing inputs are skipped), compared after realpath.
+ * QR_ERR_INPUT (exit 2) with one line otherwise. Not collective: every rank may call it. */
+qr_status qr_fs_check_output(const char *what, const char *out, qr_out_kind kind,
+                             const char *const *inputs, size_t n_inputs);
+
 /* snprintf into buf; QR_ERR_INPUT when the path does not fit. */
 qr_status qr_fs_join(char *buf, size_t bufsize, const char *dir, const char *name);
 

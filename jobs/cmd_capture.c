@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/fs.h"
 #include "jobs/capture_run.h"
 #include "jobs/cli.h"
 #include "jobs/llama_job.h"
@@ -118,6 +119,12 @@ qr_status qr_cmd_capture(int argc, char **argv)
     job.grid[1] = o.grid[1];
     job.micro_batch = o.micro_batch;
     job.stop = qr_stop_flag();
+    QR_TRY(qr_mpi_agree(
+        MPI_COMM_WORLD,
+        qr_fs_check_output("--out", o.out, QR_OUT_DIR,
+                           (const char *[]){o.in.model_path, o.in.input.text_path,
+                                            o.in.input.token_path, o.in.input.tokenizer_path},
+                           4)));
     qr_test_hooks_install_capture(&job);
     return qr_capture_run(MPI_COMM_WORLD, &job, NULL);
 }

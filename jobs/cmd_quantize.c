@@ -4,10 +4,12 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "io/fs.h"
 #include "jobs/method_options.h"
 #include "jobs/quantize_run.h"
 #include "jobs/stop.h"
 #include "jobs/test_hooks.h"
+#include "mpi/comm.h"
 
 static const qr_cmd_doc doc = {
     "quantize",
@@ -73,6 +75,9 @@ qr_status qr_cmd_quantize(int argc, char **argv)
     if (res.help) {
         return QR_OK;
     }
+    QR_TRY(qr_mpi_agree(MPI_COMM_WORLD,
+                        qr_fs_check_output("--out", job.out_path, QR_OUT_FILE,
+                                           (const char *[]){job.model_path, job.calib_dir}, 2)));
     qr_stop_install();
     job.stop = qr_stop_flag();
     qr_test_hooks_install(&job);

@@ -157,6 +157,23 @@ done:
     return st;
 }
 
+/* Every output before any work: not a checkpoint read, not inside or above one (io/fs.h). */
+static qr_status check_outputs(const report_opts *o)
+{
+    const char *what[] = {"--md", "--csv", "--json", "--svg", "--rank-svg"};
+    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg};
+    const char *const *ckpts = (const char *const *)o->ckpts;
+    if (o->out_dir) {
+        QR_TRY(qr_fs_check_output("--out", o->out_dir, QR_OUT_DIR, ckpts, (size_t)o->n_ckpts));
+    }
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (files[i]) {
+            QR_TRY(qr_fs_check_output(what[i], files[i], QR_OUT_FILE, ckpts, (size_t)o->n_ckpts));
+        }
+    }
+    return QR_OK;
+}
+
 qr_status qr_cmd_report(int argc, char **argv)
 {
     report_opts o;
@@ -165,5 +182,6 @@ qr_status qr_cmd_report(int argc, char **argv)
     if (help) {
         return QR_OK;
     }
+    QR_TRY(check_outputs(&o));
     return qr_log_rank() == 0 ? run_report(&o) : QR_OK;
 }

@@ -584,6 +584,19 @@ typedef struct {
     const char *kernel;
 } vrun;
 
+/* --json and --md before any work: not an input, not inside or above one (io/fs.h). */
+static qr_status check_outputs(const validate_opts *o)
+{
+    const char *inputs[] = {o->ckpt, o->calib, o->model};
+    if (o->json) {
+        QR_TRY(qr_fs_check_output("--json", o->json, QR_OUT_FILE, inputs, 3));
+    }
+    if (o->md) {
+        QR_TRY(qr_fs_check_output("--md", o->md, QR_OUT_FILE, inputs, 3));
+    }
+    return QR_OK;
+}
+
 /* Open: the kernel, the checkpoint, the calibration and the model, checked against each other. */
 static qr_status phase_open(vrun *r)
 {
@@ -709,6 +722,7 @@ qr_status qr_cmd_validate(int argc, char **argv)
     if (help) {
         return QR_OK;
     }
+    QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, check_outputs(&r.o)));
     QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, phase_open(&r)));
     QR_CHECK(qr_mpi_agree(MPI_COMM_WORLD, phase_prepare(&r)));
     QR_CHECK(phase_run(&r));

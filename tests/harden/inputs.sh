@@ -107,6 +107,43 @@ tensor_count)
     expect2 "70000 tensors" "header lists too many tensors (expected at most 65536" \
         "$bin" inspect "$scratch/many"
     ;;
+outputs)
+    # Outputs that would overwrite or sit among inputs are refused before any work (io/fs.c
+    # qr_fs_check_output), and nothing is written: not the output, not <out>.tmp or <out>.parts.
+    mpi=${MPIEXEC:-mpiexec}
+    "$bin" capture --quiet --model "$hf" --text "$text" --seq-len 64 --tokens 256 \
+        --out "$scratch/calib" >"$scratch/log" 2>&1 || { cat "$scratch/log"; exit 1; }
+    "$bin" quantize --quiet --model "$hf" --calib "$scratch/calib" --method rtn \
+        --out "$scratch/ck.h5" >"$scratch/log" 2>&1 || { cat "$scratch/log"; exit 1; }
+    rm -rf "$scratch/ck.h5.parts"
+    mkdir -p "$scratch/m" "$scratch/dir" "$scratch/rep"
+    cp "$hf"/* "$scratch/m/"
+    cp "$scratch/ck.h5" "$scratch/rep/ck.h5"
+    sums=$(cd "$scratch" && md5sum m/* calib/* ck.h5)
+    q=("$bin" quantize --model "$scratch/m" --calib "$scratch/calib" --method rtn)
+    expect2 "quantize --out the source weights" "lies inside the input" "${q[@]}" --out "$scratch/m/model.safetensors"
+    expect2 "quantize --out a calibration shard" "lies inside the input" "${q[@]}" --out "$scratch/calib/shard-00000.h5"
+    expect2 "quantize --out an existing folder" "is a folder" "${q[@]}" --out "$scratch/dir"
+    expect2 "quantize --out ''" "empty path" "${q[@]}" --out ""
+    expect2 "quantize --out in a missing folder" "its folder does not exist" "${q[@]}" --out "$scratch/no/x.h5"
+    expect2 "validate --json the checkpoint" "is also an input" "$bin" validate "$scratch/ck.h5" \
+        --calib "$scratch/calib" --json "$scratch/ck.h5"
+    expect2 "validate --md inside the calibration" "lies inside the input" "$bin" validate \
+        "$scratch/ck.h5" --calib "$scratch/calib" --md "$scratch/calib/x.md"
+    expect2 "capture --out the model folder" "is also an input" "$bin" capture --model "$scratch/m" \
+        --text "$text" --seq-len 64 --tokens 256 --out "$scratch/m"
+    expect2 "capture --out a parent of the model" "holds the input" "$bin" capture --model "$scratch/m" \
+        --text "$text" --seq-len 64 --tokens 256 --out "$scratch"
+    expect2 "report --out the folder of the checkpoint" "holds the input" "$bin" report \
+        "$scratch/rep/ck.h5" --out "$scratch/rep"
+    expect2 "report --json the checkpoint" "is also an input" "$bin" report "$scratch/ck.h5" \
+        --json "$scratch/ck.h5"
+    expect2 "quantize, 2 ranks, --out the weights" "lies inside the input" "$mpi" -n 2 "${q[@]}" \
+        --out "$scratch/m/model.safetensors"
+    [ "$sums" = "$(cd "$scratch" && md5sum m/* calib/* ck.h5)" ] || { echo "FAIL: an input changed" >&2; fail=1; }
+    left=$(find "$scratch" -name '*.tmp*' -o -name '*.parts' -o -name 'x.*' -o -name '.tmp' | tr '\n' ' ')
+    [ -z "$left" ] || { echo "FAIL: a refused command left: $left" >&2; fail=1; }
+    ;;
 *)
     echo "unknown case $case_name" >&2
     exit 1
