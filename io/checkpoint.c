@@ -190,6 +190,10 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
     size_t n = 1, row = 1, rows_per_block;
     float *data = NULL;
     hid_t dcpl = -1, space = -1, ds = -1;
+    uint64_t sum = 0;
+    int root = 0, nranks = 1;
+    MPI_Comm_size(comm, &nranks);
+    root = (int)(i % (size_t)nranks); /* the owner, as qr_ckpt_assemble deals the tensors */
     if (t->ndim < 1 || t->ndim > 8) {
         return qr_fail(QR_ERR_INPUT, "tensor '%s': unsupported rank %d", t->name, t->ndim);
     }
@@ -210,6 +214,10 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
         }
     }
     QR_CHECK(spec->agree(comm, st));
+    if (owner) {
+        sum = qr_h5_checksum(data, n * sizeof(float));
+    }
+    MPI_Bcast(&sum, 1, MPI_UINT64_T, root, comm); /* the attribute is written by every rank */
     dcpl = qr_h5_dcpl_plain();
     space = H5Screate_simple(t->ndim, dims, NULL);
     ds = (dcpl >= 0 && space >= 0)
@@ -217,6 +225,9 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
              : -1;
     if (ds < 0) {
         st = qr_fail(QR_ERR_IO, "tensor '%s': cannot create its dataset", t->name);
+    }
+    if (st == QR_OK) {
+        st = qr_h5_checksum_write(ds, t->name, sum);
     }
     QR_CHECK(
         spec->agree(comm, st)); /* every rank leaves together: no rank waits in the next write */
@@ -748,11 +759,13 @@ qr_status qr_ckpt_read_tensor(const qr_ckpt *c, const char *name, float *dst, si
     }
     QR_TRY(open_tensor(c, name, &ds, where, sizeof where));
     rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst);
-    H5Dclose(ds);
     if (rc < 0) {
+        H5Dclose(ds);
         return qr_fail(QR_ERR_IO, "%s: read failed", where);
     }
-    return QR_OK;
+    rc = qr_h5_checksum_verify(ds, c->path, name, dst, n * sizeof(float)) == QR_OK ? 0 : -1;
+    H5Dclose(ds);
+    return rc < 0 ? QR_ERR_INPUT : QR_OK;
 }
 
 /* ---- the typed header ---------------------------------------------------------------------------

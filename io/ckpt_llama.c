@@ -161,7 +161,7 @@ qr_status qr_ckpt_llama_attach(const char *ckpt_path, const qr_model *m, qr_ckpt
     *out = NULL;
     QR_TRY(qr_ckpt_open(ckpt_path, &ck));
     QR_CHECK(qr_ckpt_header_read(ck, &h));
-    if (strcmp(h.source_model, qr_model_identity(m)) != 0) {
+    if (!qr_model_identity_matches(m, h.source_model)) {
         st = qr_fail(QR_ERR_INPUT,
                      "%s: quantized from another model than %s (expected identity %s, found %s)",
                      ckpt_path, qr_model_path(m), qr_model_identity(m), h.source_model);

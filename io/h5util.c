@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "io/fault.h"
 #include "src/alloc.h"
@@ -495,8 +496,60 @@ done:
     return st;
 }
 
+uint64_t qr_h5_checksum(const void *data, size_t n)
+{
+    uint64_t h = XXH3_64bits(data, n);
+    return h ? h : 1;
+}
+
+qr_status qr_h5_checksum_write(hid_t ds, const char *name, uint64_t xxh3)
+{
+    qr_status st = QR_OK;
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    if (space < 0 ||
+        (attr = H5Acreate2(ds, QR_H5_CHECKSUM_ATTR, H5T_STD_U64LE, space, H5P_DEFAULT,
+                           H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, H5T_NATIVE_UINT64, &xxh3) < 0) {
+        st = qr_fail(QR_ERR_IO, "dataset '%s': cannot write its checksum", name);
+    }
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    if (space >= 0) {
+        H5Sclose(space);
+    }
+    return st;
+}
+
+qr_status qr_h5_checksum_verify(hid_t ds, const char *where, const char *name, const void *data,
+                                size_t n)
+{
+    uint64_t stored = 0, found;
+    hid_t attr;
+    herr_t rc;
+    if (H5Aexists(ds, QR_H5_CHECKSUM_ATTR) <= 0) {
+        return QR_OK;
+    }
+    attr = H5Aopen(ds, QR_H5_CHECKSUM_ATTR, H5P_DEFAULT);
+    rc = attr >= 0 ? H5Aread(attr, H5T_NATIVE_UINT64, &stored) : -1;
+    if (attr >= 0) {
+        H5Aclose(attr);
+    }
+    if (rc < 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: dataset '%s': cannot read its checksum", where, name);
+    }
+    found = qr_h5_checksum(data, n);
+    if (found != stored) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: dataset '%s': checksum mismatch (expected xxh3 %016" PRIx64
+                       ", found %016" PRIx64 "; the file is damaged)",
+                       where, name, stored, found);
+    }
+    return QR_OK;
+}
+
 qr_status qr_h5_dataset_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                              const hsize_t *dims, const void *buf, hid_t dxpl)
+                              const hsize_t *dims, const void *buf, hid_t dxpl, uint64_t xxh3)
 {
     qr_status st = QR_OK;
     hid_t dcpl = qr_h5_dcpl_plain();
@@ -511,6 +564,9 @@ qr_status qr_h5_dataset_write(hid_t loc, const char *name, hid_t ftype, hid_t mt
     if (ds < 0) {
         st = qr_fail(QR_ERR_IO, "dataset '%s': cannot create it", name);
         goto done;
+    }
+    if (xxh3 != 0) {
+        QR_CHECK(qr_h5_checksum_write(ds, name, xxh3));
     }
     if (buf) {
         /* An injected fault skips the write itself: on a collective transfer the other ranks

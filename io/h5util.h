@@ -96,9 +96,25 @@ qr_status qr_h5_dataset_dims(hid_t loc, const char *name, const char *where, int
                              hsize_t *dims);
 
 /* Create dataset `name` (ndim, dims) under loc, contiguous, no timestamps, no fill, and write buf
- * whole; buf NULL writes an empty selection (the non-owner ranks of a collective write). */
+ * whole; buf NULL writes an empty selection (the non-owner ranks of a collective write). A nonzero
+ * xxh3 (XXH3_64bits of the data's bytes, the same on every rank) is stored as its attribute
+ * QR_H5_CHECKSUM_ATTR, checked by qr_h5_checksum_verify when the data are read. */
 qr_status qr_h5_dataset_write(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int ndim,
-                              const hsize_t *dims, const void *buf, hid_t dxpl);
+                              const hsize_t *dims, const void *buf, hid_t dxpl, uint64_t xxh3);
+
+#define QR_H5_CHECKSUM_ATTR "xxh3"
+
+/* XXH3_64bits of n bytes, never 0 (0 means "no checksum"). */
+uint64_t qr_h5_checksum(const void *data, size_t n);
+
+/* Write the checksum attribute on dataset ds (collective on a parallel file). */
+qr_status qr_h5_checksum_write(hid_t ds, const char *name, uint64_t xxh3);
+
+/* Compare the n bytes read from dataset ds with its checksum attribute: QR_ERR_INPUT naming
+ * where/name when they differ (a damaged file); QR_OK when they agree or the dataset has no
+ * checksum (files written before checksums, docs/checkpoint.md). */
+qr_status qr_h5_checksum_verify(hid_t ds, const char *where, const char *name, const void *data,
+                                size_t n);
 
 /* Properties for objects created without timestamps (close with H5Pclose). */
 hid_t qr_h5_dcpl_plain(void);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "io/config.h"
 #include "io/fs.h"
@@ -40,7 +41,8 @@ struct qr_model {
     char **files;         /* (n_files) paths */
     uint64_t *file_sizes; /* (n_files) bytes */
     char *tokenizer;      /* NULL when none */
-    char identity[17];    /* 16 hex digits + NUL */
+    char identity[24];    /* "xxh3-" and 16 hex digits: every byte of every file */
+    char legacy[17];      /* the identity before 0.1 hardening: names, sizes, headers (FNV-1a) */
 };
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -268,7 +270,58 @@ done:
     return st;
 }
 
+static qr_status compute_legacy_identity(qr_model *m);
+
+/* XXH3 of a whole file, streamed in 1 MiB reads (the page cache then serves the weights' reads). */
+static qr_status hash_file(XXH3_state_t *x, const char *path)
+{
+    qr_status st = QR_OK;
+    unsigned char *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    if (!f) {
+        return qr_fail(QR_ERR_IO, "%s: cannot open (%s)", path, strerror(errno));
+    }
+    QR_CHECK(qr_malloc(&buf, (size_t)1 << 20, 1, "identity buffer"));
+    while ((n = fread(buf, 1, (size_t)1 << 20, f)) > 0) {
+        XXH3_64bits_update(x, buf, n);
+    }
+    if (ferror(f)) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot read (%s)", path, strerror(errno));
+    }
+done:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
 static qr_status compute_identity(qr_model *m)
+{
+    qr_status st = QR_OK;
+    XXH3_state_t *x = XXH3_createState();
+    if (!x || XXH3_64bits_reset(x) == XXH_ERROR) {
+        XXH3_freeState(x);
+        return qr_fail(QR_ERR_NOMEM, "%s: cannot set up the identity hash", m->path);
+    }
+    for (size_t i = 0; i < m->n_files && st == QR_OK; i++) {
+        const char *name = base_name(m->files[i]);
+        unsigned char size_le[8];
+        for (int b = 0; b < 8; b++) {
+            size_le[b] = (unsigned char)(m->file_sizes[i] >> (8 * b));
+        }
+        XXH3_64bits_update(x, name, strlen(name) + 1);
+        XXH3_64bits_update(x, size_le, sizeof size_le);
+        st = hash_file(x, m->files[i]);
+    }
+    if (st == QR_OK) {
+        snprintf(m->identity, sizeof m->identity, "xxh3-%016" PRIx64,
+                 (uint64_t)XXH3_64bits_digest(x));
+    }
+    XXH3_freeState(x);
+    return st == QR_OK ? compute_legacy_identity(m) : st;
+}
+
+static qr_status compute_legacy_identity(qr_model *m)
 {
     uint64_t h = FNV_OFFSET;
     for (size_t i = 0; i < m->n_files; i++) {
@@ -281,7 +334,7 @@ static qr_status compute_identity(qr_model *m)
         h = fnv1a(h, size_le, sizeof size_le);
         QR_TRY(hash_content(m->files[i], m->file_sizes[i], &h));
     }
-    snprintf(m->identity, sizeof m->identity, "%016" PRIx64, h);
+    snprintf(m->legacy, sizeof m->legacy, "%016" PRIx64, h);
     return QR_OK;
 }
 
@@ -577,6 +630,11 @@ const char *qr_model_tokenizer_path(const qr_model *m)
 const char *qr_model_identity(const qr_model *m)
 {
     return m ? m->identity : NULL;
+}
+
+bool qr_model_identity_matches(const qr_model *m, const char *stored)
+{
+    return m && stored && (strcmp(stored, m->identity) == 0 || strcmp(stored, m->legacy) == 0);
 }
 
 const char *qr_model_format(const qr_model *m)

@@ -12,6 +12,7 @@
 #ifndef QR_IO_MODEL_H
 #define QR_IO_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,9 +33,14 @@ const char *qr_model_path(const qr_model *m);
  * NULL when there is none. */
 const char *qr_model_tokenizer_path(const qr_model *m);
 
-/* A hex digest identifying the source model: file names, sizes and a hash of each file's header
- * (safetensors) or first bytes (llama2.c). Checkpoints and calibration shards record it. */
+/* "xxh3-" and 16 hex digits identifying the source model: XXH3 of every file's name, size and
+ * every byte (the weights included). Checkpoints and calibration shards record it. */
 const char *qr_model_identity(const qr_model *m);
+
+/* stored (an identity read from a shard, part or checkpoint) is this model's: the identity above,
+ * or the header-only identity files written before it recorded (16 hex digits), so those still
+ * read. */
+bool qr_model_identity_matches(const qr_model *m, const char *stored);
 
 /* Number of tensors and the i-th tensor name (sorted by name). */
 size_t qr_model_tensor_count(const qr_model *m);

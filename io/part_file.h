@@ -45,7 +45,8 @@ qr_status qr_part_path(const char *out, const char *module, char *buf, size_t n)
 qr_status qr_part_write(const char *path, const char *module, const qr_kvlist *options,
                         const qr_kvlist *metrics, const qr_qlayer *ql);
 
-/* Read the attributes and check the dataset shapes (no arrays): format, version, layout. */
+/* Read the attributes and the arrays, checking format, version, layout, every dataset's checksum
+ * and values (the arrays are then freed; info->layout carries their checksums). */
 qr_status qr_part_read_info(const char *path, qr_part_info *info);
 
 /* Read the whole part: info (may be NULL) and the module into ql (free with qr_qlayer_free). */

@@ -10,6 +10,15 @@
 #include "src/alloc.h"
 #include "src/checked.h"
 
+/* Checksums of packed, scales and zeros (0 when symmetric) into sums[0..2]. */
+static void qweight_sums(const qr_qweight *q, uint64_t *sums)
+{
+    size_t n_scales = (size_t)q->rows * (size_t)((q->cols + q->group - 1) / q->group);
+    sums[0] = qr_h5_checksum(q->packed, (size_t)q->rows * (size_t)((q->cols + 1) / 2));
+    sums[1] = qr_h5_checksum(q->scales, n_scales * sizeof(float));
+    sums[2] = q->asym ? qr_h5_checksum(q->zeros, n_scales) : 0;
+}
+
 void qr_qlayer_layout_of(const qr_qlayer *ql, qr_qlayer_layout *lay)
 {
     memset(lay, 0, sizeof *lay);
@@ -25,6 +34,22 @@ void qr_qlayer_layout_of(const qr_qlayer *ql, qr_qlayer_layout *lay)
     lay->has_smooth = ql->smooth != NULL;
     lay->has_perm = ql->perm != NULL;
     lay->bits_per_weight = ql->bits_per_weight;
+    qweight_sums(&ql->main, &lay->sums[QR_SUM_MAIN_PACKED]);
+    if (ql->smooth) {
+        lay->sums[QR_SUM_SMOOTH] = qr_h5_checksum(ql->smooth, (size_t)ql->d_in * sizeof(float));
+    }
+    if (ql->perm) {
+        lay->sums[QR_SUM_PERM] = qr_h5_checksum(ql->perm, (size_t)ql->d_in * sizeof(int32_t));
+    }
+    if (ql->rank > 0) {
+        lay->sums[QR_SUM_L] =
+            qr_h5_checksum(ql->L, (size_t)ql->d_out * (size_t)ql->rank * sizeof(float));
+        lay->sums[QR_SUM_R] =
+            qr_h5_checksum(ql->R, (size_t)ql->rank * (size_t)ql->d_in * sizeof(float));
+    }
+    if (ql->n_salient > 0) {
+        qweight_sums(&ql->side, &lay->sums[QR_SUM_SIDE_PACKED]);
+    }
 }
 
 static int64_t ceil_div(int64_t a, int64_t b)
@@ -83,7 +108,7 @@ static hid_t group_create(hid_t loc, const char *name)
 
 static qr_status qweight_write(hid_t loc, const char *name, int64_t rows, int64_t cols,
                                int64_t group, int asym, const qr_qweight *q, hid_t dxpl,
-                               MPI_Comm comm)
+                               MPI_Comm comm, const uint64_t *sums)
 {
     qr_status st = QR_OK;
     hsize_t packed_dims[2] = {(hsize_t)rows, (hsize_t)ceil_div(cols, 2)};
@@ -93,12 +118,12 @@ static qr_status qweight_write(hid_t loc, const char *name, int64_t rows, int64_
     STEP(qr_h5_attr_write_int(g, "group", group));
     STEP(qr_h5_attr_write_int(g, "asym", asym ? 1 : 0));
     STEP(qr_h5_dataset_write(g, "packed", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, packed_dims,
-                             q ? q->packed : NULL, dxpl));
+                             q ? q->packed : NULL, dxpl, sums[0]));
     STEP(qr_h5_dataset_write(g, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, scale_dims,
-                             q ? q->scales : NULL, dxpl));
+                             q ? q->scales : NULL, dxpl, sums[1]));
     if (asym) {
         STEP(qr_h5_dataset_write(g, "zeros", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, scale_dims,
-                                 q ? q->zeros : NULL, dxpl));
+                                 q ? q->zeros : NULL, dxpl, sums[2]));
     }
 done:
     if (g >= 0) {
@@ -121,24 +146,24 @@ qr_status qr_h5_qlayer_write_coll(hid_t loc, const qr_qlayer_layout *lay, const 
     STEP(qr_h5_attr_write_int(loc, "n_salient", lay->n_salient));
     STEP(qr_h5_attr_write_double(loc, "bits_per_weight", lay->bits_per_weight));
     STEP(qweight_write(loc, "main", lay->d_out, lay->d_in, lay->main_group, lay->main_asym,
-                       ql ? &ql->main : NULL, dxpl, comm));
+                       ql ? &ql->main : NULL, dxpl, comm, &lay->sums[QR_SUM_MAIN_PACKED]));
     if (lay->has_smooth) {
         STEP(qr_h5_dataset_write(loc, "smooth", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, vec,
-                                 ql ? ql->smooth : NULL, dxpl));
+                                 ql ? ql->smooth : NULL, dxpl, lay->sums[QR_SUM_SMOOTH]));
     }
     if (lay->has_perm) {
         STEP(qr_h5_dataset_write(loc, "perm", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, vec,
-                                 ql ? ql->perm : NULL, dxpl));
+                                 ql ? ql->perm : NULL, dxpl, lay->sums[QR_SUM_PERM]));
     }
     if (lay->rank > 0) {
         STEP(qr_h5_dataset_write(loc, "L", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, l_dims,
-                                 ql ? ql->L : NULL, dxpl));
+                                 ql ? ql->L : NULL, dxpl, lay->sums[QR_SUM_L]));
         STEP(qr_h5_dataset_write(loc, "R", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, r_dims,
-                                 ql ? ql->R : NULL, dxpl));
+                                 ql ? ql->R : NULL, dxpl, lay->sums[QR_SUM_R]));
     }
     if (lay->n_salient > 0) {
         STEP(qweight_write(loc, "side", lay->d_out, lay->n_salient, lay->side_group, lay->side_asym,
-                           ql ? &ql->side : NULL, dxpl, comm));
+                           ql ? &ql->side : NULL, dxpl, comm, &lay->sums[QR_SUM_SIDE_PACKED]));
     }
 done:
     return st;
@@ -272,17 +297,22 @@ qr_status qr_h5_qlayer_read_layout(hid_t loc, const char *where, qr_qlayer_layou
     return QR_OK;
 }
 
-static qr_status ds_read(hid_t loc, const char *name, const char *where, hid_t mtype, void *buf)
+/* Read dataset `name` whole into buf (n bytes) and check it against its stored checksum. */
+static qr_status ds_read(hid_t loc, const char *name, const char *where, hid_t mtype, void *buf,
+                         size_t n)
 {
+    qr_status st = QR_OK;
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
     herr_t rc = ds >= 0 ? H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : -1;
+    if (rc < 0) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot read dataset '%s'", where, name);
+    } else {
+        st = qr_h5_checksum_verify(ds, where, name, buf, n);
+    }
     if (ds >= 0) {
         H5Dclose(ds);
     }
-    if (rc < 0) {
-        return qr_fail(QR_ERR_IO, "%s: cannot read dataset '%s'", where, name);
-    }
-    return QR_OK;
+    return st;
 }
 
 static qr_status qweight_read(hid_t loc, const char *name, const char *where, int64_t rows,
@@ -297,8 +327,9 @@ static qr_status qweight_read(hid_t loc, const char *name, const char *where, in
     }
     snprintf(w, sizeof w, "%s/%s", where, name);
     QR_CHECK(qr_qweight_alloc(q, rows, cols, group, asym));
-    QR_CHECK(ds_read(g, "packed", w, H5T_NATIVE_UINT8, q->packed));
-    QR_CHECK(ds_read(g, "scales", w, H5T_NATIVE_FLOAT, q->scales));
+    QR_CHECK(ds_read(g, "packed", w, H5T_NATIVE_UINT8, q->packed,
+                     (size_t)rows * (size_t)ceil_div(cols, 2)));
+    QR_CHECK(ds_read(g, "scales", w, H5T_NATIVE_FLOAT, q->scales, n_scales * sizeof(float)));
     for (size_t i = 0; i < n_scales; i++) {
         if (!(isfinite(q->scales[i]) && q->scales[i] > 0.0f)) {
             st = qr_fail(QR_ERR_INPUT, "%s: scales[%zu] is not a finite positive number (found %g)",
@@ -307,7 +338,7 @@ static qr_status qweight_read(hid_t loc, const char *name, const char *where, in
         }
     }
     if (asym) {
-        QR_CHECK(ds_read(g, "zeros", w, H5T_NATIVE_UINT8, q->zeros));
+        QR_CHECK(ds_read(g, "zeros", w, H5T_NATIVE_UINT8, q->zeros, n_scales));
         for (size_t i = 0; i < n_scales; i++) {
             if (q->zeros[i] > 15) {
                 st = qr_fail(QR_ERR_INPUT, "%s: zeros[%zu] out of range (expected 0..15, found %u)",
@@ -339,7 +370,8 @@ qr_status qr_h5_qlayer_read(hid_t loc, const char *where, qr_qlayer *ql)
                           &ql->main));
     if (lay.has_smooth) {
         QR_CHECK(qr_malloc(&ql->smooth, (size_t)lay.d_in, sizeof(float), "smooth"));
-        QR_CHECK(ds_read(loc, "smooth", where, H5T_NATIVE_FLOAT, ql->smooth));
+        QR_CHECK(ds_read(loc, "smooth", where, H5T_NATIVE_FLOAT, ql->smooth,
+                         (size_t)lay.d_in * sizeof(float)));
         for (int64_t j = 0; j < lay.d_in; j++) {
             if (!(isfinite(ql->smooth[j]) && ql->smooth[j] != 0.0f)) {
                 st = qr_fail(QR_ERR_INPUT, "%s: smooth[%lld] is not finite and nonzero (found %g)",
@@ -350,7 +382,8 @@ qr_status qr_h5_qlayer_read(hid_t loc, const char *where, qr_qlayer *ql)
     }
     if (lay.has_perm) {
         QR_CHECK(qr_malloc(&ql->perm, (size_t)lay.d_in, sizeof(int32_t), "perm"));
-        QR_CHECK(ds_read(loc, "perm", where, H5T_NATIVE_INT32, ql->perm));
+        QR_CHECK(ds_read(loc, "perm", where, H5T_NATIVE_INT32, ql->perm,
+                         (size_t)lay.d_in * sizeof(int32_t)));
         QR_CHECK(qr_calloc(&seen, (size_t)lay.d_in, 1, "perm check"));
         for (int64_t j = 0; j < lay.d_in; j++) {
             int32_t p = ql->perm[j];
@@ -371,8 +404,8 @@ qr_status qr_h5_qlayer_read(hid_t loc, const char *where, qr_qlayer *ql)
         }
         QR_CHECK(qr_malloc(&ql->L, n_l, sizeof(float), "L"));
         QR_CHECK(qr_malloc(&ql->R, n_r, sizeof(float), "R"));
-        QR_CHECK(ds_read(loc, "L", where, H5T_NATIVE_FLOAT, ql->L));
-        QR_CHECK(ds_read(loc, "R", where, H5T_NATIVE_FLOAT, ql->R));
+        QR_CHECK(ds_read(loc, "L", where, H5T_NATIVE_FLOAT, ql->L, n_l * sizeof(float)));
+        QR_CHECK(ds_read(loc, "R", where, H5T_NATIVE_FLOAT, ql->R, n_r * sizeof(float)));
     }
     if (lay.n_salient > 0) {
         QR_CHECK(qweight_read(loc, "side", where, lay.d_out, lay.n_salient, lay.side_group,

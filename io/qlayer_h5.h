@@ -25,12 +25,28 @@
 
 /* Everything needed to create the datasets of a module without its data (plain data, so it can
  * travel through MPI as bytes). */
+/* The datasets of a module, in the order of qr_qlayer_layout.sums. */
+enum {
+    QR_SUM_MAIN_PACKED,
+    QR_SUM_MAIN_SCALES,
+    QR_SUM_MAIN_ZEROS,
+    QR_SUM_SMOOTH,
+    QR_SUM_PERM,
+    QR_SUM_L,
+    QR_SUM_R,
+    QR_SUM_SIDE_PACKED,
+    QR_SUM_SIDE_SCALES,
+    QR_SUM_SIDE_ZEROS,
+    QR_QLAYER_SUMS
+};
+
 typedef struct {
     int32_t method;
     int32_t main_asym, side_asym, has_smooth, has_perm;
     int64_t d_out, d_in, rank, n_salient;
     int64_t main_group, side_group;
     double bits_per_weight;
+    uint64_t sums[QR_QLAYER_SUMS]; /* XXH3 of each dataset's bytes (0: absent); stored with it */
 } qr_qlayer_layout;
 
 void qr_qlayer_layout_of(const qr_qlayer *ql, qr_qlayer_layout *lay);

@@ -205,7 +205,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
         return qr_fail(QR_ERR_INPUT, "%s (the source model of %s; give it with --model DIR)", msg,
                        o->ckpt);
     }
-    if (strcmp(h.source_model, qr_model_identity(v->model)) != 0) {
+    if (!qr_model_identity_matches(v->model, h.source_model)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: not the model %s was quantized from (expected identity %s, found %s)",
                        v->model_path, o->ckpt, h.source_model, qr_model_identity(v->model));

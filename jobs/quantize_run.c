@@ -100,7 +100,7 @@ static qr_status check_calib(const qr_model *model, qr_calib_set *set, const qr_
 {
     const qr_model_config *cfg = qr_model_get_config(model);
     const qr_calib_info *c0 = qr_calib_shard_info(qr_calib_set_shard(set, 0));
-    if (strcmp(c0->model_identity, qr_model_identity(model)) != 0) {
+    if (!qr_model_identity_matches(model, c0->model_identity)) {
         return qr_fail(QR_ERR_INPUT,
                        "%s: captured from another model (expected identity %s, found %s)",
                        qr_calib_shard_path(qr_calib_set_shard(set, 0)), qr_model_identity(model),

@@ -1,7 +1,7 @@
 # harden: hostile and unlucky inputs (issue 16): crafted shards, non-finite values, outputs that
 # would overwrite inputs, untrusted header limits, injected I/O failures. docs/hardening.md.
 qr_add_test(NAME harden.shards SOURCES harden/shards.c LIBS qr_io)
-foreach(case nocommand nan_weights escape tensor_count outputs)
+foreach(case nocommand nan_weights escape tensor_count outputs identity)
   qr_add_script_test(NAME harden.${case} SCRIPT harden/inputs.sh ARGS ${case} TIMEOUT 120)
 endforeach()
 
@@ -14,3 +14,7 @@ foreach(case capture quantize validate report diskfull)
   qr_add_script_test(NAME harden.faults.${case} SCRIPT harden/faults.sh TIMEOUT 600
                      ARGS ${case} $<TARGET_FILE:qrecon_fault> $<TARGET_FILE:qr_test_ckpt_compare>)
 endforeach()
+add_executable(qr_test_harden_flip harden/flip.c)
+target_link_libraries(qr_test_harden_flip PRIVATE qr_io)
+qr_add_script_test(NAME harden.checksums SCRIPT harden/checksums.sh TIMEOUT 300
+                   ARGS $<TARGET_FILE:qr_test_harden_flip> $<TARGET_FILE:qr_test_ckpt_compare>)

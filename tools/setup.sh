@@ -14,7 +14,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 # Packages for building and running qrecon, and (test_packages) for the test suite only.
 build_packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
-    libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev python3
+    libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev libxxhash-dev python3
     libpcre2-dev libutf8proc-dev)
 test_packages=(clang-format librsvg2-bin slurm-wlm munge)
 

@@ -1,6 +1,7 @@
 """craft.py: edit a safetensors file for the harden tests (see inputs.sh).
 
   craft.py nan SRC DST TENSOR ROW COL       copy SRC with one F32/F16/BF16 value set to NaN
+  craft.py poke SRC DST TENSOR              copy SRC with the first value of TENSOR set to 0.5
   craft.py rename SRC DST OLD NEW           copy SRC with tensor OLD renamed NEW (any bytes)
   craft.py many DST COUNT                   a header listing COUNT empty F32 tensors
 """
@@ -33,6 +34,13 @@ if cmd == "nan":
     nan = {"F32": b"\x00\x00\xc0\x7f", "F16": b"\x00\x7e", "BF16": b"\xc0\x7f", "F64": b"\0" * 6 + b"\xf8\x7f"}
     data[off : off + size] = nan[t["dtype"]]
     save(dst, header, data)
+elif cmd == "poke":  # one F32 value set to 0.5, the header unchanged
+    src, dst, name = sys.argv[2], sys.argv[3], sys.argv[4]
+    header, _ = load(src)
+    raw = bytearray(open(src, "rb").read())
+    off = 8 + struct.unpack("<Q", raw[:8])[0] + header[name]["data_offsets"][0]
+    raw[off : off + 4] = struct.pack("<f", 0.5)
+    open(dst, "wb").write(raw)
 elif cmd == "rename":
     src, dst, old, new = sys.argv[2:6]
     header, data = load(src)

@@ -101,6 +101,28 @@ PY
         echo "ok: names printed without control characters"
     fi
     ;;
+identity)
+    # Same header, one weight changed: the model identity (recorded by shards and checkpoints)
+    # must change; it covers every byte, not just the header.
+    model_copy "$scratch/a"
+    model_copy "$scratch/b"
+    $craft poke "$hf/model.safetensors" "$scratch/a/model.safetensors" model.norm.weight || exit 1
+    cp "$hf/model.safetensors" "$scratch/b/model.safetensors"
+    python3 - "$scratch/a/model.safetensors" "$scratch/b/model.safetensors" <<'PY' || exit 1
+import struct, sys
+a, b = (open(p, "rb").read() for p in sys.argv[1:])
+n = struct.unpack("<Q", a[:8])[0]
+assert a[: 8 + n] == b[: 8 + n] and a != b, "expected the same header and different weights"
+PY
+    ia=$("$bin" inspect "$scratch/a" | grep '^identity') || exit 1
+    ib=$("$bin" inspect "$scratch/b" | grep '^identity') || exit 1
+    if [ "$ia" = "$ib" ]; then
+        echo "FAIL: same header, different weights, same identity ($ia)" >&2
+        fail=1
+    else
+        echo "ok: identities differ: $ia / $ib"
+    fi
+    ;;
 tensor_count)
     model_copy "$scratch/many"
     $craft many "$scratch/many/model.safetensors" 70000 || exit 1

@@ -173,7 +173,7 @@ static void check_good_hf(void)
     int ndim = 0;
     int64_t shape[8];
     float buf[KVD * D];
-    char id1[17], tok[4300];
+    char id1[32], tok[4300];
     QR_EXPECT(qr_model_open(dir, &m) == QR_OK, "good folder refused: %s", qr_errmsg());
     if (!m) {
         return;
@@ -200,7 +200,8 @@ static void check_good_hf(void)
                   strstr(qr_errmsg(), "model.layers.9.mlp.up_proj.weight") != NULL,
               "absent tensor: expected QR_ERR_INPUT naming it, found '%s'", qr_errmsg());
     snprintf(id1, sizeof id1, "%s", qr_model_identity(m));
-    QR_EXPECT(strlen(id1) == 16, "identity should be 16 hex digits, found '%s'", id1);
+    QR_EXPECT(strlen(id1) == 21 && strncmp(id1, "xxh3-", 5) == 0,
+              "identity should be xxh3- and 16 hex digits, found '%s'", id1);
     qr_model_close(&m);
     QR_EXPECT(m == NULL, "close must clear the pointer");
 
