@@ -21,6 +21,7 @@
 #include "io/calib_holdout.h"
 #include "io/calib_shard.h"
 #include "io/checkpoint.h"
+#include "io/ckpt_check.h"
 #include "io/fs.h"
 #include "io/model.h"
 #include "jobs/cli.h"
@@ -173,6 +174,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
     qr_ckpt_header h;
     char ident[32];
     QR_TRY(qr_ckpt_open(o->ckpt, &v->ck));
+    QR_TRY(qr_ckpt_check(v->ck, o->ckpt)); /* structure against the header, before anything */
     QR_TRY(qr_ckpt_header_read(v->ck, &h));
     snprintf(v->method, sizeof v->method, "%s", h.method);
     v->abits = h.abits;

@@ -18,3 +18,7 @@ add_executable(qr_test_harden_flip harden/flip.c)
 target_link_libraries(qr_test_harden_flip PRIVATE qr_io)
 qr_add_script_test(NAME harden.checksums SCRIPT harden/checksums.sh TIMEOUT 300
                    ARGS $<TARGET_FILE:qr_test_harden_flip> $<TARGET_FILE:qr_test_ckpt_compare>)
+add_executable(qr_test_harden_ckpt_edit harden/ckpt_edit.c)
+target_link_libraries(qr_test_harden_ckpt_edit PRIVATE qr_io)
+qr_add_script_test(NAME harden.structure SCRIPT harden/structure.sh TIMEOUT 300
+                   ARGS $<TARGET_FILE:qr_test_harden_ckpt_edit>)
