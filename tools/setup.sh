@@ -58,6 +58,18 @@ build() { # build DIR [cmake args...]
     cmake --build "$dir" -j"$jobs"
 }
 
+# libFuzzer harnesses (tests/fuzz.cmake, ctest label `fuzz`): clang 14 and its runtime from Debian,
+# a build of the readers with coverage, ASan and UBSan, each harness run for a bounded time.
+fuzz_tests() {
+    install_missing clang libclang-rt-14-dev || { log "fuzz: clang not installable, skipped"; return 0; }
+    log "configuring build-fuzz (clang, libFuzzer, ASan + UBSan)"
+    CC=clang cmake -S . -B build-fuzz -DQRECON_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        >build-fuzz.configure.log 2>&1 || { cat build-fuzz.configure.log; exit 1; }
+    cmake --build build-fuzz -j"$jobs" --target fuzz_all
+    log "fuzz harnesses"
+    ctest --test-dir build-fuzz --output-on-failure -j"$jobs" -L fuzz
+}
+
 # MPI as root and with more ranks than cores (tests run up to 4 ranks on 2 cores).
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OPENBLAS_NUM_THREADS=1
@@ -99,6 +111,7 @@ test)
         LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build-asan --output-on-failure -j"$jobs" --timeout 900 -LE no-sanitizer
+    fuzz_tests
     log "format check (clang-format 14)"
     files=$(git ls-files '*.c' '*.h')
     clang-format --dry-run --Werror $files
