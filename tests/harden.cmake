@@ -10,9 +10,14 @@ endforeach()
 add_executable(qrecon_fault ${PROJECT_SOURCE_DIR}/jobs/main.c)
 target_compile_definitions(qrecon_fault PRIVATE QRECON_FAULT_INJECTION)
 target_link_libraries(qrecon_fault PRIVATE qr_jobs)
+# The sweeps run dozens of MPI jobs: release build only (label no-sanitizer); the real disk-full
+# case runs under the sanitizers too.
 foreach(case capture quantize validate report diskfull)
   qr_add_script_test(NAME harden.faults.${case} SCRIPT harden/faults.sh TIMEOUT 600
                      ARGS ${case} $<TARGET_FILE:qrecon_fault> $<TARGET_FILE:qr_test_ckpt_compare>)
+  if(NOT case STREQUAL "diskfull")
+    set_tests_properties(harden.faults.${case} PROPERTIES LABELS no-sanitizer)
+  endif()
 endforeach()
 add_executable(qr_test_harden_flip harden/flip.c)
 target_link_libraries(qr_test_harden_flip PRIVATE qr_io)

@@ -66,7 +66,9 @@ sweep() {
     shift
     local fired=0
     for kind in "${KINDS[@]}"; do
-        for n in "${NS[@]}"; do
+        local ns=("${NS[@]}")
+        [ "$kind" = write ] || ns=(1) # one writer path per flush, close and rename: N = 1 reaches it
+        for n in "${ns[@]}"; do
             cleanup
             QRECON_FAULT=$kind:$n run "$np" "$fbin" "$@"
             local rc=$?
