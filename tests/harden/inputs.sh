@@ -146,7 +146,7 @@ outputs)
     expect2 "quantize --out the source weights" "lies inside the input" "${q[@]}" --out "$scratch/m/model.safetensors"
     expect2 "quantize --out a calibration shard" "lies inside the input" "${q[@]}" --out "$scratch/calib/shard-00000.h5"
     expect2 "quantize --out an existing folder" "is a folder" "${q[@]}" --out "$scratch/dir"
-    expect2 "quantize --out ''" "empty path" "${q[@]}" --out ""
+    expect2 "quantize --out ''" "empty" "${q[@]}" --out ""
     expect2 "quantize --out in a missing folder" "its folder does not exist" "${q[@]}" --out "$scratch/no/x.h5"
     expect2 "validate --json the checkpoint" "is also an input" "$bin" validate "$scratch/ck.h5" \
         --calib "$scratch/calib" --json "$scratch/ck.h5"

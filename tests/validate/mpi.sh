@@ -18,11 +18,12 @@ for c in lqer-a8 serq-a4; do
         echo "$c: -n $n table identical to -n 1"
     done
 done
-# a corrupt checkpoint fails with exit 4 on every rank count
+# a corrupt checkpoint is refused on every rank count: exit 2, its checksum (docs/hardening.md)
 bad=$SCRATCH/mpi-corrupt.h5
 cp "$SCRATCH/lqer-a8.h5" "$bad"
 "$2" "$bad" model.layers.3.mlp.down_proj 11 0x88 >/dev/null || fail "cannot flip a byte"
 "$MPIEXEC" -n 3 "$QR" validate "$bad" --calib "$CALIB" --quiet >"$bad.txt" 2>&1
 rc=$?
-[ $rc -eq 4 ] || fail "corrupt checkpoint under -n 3: exit $rc (expected 4)"
+[ $rc -eq 2 ] || fail "corrupt checkpoint under -n 3: exit $rc (expected 2)"
+[ "$(grep -c 'error:' "$bad.txt")" -eq 1 ] || fail "-n 3: expected one error line: $(cat "$bad.txt")"
 grep -q "model.layers.3.mlp.down_proj" "$bad.txt" || fail "-n 3 does not name the module"
