@@ -318,7 +318,7 @@ static qr_status compute_identity(qr_model *m)
                  (uint64_t)XXH3_64bits_digest(x));
     }
     XXH3_freeState(x);
-    return st == QR_OK ? compute_legacy_identity(m) : st;
+    return st;
 }
 
 static qr_status compute_legacy_identity(qr_model *m)
@@ -418,33 +418,32 @@ done:
     return st;
 }
 
-/* No tensor may hold a NaN or an infinity: they would pass through every method and kernel into a
- * checkpoint (or a perplexity of nan). The first one found is named by file, tensor, row and
- * column (element index for a vector). */
-static qr_status check_finite(const qr_model *m)
+/* No weight may be a NaN or an infinity: it would pass through every method and kernel into a
+ * checkpoint (or a perplexity of nan). Checked on the stored bits of what is read (count elements
+ * of t from element `first`), so commands that never read the weights (plan, inspect) do not pay;
+ * the first one is named by file, tensor, row and column (element index for a vector). */
+static qr_status check_span(const qr_st_tensor *t, const void *src, size_t count, size_t first)
 {
-    for (size_t i = 0; i < m->count; i++) {
-        const qr_st_tensor *t = m->tensors[i];
-        size_t k = qr_first_nonfinite(t->dtype, t->data, (size_t)t->numel);
-        if (k < (size_t)t->numel) {
-            float v = 0.0f;
-            int64_t cols = t->ndim >= 2 ? t->numel / (t->shape[0] > 0 ? t->shape[0] : 1) : 0;
-            qr_convert_to_f32(t->dtype,
-                              (const unsigned char *)t->data + k * qr_dtype_size(t->dtype), 1, &v);
-            if (cols > 0) {
-                return qr_fail(QR_ERR_INPUT,
-                               "%s: tensor '%s': value at row %lld, column %lld is not finite "
-                               "(expected a finite weight, found %g)",
-                               t->path, t->name, (long long)((int64_t)k / cols),
-                               (long long)((int64_t)k % cols), (double)v);
-            }
-            return qr_fail(QR_ERR_INPUT,
-                           "%s: tensor '%s': element %zu is not finite (expected a finite weight, "
-                           "found %g)",
-                           t->path, t->name, k, (double)v);
-        }
+    size_t k = qr_first_nonfinite(t->dtype, src, count);
+    float v = 0.0f;
+    int64_t cols;
+    if (k == count) {
+        return QR_OK;
     }
-    return QR_OK;
+    cols = t->ndim >= 2 && t->shape[0] > 0 ? t->numel / t->shape[0] : 0;
+    qr_convert_to_f32(t->dtype, (const unsigned char *)src + k * qr_dtype_size(t->dtype), 1, &v);
+    k += first;
+    if (cols > 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: tensor '%s': value at row %lld, column %lld is not finite (expected a "
+                       "finite weight, found %g)",
+                       t->path, t->name, (long long)((int64_t)k / cols),
+                       (long long)((int64_t)k % cols), (double)v);
+    }
+    return qr_fail(
+        QR_ERR_INPUT,
+        "%s: tensor '%s': element %zu is not finite (expected a finite weight, found %g)", t->path,
+        t->name, k, (double)v);
 }
 
 /* ---- opening --------------------------------------------------------------------------------- */
@@ -583,8 +582,7 @@ qr_status qr_model_open(const char *path, qr_model **out)
         goto done;
     }
     QR_CHECK(check_tensors(m));
-    QR_CHECK(check_finite(m));
-    QR_CHECK(compute_identity(m));
+    QR_CHECK(compute_legacy_identity(m));
     *out = m;
     m = NULL;
 done:
@@ -629,12 +627,27 @@ const char *qr_model_tokenizer_path(const qr_model *m)
 
 const char *qr_model_identity(const qr_model *m)
 {
-    return m ? m->identity : NULL;
+    if (!m) {
+        return NULL;
+    }
+    if (m->identity[0] == '\0') {
+        /* Computed when first asked (capture, quantize, validate, eval --ckpt, inspect): it reads
+         * every byte, which commands that never read the weights (plan) should not pay. */
+        qr_model *mm = (qr_model *)m;
+        char saved[QR_ERRMSG_MAX];
+        snprintf(saved, sizeof saved, "%s", qr_errmsg());
+        if (compute_identity(mm) != QR_OK) {
+            snprintf(mm->identity, sizeof mm->identity, "xxh3-unreadable");
+        }
+        qr_set_errmsg(saved);
+    }
+    return m->identity;
 }
 
 bool qr_model_identity_matches(const qr_model *m, const char *stored)
 {
-    return m && stored && (strcmp(stored, m->identity) == 0 || strcmp(stored, m->legacy) == 0);
+    return m && stored &&
+           (strcmp(stored, qr_model_identity(m)) == 0 || strcmp(stored, m->legacy) == 0);
 }
 
 const char *qr_model_format(const qr_model *m)
@@ -707,14 +720,16 @@ qr_status qr_model_read_f32(const qr_model *m, const char *name, float *dst, siz
 {
     const qr_st_tensor *t;
     QR_TRY(find_or_fail(m, name, &t));
-    return qr_st_read_f32(t, dst, n);
+    QR_TRY(qr_st_read_f32(t, dst, n));
+    return check_span(t, t->data, (size_t)t->numel, 0);
 }
 
 qr_status qr_model_read_f64(const qr_model *m, const char *name, double *dst, size_t n)
 {
     const qr_st_tensor *t;
     QR_TRY(find_or_fail(m, name, &t));
-    return qr_st_read_f64(t, dst, n);
+    QR_TRY(qr_st_read_f64(t, dst, n));
+    return check_span(t, t->data, (size_t)t->numel, 0);
 }
 
 /* Locate rows [row0, row0 + nrows) of `name`: *src = their first byte, *count = their elements. */
@@ -750,8 +765,12 @@ qr_status qr_model_read_rows_f32(const qr_model *m, const char *name, int64_t ro
 {
     const void *src = NULL;
     size_t count = 0;
+    const qr_st_tensor *t = qr_model_tensor(m, name);
     QR_TRY(row_span(m, name, row0, nrows, n, &src, &count));
-    qr_convert_to_f32(qr_model_tensor(m, name)->dtype, src, count, dst);
+    QR_TRY(check_span(t, src, count,
+                      (size_t)((const unsigned char *)src - (const unsigned char *)t->data) /
+                          qr_dtype_size(t->dtype)));
+    qr_convert_to_f32(t->dtype, src, count, dst);
     return QR_OK;
 }
 
@@ -760,7 +779,11 @@ qr_status qr_model_read_rows_f64(const qr_model *m, const char *name, int64_t ro
 {
     const void *src = NULL;
     size_t count = 0;
+    const qr_st_tensor *t = qr_model_tensor(m, name);
     QR_TRY(row_span(m, name, row0, nrows, n, &src, &count));
-    qr_convert_to_f64(qr_model_tensor(m, name)->dtype, src, count, dst);
+    QR_TRY(check_span(t, src, count,
+                      (size_t)((const unsigned char *)src - (const unsigned char *)t->data) /
+                          qr_dtype_size(t->dtype)));
+    qr_convert_to_f64(t->dtype, src, count, dst);
     return QR_OK;
 }

@@ -2,7 +2,8 @@
 # would overwrite inputs, untrusted header limits, injected I/O failures. docs/hardening.md.
 qr_add_test(NAME harden.shards SOURCES harden/shards.c LIBS qr_io)
 foreach(case nocommand nan_weights escape tensor_count outputs identity)
-  qr_add_script_test(NAME harden.${case} SCRIPT harden/inputs.sh ARGS ${case} TIMEOUT 120)
+  qr_add_script_test(NAME harden.${case} SCRIPT harden/inputs.sh TIMEOUT 120
+                     ARGS ${case} $<TARGET_FILE:qr_test_make_calib>)
 endforeach()
 
 # qrecon_fault: qrecon whose main arms the injected I/O failures of io/fault.h from QRECON_FAULT

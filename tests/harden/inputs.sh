@@ -1,9 +1,11 @@
 #!/bin/bash
-# inputs.sh CASE: hostile inputs at the command line (issue 16): non-finite weights, tensor names
+# inputs.sh CASE: hostile inputs at the command line (issue 16): non-finite weights (refused where
+# the weights are read: eval, capture, quantize; inspect and plan do not read them), tensor names
 # carrying terminal escape sequences, a header listing too many tensors, qrecon with no command.
 # Each refused case must exit 2 with one error line that names the file (and tensor, row, column).
 set -u
 case_name=$1
+make_calib=${2:-}
 data=${QRECON_TEST_DATA:-}
 if [ -z "$data" ] || [ ! -d "$data/models" ]; then
     echo "skip: shared data folder '$data' not found"
@@ -46,23 +48,30 @@ nan_weights)
     model_copy "$scratch/nan"
     $craft nan "$hf/model.safetensors" "$scratch/nan/model.safetensors" $q 5 7 || exit 1
     want="model.safetensors: tensor '$q': value at row 5, column 7 is not finite"
-    expect2 "inspect, NaN weight" "$want" "$bin" inspect "$scratch/nan"
     expect2 "eval, NaN weight" "$want" "$bin" eval --model "$scratch/nan" --text "$text" \
         --seq-len 64 --max-tokens 256
-    expect2 "quantize, NaN weight" "$want" "$bin" quantize --model "$scratch/nan" \
-        --calib "$scratch/none" --out "$scratch/q.h5" --method rtn
+    expect2 "capture, NaN weight" "$want" "$bin" capture --model "$scratch/nan" --text "$text" \
+        --seq-len 64 --tokens 256 --out "$scratch/c"
+    # Calibration rows under the NaN model's identity (capture would refuse the model): quantize
+    # reaches the weights with every method; before, srr failed in dgelqf and rtn named no tensor.
+    "$make_calib" "$scratch/nan" "$scratch/calib" 1 2 32 11 >/dev/null || exit 1
+    for method in rtn srr; do
+        expect2 "quantize --method $method, NaN weight" "$want" "$bin" quantize --model "$scratch/nan" \
+            --calib "$scratch/calib" --out "$scratch/q-$method.h5" --method $method
+    done
     model_copy "$scratch/nan_norm"
     $craft nan "$hf/model.safetensors" "$scratch/nan_norm/model.safetensors" model.norm.weight 3 0 ||
         exit 1
-    expect2 "inspect, NaN norm" "tensor 'model.norm.weight': element 3 is not finite" \
-        "$bin" inspect "$scratch/nan_norm"
+    expect2 "eval, NaN norm" "tensor 'model.norm.weight': element 3 is not finite" \
+        "$bin" eval --model "$scratch/nan_norm" --text "$text" --seq-len 64 --max-tokens 256
     # llama2.c: the first value after the 28-byte header is the embedding (0, 0).
     cp "$data/models/stories260K/llama2c/"*.bin "$scratch/" 2>/dev/null
     l2c=$(ls "$data/models/stories260K/llama2c/"*.bin | grep -v tok | head -1)
     cp "$l2c" "$scratch/l2c.bin"
     printf '\x00\x00\x80\x7f' | dd of="$scratch/l2c.bin" bs=1 seek=28 conv=notrunc status=none
-    expect2 "inspect, llama2.c infinity" "value at row 0, column 0 is not finite" \
-        "$bin" inspect "$scratch/l2c.bin"
+    cp "$data/models/stories260K/llama2c/tok512.bin" "$scratch/tok512.bin"
+    expect2 "eval, llama2.c infinity" "value at row 0, column 0 is not finite" \
+        "$bin" eval --model "$scratch/l2c.bin" --text "$text" --seq-len 64 --max-tokens 256
     ;;
 escape)
     model_copy "$scratch/esc"
