@@ -267,9 +267,9 @@ static uint64_t shard_bytes(const qr_calib_info *in)
 {
     uint64_t rows = (uint64_t)in->n_tokens + (uint64_t)in->seq_len; /* a partial last chunk */
     uint64_t width = 2 * (uint64_t)in->dim + (uint64_t)in->q_dim + (uint64_t)in->hidden_dim;
-    uint64_t keys = (uint64_t)in->n_layers * N_KINDS + 1;
-    return rows * (width * (uint64_t)in->n_layers * elem_size(in->dtype) + 4) + keys * 4096 +
-           ((uint64_t)1 << 20);
+    uint64_t layers = (uint64_t)(in->layer_end - in->layer_begin);
+    uint64_t keys = layers * N_KINDS + 1;
+    return rows * (width * layers * elem_size(in->dtype) + 4) + keys * 4096 + ((uint64_t)1 << 20);
 }
 
 qr_status qr_calib_writer_open(const char *path, const qr_calib_info *info, qr_calib_writer **out)

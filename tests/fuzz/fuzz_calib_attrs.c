@@ -1,8 +1,8 @@
 /* fuzz_calib_attrs.c: libFuzzer harness for the calibration shard attributes (io/calib_shard.c):
- * the input gives the 15 integer root attributes (int64 each, in the writer's order) and the
- * dtype string; a shard with small datasets is written with plain HDF5 and opened with
- * qr_calib_shard_open, which must refuse every inconsistent set without overflow or huge
- * allocation; a shard that opens is read. */
+ * the input gives the 15 integer root attributes (int64 each, in the writer's order), layer_begin
+ * and layer_end, and the dtype string; a shard with small datasets is written with plain HDF5 and
+ * opened with qr_calib_shard_open, which must refuse every inconsistent set without overflow or
+ * huge allocation; a shard that opens is read. */
 #include <hdf5.h>
 #include <string.h>
 
@@ -40,7 +40,7 @@ static void attr_str(hid_t f, const char *name, const char *v, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int64_t v[15];
+    int64_t v[17]; /* the 15 of names[], then layer_begin, layer_end */
     char path[600];
     qr_calib_shard *s = NULL;
     hid_t f;
@@ -59,13 +59,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < 15; i++) {
         attr_int(f, names[i], i == 0 ? QR_CALIB_VERSION : v[i]);
     }
+    attr_int(f, "layer_begin", v[15]);
+    attr_int(f, "layer_end", v[16]);
     attr_str(f, "dtype", (const char *)data + sizeof v, size - sizeof v < 8 ? size - sizeof v : 8);
     attr_str(f, "model_identity", "fuzz", 4);
     attr_str(f, "model_path", "fuzz", 4);
     attr_str(f, "source", "fuzz", 4);
     attr_str(f, "source_kind", "tokens", 6);
     /* Datasets of the declared shape when it is small, so the open can get past them. */
-    n_layers = v[4] > 0 && v[4] <= 2 ? (size_t)v[4] : 0;
+    n_layers = v[4] > 0 && v[4] <= 2 && v[15] == 0 && v[16] == v[4] ? (size_t)v[4] : 0;
     if (v[7] > 0 && v[7] <= 64 && v[1] > 0 && v[1] <= 16 && v[2] > 0 && v[2] <= 16 && v[3] > 0 &&
         v[3] <= 16) {
         for (size_t l = 0; l < n_layers; l++) {
