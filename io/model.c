@@ -644,6 +644,11 @@ const char *qr_model_identity(const qr_model *m)
     return m->identity;
 }
 
+void qr_model_set_identity(qr_model *m, const char *identity)
+{
+    snprintf(m->identity, sizeof m->identity, "%s", identity);
+}
+
 bool qr_model_identity_matches(const qr_model *m, const char *stored)
 {
     return m && stored &&

@@ -36,6 +36,9 @@ const char *qr_model_tokenizer_path(const qr_model *m);
 /* "xxh3-" and 16 hex digits identifying the source model: XXH3 of every file's name, size and
  * every byte (the weights included). Checkpoints and calibration shards record it. */
 const char *qr_model_identity(const qr_model *m);
+/* Take an identity computed elsewhere (another rank's qr_model_identity of the same files), so a
+ * job hashes the model's bytes once, not once per rank. */
+void qr_model_set_identity(qr_model *m, const char *identity);
 
 /* stored (an identity read from a shard, part or checkpoint) is this model's: the identity above,
  * or the header-only identity files written before it recorded (16 hex digits), so those still

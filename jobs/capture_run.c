@@ -562,6 +562,7 @@ qr_status qr_capture_run(MPI_Comm comm, const qr_capture_job *job, qr_capture_st
     r.group = r.rank / r.gsize;
     r.lane = r.rank % r.gsize;
     QR_CHECK(qr_mpi_agree(comm, phase_input(&r)));
+    qr_model_share_identity(comm, r.lj.model);
     if (r.rank == 0 && r.n_windows * job->seq_len + job->seq_len <= job->tokens) {
         QR_WARN("capture: %s gives %zu tokens, enough for %lld windows (%lld tokens), fewer than "
                 "--tokens %lld",

@@ -214,3 +214,17 @@ const char *qr_input_source_kind(const qr_input_opts *in)
 {
     return in->text_path ? "text" : "tokens";
 }
+
+void qr_model_share_identity(MPI_Comm comm, qr_model *m)
+{
+    char id[64] = "";
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    if (rank == 0) {
+        snprintf(id, sizeof id, "%s", qr_model_identity(m));
+    }
+    MPI_Bcast(id, (int)sizeof id, MPI_CHAR, 0, comm);
+    if (rank != 0) {
+        qr_model_set_identity(m, id);
+    }
+}

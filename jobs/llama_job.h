@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <mpi.h>
+
 #include "io/model.h"
 #include "jobs/options.h"
 #include "src/llama.h"
@@ -78,5 +80,9 @@ qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32
  * partial window; 1 when w is past the end. */
 void qr_window_tokens(const int32_t *ids, size_t n, int64_t L, int64_t w, int32_t bos,
                       int32_t *window, int64_t *len);
+
+/* Collective over comm: rank 0 hashes the model's files for its identity (a read of every byte)
+ * and every other rank takes it, so a job reads the weights once for it, not once per rank. */
+void qr_model_share_identity(MPI_Comm comm, qr_model *m);
 
 #endif

@@ -38,6 +38,7 @@
 #include "io/lock.h"
 #include "io/model.h"
 #include "io/part_file.h"
+#include "jobs/llama_job.h"
 #include "jobs/method_options.h"
 #include "jobs/quantize_grid.h"
 #include "mpi/blacs.h"
@@ -920,6 +921,7 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize
         memset(stats, 0, sizeof *stats);
     }
     QR_CHECK(qr_mpi_agree(comm, phase_open(&r)));
+    qr_model_share_identity(comm, r.model);
     QR_CHECK(qr_mpi_agree(comm, phase_check(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_plan(&r)));
     QR_CHECK(make_grid(&r));
