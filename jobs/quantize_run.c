@@ -853,7 +853,7 @@ static void report_memory(qr_run *r)
     }
     MPI_Gather(mine, 2, MPI_DOUBLE, all, all ? 2 : 0, MPI_DOUBLE, 0, r->comm);
     /* The plan balances on its default rate; the prediction here uses this machine's. */
-    double rate = r->rank == 0 ? qr_blas_gflops() : 0.0;
+    double rate = r->rank == 0 ? QR_PLAN_SUSTAINED * qr_blas_gflops() : 0.0;
     for (int g = 0; all && rate > 0 && g < r->plan->n_groups; g++) {
         const qr_plan_slice *s = &r->plan->slices[g];
         double peak = 0, cpu = 0;
@@ -864,11 +864,11 @@ static void report_memory(qr_run *r)
         /* CPU time does not count the time a rank waits for a busy core; MPI's busy polling
          * counts as CPU, so an uneven group spends more than its work. */
         QR_INFO("quantize: group %d (%dx%d): peak memory per rank %.1f MiB (plan %.1f MiB + "
-                "%.1f MiB on its root), CPU %.1f s summed over its ranks (plan %.1f s at the "
-                "measured %.1f GFLOP/s)",
+                "%.1f MiB on its root), CPU %.1f s summed over its ranks (plan %.1f s at %.1f "
+                "GFLOP/s, %.0f%% of this rank's dgemm rate)",
                 g, r->job->grid[0], r->job->grid[1], peak / 1048576.0,
                 (double)s->mem_per_rank / 1048576.0, (double)s->mem_root_extra / 1048576.0, cpu,
-                (double)s->flops / (rate * 1e9), rate);
+                (double)s->flops / (rate * 1e9), rate, 100.0 * QR_PLAN_SUSTAINED);
     }
     free(all);
 }

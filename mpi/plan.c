@@ -161,15 +161,20 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         quant = mul(&ctx, quant, 4);
         break;
     case QR_METHOD_SRR:
-        /* SVDs of S W, S E_rand (for k*) and the residual. */
+        /* SVDs of S W, S E_rand (for k*) and the residual; W S is formed (with the whitening
+         * factor a triangular product, d_out d_in²) */
         dec = mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r));
+        if (o->method.srr_base == QR_METHOD_QERA_EXACT) {
+            dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+        }
         break;
     default:
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }
     if (o->method.gptq) {
-        /* the Hessian's damped Cholesky and inverse (d_in³), the column sweep (2 d_out d_in²) */
-        dec = add(&ctx, dec, add(&ctx, mul3(&ctx, din, din, din), mul3(&ctx, 2 * dout, din, din)));
+        /* the Hessian's damped Cholesky, inverse and its factor (d_in³), the column sweep (each
+         * column updates the rest of its rows: d_out d_in²) */
+        dec = add(&ctx, dec, add(&ctx, mul3(&ctx, din, din, din), mul3(&ctx, dout, din, din)));
     }
     if (first_of_input) {
         /* XᵀX (dsyrk: n d_in²), the channel sums; the whitening factor once per input group */

@@ -22,6 +22,10 @@
 #define QR_PLAN_QUANT_FLOPS_PER_WEIGHT 32
 /* Default flop rate of one BLAS thread (double-precision level-3 work on one modern core). */
 #define QR_PLAN_DEFAULT_GFLOPS 20.0
+/* The fraction of a large dgemm's rate (qr_blas_gflops) a quantize job sustains over its mix of
+ * kernels (Cholesky, triangular products, QR, small SVDs, reads): measured 0.6 at 1x1 on the
+ * synthetic 2048 / 5504 layer (tests/bench/grid_memory.sh, qera-exact and srr). */
+#define QR_PLAN_SUSTAINED 0.6
 /* Default read rate of one rank group from the calibration shards (one client stream of a parallel
  * file system). */
 #define QR_PLAN_DEFAULT_READ_GBPS 2.0

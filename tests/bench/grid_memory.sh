@@ -29,7 +29,7 @@ fi
 mib() { sed -n 's/.*peak memory per rank \([0-9.]*\) MiB.*/\1/p' "$1"; }
 cpu() { sed -n 's/.*CPU \([0-9.]*\) s summed.*/\1/p' "$1"; }
 plan_mib() { sed -n 's/.*(plan \([0-9.]*\) MiB + \([0-9.]*\) MiB on its root).*/\1 \2/p' "$1" | awk '{print $1 + $2}'; }
-plan_cpu() { sed -n 's/.*(plan \([0-9.]*\) s at the measured.*/\1/p' "$1"; }
+plan_cpu() { sed -n 's/.*(plan \([0-9.]*\) s at [0-9.]* GFLOP.*/\1/p' "$1"; }
 printf '%-11s %-5s %10s %7s %10s %11s %7s %10s\n' method grid "peak MiB" "x 1x1" "plan MiB" \
     "CPU s (sum)" "x 1x1" "plan CPU s"
 for m in "${methods[@]}"; do
