@@ -250,6 +250,8 @@ qr_status qr_cmd_export(int argc, char **argv)
                      qr_log_nranks());
         goto done;
     }
+    QR_CHECK(qr_fs_check_output("--out", e.out_dir, QR_OUT_DIR,
+                                (const char *[]){e.ckpt_path, e.model_path, e.tokenizer_path}, 3));
     QR_CHECK(open_source(&e, format));
     QR_CHECK(qr_fs_mkdirs(e.out_dir));
     if (strcmp(format, "gguf") == 0) {

@@ -169,6 +169,8 @@ outputs)
         "$scratch/rep/ck.h5" --out "$scratch/rep"
     expect2 "report --json the checkpoint" "is also an input" "$bin" report "$scratch/ck.h5" \
         --json "$scratch/ck.h5"
+    expect2 "export --out the model folder" "is also an input" "$bin" export "$scratch/ck.h5" \
+        --model "$scratch/m" --format compressed-tensors --out "$scratch/m"
     expect2 "quantize, 2 ranks, --out the weights" "lies inside the input" "$mpi" -n 2 "${q[@]}" \
         --out "$scratch/m/model.safetensors"
     [ "$sums" = "$(cd "$scratch" && md5sum m/* calib/* ck.h5)" ] || { echo "FAIL: an input changed" >&2; fail=1; }
