@@ -95,10 +95,10 @@ void qr_blacs_shutdown(void)
 }
 
 /* Local extent of `n` global indices for process coordinate `iproc` of `nprocs`. */
-static int local_extent(int n, int nb, int iproc, int nprocs)
+int qr_dmat_extent(int64_t n, int nb, int iproc, int nprocs)
 {
-    int zero = 0;
-    return numroc_(&n, &nb, &iproc, &zero, &nprocs);
+    int ni = (int)n, zero = 0;
+    return numroc_(&ni, &nb, &iproc, &zero, &nprocs);
 }
 
 qr_status qr_dmat_create(const qr_grid *g, int64_t m, int64_t n, qr_dmat **out)
@@ -116,8 +116,8 @@ qr_status qr_dmat_create(const qr_grid *g, int64_t m, int64_t n, qr_dmat **out)
     QR_CHECK(qr_calloc(&a, 1, sizeof *a, "distributed matrix"));
     a->m = m;
     a->n = n;
-    a->mloc = local_extent(mi, g->nb, g->myrow, g->nprow);
-    a->nloc = local_extent(ni, g->nb, g->mycol, g->npcol);
+    a->mloc = qr_dmat_extent(mi, g->nb, g->myrow, g->nprow);
+    a->nloc = qr_dmat_extent(ni, g->nb, g->mycol, g->npcol);
     lld = a->mloc > 1 ? a->mloc : 1;
     if (!qr_mul_size((size_t)lld, (size_t)a->nloc, &count) || count > (size_t)INT32_MAX) {
         st = qr_fail(QR_ERR_INPUT,
@@ -140,6 +140,11 @@ done:
     return st;
 }
 
+size_t qr_dmat_local_count(const qr_dmat *a)
+{
+    return (size_t)a->desc[QR_DESC_LLD] * (size_t)a->nloc;
+}
+
 void qr_dmat_free(qr_dmat **a)
 {
     if (!a || !*a) {
@@ -150,20 +155,19 @@ void qr_dmat_free(qr_dmat **a)
     *a = NULL;
 }
 
-/* Global index of local index l for process coordinate iproc of nprocs, block nb. */
-static int64_t global_index(int l, int nb, int iproc, int nprocs)
+int64_t qr_dmat_global_index(int l, int nb, int iproc, int nprocs)
 {
     return ((int64_t)(l / nb) * nprocs + iproc) * nb + l % nb;
 }
 
 int64_t qr_dmat_global_row(const qr_grid *g, int li)
 {
-    return global_index(li, g->nb, g->myrow, g->nprow);
+    return qr_dmat_global_index(li, g->nb, g->myrow, g->nprow);
 }
 
 int64_t qr_dmat_global_col(const qr_grid *g, int lj)
 {
-    return global_index(lj, g->nb, g->mycol, g->npcol);
+    return qr_dmat_global_index(lj, g->nb, g->mycol, g->npcol);
 }
 
 /* Pack the part of the row-major A (m, n) that process (pr, pc) holds into buf (mloc, nloc),
@@ -172,10 +176,10 @@ static void pack_part(const qr_grid *g, int64_t n, int pr, int pc, int mloc, int
                       const double *A, double *buf)
 {
     for (int lj = 0; lj < nloc; lj++) {
-        int64_t gj = global_index(lj, g->nb, pc, g->npcol);
+        int64_t gj = qr_dmat_global_index(lj, g->nb, pc, g->npcol);
         double *col = buf + (size_t)lj * (size_t)mloc;
         for (int li = 0; li < mloc; li++) {
-            col[li] = A[global_index(li, g->nb, pr, g->nprow) * n + gj];
+            col[li] = A[qr_dmat_global_index(li, g->nb, pr, g->nprow) * n + gj];
         }
     }
 }
@@ -185,10 +189,10 @@ static void unpack_part(const qr_grid *g, int64_t n, int pr, int pc, int mloc, i
                         const double *buf, double *A)
 {
     for (int lj = 0; lj < nloc; lj++) {
-        int64_t gj = global_index(lj, g->nb, pc, g->npcol);
+        int64_t gj = qr_dmat_global_index(lj, g->nb, pc, g->npcol);
         const double *col = buf + (size_t)lj * (size_t)mloc;
         for (int li = 0; li < mloc; li++) {
-            A[global_index(li, g->nb, pr, g->nprow) * n + gj] = col[li];
+            A[qr_dmat_global_index(li, g->nb, pr, g->nprow) * n + gj] = col[li];
         }
     }
 }
@@ -196,8 +200,8 @@ static void unpack_part(const qr_grid *g, int64_t n, int pr, int pc, int mloc, i
 /* Staging buffer on the root, large enough for the part of process (0, 0), the largest one. */
 static qr_status root_buffer(const qr_grid *g, const qr_dmat *d, double **buf)
 {
-    int mmax = local_extent((int)d->m, g->nb, 0, g->nprow);
-    int nmax = local_extent((int)d->n, g->nb, 0, g->npcol);
+    int mmax = qr_dmat_extent((int)d->m, g->nb, 0, g->nprow);
+    int nmax = qr_dmat_extent((int)d->n, g->nb, 0, g->npcol);
     return qr_malloc(buf, (size_t)mmax * (size_t)nmax, sizeof **buf, "scatter/gather buffer");
 }
 
@@ -223,8 +227,8 @@ qr_status qr_dmat_scatter(const qr_grid *g, const double *A, qr_dmat *d)
 
     for (int r = 0; r < per; r++) {
         int pr = r / g->npcol, pc = r % g->npcol;
-        int mloc = local_extent((int)d->m, g->nb, pr, g->nprow);
-        int nloc = local_extent((int)d->n, g->nb, pc, g->npcol);
+        int mloc = qr_dmat_extent((int)d->m, g->nb, pr, g->nprow);
+        int nloc = qr_dmat_extent((int)d->n, g->nb, pc, g->npcol);
         if (mloc * nloc == 0) {
             continue;
         }
@@ -261,8 +265,8 @@ qr_status qr_dmat_gather(const qr_grid *g, const qr_dmat *d, double *A)
 
     for (int r = 0; r < per; r++) {
         int pr = r / g->npcol, pc = r % g->npcol;
-        int mloc = local_extent((int)d->m, g->nb, pr, g->nprow);
-        int nloc = local_extent((int)d->n, g->nb, pc, g->npcol);
+        int mloc = qr_dmat_extent((int)d->m, g->nb, pr, g->nprow);
+        int nloc = qr_dmat_extent((int)d->n, g->nb, pc, g->npcol);
         if (mloc * nloc == 0) {
             continue;
         }

@@ -60,6 +60,14 @@ typedef struct {
 qr_status qr_dmat_create(const qr_grid *g, int64_t m, int64_t n, qr_dmat **out);
 void qr_dmat_free(qr_dmat **a); /* NULL-safe, clears the pointer */
 
+/* Elements of a's local part as stored (leading dimension times local columns). */
+size_t qr_dmat_local_count(const qr_dmat *a);
+
+/* Block-cyclic bookkeeping for blocks of nb over nprocs processes: the local extent of n indices
+ * on process iproc (numroc), and the global index of local index l there. Not collective. */
+int qr_dmat_extent(int64_t n, int nb, int iproc, int nprocs);
+int64_t qr_dmat_global_index(int l, int nb, int iproc, int nprocs);
+
 /* Global row / column of local row li / local column lj on this rank. */
 int64_t qr_dmat_global_row(const qr_grid *g, int li);
 int64_t qr_dmat_global_col(const qr_grid *g, int lj);

@@ -48,26 +48,9 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
 /* ---- block-cyclic bookkeeping -------------------------------------------------------------------
  */
 
-static int64_t global_index(int l, int nb, int iproc, int nprocs)
-{
-    return ((int64_t)(l / nb) * nprocs + iproc) * nb + l % nb;
-}
-
-static int local_extent(int64_t n, int nb, int iproc, int nprocs)
-{
-    int ni = (int)n, zero = 0;
-    return numroc_(&ni, &nb, &iproc, &zero, &nprocs);
-}
-
 static size_t lld(const qr_dmat *a)
 {
     return (size_t)a->desc[QR_DESC_LLD];
-}
-
-/* Elements of the local part as stored (leading dimension times local columns). */
-static size_t local_count(const qr_dmat *a)
-{
-    return lld(a) * (size_t)a->nloc;
 }
 
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
@@ -532,13 +515,13 @@ static void place_blocks(const qr_grid *g, int pr, int pc, int mloc, int nloc, i
 {
     int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
     for (int li = 0; li < mloc; li++) {
-        int64_t i = global_index(li, g->nb, pr, g->nprow);
+        int64_t i = qr_dmat_global_index(li, g->nb, pr, g->nprow);
         for (int lj = 0; lj < nloc; lj++) {
-            qr_qweight_set_code(q, i, global_index(lj, g->nb, pc, g->npcol),
+            qr_qweight_set_code(q, i, qr_dmat_global_index(lj, g->nb, pc, g->npcol),
                                 codes[(size_t)li * (size_t)nloc + (size_t)lj]);
         }
         for (int64_t k = 0; k < ngl; k++) {
-            int64_t G = global_index((int)(k * lgroup), g->nb, pc, g->npcol) / q->group;
+            int64_t G = qr_dmat_global_index((int)(k * lgroup), g->nb, pc, g->npcol) / q->group;
             q->scales[i * q->n_groups + G] = scales[li * ngl + k];
             if (q->zeros) {
                 q->zeros[i * q->n_groups + G] = zeros[li * ngl + k];
@@ -553,7 +536,7 @@ static qr_status gather_qweight(const qr_grid *g, const qr_method_opts *o, int64
                                 const qr_qweight *qloc, qr_qweight *q)
 {
     qr_status st = QR_OK;
-    int mmax = local_extent(m, g->nb, 0, g->nprow), nmax = local_extent(n, g->nb, 0, g->npcol);
+    int mmax = qr_dmat_extent(m, g->nb, 0, g->nprow), nmax = qr_dmat_extent(n, g->nb, 0, g->npcol);
     int64_t lgroup = o->wq.group > 0 && o->wq.group < n ? o->wq.group : n;
     int64_t ngmax = (nmax + lgroup - 1) / lgroup;
     size_t nc = (size_t)mmax * (size_t)nmax, ns = (size_t)mmax * (size_t)ngmax;
@@ -572,8 +555,8 @@ static qr_status gather_qweight(const qr_grid *g, const qr_method_opts *o, int64
     QR_CHECK(qr_mpi_agree(g->comm, st));
     for (int p = 0; p < g->nprow * g->npcol; p++) {
         int pr = p / g->npcol, pc = p % g->npcol;
-        int mloc = local_extent(m, g->nb, pr, g->nprow),
-            nloc = local_extent(n, g->nb, pc, g->npcol);
+        int mloc = qr_dmat_extent(m, g->nb, pr, g->nprow),
+            nloc = qr_dmat_extent(n, g->nb, pc, g->npcol);
         int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
         int cnt = mloc * nloc, scnt = (int)(mloc * ngl);
         if (p == g->group_rank) {
@@ -634,7 +617,7 @@ done:
 static qr_status dmat_copy(const qr_grid *g, const qr_dmat *A, qr_dmat **out)
 {
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, A->m, A->n, out)));
-    memcpy((*out)->data, A->data, local_count(A) * sizeof *A->data);
+    memcpy((*out)->data, A->data, qr_dmat_local_count(A) * sizeof *A->data);
     return QR_OK;
 }
 
@@ -742,7 +725,7 @@ static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats 
         }
     }
     memcpy(R, Vt, (size_t)(k * n) * sizeof *R);
-    memcpy(WS->data, W->data, local_count(W) * sizeof *W->data);
+    memcpy(WS->data, W->data, qr_dmat_local_count(W) * sizeof *W->data);
     QR_CHECK(qr_mpi_agree(g->comm, add_product(g, L, r, R, k, -1.0, WS)));
     st = qr_malloc(&L2, (size_t)(m * (r - k)) + 1, sizeof *L2, "SRR L2");
     if (st == QR_OK) {
@@ -905,7 +888,7 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_e
             QR_CHECK(
                 qr_mpi_agree(g->comm, quantized_rows(g, h, bits[a], a == 3 ? h->agroup : 0, Xa)));
         }
-        memcpy(Z->data, Y->data, local_count(Y) * sizeof *Z->data);
+        memcpy(Z->data, Y->data, qr_dmat_local_count(Y) * sizeof *Z->data);
         pgemm_nt(-1.0, a == 0 ? h->X : Xa, W_eff, 1.0, Z);
         sums[0] = local_sumsq(Z, NULL);
         MPI_Allreduce(MPI_IN_PLACE, sums, 1, MPI_DOUBLE, MPI_SUM, g->comm);

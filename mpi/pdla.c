@@ -45,11 +45,6 @@ static qr_status agree_info(MPI_Comm comm, int *info)
     return QR_OK;
 }
 
-static size_t local_count(const qr_dmat *a)
-{
-    return (size_t)a->desc[QR_DESC_LLD] * (size_t)a->nloc;
-}
-
 /* ---- Cholesky -----------------------------------------------------------------------------------
  */
 
@@ -62,7 +57,7 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
     double mean = 0.0, lambda = lambda0, add = 0.0;
     int64_t n = G->m;
     int ni = (int)G->m, one = 1, info = 0;
-    size_t count = local_count(G);
+    size_t count = qr_dmat_local_count(G);
     if (damping_used) {
         *damping_used = 0.0;
     }
@@ -433,7 +428,7 @@ static qr_status psvd_truncated_exact(const qr_grid *g, const qr_dmat *A, int64_
     QR_CHECK(qr_mpi_agree(g->comm, st));
     QR_CHECK(qr_pdla_svd(g, A, Sf, Ud, Vd));
     /* Same mloc and leading dimension: the leading Ur->nloc local columns, contiguous. */
-    memcpy(Ur->data, Ud->data, local_count(Ur) * sizeof *Ur->data);
+    memcpy(Ur->data, Ud->data, qr_dmat_local_count(Ur) * sizeof *Ur->data);
     for (int lj = 0; lj < Vr->nloc; lj++) {
         memcpy(Vr->data + (size_t)lj * (size_t)Vr->desc[QR_DESC_LLD],
                Vd->data + (size_t)lj * (size_t)Vd->desc[QR_DESC_LLD],
@@ -606,7 +601,7 @@ qr_status qr_pdla_svd_truncated_scaled(const qr_grid *g, const qr_dmat *E, const
     }
     /* The exact path needs E C itself. */
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, E->m, E->n, &EC)));
-    memcpy(EC->data, E->data, local_count(E) * sizeof *EC->data);
+    memcpy(EC->data, E->data, qr_dmat_local_count(E) * sizeof *EC->data);
     QR_CHECK(qr_pdla_tri_right(g, EC, C, 0, 0));
     st = psvd_truncated_exact(g, EC, r, U, S, Vt);
 done:
@@ -639,7 +634,7 @@ qr_status qr_pdla_svd(const qr_grid *g, const qr_dmat *A, double *S, qr_dmat *U,
     }
     st = qr_dmat_create(g, A->m, A->n, &work_a);
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    memcpy(work_a->data, A->data, local_count(A) * sizeof *A->data);
+    memcpy(work_a->data, A->data, qr_dmat_local_count(A) * sizeof *A->data);
     pdgesvd_(jobu, jobvt, &mi, &ni, work_a->data, &one, &one, work_a->desc, S, u_data, &one, &one,
              u_desc, vt_data, &one, &one, vt_desc, &query, &lwork, &info, 1, 1);
     QR_CHECK(agree_info(g->comm, &info));
