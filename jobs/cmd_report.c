@@ -1,11 +1,13 @@
 /* cmd_report.c: `qrecon report CKPT [CKPT ...]`: per-module error tables and plots of one or more
  * checkpoints, from the metrics they store and the validation results beside them. Rank 0 reads and
  * writes; the other ranks only agree on the status. */
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/fs.h"
 #include "io/report_read.h"
@@ -97,6 +99,100 @@ static qr_status parse(int argc, char **argv, report_opts *o, bool *help)
     return QR_OK;
 }
 
+/* The report's files: each written under "<path>.part" first and renamed into place only when
+ * all are written, so a failure leaves none of them half made or mixed with an earlier run's. */
+enum { OUT_MD, OUT_CSV, OUT_JSON, OUT_SVG, OUT_RANK_SVG };
+typedef struct {
+    char path[4096];
+    int kind;
+    bool staged;
+} report_out;
+
+static qr_status write_one(const report_out *out, const char *path, qr_report_ckpt *cks, size_t n,
+                           const qr_report_style *style, int *sweep)
+{
+    switch (out->kind) {
+    case OUT_MD:
+        return qr_report_write_md_file(path, cks, n, style);
+    case OUT_CSV:
+        return qr_report_write_csv(path, cks, n);
+    case OUT_JSON:
+        return qr_report_write_json(path, cks, n);
+    case OUT_SVG:
+        return qr_report_write_layers_svg(path, cks, n);
+    default:
+        return qr_report_write_rank_svg(path, cks, n, sweep);
+    }
+}
+
+/* The outputs the options ask for, in order. */
+static qr_status list_outputs(const report_opts *o, report_out *outs, size_t *n_outs)
+{
+    static const char *const dir_names[] = {"report.md", "report.csv", "report.json", "layers.svg",
+                                            "rank.svg"};
+    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg};
+    *n_outs = 0;
+    for (int k = 0; o->out_dir && k < 5; k++) {
+        outs[*n_outs].kind = k;
+        QR_TRY(qr_fs_join(outs[(*n_outs)++].path, sizeof outs[0].path, o->out_dir, dir_names[k]));
+    }
+    for (int k = 0; k < 5; k++) {
+        if (files[k]) {
+            outs[*n_outs].kind = k;
+            snprintf(outs[(*n_outs)++].path, sizeof outs[0].path, "%s", files[k]);
+        }
+    }
+    return QR_OK;
+}
+
+/* "<path>.part" into part (4104 bytes; path is at most 4095). */
+static void part_name(const char *path, char *part)
+{
+    size_t len = strlen(path);
+    memcpy(part, path, len);
+    memcpy(part + len, ".part", 6);
+}
+
+/* Write every output staged, then rename them all into place; on failure remove the staged ones. */
+static qr_status write_outputs(const report_opts *o, qr_report_ckpt *cks, size_t n,
+                               const qr_report_style *style)
+{
+    qr_status st = QR_OK;
+    report_out outs[10];
+    size_t n_outs = 0;
+    int sweep = 0;
+    char part[4096 + 8];
+    memset(outs, 0, sizeof outs);
+    QR_TRY(list_outputs(o, outs, &n_outs));
+    if (o->out_dir) {
+        QR_TRY(qr_fs_mkdirs(o->out_dir));
+    }
+    for (size_t i = 0; i < n_outs && st == QR_OK; i++) {
+        part_name(outs[i].path, part);
+        st = write_one(&outs[i], part, cks, n, style, &sweep);
+        outs[i].staged = st == QR_OK;
+    }
+    for (size_t i = 0; i < n_outs; i++) {
+        part_name(outs[i].path, part);
+        if (st != QR_OK || !outs[i].staged) {
+            unlink(part);
+        } else if (access(part, F_OK) != 0) {
+            continue; /* nothing to write (rank.svg of checkpoints that are not a rank sweep) */
+        } else if (rename(part, outs[i].path) != 0) {
+            st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", outs[i].path,
+                         strerror(errno));
+        }
+    }
+    QR_TRY(st);
+    if (o->out_dir) {
+        printf("report: %s/report.md (also report.csv, report.json, layers.svg%s)\n", o->out_dir,
+               sweep ? ", rank.svg" : "");
+    } else if (o->rank_svg && !sweep) {
+        QR_WARN("--rank-svg: the checkpoints are not a rank sweep of one method; no plot");
+    }
+    return QR_OK;
+}
+
 /* Rank 0's work: read every checkpoint, flag, write the outputs. */
 static qr_status run_report(const report_opts *o)
 {
@@ -104,50 +200,16 @@ static qr_status run_report(const report_opts *o)
     qr_report_style style = {o->max_err, o->spike, (int)o->window, (size_t)o->top, o->act};
     qr_report_ckpt *cks = NULL;
     qr_status st = QR_OK;
-    char path[4096];
     QR_CHECK(qr_calloc(&cks, n, sizeof *cks, "checkpoints"));
     for (; done < n; done++) {
         QR_CHECK(qr_report_read(o->ckpts[done], NULL, &cks[done]));
         qr_report_set_primary(&cks[done], o->act); /* --act was checked by parse() */
         qr_report_flag(&cks[done], style.max_err, style.spike_factor, style.window);
     }
-    if (o->out_dir) {
-        int sweep = 0;
-        QR_CHECK(qr_fs_mkdirs(o->out_dir));
-        QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.md"));
-        QR_CHECK(qr_report_write_md_file(path, cks, n, &style));
-        QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.csv"));
-        QR_CHECK(qr_report_write_csv(path, cks, n));
-        QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "report.json"));
-        QR_CHECK(qr_report_write_json(path, cks, n));
-        QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "layers.svg"));
-        QR_CHECK(qr_report_write_layers_svg(path, cks, n));
-        QR_CHECK(qr_fs_join(path, sizeof path, o->out_dir, "rank.svg"));
-        QR_CHECK(qr_report_write_rank_svg(path, cks, n, &sweep));
-        printf("report: %s/report.md (also report.csv, report.json, layers.svg%s)\n", o->out_dir,
-               sweep ? ", rank.svg" : "");
-    }
-    if (o->md) {
-        QR_CHECK(qr_report_write_md_file(o->md, cks, n, &style));
-    }
-    if (o->csv) {
-        QR_CHECK(qr_report_write_csv(o->csv, cks, n));
-    }
-    if (o->json) {
-        QR_CHECK(qr_report_write_json(o->json, cks, n));
-    }
-    if (o->svg) {
-        QR_CHECK(qr_report_write_layers_svg(o->svg, cks, n));
-    }
-    if (o->rank_svg) {
-        int sweep = 0;
-        QR_CHECK(qr_report_write_rank_svg(o->rank_svg, cks, n, &sweep));
-        if (!sweep) {
-            QR_WARN("--rank-svg: the checkpoints are not a rank sweep of one method; no plot");
-        }
-    }
     if (!o->out_dir && !o->md && !o->csv && !o->json && !o->svg && !o->rank_svg) {
         QR_CHECK(qr_report_write_md(stdout, cks, n, &style));
+    } else {
+        QR_CHECK(write_outputs(o, cks, n, &style));
     }
 done:
     for (size_t k = 0; k < done && cks; k++) {
