@@ -623,6 +623,19 @@ static qr_status phase_prepare(vrun *r)
     QR_TRY(qr_calloc(&r->rows, r->n + 1, sizeof *r->rows, "validation results"));
     QR_TRY(qr_calloc(&r->round, (size_t)r->nranks, sizeof *r->round, "validation results"));
     r->prog = qr_progress_begin("validate", (int64_t)r->n, "modules");
+    {
+        /* ETA by weight count, as each step is weighed (d_out d_in of the module) */
+        double total = 0;
+        for (size_t i = 0; i < r->n; i++) {
+            const char *name = qr_ckpt_module_name(r->v.ck, i);
+            for (size_t k = 0; k < r->v.n_mods; k++) {
+                if (strcmp(r->v.mods[k].name, name) == 0) {
+                    total += (double)r->v.mods[k].d_out * (double)r->v.mods[k].d_in;
+                }
+            }
+        }
+        qr_progress_set_total_weight(r->prog, total);
+    }
     return QR_OK;
 }
 
