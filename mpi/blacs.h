@@ -11,6 +11,7 @@
 #define QR_MPI_BLACS_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "mpi/scalapack_decl.h"
@@ -59,6 +60,12 @@ typedef struct {
  * (m, n) distributed matrix on grid g; QR_ERR_INPUT when a size does not fit a ScaLAPACK int. */
 qr_status qr_dmat_create(const qr_grid *g, int64_t m, int64_t n, qr_dmat **out);
 void qr_dmat_free(qr_dmat **a); /* NULL-safe, clears the pointer */
+
+/* Leading dimension of a's local part (column-major). */
+static inline size_t qr_dmat_lld(const qr_dmat *a)
+{
+    return (size_t)a->desc[QR_DESC_LLD];
+}
 
 /* Elements of a's local part as stored (leading dimension times local columns). */
 size_t qr_dmat_local_count(const qr_dmat *a);

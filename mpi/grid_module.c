@@ -48,241 +48,18 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
 /* ---- block-cyclic bookkeeping -------------------------------------------------------------------
  */
 
-static size_t lld(const qr_dmat *a)
-{
-    return (size_t)a->desc[QR_DESC_LLD];
-}
-
-void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
-                       const double *rows)
-{
-    for (int li = 0; li < d->mloc; li++) {
-        int64_t gi = qr_dmat_global_row(g, li);
-        if (gi < row0 || gi >= row0 + nrows) {
-            continue;
-        }
-        for (int lj = 0; lj < d->nloc; lj++) {
-            d->data[(size_t)lj * lld(d) + (size_t)li] =
-                rows[(gi - row0) * d->n + qr_dmat_global_col(g, lj)];
-        }
-    }
-}
-
 /* Sum of squares of the local part (a - b when b is given). */
 static double local_sumsq(const qr_dmat *a, const qr_dmat *b)
 {
     double s = 0.0;
     for (int lj = 0; lj < a->nloc; lj++) {
         for (int li = 0; li < a->mloc; li++) {
-            size_t k = (size_t)lj * lld(a) + li;
+            size_t k = (size_t)lj * qr_dmat_lld(a) + li;
             double v = b ? a->data[k] - b->data[k] : a->data[k];
             s += v * v;
         }
     }
     return s;
-}
-
-/* ---- statistics ---------------------------------------------------------------------------------
- */
-
-qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out)
-{
-    qr_status st = QR_OK;
-    qr_dstats *s = NULL;
-    *out = NULL;
-    QR_CHECK(qr_calloc(&s, 1, sizeof *s, "distributed statistics"));
-    s->d = d;
-    QR_CHECK(qr_dmat_create(g, d, d, &s->G));
-    QR_CHECK(qr_calloc(&s->max_abs, (size_t)d, sizeof(double), "statistics max |x|"));
-    QR_CHECK(qr_calloc(&s->sum_abs, (size_t)d, sizeof(double), "statistics sum |x|"));
-    QR_CHECK(qr_calloc(&s->sum_sq, (size_t)d, sizeof(double), "statistics sum x^2"));
-    QR_CHECK(qr_calloc(&s->batch_mean_abs_max, (size_t)d, sizeof(double), "statistics LQER s"));
-    *out = s;
-    s = NULL;
-done:
-    qr_dstats_free(&s);
-    return st;
-}
-
-void qr_dstats_free(qr_dstats **s)
-{
-    if (!s || !*s) {
-        return;
-    }
-    qr_dmat_free(&(*s)->G);
-    qr_dmat_free(&(*s)->chol);
-    free((*s)->gram_diag);
-    free((*s)->max_abs);
-    free((*s)->sum_abs);
-    free((*s)->sum_sq);
-    free((*s)->batch_mean_abs_max);
-    free(*s);
-    *s = NULL;
-}
-
-/* Per-channel sums of rows X (n, d) into acc (4 d: sum |x|, sum x², max |x|, and the largest
- * batch mean |x| over the whole batches of `batch` rows); the first non-finite value is named. */
-static qr_status channel_sums(const double *X, int64_t n, int64_t d, int64_t batch, double *acc)
-{
-    for (int64_t b0 = 0; b0 < n; b0 += batch) {
-        int64_t nb = n - b0 < batch ? n - b0 : batch;
-        for (int64_t j = 0; j < d; j++) {
-            double sa = 0.0;
-            for (int64_t i = b0; i < b0 + nb; i++) {
-                double v = X[i * d + j], a = fabs(v);
-                if (!isfinite(v)) {
-                    return qr_fail(QR_ERR_INPUT,
-                                   "statistics: activation (%lld, %lld) is not finite (expected a "
-                                   "finite value, found %g)",
-                                   (long long)i, (long long)j, v);
-                }
-                sa += a;
-                acc[d + j] += v * v;
-                acc[2 * d + j] = a > acc[2 * d + j] ? a : acc[2 * d + j];
-            }
-            acc[j] += sa;
-            acc[3 * d + j] = sa / (double)nb > acc[3 * d + j] ? sa / (double)nb : acc[3 * d + j];
-        }
-    }
-    return QR_OK;
-}
-
-/* G += Xᵀ X summed over the group: each rank multiplies its own rows block column by block column
- * (lower blocks only), and one reduce-scatter per block column sends every nb x nb block to the
- * rank that owns it, so no rank holds more of G than its blocks and one panel. C, Cs and blk hold
- * (d, nb) each. */
-static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
-                          double *Cs, double *blk, int *counts)
-{
-    int64_t d = s->d, nb = g->nb;
-    int size = g->nprow * g->npcol;
-    for (int64_t bj = 0; bj * nb < d; bj++) {
-        int64_t c0 = bj * nb, w = d - c0 < nb ? d - c0 : nb, h = d - c0, off = 0, got = 0;
-        int pc = (int)(bj % g->npcol);
-        if (n > 0) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)w, (int)n, 1.0,
-                        X + c0, (int)d, X + c0, (int)d, 0.0, C, (int)w);
-        } else {
-            memset(C, 0, (size_t)(h * w) * sizeof *C);
-        }
-        /* the blocks in the order of their owners' ranks (pr * Q + pc, pr ascending) */
-        memset(counts, 0, (size_t)size * sizeof *counts);
-        for (int pr = 0; pr < g->nprow; pr++) {
-            for (int64_t bi = bj; bi * nb < d; bi++) {
-                int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
-                if (bi % g->nprow != pr) {
-                    continue;
-                }
-                memcpy(Cs + off, C + (r0 - c0) * w, (size_t)(bh * w) * sizeof *C);
-                off += bh * w;
-                counts[pr * g->npcol + pc] += (int)(bh * w);
-            }
-        }
-        MPI_Reduce_scatter(Cs, blk, counts, MPI_DOUBLE, MPI_SUM, g->comm);
-        if (g->mycol != pc) {
-            continue;
-        }
-        /* this rank's blocks of the column, bi ascending: local rows (bi / P) nb + i */
-        for (int64_t bi = bj; bi * nb < d; bi++) {
-            int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
-            if (bi % g->nprow != g->myrow) {
-                continue;
-            }
-            for (int64_t j = 0; j < w; j++) {
-                double *col = s->G->data + (size_t)((bj / g->npcol) * nb + j) * lld(s->G);
-                for (int64_t i = 0; i < bh; i++) {
-                    col[(bi / g->nprow) * nb + i] += blk[got + i * w + j];
-                }
-            }
-            got += bh * w;
-        }
-    }
-    return QR_OK;
-}
-
-qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
-                             int64_t batch)
-{
-    qr_status st = QR_OK;
-    int64_t d = s->d, nb = g->nb;
-    double *X = NULL, *acc = NULL, *C = NULL, *Cs = NULL,
-           *blk = NULL; /* (n, d), (4 d), 3 (d, nb) */
-    int *sizes = NULL;  /* (P Q) */
-    int64_t counts[2] = {n, n > 0 ? (n + batch - 1) / batch : 0};
-    st = qr_malloc(&X, (size_t)(n > 0 ? n : 1) * (size_t)d, sizeof *X, "calibration rows");
-    if (st == QR_OK) {
-        st = qr_calloc(&acc, 4 * (size_t)d, sizeof *acc, "batch statistics");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&C, (size_t)d * (size_t)nb, sizeof *C, "Gram panel");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&Cs, (size_t)d * (size_t)nb, sizeof *Cs, "Gram panel");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&blk, (size_t)d * (size_t)nb, sizeof *blk, "Gram blocks");
-    }
-    if (st == QR_OK) {
-        st = qr_calloc(&sizes, (size_t)(g->nprow * g->npcol), sizeof *sizes, "Gram counts");
-    }
-    if (st == QR_OK) {
-        for (int64_t i = 0; i < n * d; i++) {
-            X[i] = (double)rows[i];
-        }
-        st = channel_sums(X, n, d, batch, acc);
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * (int)d, MPI_DOUBLE, MPI_SUM, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, 2 * (int)d, MPI_DOUBLE, MPI_MAX, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INT64_T, MPI_SUM, g->comm);
-    QR_CHECK(gram_add(g, s, X, n, C, Cs, blk, sizes));
-    for (int64_t j = 0; j < d; j++) {
-        s->sum_abs[j] += acc[j];
-        s->sum_sq[j] += acc[d + j];
-        s->max_abs[j] = acc[2 * d + j] > s->max_abs[j] ? acc[2 * d + j] : s->max_abs[j];
-        s->batch_mean_abs_max[j] =
-            acc[3 * d + j] > s->batch_mean_abs_max[j] ? acc[3 * d + j] : s->batch_mean_abs_max[j];
-    }
-    s->count += counts[0];
-    s->n_batches += counts[1];
-done:
-    free(X);
-    free(acc);
-    free(C);
-    free(Cs);
-    free(blk);
-    free(sizes);
-    return st;
-}
-
-qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
-{
-    qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
-    QR_TRY(qr_mpi_agree(g->comm, st));
-    for (int lj = 0; lj < s->G->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < s->G->mloc; li++) {
-            if (qr_dmat_global_row(g, li) == j) {
-                s->gram_diag[j] = s->G->data[(size_t)lj * lld(s->G) + li];
-            }
-        }
-    }
-    MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
-    if (o->rank == 0 || (o->method != QR_METHOD_QERA_EXACT &&
-                         !(o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT))) {
-        return QR_OK;
-    }
-    QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));
-    s->chol = s->G;
-    s->G = NULL;
-    return QR_OK;
-}
-
-int64_t qr_grid_row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0)
-{
-    int64_t blk = b * g->nprow + g->myrow;
-    *r0 = blk * g->nb;
-    return *r0 >= m ? 0 : (m - *r0 < g->nb ? m - *r0 : g->nb);
 }
 
 /* ---- the module --------------------------------------------------------------------------------
@@ -319,7 +96,7 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         size_t rb = (size_t)qr_qweight_row_bytes(qloc), ng = (size_t)qloc->n_groups;
         for (int64_t i = 0; i < nr; i++) {
             for (int64_t lj = 0; lj < nloc; lj++) {
-                w[i * nloc + lj] = W->data[(size_t)lj * lld(W) + (size_t)(r0 + i)];
+                w[i * nloc + lj] = W->data[(size_t)lj * qr_dmat_lld(W) + (size_t)(r0 + i)];
             }
         }
         QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
@@ -332,7 +109,7 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         qr_qweight_free(&qc);
         for (int64_t i = 0; i < nr; i++) {
             for (int64_t lj = 0; lj < nloc; lj++) {
-                size_t k = (size_t)lj * lld(W) + (size_t)(r0 + i);
+                size_t k = (size_t)lj * qr_dmat_lld(W) + (size_t)(r0 + i);
                 W_eff->data[k] = w[i * nloc + lj];
                 E->data[k] = W->data[k] - W_eff->data[k];
             }
@@ -378,8 +155,9 @@ static qr_status scaling_apply(const qr_grid *g, const grid_scaling *S, qr_dmat 
     for (int lj = 0; lj < A->nloc; lj++) {
         double c = S->diag[qr_dmat_global_col(g, lj)];
         for (int li = 0; li < A->mloc; li++) {
-            A->data[(size_t)lj * lld(A) + li] = inverse ? A->data[(size_t)lj * lld(A) + li] / c
-                                                        : A->data[(size_t)lj * lld(A) + li] * c;
+            A->data[(size_t)lj * qr_dmat_lld(A) + li] =
+                inverse ? A->data[(size_t)lj * qr_dmat_lld(A) + li] / c
+                        : A->data[(size_t)lj * qr_dmat_lld(A) + li] * c;
         }
     }
     return QR_OK;
@@ -470,7 +248,7 @@ static qr_status add_product(const qr_grid *g, const double *L, int64_t ldl, con
         }
     }
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, A->mloc, A->nloc, (int)k, alpha, Lb,
-                A->mloc, Rb, (int)k, 1.0, A->data, (int)lld(A));
+                A->mloc, Rb, (int)k, 1.0, A->data, (int)qr_dmat_lld(A));
 done:
     free(Lb);
     free(Rb);
@@ -501,7 +279,7 @@ static qr_status add_lowrank(const qr_grid *g, const qr_qlayer *q, qr_dmat *We)
         }
     }
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, We->mloc, We->nloc, (int)r, 1.0, Lb,
-                We->mloc, Rb, (int)r, 1.0, We->data, (int)lld(We));
+                We->mloc, Rb, (int)r, 1.0, We->data, (int)qr_dmat_lld(We));
 done:
     free(Lb);
     free(Rb);
@@ -647,7 +425,7 @@ static qr_status srr_probe(const qr_grid *g, const qr_method_opts *o, const grid
         for (int64_t j = 0, lj = 0; j < n; j++) {
             double v = 2.0 * qr_rng_uniform(&rng) - 1.0;
             if (mine && lj < Er->nloc && qr_dmat_global_col(g, (int)lj) == j) {
-                Er->data[(size_t)lj * lld(Er) + (size_t)li] = v;
+                Er->data[(size_t)lj * qr_dmat_lld(Er) + (size_t)li] = v;
                 lj++;
             }
         }
