@@ -657,6 +657,26 @@ const char *qr_ckpt_tensor_name(const qr_ckpt *c, size_t i)
     return i < c->n_tensors ? c->tensors[i] : NULL;
 }
 
+qr_status qr_ckpt_module_shape(const qr_ckpt *c, const char *name, int64_t *d_out, int64_t *d_in)
+{
+    qr_status st = QR_OK;
+    char where[4096 + 128];
+    hid_t g;
+    snprintf(where, sizeof where, "%s: module '%s'", c->path, name);
+    if (strcmp(name, QR_CKPT_TENSORS) == 0 || H5Lexists(c->file, name, H5P_DEFAULT) <= 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: no such module", where);
+    }
+    g = H5Gopen2(c->file, name, H5P_DEFAULT);
+    if (g < 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: not a group", where);
+    }
+    QR_CHECK(qr_h5_attr_read_int(g, "d_out", where, d_out));
+    QR_CHECK(qr_h5_attr_read_int(g, "d_in", where, d_in));
+done:
+    H5Gclose(g);
+    return st;
+}
+
 qr_status qr_ckpt_load_module(const qr_ckpt *c, const char *name, qr_qlayer *ql, qr_kvlist *metrics)
 {
     qr_status st = QR_OK;

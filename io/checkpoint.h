@@ -121,6 +121,10 @@ const char *qr_ckpt_module_name(const qr_ckpt *c, size_t i);
 qr_status qr_ckpt_load_module(const qr_ckpt *c, const char *name, qr_qlayer *ql,
                               qr_kvlist *metrics);
 
+/* A module's shape from its attributes only (nothing else read); QR_ERR_INPUT naming the file
+ * when the module is absent. */
+qr_status qr_ckpt_module_shape(const qr_ckpt *c, const char *name, int64_t *d_out, int64_t *d_in);
+
 /* Non-quantized tensors, in name order. */
 size_t qr_ckpt_tensor_count(const qr_ckpt *c);
 const char *qr_ckpt_tensor_name(const qr_ckpt *c, size_t i);

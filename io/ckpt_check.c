@@ -62,19 +62,24 @@ static qr_status check_finite(const char *path, const char *name, const char *wh
     return QR_OK;
 }
 
-static qr_status check_module(const qr_ckpt *c, const char *path, const qr_module *m)
+/* Present always; read in full (checksums, scales, zeros, perm, finite L and R) when `read`. */
+static qr_status check_module(const qr_ckpt *c, const char *path, const qr_module *m, bool read)
 {
     qr_status st = QR_OK;
     qr_qlayer ql;
-    QR_TRY(qr_ckpt_load_module(c, m->name, &ql, NULL)); /* checksums, scales, zeros, perm */
-    if (ql.d_out != m->d_out || ql.d_in != m->d_in) {
-        st = qr_fail(QR_ERR_INPUT,
-                     "%s: module '%s' has shape %lld x %lld (expected %lld x %lld from the "
-                     "checkpoint's model config)",
-                     path, m->name, (long long)ql.d_out, (long long)ql.d_in, (long long)m->d_out,
-                     (long long)m->d_in);
-        goto done;
+    int64_t d_out, d_in;
+    QR_TRY(qr_ckpt_module_shape(c, m->name, &d_out, &d_in));
+    if (d_out != m->d_out || d_in != m->d_in) {
+        return qr_fail(QR_ERR_INPUT,
+                       "%s: module '%s' has shape %lld x %lld (expected %lld x %lld from the "
+                       "checkpoint's model config)",
+                       path, m->name, (long long)d_out, (long long)d_in, (long long)m->d_out,
+                       (long long)m->d_in);
     }
+    if (!read) {
+        return QR_OK;
+    }
+    QR_TRY(qr_ckpt_load_module(c, m->name, &ql, NULL)); /* checksums, scales, zeros, perm */
     if (ql.rank > 0) {
         QR_CHECK(check_finite(path, m->name, "L", ql.L, (size_t)ql.d_out * (size_t)ql.rank));
         QR_CHECK(check_finite(path, m->name, "R", ql.R, (size_t)ql.rank * (size_t)ql.d_in));
@@ -94,9 +99,10 @@ static bool has_tensor(const qr_ckpt *c, const char *name)
     return false;
 }
 
-/* Tensor `name` present (unless optional) with shape (rows) or (rows, cols), finite. */
+/* Tensor `name` present (unless optional) with shape (rows) or (rows, cols); when `read`, read
+ * (checksum) and finite. */
 static qr_status check_tensor(const qr_ckpt *c, const char *path, const char *name, int64_t rows,
-                              int64_t cols, bool optional)
+                              int64_t cols, bool optional, bool read)
 {
     qr_status st = QR_OK;
     int ndim = 0, want = cols ? 2 : 1;
@@ -120,6 +126,9 @@ static qr_status check_tensor(const qr_ckpt *c, const char *path, const char *na
         return qr_fail(QR_ERR_INPUT, "%s: tensor '%s' has the wrong shape (expected %s, found %s)",
                        path, name, want_text, found_text);
     }
+    if (!read) {
+        return QR_OK;
+    }
     if (!qr_mul_size((size_t)rows, (size_t)(cols ? cols : 1), &n)) {
         return qr_fail(QR_ERR_INPUT, "%s: tensor '%s': size overflows", path, name);
     }
@@ -131,13 +140,15 @@ done:
     return st;
 }
 
-qr_status qr_ckpt_check(const qr_ckpt *c, const char *path)
+qr_status qr_ckpt_check(const qr_ckpt *c, const char *path, int part, int n_parts)
 {
     qr_status st = QR_OK;
     qr_model_config cfg;
     qr_module *mods = NULL;
-    size_t n_mods = 0;
+    size_t n_mods = 0, k = 0;
     char name[QR_MODULE_NAME_MAX + 64];
+    /* Every part checks what is present and its shape; the reads go round-robin. */
+#define MINE() ((int)(k++ % (size_t)n_parts) == part)
     QR_TRY(parse_config(c, path, &cfg));
     QR_TRY(qr_modules_enumerate(&cfg, &mods, &n_mods));
     if (qr_ckpt_module_count(c) != n_mods) {
@@ -149,21 +160,24 @@ qr_status qr_ckpt_check(const qr_ckpt *c, const char *path)
         goto done;
     }
     for (size_t i = 0; i < n_mods; i++) {
-        QR_CHECK(check_module(c, path, &mods[i]));
+        QR_CHECK(check_module(c, path, &mods[i], MINE()));
         if (cfg.attn_bias && mods[i].input == QR_INPUT_ATTN) {
             snprintf(name, sizeof name, "%s.bias", mods[i].name);
-            QR_CHECK(check_tensor(c, path, name, mods[i].d_out, 0, false));
+            QR_CHECK(check_tensor(c, path, name, mods[i].d_out, 0, false, MINE()));
         }
     }
-    QR_CHECK(check_tensor(c, path, "model.embed_tokens.weight", cfg.vocab_size, cfg.dim, false));
-    QR_CHECK(check_tensor(c, path, "model.norm.weight", cfg.dim, 0, false));
-    QR_CHECK(check_tensor(c, path, "lm_head.weight", cfg.vocab_size, cfg.dim, cfg.tied_embeddings));
+    QR_CHECK(
+        check_tensor(c, path, "model.embed_tokens.weight", cfg.vocab_size, cfg.dim, false, MINE()));
+    QR_CHECK(check_tensor(c, path, "model.norm.weight", cfg.dim, 0, false, MINE()));
+    QR_CHECK(check_tensor(c, path, "lm_head.weight", cfg.vocab_size, cfg.dim, cfg.tied_embeddings,
+                          MINE()));
     for (int64_t l = 0; l < cfg.n_layers; l++) {
         snprintf(name, sizeof name, "model.layers.%" PRId64 ".input_layernorm.weight", l);
-        QR_CHECK(check_tensor(c, path, name, cfg.dim, 0, false));
+        QR_CHECK(check_tensor(c, path, name, cfg.dim, 0, false, MINE()));
         snprintf(name, sizeof name, "model.layers.%" PRId64 ".post_attention_layernorm.weight", l);
-        QR_CHECK(check_tensor(c, path, name, cfg.dim, 0, false));
+        QR_CHECK(check_tensor(c, path, name, cfg.dim, 0, false, MINE()));
     }
+#undef MINE
 done:
     free(mods);
     return st;

@@ -2,8 +2,10 @@
 #define _GNU_SOURCE /* fallocate(FALLOC_FL_KEEP_SIZE) */
 #include "io/fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -194,6 +196,185 @@ qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size)
         return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", path, strerror(err));
     }
     return qr_fs_sync_parent(path);
+}
+
+qr_status qr_fs_stream_open(qr_fs_stream *s, const char *path)
+{
+    int fd;
+    memset(s, 0, sizeof *s);
+    QR_TRY(qr_fs_join(s->path, sizeof s->path, path, NULL));
+    QR_TRY(qr_fs_create_temp(path, s->tmp, sizeof s->tmp, &fd));
+    s->f = fdopen(fd, "wb");
+    if (!s->f) {
+        int err = errno;
+        close(fd);
+        unlink(s->tmp);
+        return qr_fail(QR_ERR_IO, "%s: cannot open for writing (%s)", s->tmp, strerror(err));
+    }
+    return QR_OK;
+}
+
+qr_status qr_fs_stream_write(qr_fs_stream *s, const void *data, size_t size)
+{
+    if (size && (qr_fault_hit(QR_FAULT_WRITE) || fwrite(data, 1, size, s->f) != size)) {
+        return qr_fail(QR_ERR_IO, "%s: write failed (%s)", s->tmp, strerror(errno));
+    }
+    s->bytes += size;
+    return QR_OK;
+}
+
+qr_status qr_fs_stream_commit(qr_fs_stream *s)
+{
+    FILE *f = s->f;
+    int err;
+    if (qr_fault_hit(QR_FAULT_FLUSH) || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        return qr_fail(QR_ERR_IO, "%s: cannot flush (%s)", s->tmp, strerror(errno));
+    }
+    s->f = NULL; /* fclose releases the stream even when it fails */
+    if (fclose(f) != 0 || qr_fault_hit(QR_FAULT_CLOSE)) {
+        err = errno;
+        unlink(s->tmp);
+        return qr_fail(QR_ERR_IO, "%s: cannot close (%s)", s->tmp, strerror(err));
+    }
+    if (qr_fault_hit(QR_FAULT_RENAME) || rename(s->tmp, s->path) != 0) {
+        err = errno;
+        unlink(s->tmp);
+        return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", s->path, strerror(err));
+    }
+    return qr_fs_sync_parent(s->path);
+}
+
+void qr_fs_stream_abort(qr_fs_stream *s)
+{
+    if (s->f) {
+        fclose(s->f);
+        s->f = NULL;
+        unlink(s->tmp);
+    }
+}
+
+qr_status qr_fs_stage_dir(const char *out, char *staging, size_t size)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char suffix[17];
+        random_suffix(suffix);
+        int n = snprintf(staging, size, "%s.tmp.%s", out, suffix);
+        if (n < 0 || (size_t)n >= size) {
+            return qr_fail(QR_ERR_INPUT, "%s: path too long for its staging folder", out);
+        }
+        if (mkdir(staging, 0700) == 0) {
+            return QR_OK;
+        }
+        if (errno != EEXIST) {
+            return qr_fail(QR_ERR_IO, "%s: cannot create (%s)", staging, strerror(errno));
+        }
+    }
+    return qr_fail(QR_ERR_IO, "%s: cannot create a staging folder beside it", out);
+}
+
+/* The files moved and folders made so far by a publish, so that a failed one can take them back
+ * (in reverse order: a folder after the files in it). */
+typedef struct {
+    char (*paths)[4096];
+    size_t n, cap;
+} moved_list;
+
+static qr_status remember(moved_list *moved, const char *path)
+{
+    if (moved->n == moved->cap) {
+        size_t cap = moved->cap ? 2 * moved->cap : 16;
+        void *p = realloc(moved->paths, cap * sizeof *moved->paths);
+        if (!p) {
+            return qr_fail(QR_ERR_NOMEM, "%s: out of memory", path);
+        }
+        moved->paths = p;
+        moved->cap = cap;
+    }
+    snprintf(moved->paths[moved->n++], sizeof moved->paths[0], "%s", path);
+    return QR_OK;
+}
+
+static qr_status publish_into(const char *from, const char *to, moved_list *moved)
+{
+    qr_status st = QR_OK;
+    DIR *d = opendir(from);
+    struct dirent *ent;
+    if (!d) {
+        return qr_fail(QR_ERR_IO, "%s: cannot open (%s)", from, strerror(errno));
+    }
+    if (mkdir(to, 0755) == 0) {
+        QR_CHECK(remember(moved, to));
+    } else if (errno != EEXIST) {
+        st = qr_fail(QR_ERR_IO, "%s: cannot create (%s)", to, strerror(errno));
+        goto done;
+    }
+    while ((ent = readdir(d)) != NULL) {
+        char src[4096], dst[4096];
+        struct stat sb;
+        if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0) {
+            continue;
+        }
+        QR_CHECK(qr_fs_join(src, sizeof src, from, ent->d_name));
+        QR_CHECK(qr_fs_join(dst, sizeof dst, to, ent->d_name));
+        if (lstat(src, &sb) != 0) {
+            st = qr_fail(QR_ERR_IO, "%s: cannot stat (%s)", src, strerror(errno));
+            goto done;
+        }
+        if (S_ISDIR(sb.st_mode)) {
+            QR_CHECK(publish_into(src, dst, moved));
+            continue;
+        }
+        if (qr_fault_hit(QR_FAULT_RENAME) || rename(src, dst) != 0) {
+            st = qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", dst, strerror(errno));
+            goto done;
+        }
+        QR_CHECK(remember(moved, dst));
+    }
+    st = qr_fs_sync_parent(to);
+done:
+    closedir(d);
+    return st;
+}
+
+qr_status qr_fs_publish_dir(const char *staging, const char *out)
+{
+    moved_list moved = {0};
+    qr_status st;
+    if (!qr_fs_exists(out)) { /* the whole folder in one rename */
+        if (qr_fault_hit(QR_FAULT_RENAME) || rename(staging, out) != 0) {
+            return qr_fail(QR_ERR_IO, "%s: cannot rename into place (%s)", out, strerror(errno));
+        }
+        return qr_fs_sync_parent(out);
+    }
+    st = publish_into(staging, out, &moved);
+    if (st != QR_OK) {
+        for (size_t i = moved.n; i-- > 0;) {
+            remove(moved.paths[i]);
+        }
+    } else {
+        qr_fs_discard_dir(staging);
+    }
+    free(moved.paths);
+    return st;
+}
+
+static int discard_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (type == FTW_DP) {
+        rmdir(path);
+    } else if (type == FTW_F) {
+        unlink(path);
+    }
+    return 0;
+}
+
+void qr_fs_discard_dir(const char *staging)
+{
+    if (staging && staging[0]) {
+        nftw(staging, discard_entry, 8, FTW_DEPTH | FTW_PHYS);
+    }
 }
 
 qr_status qr_fs_join(char *buf, size_t bufsize, const char *dir, const char *name)

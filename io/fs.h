@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "src/status.h"
 
@@ -28,6 +29,30 @@ qr_status qr_fs_create_temp(const char *path, char *tmp, size_t tmpsize, int *fd
 /* Write `size` bytes to a new temporary file beside path (qr_fs_create_temp), fsync, and rename
  * onto path: the file appears whole or not at all. */
 qr_status qr_fs_write_atomic(const char *path, const void *data, size_t size);
+
+/* A file written as a stream and renamed into place whole: open creates its temporary file
+ * (qr_fs_create_temp); write appends; commit flushes, fsyncs, closes and renames it onto path;
+ * abort (also after a failed write or commit; harmless when nothing is open) removes it. Every
+ * step can be failed by the fault injection of io/fault.h. */
+typedef struct {
+    char path[4096], tmp[4200];
+    FILE *f;
+    uint64_t bytes; /* written so far */
+} qr_fs_stream;
+
+qr_status qr_fs_stream_open(qr_fs_stream *s, const char *path);
+qr_status qr_fs_stream_write(qr_fs_stream *s, const void *data, size_t size);
+qr_status qr_fs_stream_commit(qr_fs_stream *s);
+void qr_fs_stream_abort(qr_fs_stream *s);
+
+/* A folder of outputs that appears whole or not at all. stage creates a new folder beside out
+ * (out + ".tmp." + 16 random hex digits, mode 0700) for the writers; publish moves every file in it
+ * into out (out and subfolders created when missing), fsyncs, and removes the staging folder;
+ * a publish that fails removes the files it had moved. discard removes the staging folder and
+ * what is in it (only regular files and folders the writers made; harmless when it is missing). */
+qr_status qr_fs_stage_dir(const char *out, char *staging, size_t size);
+qr_status qr_fs_publish_dir(const char *staging, const char *out);
+void qr_fs_discard_dir(const char *staging);
 
 /* Reserve `bytes` of disk for the file at path: a writer that reserves what it will write before
  * HDF5 writes it finds a full disk (ENOSPC) here, with a clean error, instead of inside HDF5, which

@@ -2,11 +2,9 @@
  * (io/gguf_write.h). */
 #include "io/gguf_write.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/fs.h"
 #include "src/alloc.h"
@@ -38,8 +36,8 @@ typedef struct {
 } tinfo;
 
 struct qr_gguf {
-    char path[4096], tmp[4200];
-    FILE *f;
+    char path[4096];
+    qr_fs_stream out;
     buf kv;
     uint64_t n_kv;
     tinfo *t;
@@ -48,7 +46,6 @@ struct qr_gguf {
     size_t cur;          /* tensor being written */
     uint64_t cur_written;
     int data_started;
-    uint64_t file_bytes;
 };
 
 const char *qr_ggml_type_name(qr_ggml_type t)
@@ -143,7 +140,6 @@ qr_status qr_gguf_open(const char *path, qr_gguf **out)
         free(g);
         return qr_fail(QR_ERR_INPUT, "%s: path too long", path);
     }
-    snprintf(g->tmp, sizeof g->tmp, "%s.tmp", path);
     *out = g;
     return QR_OK;
 }
@@ -266,11 +262,7 @@ qr_status qr_gguf_add_tensor(qr_gguf *g, const char *name, qr_ggml_type type, in
 
 static qr_status write_raw(qr_gguf *g, const void *p, size_t n)
 {
-    if (n && fwrite(p, 1, n, g->f) != n) {
-        return qr_fail(QR_ERR_IO, "%s: write failed: %s", g->tmp, strerror(errno));
-    }
-    g->file_bytes += n;
-    return QR_OK;
+    return qr_fs_stream_write(&g->out, p, n);
 }
 
 static qr_status write_zeros(qr_gguf *g, uint64_t n)
@@ -308,11 +300,7 @@ qr_status qr_gguf_begin_data(qr_gguf *g)
         st = qr_fail(QR_ERR_NOMEM, "%s: out of memory for the header", g->path);
         goto done;
     }
-    g->f = fopen(g->tmp, "wb");
-    if (!g->f) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot create: %s", g->tmp, strerror(errno));
-        goto done;
-    }
+    QR_CHECK(qr_fs_stream_open(&g->out, g->path));
     g->data_started = 1;
     QR_CHECK(write_raw(g, h.p, h.n));
     QR_CHECK(write_zeros(g, align_up(h.n) - h.n));
@@ -353,9 +341,7 @@ qr_status qr_gguf_put(qr_gguf *g, const void *data, size_t n)
 
 static void free_gguf(qr_gguf *g)
 {
-    if (g->f) {
-        fclose(g->f);
-    }
+    qr_fs_stream_abort(&g->out);
     free(g->kv.p);
     free(g->t);
     free(g);
@@ -373,45 +359,21 @@ qr_status qr_gguf_finish(qr_gguf **gp, uint64_t *bytes)
         st = qr_fail(QR_ERR_INTERNAL, "%s: tensor %zu of %zu incomplete", g->path, g->cur, g->n_t);
         goto done;
     }
-    if (fflush(g->f) != 0 || fsync(fileno(g->f)) != 0) {
-        st = qr_fail(QR_ERR_IO, "%s: flush failed: %s", g->tmp, strerror(errno));
-        goto done;
-    }
-    fclose(g->f);
-    g->f = NULL;
-    if (rename(g->tmp, g->path) != 0) {
-        st = qr_fail(QR_ERR_IO, "%s: rename failed: %s", g->path, strerror(errno));
-        goto done;
-    }
-    QR_CHECK(qr_fs_sync_parent(g->path));
+    QR_CHECK(qr_fs_stream_commit(&g->out));
     if (bytes) {
-        *bytes = g->file_bytes;
+        *bytes = g->out.bytes;
     }
 done:
-    if (st != QR_OK) {
-        if (g->f) {
-            fclose(g->f);
-            g->f = NULL;
-        }
-        remove(g->tmp);
-    }
     free_gguf(g);
     return st;
 }
 
 void qr_gguf_abort(qr_gguf **gp)
 {
-    if (!gp || !*gp) {
-        return;
+    if (gp && *gp) {
+        free_gguf(*gp);
+        *gp = NULL;
     }
-    qr_gguf *g = *gp;
-    *gp = NULL;
-    if (g->f) {
-        fclose(g->f);
-        g->f = NULL;
-        remove(g->tmp);
-    }
-    free_gguf(g);
 }
 
 /* ---- blocks ---------------------------------------------------------------------------------- */

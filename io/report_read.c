@@ -131,7 +131,7 @@ qr_status qr_report_read(const char *path, const char *validation_path, qr_repor
     size_t n;
     memset(out, 0, sizeof *out);
     QR_CHECK(qr_ckpt_open(path, &ck));
-    QR_CHECK(qr_ckpt_check(ck, path)); /* structure against the header, before anything */
+    QR_CHECK(qr_ckpt_check(ck, path, 0, 1)); /* structure against the header, before anything */
     snprintf(out->path, sizeof out->path, "%s", path);
     snprintf(out->label, sizeof out->label, "%s", base ? base + 1 : path);
     if (strlen(out->label) > 3 && strcmp(out->label + strlen(out->label) - 3, ".h5") == 0) {

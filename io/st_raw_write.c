@@ -1,23 +1,21 @@
 /* st_raw_write.c: safetensors files of any element type (io/st_raw_write.h). */
 #include "io/st_raw_write.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "io/fs.h"
 #include "src/alloc.h"
 #include "src/checked.h"
 
 struct qr_stw {
-    char path[4096], tmp[4200];
-    FILE *f;
+    char path[4096];
+    qr_fs_stream out;
     uint64_t *sizes; /* (n) */
     size_t n, cur;
-    uint64_t cur_written, file_bytes;
+    uint64_t cur_written;
 };
 
 size_t qr_stw_dtype_size(const char *dtype)
@@ -37,11 +35,7 @@ size_t qr_stw_dtype_size(const char *dtype)
 
 static qr_status write_raw(qr_stw *w, const void *p, size_t n)
 {
-    if (n && fwrite(p, 1, n, w->f) != n) {
-        return qr_fail(QR_ERR_IO, "%s: write failed: %s", w->tmp, strerror(errno));
-    }
-    w->file_bytes += n;
-    return QR_OK;
+    return qr_fs_stream_write(&w->out, p, n);
 }
 
 static void skip_empty(qr_stw *w)
@@ -72,7 +66,6 @@ qr_status qr_stw_open(const char *path, const qr_stw_entry *entries, size_t n,
         st = qr_fail(QR_ERR_INPUT, "%s: path too long", path);
         goto done;
     }
-    snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
     for (size_t i = 0; i < n_meta; i++) {
         json_object_set_new(meta, meta_keys[i], json_string(meta_values[i]));
     }
@@ -110,11 +103,7 @@ qr_status qr_stw_open(const char *path, const qr_stw_entry *entries, size_t n,
         st = qr_fail(QR_ERR_NOMEM, "%s: out of memory for the header", path);
         goto done;
     }
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) {
-        st = qr_fail(QR_ERR_IO, "%s: cannot create: %s", w->tmp, strerror(errno));
-        goto done;
-    }
+    QR_CHECK(qr_fs_stream_open(&w->out, w->path));
     {
         size_t len = strlen(text), padded = (len + 7) / 8 * 8;
         uint8_t le[8];
@@ -160,9 +149,7 @@ qr_status qr_stw_put(qr_stw *w, const void *data, size_t nbytes)
 
 static void free_stw(qr_stw *w)
 {
-    if (w->f) {
-        fclose(w->f);
-    }
+    qr_fs_stream_abort(&w->out);
     free(w->sizes);
     free(w);
 }
@@ -176,43 +163,19 @@ qr_status qr_stw_finish(qr_stw **wp, uint64_t *bytes)
         st = qr_fail(QR_ERR_INTERNAL, "%s: tensor %zu of %zu incomplete", w->path, w->cur, w->n);
         goto done;
     }
-    if (fflush(w->f) != 0 || fsync(fileno(w->f)) != 0) {
-        st = qr_fail(QR_ERR_IO, "%s: flush failed: %s", w->tmp, strerror(errno));
-        goto done;
-    }
-    fclose(w->f);
-    w->f = NULL;
-    if (rename(w->tmp, w->path) != 0) {
-        st = qr_fail(QR_ERR_IO, "%s: rename failed: %s", w->path, strerror(errno));
-        goto done;
-    }
-    QR_CHECK(qr_fs_sync_parent(w->path));
+    QR_CHECK(qr_fs_stream_commit(&w->out));
     if (bytes) {
-        *bytes = w->file_bytes;
+        *bytes = w->out.bytes;
     }
 done:
-    if (st != QR_OK) {
-        if (w->f) {
-            fclose(w->f);
-            w->f = NULL;
-        }
-        remove(w->tmp);
-    }
     free_stw(w);
     return st;
 }
 
 void qr_stw_abort(qr_stw **wp)
 {
-    if (!wp || !*wp) {
-        return;
+    if (wp && *wp) {
+        free_stw(*wp);
+        *wp = NULL;
     }
-    qr_stw *w = *wp;
-    *wp = NULL;
-    if (w->f) {
-        fclose(w->f);
-        w->f = NULL;
-        remove(w->tmp);
-    }
-    free_stw(w);
 }

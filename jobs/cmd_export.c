@@ -237,7 +237,8 @@ qr_status qr_cmd_export(int argc, char **argv)
 {
     qr_status st = QR_OK;
     qr_export e;
-    const char *format = "";
+    const char *format = "", *out_dir;
+    char staging[4096] = "";
     bool help_only = false;
     double t0 = qr_now();
     memset(&e, 0, sizeof e);
@@ -253,12 +254,18 @@ qr_status qr_cmd_export(int argc, char **argv)
     QR_CHECK(qr_fs_check_output("--out", e.out_dir, QR_OUT_DIR,
                                 (const char *[]){e.ckpt_path, e.model_path, e.tokenizer_path}, 3));
     QR_CHECK(open_source(&e, format));
-    QR_CHECK(qr_fs_mkdirs(e.out_dir));
+    /* The files are written into a staging folder and moved into --out together, so a failure
+     * leaves none of them there. */
+    out_dir = e.out_dir;
+    QR_CHECK(qr_fs_stage_dir(out_dir, staging, sizeof staging));
+    e.out_dir = staging;
     if (strcmp(format, "gguf") == 0) {
         QR_CHECK(qr_export_gguf(&e));
     } else {
         QR_CHECK(qr_export_ct(&e));
     }
+    QR_CHECK(qr_fs_publish_dir(staging, out_dir));
+    e.out_dir = out_dir;
     qr_progress_end(&e.prog, "export: %zu tensors", e.n_tensors);
     {
         char extra[768] = "";
@@ -283,5 +290,6 @@ qr_status qr_cmd_export(int argc, char **argv)
 done:
     qr_progress_end(&e.prog, "export: failed");
     close_source(&e);
+    qr_fs_discard_dir(staging);
     return st;
 }

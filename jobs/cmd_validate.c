@@ -174,7 +174,8 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
     qr_ckpt_header h;
     char ident[32];
     QR_TRY(qr_ckpt_open(o->ckpt, &v->ck));
-    QR_TRY(qr_ckpt_check(v->ck, o->ckpt)); /* structure against the header, before anything */
+    QR_TRY(qr_ckpt_check(v->ck, o->ckpt, qr_log_rank(),
+                         qr_log_nranks())); /* structure against the header, before anything */
     QR_TRY(qr_ckpt_header_read(v->ck, &h));
     snprintf(v->method, sizeof v->method, "%s", h.method);
     v->abits = h.abits;

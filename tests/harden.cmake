@@ -13,7 +13,7 @@ target_compile_definitions(qrecon_fault PRIVATE QRECON_FAULT_INJECTION)
 target_link_libraries(qrecon_fault PRIVATE qr_jobs)
 # The sweeps run dozens of MPI jobs: release build only (label no-sanitizer); the real disk-full
 # case runs under the sanitizers too.
-foreach(case capture quantize validate report diskfull)
+foreach(case capture quantize validate report export diskfull)
   qr_add_script_test(NAME harden.faults.${case} SCRIPT harden/faults.sh TIMEOUT 600
                      ARGS ${case} $<TARGET_FILE:qrecon_fault> $<TARGET_FILE:qr_test_ckpt_compare>)
   if(NOT case STREQUAL "diskfull")

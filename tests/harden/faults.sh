@@ -1,6 +1,7 @@
 #!/bin/bash
 # faults.sh CASE QRECON_FAULT_BIN CKPT_COMPARE: injected I/O failures (io/fault.h) swept over N for
-# capture, quantize (parts and assembly), validate's --json/--md and report's outputs. For every
+# capture, quantize (parts and assembly), validate's --json/--md, report's outputs and export's
+# folders (gguf and compressed-tensors). For every
 # injected fault: every rank exits with the same code (1 or 2) and the job prints one error line,
 # no hang (timeout), no crash, nothing under the final name; then a rerun with the release binary
 # completes with the same bytes (checkpoint: ckpt_compare) as an uninterrupted run.
@@ -21,6 +22,7 @@ w=$(mktemp -d "${TMPDIR:-/tmp}/qrecon-faults-$case_name.XXXXXX")
 trap 'rm -rf "$w"' EXIT
 fail=0
 NS=(1 9) # N swept per kind until the run no longer reaches an N-th operation
+RENAME_NS=(1)
 KINDS=(write flush close rename)
 
 die() { echo "FAIL: $*" >&2; exit 1; }
@@ -68,6 +70,7 @@ sweep() {
     for kind in "${KINDS[@]}"; do
         local ns=("${NS[@]}")
         [ "$kind" = write ] || ns=(1) # one writer path per flush, close and rename: N = 1 reaches it
+        [ "$kind" = rename ] && ns=("${RENAME_NS[@]}")
         for n in "${ns[@]}"; do
             cleanup
             QRECON_FAULT=$kind:$n run "$np" "$fbin" "$@"
@@ -142,6 +145,35 @@ validate | report)
         }
         sweep 1 report "$w/ck.h5" --out "$w/r"
     fi
+    ;;
+export)
+    # Both formats of an lqer checkpoint (model + adapter files): the files are staged beside
+    # --out and moved in together, so a fault leaves --out absent.
+    run 2 "$bin" capture --model "$model" --text "$text" --seq-len 64 --tokens 512 --out "$w/calib" ||
+        die "capture: $(cat "$w/log")"
+    run 2 "$bin" quantize --model "$model" --calib "$w/calib" --method lqer --rank 4 --group 32 \
+        --out "$w/ck.h5" || die "quantize: $(cat "$w/log")"
+    for format in gguf compressed-tensors; do
+        eargs=(export "$w/ck.h5" --model "$model" --format "$format")
+        run 1 "$bin" "${eargs[@]}" --out "$w/ref-$format" || die "export $format: $(cat "$w/log")"
+        finals="$w/e"
+        cleanup() { rm -rf "$w/e"; }
+        rerun_same() {
+            run 1 "$bin" "${eargs[@]}" --out "$w/e" || { echo "FAIL: rerun: $(cat "$w/log")" >&2; return 1; }
+            diff -r "$w/ref-$format" "$w/e" >/dev/null || { echo "FAIL: rerun export differs" >&2; return 1; }
+            [ -z "$(ls "$w" | grep 'tmp')" ] || { echo "FAIL: temporary files left: $(ls "$w")" >&2; return 1; }
+        }
+        case_name=export-$format
+        RENAME_NS=(1 3 5 7 9 11) # the staged files' renames, then the move into --out
+        sweep 1 "${eargs[@]}" --out "$w/e"
+    done
+    # Into an existing folder, the files are moved one by one; a failure takes back those moved.
+    finals="$w/e/model.safetensors $w/e/config.json $w/e/adapter"
+    cleanup() { rm -rf "$w/e" && mkdir "$w/e"; }
+    case_name=export-existing-folder
+    RENAME_NS=(7 8 9 10 11 12)
+    KINDS=(rename)
+    sweep 1 "${eargs[@]}" --out "$w/e"
     ;;
 diskfull)
     # A real file-size limit (ulimit -f, EFBIG, as a full disk gives ENOSPC) on every rank: the
