@@ -9,7 +9,7 @@
  *                from each rank's rows panel by panel, every nb x nb block reduced to the rank
  *                that owns it; the per-channel vectors (length n) kept whole on every rank
  *   scaling      LQER / QERA-approx diagonal scales from those vectors; QERA-exact whitening by
- *                PDPOTRF of G, computed once per input group and reused by its modules
+ *                Cholesky of G, computed once per input group and reused by its modules
  *   correction   E = W - deq(Q) local; E S by PDTRMM or a local column scaling; the randomized SVD
  *                (PDGEMM, PDGEQRF); R = Vt S^-1 by PDTRSM; L (m, r) and R (r, n) are small and end
  *                up on every rank

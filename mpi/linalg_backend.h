@@ -2,7 +2,7 @@
  * a group holds the same replicated matrices (the group runs each method redundantly on the same
  * data), and the expensive factorizations run distributed on the group's grid:
  *   svd_truncated    -> qr_pdla_svd_truncated (randomized: PDGEMM + PDGEQRF; exact: PDGESVD)
- *   cholesky_damped  -> qr_pdla_cholesky_damped (PDPOTRF with the serial damping rule)
+ *   cholesky_damped  -> qr_pdla_cholesky_damped (blocked, the serial damping rule)
  *   tri_right        -> qr_pdla_tri_right (PDTRMM / PDTRSM: whitening and its inverse)
  * Inputs are distributed with qr_dmat_fill_local (no communication) and results come back
  * replicated on every rank of the group. Every call is collective over the group. */

@@ -1,7 +1,7 @@
 /* pdla.h: distributed dense linear algebra for one rank group (a P x Q grid, mpi/blacs.h), built on
  * ScaLAPACK, each routine the distributed twin of a serial one in src/linalg.h or src/stats.h:
  *
- *   qr_pdla_cholesky_damped   PDPOTRF with the serial damping rule   (qr_cholesky_damped)
+ *   qr_pdla_cholesky_damped   blocked Cholesky, serial damping rule (qr_cholesky_damped)
  *   qr_pdla_tri_right         A op(L) or A op(L)^-1, PDTRMM/PDTRSM    (qr_tri_right)
  *   qr_pdla_gram_reduce       XᵀX from row blocks on many ranks      (dsyrk, fixed-order sum)
  *   qr_pdla_stats_reduce      merge per-rank statistics in rank order (qr_stats_merge)
