@@ -35,8 +35,8 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
     if (m != QR_METHOD_RTN && m != QR_METHOD_LQER && m != QR_METHOD_QERA_APPROX &&
         m != QR_METHOD_QERA_EXACT && m != QR_METHOD_SRR) {
         *why = "the method is not yet divided over the grid";
-    } else if (o->gptq) {
-        *why = "GPTQ's column sweep is not yet divided over the grid";
+    } else if (o->gptq && q > 1) {
+        *why = "GPTQ's column sweep needs whole rows on a rank (a grid of P x 1)";
     } else if (o->wq.group <= 0 && q > 1) {
         *why = "one group per row (--group 0) needs whole rows on a rank (a grid of P x 1)";
     } else if (o->wq.group > INT32_MAX / 2) {
@@ -121,6 +121,96 @@ done:
     free(cw);
     return st;
 }
+/* GPTQ's panel on the grid: rows [b1, b2) of U = L2ᵀ, i.e. columns [b1, b2) of the input group's
+ * distributed L2 from row b1 down, summed to every rank (the ranks that do not hold a piece add
+ * zeros), row-major (b2 - b1, n - b1). */
+typedef struct {
+    const qr_grid *g;
+    const qr_dmat *L2;
+    double *buf; /* (QR_GPTQ_BLOCK, n) */
+} gptq_panels;
+
+static qr_status gptq_panel(void *ctx, qr_status mine, int64_t b1, int64_t b2, const double **panel,
+                            int64_t *ld)
+{
+    gptq_panels *p = ctx;
+    const qr_dmat *L2 = p->L2;
+    int64_t w = b2 - b1, n = L2->n, cols = n - b1;
+    QR_TRY(qr_mpi_agree(p->g->comm, mine));
+    memset(p->buf, 0, (size_t)(w * cols) * sizeof *p->buf);
+    for (int lj = 0; lj < L2->nloc; lj++) {
+        int64_t gj = qr_dmat_global_col(p->g, lj);
+        if (gj < b1 || gj >= b2) {
+            continue;
+        }
+        for (int li = 0; li < L2->mloc; li++) {
+            int64_t gi = qr_dmat_global_row(p->g, li);
+            if (gi >= gj) { /* U[gj][gi] = L2[gi][gj], on or right of U's diagonal */
+                p->buf[(gj - b1) * cols + (gi - b1)] =
+                    L2->data[(size_t)lj * qr_dmat_lld(L2) + (size_t)li];
+            }
+        }
+    }
+    QR_TRY(qr_mpi_check(
+        MPI_Allreduce(MPI_IN_PLACE, p->buf, (int)(w * cols), MPI_DOUBLE, MPI_SUM, p->g->comm),
+        "MPI_Allreduce (GPTQ panel)"));
+    *panel = p->buf;
+    *ld = cols;
+    return QR_OK;
+}
+
+/* GPTQ on a grid of one column (every rank holds whole rows): each rank sweeps its own rows, the
+ * input group's factor arriving panel by panel (qr_gptq_sweep: the rows are independent given U).
+ * Outputs as quantize_local's. */
+static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                            const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
+{
+    qr_status st = QR_OK;
+    int64_t n = W->n, m = W->mloc;
+    double *Wt = NULL, *hdiag = NULL, *deq = NULL; /* (n, m), (n), (m, n) */
+    gptq_panels p = {g, s->gptq, NULL};
+    memset(qloc, 0, sizeof *qloc);
+    st = qr_qweight_alloc(qloc, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
+    if (st == QR_OK) {
+        st = qr_malloc(&Wt, (size_t)(n * (m > 0 ? m : 1)), sizeof *Wt, "GPTQ local weights");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&hdiag, (size_t)n, sizeof *hdiag, "GPTQ Hessian diagonal");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&p.buf, (size_t)QR_GPTQ_BLOCK * (size_t)n, sizeof *p.buf, "GPTQ panel");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&deq, (size_t)((m > 0 ? m : 1) * n), sizeof *deq, "GPTQ dequantized");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t j = 0; j < n; j++) { /* the local part is column-major: Wt row j is column j */
+        (void)qr_gptq_dead_channel(s->gram_diag[j], j, &hdiag[j]); /* checked by the factor */
+        for (int64_t li = 0; li < m; li++) {
+            Wt[j * m + li] =
+                hdiag[j] == s->gram_diag[j] ? W->data[(size_t)j * qr_dmat_lld(W) + li] : 0.0;
+        }
+    }
+    QR_CHECK(qr_gptq_sweep(Wt, n, m, hdiag, &o->wq, gptq_panel, &p, qloc));
+    qr_qweight_dequantize_f64(qloc, deq);
+    for (int64_t li = 0; li < m; li++) {
+        for (int64_t j = 0; j < n; j++) {
+            size_t k = (size_t)j * qr_dmat_lld(W) + (size_t)li;
+            W_eff->data[k] = deq[li * n + j];
+            E->data[k] = W->data[k] - W_eff->data[k];
+        }
+    }
+done:
+    if (st != QR_OK) {
+        qr_qweight_free(qloc);
+    }
+    free(Wt);
+    free(hdiag);
+    free(p.buf);
+    free(deq);
+    return st;
+}
+
 /* The input scaling S of a base method on the grid: a diagonal (lqer, qera-approx, whole on every
  * rank) or the input group's whitening factor (qera-exact, distributed). */
 typedef struct {
@@ -381,7 +471,11 @@ static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_ds
     qr_dmat *E = NULL; /* (m, n): Wm - deq */
     double t0 = qr_now();
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
-    QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, Wm, qloc, W_eff, E)));
+    if (o->gptq) { /* collective: its panels are summed over the group */
+        QR_CHECK(gptq_local(g, o, s, Wm, qloc, W_eff, E));
+    } else {
+        QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, Wm, qloc, W_eff, E)));
+    }
     rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
         QR_CHECK(correction(g, o, S, E, r, L, R, rep));

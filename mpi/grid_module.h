@@ -53,6 +53,7 @@ typedef struct {
     double *gram_diag;          /* (d) diag(G), after qr_dstats_finish */
     qr_dmat *chol;              /* (d, d) the whitening factor (G factored in place), or NULL */
     double chol_damping;        /* absolute damping the factorization added to diag(G) */
+    qr_dmat *gptq; /* (d, d) GPTQ's factor L2 (U = L2ᵀ, qr_pdla_gptq_factor), or NULL */
 } qr_dstats;
 
 qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out);
@@ -64,9 +65,10 @@ void qr_dstats_free(qr_dstats **s); /* not collective; NULL-safe, clears the poi
 qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
                              int64_t batch);
 
-/* After the last batch: diag(G) on every rank and, when o's method whitens, the whitening factor,
- * computed once for every module of the input group. The factorization overwrites G (no other
- * method of this path needs G itself), so G is NULL afterwards and chol holds the factor. */
+/* After the last batch: diag(G) on every rank; with --gptq GPTQ's factor, and when o's method
+ * whitens the whitening factor, each computed once for every module of the input group. The
+ * factorization overwrites G (no other method of this path needs G itself), so G is NULL afterwards
+ * and chol holds the factor. */
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
 
 /* The b-th row block this rank's grid row holds of a matrix with m rows: its rows [*r0, *r0 + n),

@@ -10,6 +10,7 @@
 #include "mpi/grid_module.h"
 #include "mpi/pdla.h"
 #include "src/alloc.h"
+#include "src/quant.h"
 
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
                        const double *rows)
@@ -52,6 +53,7 @@ void qr_dstats_free(qr_dstats **s)
     }
     qr_dmat_free(&(*s)->G);
     qr_dmat_free(&(*s)->chol);
+    qr_dmat_free(&(*s)->gptq);
     free((*s)->gram_diag);
     free((*s)->max_abs);
     free((*s)->sum_abs);
@@ -196,6 +198,26 @@ done:
     return st;
 }
 
+/* GPTQ's factor of the input group from a copy of G (the whitening may factor G itself). */
+static qr_status gptq_factor(const qr_grid *g, qr_dstats *s)
+{
+    qr_status st = qr_dmat_create(g, s->d, s->d, &s->gptq);
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    memcpy(s->gptq->data, s->G->data, qr_dmat_local_count(s->G) * sizeof *s->G->data);
+    for (int lj = 0; lj < s->gptq->nloc && st == QR_OK; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        double used;
+        st = qr_gptq_dead_channel(s->gram_diag[j], j, &used);
+        for (int li = 0; st == QR_OK && li < s->gptq->mloc; li++) {
+            if (qr_dmat_global_row(g, li) == j) {
+                s->gptq->data[(size_t)lj * qr_dmat_lld(s->gptq) + li] = used;
+            }
+        }
+    }
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    return qr_pdla_gptq_factor(g, s->gptq, NULL);
+}
+
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
 {
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
@@ -209,6 +231,9 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         }
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
+    if (o->gptq) {
+        QR_TRY(gptq_factor(g, s));
+    }
     if (o->rank == 0 || (o->method != QR_METHOD_QERA_EXACT &&
                          !(o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT))) {
         return QR_OK;

@@ -16,6 +16,7 @@
 #include "mpi/comm.h"
 #include "src/alloc.h"
 #include "src/checked.h"
+#include "src/quant.h"
 
 /* Largest element count of one MPI message here: 2^22 doubles = 32 MiB, so the reduction's receive
  * buffer stays small next to the d x d matrices it sums. */
@@ -273,6 +274,27 @@ done:
     free(diag);
     free(saved);
     return st;
+}
+
+qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double *damping_used)
+{
+    int ni = (int)H->m, one = 1, info = 0;
+    if (H->m == 0) {
+        return QR_OK;
+    }
+    QR_TRY(qr_pdla_cholesky_damped(g, H, QR_GPTQ_DAMP, damping_used));
+    pdpotri_("L", &ni, H->data, &one, &one, H->desc, &info, 1);
+    QR_TRY(agree_info(g->comm, &info));
+    if (info != 0) {
+        return qr_fail(QR_ERR_NUMERIC, "GPTQ: inverting the Hessian failed (pdpotri info %d)",
+                       info);
+    }
+    QR_TRY(potrf_lower(g, H, &info));
+    if (info != 0) {
+        return qr_fail(QR_ERR_NUMERIC,
+                       "GPTQ: the inverse Hessian is not positive definite (info %d)", info);
+    }
+    return QR_OK;
 }
 
 qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,

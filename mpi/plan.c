@@ -3,6 +3,8 @@
  * integers and is the same on every rank. */
 #include "mpi/plan.h"
 
+#include "mpi/grid_module.h"
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -112,6 +114,9 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
     uint64_t quant = mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn);
     uint64_t dec = 0;
     bool whitened = false;
+    const char *why = NULL;
+    bool gptq_per_group =
+        o->grid[0] * o->grid[1] > 1 && qr_grid_method_supported(&o->method, o->grid[1], &why);
     memset(c, 0, sizeof *c);
     if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->held_tokens < 0 ||
         o->held_tokens > o->tokens || o->method.rank < 0) {
@@ -172,9 +177,13 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }
     if (o->method.gptq) {
-        /* the Hessian's damped Cholesky, inverse and its factor (d_in³), the column sweep (each
-         * column updates the rest of its rows: d_out d_in²) */
-        dec = add(&ctx, dec, add(&ctx, mul3(&ctx, din, din, din), mul3(&ctx, dout, din, din)));
+        /* the column sweep (each column updates the rest of its rows: d_out d_in²) and the
+         * Hessian's damped Cholesky, inverse and its factor (d_in³): per module on one rank, once
+         * per input group on a grid (mpi/grid_stats.c) */
+        dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+        if (!gptq_per_group) {
+            dec = add(&ctx, dec, mul3(&ctx, din, din, din));
+        }
     }
     if (first_of_input) {
         /* XᵀX (dsyrk: n d_in²), the channel sums; the whitening factor once per input group */
@@ -182,6 +191,9 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         if (whitened ||
             (o->method.method == QR_METHOD_SRR && o->method.srr_base == QR_METHOD_QERA_EXACT)) {
             c->stats_flops = add(&ctx, c->stats_flops, mul3(&ctx, din, din, din) / 3);
+        }
+        if (o->method.gptq && gptq_per_group) {
+            c->stats_flops = add(&ctx, c->stats_flops, mul3(&ctx, din, din, din));
         }
         c->bytes_read = mul3(&ctx, n, din, 4);
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mpi/grid_module.h"
+#include "src/quant.h"
 
 /* The largest local extent of n rows (or columns) in blocks of nb over p processes (numroc of
  * process 0). */
@@ -97,12 +98,12 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
     /* qr_dstats (G or its factor, six vectors), the held-out rows (distributed and the local
      * float rows) */
-    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n;
+    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n + (mo->gptq ? gloc : 0);
     /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
      * damped factorization keeps a copy of its input */
     round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
     round = umax(1, round < share ? round : share);
-    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten ? gloc : 0);
+    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten || mo->gptq ? gloc : 0);
     /* the distributed SVD (sketch, test matrix, projection, small factors and staging on every
      * rank), L and R */
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
@@ -111,6 +112,10 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     /* W, E, W_eff; while quantizing the local codes and a block row of staging; then the SVD;
      * SRR adds the scaled weight and, while probing k*, its random matrix */
     module = 3 * wloc + umax(mloc * nloc / 2 + 16 * nb * nloc, svd) + 8 * nb * n;
+    if (mo->gptq) { /* its sweep: the rows transposed, their dequantized copy, one panel */
+        module = umax(module,
+                      3 * wloc + mloc * nloc / 2 + 16 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n);
+    }
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
     }

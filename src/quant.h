@@ -52,6 +52,32 @@ qr_status qr_quantize_rtn(const double *W, int64_t d_out, int64_t d_in, const qr
 qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
                            const qr_wquant_opts *o, qr_qweight *out);
 
+/* GPTQ's damping relative to mean diag(H) (the reference implementation's percdamp) and its
+ * block of columns with lazy updates. */
+#define QR_GPTQ_DAMP 0.01
+#define QR_GPTQ_BLOCK 128
+
+/* Rows [b1, b2) of U (the upper factor of H^-1 = Uᵀ U), columns [b1, d_in): *panel points at
+ * U[b1][b1], row i at *panel + (i - b1) * *ld. Only entries on or right of the diagonal are read.
+ * Called once per block of columns, b1 ascending, with `mine` the caller's status so far (an
+ * error on the first call: its buffers could not be had); returns the status to go on with (a
+ * distributed provider agrees on it, so no rank is left waiting in the next panel). */
+typedef qr_status (*qr_gptq_panel_fn)(void *ctx, qr_status mine, int64_t b1, int64_t b2,
+                                      const double **panel, int64_t *ld);
+
+/* GPTQ's column sweep over the rows of a weight given as Wt (d_in, m) (column j of W is row j of
+ * Wt; updated in place), U's rows fetched block by block from `panel` (so U may live distributed,
+ * each caller sweeping its own rows), hdiag (d_in) the clip-search column weights; out (m, d_in)
+ * allocated by the caller. The rows are independent given U: a sweep over a subset of the rows
+ * gives those rows of the sweep over all of them. */
+qr_status qr_gptq_sweep(double *Wt, int64_t d_in, int64_t m, const double *hdiag,
+                        const qr_wquant_opts *o, qr_gptq_panel_fn panel, void *ctx,
+                        qr_qweight *out);
+
+/* The diagonal GPTQ factors for input channel j: h itself, or 1 for a dead channel (h == 0),
+ * whose weights are then quantized from zero. QR_ERR_INPUT when h is negative or not finite. */
+qr_status qr_gptq_dead_channel(double h, int64_t j, double *used);
+
 /* Per-token symmetric activation quantization of X (n, d) float32: bits 8 or 4; group 0 = whole
  * token, else groups of `group` channels (last shorter). codes (n, d) int8 in
  * [-(2^(b-1)-1), 2^(b-1)-1]; scales (n, n_groups) = max|x| / (2^(b-1)-1) as float32, never zero

@@ -19,10 +19,10 @@
 #include "src/quant.h"
 #include "src/quant/internal.h"
 
-/* Columns per lazy-update block (the reference implementation's choice). */
-#define GPTQ_BLOCK 128
-/* Damping relative to mean(diag H) (the reference implementation's percdamp). */
-#define GPTQ_DAMP 0.01
+typedef struct {
+    const double *U; /* (n, n) row-major upper */
+    int64_t n;
+} qr_gptq_factor;
 
 /* U (n, n), row-major upper triangle: H^-1 = Uᵀ U, from H (n, n) symmetric with H_jj > 0. */
 static qr_status inverse_cholesky_upper(double *H, int64_t n, double *damping)
@@ -30,7 +30,7 @@ static qr_status inverse_cholesky_upper(double *H, int64_t n, double *damping)
     int ni = (int)n; /* checked by the caller */
     lapack_int info;
     /* H = L Lᵀ (row-major lower, damped as GPTQ prescribes). */
-    QR_TRY(qr_cholesky_damped(H, n, GPTQ_DAMP, damping));
+    QR_TRY(qr_cholesky_damped(H, n, QR_GPTQ_DAMP, damping));
     /* Row-major lower = column-major upper: dpotri('U') gives the column-major upper triangle of
      * H^-1, i.e. its row-major lower triangle. */
     info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', ni, H, ni);
@@ -59,6 +59,93 @@ static qr_status inverse_cholesky_upper(double *H, int64_t n, double *damping)
     return QR_OK;
 }
 
+qr_status qr_gptq_sweep(double *Wt, int64_t d_in, int64_t m, const double *hdiag,
+                        const qr_wquant_opts *o, qr_gptq_panel_fn panel, void *ctx, qr_qweight *out)
+{
+    qr_status st = QR_OK;
+    int mi;
+    double *Err = NULL;   /* (QR_GPTQ_BLOCK, m): scaled errors of the current block */
+    double *gw = NULL;    /* (group): one output row of a group, for its parameters */
+    float *gscale = NULL; /* (m): current group's scale per output row */
+    unsigned *gzero = NULL;
+    if (!qr_to_int(m, &mi)) {
+        return qr_fail(QR_ERR_INPUT, "GPTQ: %lld rows out of range", (long long)m);
+    }
+    st = qr_malloc(&Err, (size_t)QR_GPTQ_BLOCK * (size_t)(m > 0 ? m : 1), sizeof *Err,
+                   "GPTQ errors");
+    if (st == QR_OK) {
+        st = qr_malloc(&gw, (size_t)out->group, sizeof *gw, "GPTQ group");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&gscale, (size_t)(m > 0 ? m : 1), sizeof *gscale, "GPTQ scales");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&gzero, (size_t)(m > 0 ? m : 1), sizeof *gzero, "GPTQ zero points");
+    }
+    for (int64_t b1 = 0; b1 < d_in; b1 += QR_GPTQ_BLOCK) {
+        int64_t b2 = (b1 + QR_GPTQ_BLOCK < d_in) ? b1 + QR_GPTQ_BLOCK : d_in, ld = 0;
+        const double *U = NULL; /* U[b1][b1]: U[i][j] at U[(i - b1) ld + (j - b1)] */
+        QR_CHECK(panel(ctx, st, b1, b2, &U, &ld));
+        for (int64_t i = b1; i < b2; i++) {
+            double *col = Wt + i * m; /* (m): column i of W, with all updates so far */
+            double *err = Err + (i - b1) * m;
+            const double *urow = U + (i - b1) * ld - b1; /* urow[j] = U[i][j] */
+            double uii = urow[i];
+            int64_t g = i / out->group;
+            if (i % out->group == 0) {
+                /* Refit the group's parameters from the current weights (columns past this block
+                 * have this block's updates still pending, as in the reference implementation). */
+                int64_t n = (i + out->group <= d_in) ? out->group : d_in - i;
+                for (int64_t r = 0; r < m; r++) {
+                    for (int64_t j = 0; j < n; j++) {
+                        gw[j] = Wt[(i + j) * m + r];
+                    }
+                    qr_wquant_group_fit(gw, hdiag + i, n, o, &gscale[r], &gzero[r]);
+                    out->scales[r * out->n_groups + g] = gscale[r];
+                    if (o->asym) {
+                        out->zeros[r * out->n_groups + g] = (uint8_t)gzero[r];
+                    }
+                }
+            }
+            for (int64_t r = 0; r < m; r++) {
+                unsigned code = qr_wquant_code(col[r], gscale[r], gzero[r], o->asym);
+                double q = qr_wquant_decode(code, gscale[r], gzero[r], o->asym);
+                qr_qweight_set_code(out, r, i, code);
+                err[r] = (col[r] - q) / uii;
+            }
+            for (int64_t j = i + 1; j < b2; j++) {
+                cblas_daxpy(mi, -urow[j], err, 1, Wt + j * m, 1);
+            }
+        }
+        if (b2 < d_in && m > 0) {
+            /* Wt[b2:, :] -= U[b1:b2, b2:]ᵀ Err */
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(d_in - b2), mi,
+                        (int)(b2 - b1), -1.0, U + (b2 - b1), (int)ld, Err, mi, 1.0, Wt + b2 * m,
+                        mi);
+        }
+    }
+done:
+    free(Err);
+    free(gw);
+    free(gscale);
+    free(gzero);
+    return st;
+}
+
+/* The serial panel: rows of the whole U in place. */
+static qr_status whole_panel(void *ctx, qr_status mine, int64_t b1, int64_t b2,
+                             const double **panel, int64_t *ld)
+{
+    const qr_gptq_factor *f = ctx;
+    (void)b2;
+    if (mine != QR_OK) {
+        return mine;
+    }
+    *panel = f->U + b1 * f->n + b1;
+    *ld = f->n;
+    return QR_OK;
+}
+
 qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
                            const qr_wquant_opts *o, qr_qweight *out)
 {
@@ -68,11 +155,8 @@ qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const d
     double damping = 0.0;
     double *U = NULL;     /* (d_in, d_in): H, then the upper factor of H^-1 */
     double *Wt = NULL;    /* (d_in, d_out): Wᵀ, updated in place */
-    double *Err = NULL;   /* (GPTQ_BLOCK, d_out): scaled errors of the current block */
     double *hdiag = NULL; /* (d_in): diag(H) for the clip search weights */
-    double *gw = NULL;    /* (group): one output row of a group, for its parameters */
-    float *gscale = NULL; /* (d_out): current group's scale per output row */
-    unsigned *gzero = NULL;
+    qr_gptq_factor f;
     memset(out, 0, sizeof *out);
     QR_TRY(qr_wquant_check(W, d_out, d_in, o, "GPTQ"));
     if (!qr_to_int(d_in, &ni) || !qr_to_int(d_out, &mi) ||
@@ -83,11 +167,7 @@ qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const d
     QR_CHECK(qr_qweight_alloc(out, d_out, d_in, o->group, o->asym));
     QR_CHECK(qr_malloc(&U, nn, sizeof *U, "GPTQ Hessian"));
     QR_CHECK(qr_malloc(&Wt, (size_t)d_in * (size_t)d_out, sizeof *Wt, "GPTQ weights"));
-    QR_CHECK(qr_malloc(&Err, (size_t)GPTQ_BLOCK * (size_t)d_out, sizeof *Err, "GPTQ errors"));
     QR_CHECK(qr_malloc(&hdiag, (size_t)d_in, sizeof *hdiag, "GPTQ Hessian diagonal"));
-    QR_CHECK(qr_malloc(&gw, (size_t)out->group, sizeof *gw, "GPTQ group"));
-    QR_CHECK(qr_malloc(&gscale, (size_t)d_out, sizeof *gscale, "GPTQ scales"));
-    QR_CHECK(qr_malloc(&gzero, (size_t)d_out, sizeof *gzero, "GPTQ zero points"));
     memcpy(U, H, nn * sizeof *U);
     for (int64_t j = 0; j < d_in; j++) {
         for (int64_t i = 0; i < d_out; i++) {
@@ -95,73 +175,36 @@ qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const d
         }
     }
     for (int64_t j = 0; j < d_in; j++) {
-        double h = U[j * d_in + j];
-        if (!isfinite(h) || h < 0.0) {
-            st = qr_fail(QR_ERR_INPUT,
-                         "GPTQ: Hessian diagonal %lld (expected finite and >= 0, found %g)",
-                         (long long)j, h);
-            goto done;
-        }
-        /* A dead input channel: its weights never matter, so quantize them from zero and keep
-         * the factorization well posed (the reference implementation does the same). */
-        if (h == 0.0) {
-            U[j * d_in + j] = 1.0;
+        QR_CHECK(qr_gptq_dead_channel(U[j * d_in + j], j, &hdiag[j]));
+        if (hdiag[j] != U[j * d_in + j]) {
+            U[j * d_in + j] = hdiag[j];
             memset(Wt + j * d_out, 0, (size_t)d_out * sizeof *Wt);
         }
-        hdiag[j] = U[j * d_in + j];
     }
     QR_CHECK(inverse_cholesky_upper(U, d_in, &damping));
     QR_DEBUG("GPTQ: %lld x %lld, damping %g", (long long)d_out, (long long)d_in, damping);
-
-    for (int64_t b1 = 0; b1 < d_in; b1 += GPTQ_BLOCK) {
-        int64_t b2 = (b1 + GPTQ_BLOCK < d_in) ? b1 + GPTQ_BLOCK : d_in;
-        for (int64_t i = b1; i < b2; i++) {
-            double *col = Wt + i * d_out; /* (d_out): column i of W, with all updates so far */
-            double *err = Err + (i - b1) * d_out;
-            double uii = U[i * d_in + i];
-            int64_t g = i / out->group;
-            if (i % out->group == 0) {
-                /* Refit the group's parameters from the current weights (columns past this block
-                 * have this block's updates still pending, as in the reference implementation). */
-                int64_t n = (i + out->group <= d_in) ? out->group : d_in - i;
-                for (int64_t r = 0; r < d_out; r++) {
-                    for (int64_t j = 0; j < n; j++) {
-                        gw[j] = Wt[(i + j) * d_out + r];
-                    }
-                    qr_wquant_group_fit(gw, hdiag + i, n, o, &gscale[r], &gzero[r]);
-                    out->scales[r * out->n_groups + g] = gscale[r];
-                    if (o->asym) {
-                        out->zeros[r * out->n_groups + g] = (uint8_t)gzero[r];
-                    }
-                }
-            }
-            for (int64_t r = 0; r < d_out; r++) {
-                unsigned code = qr_wquant_code(col[r], gscale[r], gzero[r], o->asym);
-                double q = qr_wquant_decode(code, gscale[r], gzero[r], o->asym);
-                qr_qweight_set_code(out, r, i, code);
-                err[r] = (col[r] - q) / uii;
-            }
-            for (int64_t j = i + 1; j < b2; j++) {
-                cblas_daxpy(mi, -U[i * d_in + j], err, 1, Wt + j * d_out, 1);
-            }
-        }
-        if (b2 < d_in) {
-            /* Wt[b2:, :] -= U[b1:b2, b2:]ᵀ Err */
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(d_in - b2), mi,
-                        (int)(b2 - b1), -1.0, U + b1 * d_in + b2, ni, Err, mi, 1.0, Wt + b2 * d_out,
-                        mi);
-        }
-    }
+    f.U = U;
+    f.n = d_in;
+    QR_CHECK(qr_gptq_sweep(Wt, d_in, d_out, hdiag, o, whole_panel, &f, out));
 done:
     if (st != QR_OK) {
         qr_qweight_free(out);
     }
     free(U);
     free(Wt);
-    free(Err);
     free(hdiag);
-    free(gw);
-    free(gscale);
-    free(gzero);
     return st;
+}
+
+qr_status qr_gptq_dead_channel(double h, int64_t j, double *used)
+{
+    if (!isfinite(h) || h < 0.0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "GPTQ: Hessian diagonal %lld (expected finite and >= 0, found %g)",
+                       (long long)j, h);
+    }
+    /* A dead input channel: its weights never matter, so quantize them from zero and keep the
+     * factorization well posed (the reference implementation does the same). */
+    *used = h == 0.0 ? 1.0 : h;
+    return QR_OK;
 }

@@ -3,6 +3,7 @@
 # relative on every module's effective weight and stored errors:
 # - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact, srr: statistics, weight,
 #   whitening, SVD and metrics block-cyclic) at 2x1 and 1x2 (-n 2) and 2x2 (-n 4);
+# - --gptq on grids of one column (2x1, 4x1), and whole on each rank at 1x2;
 # - the others (aser here), where the group shares only the SVD and Cholesky, at 2x1;
 # - the exact SVD mode (PDGESVD) with two groups of 2x1 (-n 4).
 source "$(dirname "$0")/common.sh"
@@ -22,6 +23,17 @@ for m in rtn lqer qera-approx qera-exact srr aser; do
         "$CKPT_COMPARE" "$WORK/$m-1x1.h5" "$WORK/$m-$2.h5" --rel $GRID_REL_TOL || fail "$m: grid $2 differs from 1x1"
     done
 done
+# GPTQ on grids of one column (each rank sweeps its rows, the input group's factor sent panel by
+# panel), with the whitening of qera-exact beside it; on 1x2 it runs whole on each rank.
+QOPTS=(--method qera-exact --gptq --group 32 --rank 8 --seed 3)
+quantize 1 "$WORK/gptq-1x1.h5" || { cat "$WORK/log.gptq-1x1.h5"; fail "gptq 1x1"; }
+for run in "2 2x1" "4 4x1" "2 1x2"; do
+    set -- $run
+    quantize "$1" "$WORK/gptq-$2.h5" --grid "$2" || { cat "$WORK/log.gptq-$2.h5"; fail "gptq -n $1 --grid $2"; }
+    "$CKPT_COMPARE" "$WORK/gptq-1x1.h5" "$WORK/gptq-$2.h5" --rel $GRID_REL_TOL || fail "gptq: grid $2 differs from 1x1"
+done
+grep -q "not yet divided\|needs whole rows" "$WORK/log.gptq-2x1.h5" && fail "gptq on 2x1: warned as not divided"
+grep -q "needs whole rows" "$WORK/log.gptq-1x2.h5" || fail "gptq on 1x2: no warning that it runs whole"
 grep -q "aser.*not yet divided over the grid" "$WORK/log.aser-2x1.h5" || fail "aser on a grid: no warning that the module is not divided"
 grep -q "not yet divided" "$WORK/log.srr-2x1.h5" && fail "srr on a grid: warned as not divided"
 # The second real model (babyllama105, 128 / 352): the divided path at 2x1 and 2x2.
