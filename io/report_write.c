@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/fs.h"
+#include "io/report_quality.h"
 #include "io/svg_plot.h"
 #include "src/alloc.h"
 
@@ -92,6 +93,7 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
             sum.worst ? sum.worst->name : "-", num(b4, sizeof b4, "%.3f", sum.mean_bits),
             sum.flagged, kc, num(b5, sizeof b5, "%.2f", sum.total_seconds));
     }
+    qr_report_quality_md(f, c, n);
     for (size_t k = 0; k < n; k++) {
         const qr_report_ckpt *ck = &c[k];
         size_t *order = NULL, top = s->top < ck->n_rows ? s->top : ck->n_rows;
@@ -294,6 +296,7 @@ qr_status qr_report_write_json(const char *path, const qr_report_ckpt *c, size_t
         json_object_set_new(sj, "mean_bits_per_weight", jnum(sum.mean_bits));
         json_object_set_new(sj, "seconds", jnum(sum.total_seconds));
         json_object_set_new(ck, "summary", sj);
+        qr_report_quality_json(ck, &c[k]);
         for (size_t i = 0; i < c[k].n_rows; i++) {
             const qr_report_row *r = &c[k].rows[i];
             json_t *m = json_object(), *flags = json_array();

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "io/fs.h"
+#include "io/report_quality.h"
 #include "io/report_read.h"
 #include "io/report_write.h"
 #include "jobs/cli.h"
@@ -20,18 +21,21 @@
 static const qr_cmd_doc doc = {
     "report",
     "qrecon report CKPT [CKPT ...] [--out DIR] [--md FILE] [--csv FILE] [--json FILE]\n"
-    "                     [--svg FILE] [--rank-svg FILE] [--act auto|float|a8|a4]\n"
+    "                     [--svg FILE] [--rank-svg FILE] [--kl-svg FILE]\n"
+    "                     [--act auto|float|a8|a4]\n"
     "                     [--max-err X] [--spike F] [--window L] [--top N]",
     "One row per quantized module (layer, module, shape, method, rank or salient channels,\n"
     "bits per weight, weight error, output error with float / A8 / A4 activations, SQNR,\n"
     "kernel check, seconds), the numbers stored in each checkpoint. The kernel check comes\n"
     "from CKPT.validate.json (written by `qrecon validate --json`) when it exists. Several\n"
-    "checkpoints are shown side by side. Without output options the Markdown goes to stdout.\n",
+    "checkpoints are shown side by side. Model-level quality against the float model (KL\n"
+    "divergence, dNLL, perplexity, top-1 agreement) comes from CKPT.eval.json (written by\n"
+    "`qrecon eval --ckpt`) when it exists. Without output options the Markdown goes to stdout.\n",
     NULL,
 };
 
 typedef struct {
-    const char *out_dir, *md, *csv, *json, *svg, *rank_svg;
+    const char *out_dir, *md, *csv, *json, *svg, *rank_svg, *kl_svg;
     double max_err, spike;
     int64_t window, top;
     const char *act;
@@ -53,13 +57,17 @@ static qr_status parse_act(const char *opt, const char *value, void *dst)
 static const qr_opt report_rows[] = {
     {"out", QR_OPT_STR, OPT(out_dir), "DIR",
      "write DIR/report.md, report.csv, report.json, layers.svg, and\n"
-     "rank.svg when the checkpoints form a rank sweep"},
+     "rank.svg (and kl.svg, with eval figures) when the checkpoints form\n"
+     "a rank sweep"},
     {"md", QR_OPT_STR, OPT(md), "FILE", "write the Markdown report to FILE"},
     {"csv", QR_OPT_STR, OPT(csv), "FILE", "write the per-module table as CSV to FILE"},
     {"json", QR_OPT_STR, OPT(json), "FILE", "write the per-module results as JSON to FILE"},
     {"svg", QR_OPT_STR, OPT(svg), "FILE", "write the error-per-layer plot to FILE"},
     {"rank-svg", QR_OPT_STR, OPT(rank_svg), "FILE",
      "write the error-against-rank plot of a rank sweep to FILE"},
+    {"kl-svg", QR_OPT_STR, OPT(kl_svg), "FILE",
+     "write the KL-divergence-against-rank plot of a rank sweep (from the\n"
+     "checkpoints' CKPT.eval.json) to FILE"},
     {"act", QR_OPT_CUSTOM, OPT(act), "MODE",
      "which output error flags and plots use: auto (each checkpoint's\n"
      "activation bits), float, a8, a4",
@@ -101,7 +109,7 @@ static qr_status parse(int argc, char **argv, report_opts *o, bool *help)
 
 /* The report's files: each written under "<path>.part" first and renamed into place only when
  * all are written, so a failure leaves none of them half made or mixed with an earlier run's. */
-enum { OUT_MD, OUT_CSV, OUT_JSON, OUT_SVG, OUT_RANK_SVG };
+enum { OUT_MD, OUT_CSV, OUT_JSON, OUT_SVG, OUT_RANK_SVG, OUT_KL_SVG, N_OUT_KINDS };
 typedef struct {
     char path[4096];
     int kind;
@@ -109,7 +117,7 @@ typedef struct {
 } report_out;
 
 static qr_status write_one(const report_out *out, const char *path, qr_report_ckpt *cks, size_t n,
-                           const qr_report_style *style, int *sweep)
+                           const qr_report_style *style, int *sweep, int *kl_sweep)
 {
     switch (out->kind) {
     case OUT_MD:
@@ -120,6 +128,8 @@ static qr_status write_one(const report_out *out, const char *path, qr_report_ck
         return qr_report_write_json(path, cks, n);
     case OUT_SVG:
         return qr_report_write_layers_svg(path, cks, n);
+    case OUT_KL_SVG:
+        return qr_report_write_kl_svg(path, cks, n, kl_sweep);
     default:
         return qr_report_write_rank_svg(path, cks, n, sweep);
     }
@@ -128,15 +138,15 @@ static qr_status write_one(const report_out *out, const char *path, qr_report_ck
 /* The outputs the options ask for, in order. */
 static qr_status list_outputs(const report_opts *o, report_out *outs, size_t *n_outs)
 {
-    static const char *const dir_names[] = {"report.md", "report.csv", "report.json", "layers.svg",
-                                            "rank.svg"};
-    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg};
+    static const char *const dir_names[] = {"report.md",  "report.csv", "report.json",
+                                            "layers.svg", "rank.svg",   "kl.svg"};
+    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg, o->kl_svg};
     *n_outs = 0;
-    for (int k = 0; o->out_dir && k < 5; k++) {
+    for (int k = 0; o->out_dir && k < N_OUT_KINDS; k++) {
         outs[*n_outs].kind = k;
         QR_TRY(qr_fs_join(outs[(*n_outs)++].path, sizeof outs[0].path, o->out_dir, dir_names[k]));
     }
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < N_OUT_KINDS; k++) {
         if (files[k]) {
             outs[*n_outs].kind = k;
             snprintf(outs[(*n_outs)++].path, sizeof outs[0].path, "%s", files[k]);
@@ -158,9 +168,9 @@ static qr_status write_outputs(const report_opts *o, qr_report_ckpt *cks, size_t
                                const qr_report_style *style)
 {
     qr_status st = QR_OK;
-    report_out outs[10];
+    report_out outs[2 * N_OUT_KINDS];
     size_t n_outs = 0;
-    int sweep = 0;
+    int sweep = 0, kl_sweep = 0;
     char part[4096 + 8];
     memset(outs, 0, sizeof outs);
     QR_TRY(list_outputs(o, outs, &n_outs));
@@ -169,7 +179,7 @@ static qr_status write_outputs(const report_opts *o, qr_report_ckpt *cks, size_t
     }
     for (size_t i = 0; i < n_outs && st == QR_OK; i++) {
         part_name(outs[i].path, part);
-        st = write_one(&outs[i], part, cks, n, style, &sweep);
+        st = write_one(&outs[i], part, cks, n, style, &sweep, &kl_sweep);
         outs[i].staged = st == QR_OK;
     }
     for (size_t i = 0; i < n_outs; i++) {
@@ -185,10 +195,13 @@ static qr_status write_outputs(const report_opts *o, qr_report_ckpt *cks, size_t
     }
     QR_TRY(st);
     if (o->out_dir) {
-        printf("report: %s/report.md (also report.csv, report.json, layers.svg%s)\n", o->out_dir,
-               sweep ? ", rank.svg" : "");
+        printf("report: %s/report.md (also report.csv, report.json, layers.svg%s%s)\n", o->out_dir,
+               sweep ? ", rank.svg" : "", kl_sweep ? ", kl.svg" : "");
     } else if (o->rank_svg && !sweep) {
         QR_WARN("--rank-svg: the checkpoints are not a rank sweep of one method; no plot");
+    }
+    if (!o->out_dir && o->kl_svg && !kl_sweep) {
+        QR_WARN("--kl-svg: no rank sweep of one method with eval figures; no plot");
     }
     return QR_OK;
 }
@@ -206,7 +219,10 @@ static qr_status run_report(const report_opts *o)
         qr_report_set_primary(&cks[done], o->act); /* --act was checked by parse() */
         qr_report_flag(&cks[done], style.max_err, style.spike_factor, style.window);
     }
-    if (!o->out_dir && !o->md && !o->csv && !o->json && !o->svg && !o->rank_svg) {
+    for (size_t k = 0; k < n; k++) {
+        QR_CHECK(qr_report_read_quality(&cks[k])); /* CKPT.eval.json (io/report_quality.h) */
+    }
+    if (!o->out_dir && !o->md && !o->csv && !o->json && !o->svg && !o->rank_svg && !o->kl_svg) {
         QR_CHECK(qr_report_write_md(stdout, cks, n, &style));
     } else {
         QR_CHECK(write_outputs(o, cks, n, &style));
@@ -222,8 +238,8 @@ done:
 /* Every output before any work: not a checkpoint read, not inside or above one (io/fs.h). */
 static qr_status check_outputs(const report_opts *o)
 {
-    const char *what[] = {"--md", "--csv", "--json", "--svg", "--rank-svg"};
-    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg};
+    const char *what[] = {"--md", "--csv", "--json", "--svg", "--rank-svg", "--kl-svg"};
+    const char *files[] = {o->md, o->csv, o->json, o->svg, o->rank_svg, o->kl_svg};
     const char *const *ckpts = (const char *const *)o->ckpts;
     if (o->out_dir) {
         QR_TRY(qr_fs_check_output("--out", o->out_dir, QR_OUT_DIR, ckpts, (size_t)o->n_ckpts));

@@ -173,19 +173,31 @@ static const qr_opt model_rows[] = {
      "tokenizer.json or llama2.c tokenizer.bin",
      "tokenizer.bin beside the model, else tokenizer.json"},
 };
+/* The rows after --text, shared by the single-text and the repeatable-text tables. */
+/* clang-format off */
+#define QR_INPUT_ROWS_REST                                                                         \
+    {"token-file", QR_OPT_STR, CLI(input.token_path), "FILE",                                      \
+     "token ids instead of text: raw little-endian uint32, or decimal ids\n"                       \
+     "separated by whitespace when the name ends in .txt"},                                        \
+    {"unknown-to-zero", QR_OPT_FLAG, CLI(input.unknown_to_zero), NULL,                             \
+     "encode characters the vocabulary lacks as id 0 (<unk>) instead of\n"                         \
+     "refusing the text (for vocabularies without byte fallback)"},                                \
+    {"seq-len", QR_OPT_INT, CLI(seq_len), "N",                                                     \
+     "window length in tokens, BOS included, at most the model's context", .imin = 2,              \
+     .imax = INT32_MAX}
+/* clang-format on */
 static const qr_opt input_rows[] = {
     {"text", QR_OPT_STR, CLI(input.text_path), "FILE",
      "UTF-8 text, encoded with the model's tokenizer"},
-    {"token-file", QR_OPT_STR, CLI(input.token_path), "FILE",
-     "token ids instead of text: raw little-endian uint32, or decimal ids\n"
-     "separated by whitespace when the name ends in .txt"},
-    {"unknown-to-zero", QR_OPT_FLAG, CLI(input.unknown_to_zero), NULL,
-     "encode characters the vocabulary lacks as id 0 (<unk>) instead of\n"
-     "refusing the text (for vocabularies without byte fallback)"},
-    {"seq-len", QR_OPT_INT, CLI(seq_len), "N",
-     "window length in tokens, BOS included, at most the model's context", .imin = 2,
-     .imax = INT32_MAX},
+    QR_INPUT_ROWS_REST,
 };
+static const qr_opt inputs_rows[] = {
+    {"text", QR_OPT_LIST, CLI(texts), "FILE",
+     "UTF-8 text, encoded with the model's tokenizer; may be repeated:\n"
+     "each text is evaluated and reported on its own"},
+    QR_INPUT_ROWS_REST,
+};
+#undef QR_INPUT_ROWS_REST
 #undef CLI
 
 qr_opt_table qr_llama_model_opt_table(qr_llama_cli *c, const char *heading)
@@ -197,6 +209,12 @@ qr_opt_table qr_llama_model_opt_table(qr_llama_cli *c, const char *heading)
 qr_opt_table qr_llama_input_opt_table(qr_llama_cli *c, const char *heading)
 {
     qr_opt_table t = QR_OPT_TABLE(input_rows, c, heading);
+    return t;
+}
+
+qr_opt_table qr_llama_inputs_opt_table(qr_llama_cli *c, const char *heading)
+{
+    qr_opt_table t = QR_OPT_TABLE(inputs_rows, c, heading);
     return t;
 }
 

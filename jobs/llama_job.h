@@ -59,12 +59,15 @@ typedef struct {
     const char *model_path; /* --model */
     qr_input_opts input;    /* --text, --token-file, --tokenizer, --unknown-to-zero */
     int64_t seq_len;        /* --seq-len: window length, BOS included (the command's default) */
+    qr_opt_list texts;      /* --text of qr_llama_inputs_opt_table (input.text_path unset) */
 } qr_llama_cli;
 
 /* --model and --tokenizer: every command that runs the model. */
 qr_opt_table qr_llama_model_opt_table(qr_llama_cli *c, const char *heading);
 /* --text, --token-file, --unknown-to-zero, --seq-len: the commands that read an input. */
 qr_opt_table qr_llama_input_opt_table(qr_llama_cli *c, const char *heading);
+/* The same rows with --text repeatable (QR_OPT_LIST into c->texts): eval. */
+qr_opt_table qr_llama_inputs_opt_table(qr_llama_cli *c, const char *heading);
 /* Exactly one of --text and --token-file was given. */
 bool qr_input_one_source(const qr_input_opts *in);
 /* The input's path (text or token file) and its kind ("text" or "tokens"). */

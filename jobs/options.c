@@ -36,6 +36,18 @@ static void locate(const qr_opt_table *tables, size_t n_tables, int v, size_t *t
     *i = k;
 }
 
+static qr_status store_list(const char *opt, const char *value, qr_opt_list *l)
+{
+    if (value[0] == '\0') {
+        return qr_fail(QR_ERR_INPUT, "%s: expected a value, found an empty string", opt);
+    }
+    if (l->n >= QR_OPT_LIST_MAX) {
+        return qr_fail(QR_ERR_INPUT, "%s: given more than %d times", opt, QR_OPT_LIST_MAX);
+    }
+    l->v[l->n++] = value;
+    return QR_OK;
+}
+
 static qr_status store(const qr_opt *o, void *base, const char *value)
 {
     char opt[80];
@@ -57,6 +69,8 @@ static qr_status store(const qr_opt *o, void *base, const char *value)
         return qr_cli_double(opt, value, o->dmin, o->dmax, (double *)dst);
     case QR_OPT_CUSTOM:
         return o->parse(opt, value, dst);
+    case QR_OPT_LIST:
+        return store_list(opt, value, dst);
     }
     return qr_fail(QR_ERR_INTERNAL, "%s: unknown option type", opt);
 }
@@ -86,7 +100,7 @@ static qr_status parse_loop(const qr_cmd_doc *doc, const qr_opt_table *tables, s
         }
         locate(tables, n_tables, c, &t, &i);
         o = &tables[t].rows[i];
-        if (res->seen[t][i]) {
+        if (res->seen[t][i] && o->type != QR_OPT_LIST) {
             snprintf(what, sizeof what, "option '--%s' given twice", o->name);
             return qr_cli_usage_error(doc->name, what);
         }

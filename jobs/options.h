@@ -22,7 +22,15 @@ typedef enum {
     QR_OPT_INT,      /* int64_t in [imin, imax] */
     QR_OPT_DOUBLE,   /* double in [dmin, dmax] */
     QR_OPT_CUSTOM,   /* parse(opt, value, dst): a grid, a method name, a choice */
+    QR_OPT_LIST,     /* qr_opt_list: a string option that may be given several times */
 } qr_opt_type;
+
+/* The values of a QR_OPT_LIST row, in command-line order (pointers into argv). */
+#define QR_OPT_LIST_MAX 16
+typedef struct {
+    int n;
+    const char *v[QR_OPT_LIST_MAX];
+} qr_opt_list;
 
 /* Parse `value` of option `opt` ("--name") into dst; QR_ERR_INPUT naming the option and the value
  * expected vs found. */

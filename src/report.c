@@ -127,5 +127,8 @@ void qr_report_ckpt_free(qr_report_ckpt *c)
         free(c->rows);
         c->rows = NULL;
         c->n_rows = 0;
+        free(c->quality);
+        c->quality = NULL;
+        c->n_quality = 0;
     }
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "src/divergence.h"
 #include "src/modules.h"
 #include "src/status.h"
 
@@ -35,6 +36,14 @@ typedef struct {
     unsigned flags;
 } qr_report_row;
 
+/* Model-level quality of a checkpoint on one text: what `qrecon eval --ckpt` measured against the
+ * float model (its sidecar CKPT.eval.json, io/eval_sidecar.h). */
+typedef struct {
+    char name[256]; /* the text's file name, without folder */
+    int64_t seq_len;
+    qr_divergence_summary s;
+} qr_report_quality;
+
 typedef struct {
     char label[64]; /* file name without folder and extension */
     char path[4096];
@@ -43,6 +52,8 @@ typedef struct {
     int validated;       /* a validation file was found */
     qr_report_row *rows; /* (n_rows), model order */
     size_t n_rows;
+    qr_report_quality *quality; /* (n_quality) from CKPT.eval.json; NULL when there is none */
+    size_t n_quality;
 } qr_report_ckpt;
 
 typedef struct {
