@@ -198,12 +198,19 @@ done:
     return st;
 }
 
-/* GPTQ's factor of the input group from a copy of G (the whitening may factor G itself). */
-static qr_status gptq_factor(const qr_grid *g, qr_dstats *s)
+/* GPTQ's factor of the input group: from a copy of G when the whitening factors G too, else in
+ * G's place (nothing else needs G then: the clip search and the scalings read the vectors). */
+static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram)
 {
-    qr_status st = qr_dmat_create(g, s->d, s->d, &s->gptq);
-    QR_TRY(qr_mpi_agree(g->comm, st));
-    memcpy(s->gptq->data, s->G->data, qr_dmat_local_count(s->G) * sizeof *s->G->data);
+    qr_status st = QR_OK;
+    if (keep_gram) {
+        st = qr_dmat_create(g, s->d, s->d, &s->gptq);
+        QR_TRY(qr_mpi_agree(g->comm, st));
+        memcpy(s->gptq->data, s->G->data, qr_dmat_local_count(s->G) * sizeof *s->G->data);
+    } else {
+        s->gptq = s->G;
+        s->G = NULL;
+    }
     for (int lj = 0; lj < s->gptq->nloc && st == QR_OK; lj++) {
         int64_t j = qr_dmat_global_col(g, lj);
         double used;
@@ -221,6 +228,7 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s)
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
 {
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
+    bool whiten;
     QR_TRY(qr_mpi_agree(g->comm, st));
     for (int lj = 0; lj < s->G->nloc; lj++) {
         int64_t j = qr_dmat_global_col(g, lj);
@@ -231,11 +239,12 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         }
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
+    whiten = o->rank > 0 && (o->method == QR_METHOD_QERA_EXACT ||
+                             (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
     if (o->gptq) {
-        QR_TRY(gptq_factor(g, s));
+        QR_TRY(gptq_factor(g, s, whiten));
     }
-    if (o->rank == 0 || (o->method != QR_METHOD_QERA_EXACT &&
-                         !(o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT))) {
+    if (!whiten) {
         return QR_OK;
     }
     QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));

@@ -98,7 +98,7 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
     /* qr_dstats (G or its factor, six vectors), the held-out rows (distributed and the local
      * float rows) */
-    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n + (mo->gptq ? gloc : 0);
+    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n + (mo->gptq && whiten ? gloc : 0);
     /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
      * damped factorization keeps a copy of its input */
     round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
