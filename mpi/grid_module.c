@@ -167,7 +167,7 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
 {
     qr_status st = QR_OK;
     int64_t n = W->n, m = W->mloc;
-    double *Wt = NULL, *hdiag = NULL, *deq = NULL; /* (n, m), (n), (m, n) */
+    double *Wt = NULL, *hdiag = NULL; /* (n, m): Wᵀ, then the dequantized rows (m, n); (n) */
     gptq_panels p = {g, s->gptq, NULL};
     memset(qloc, 0, sizeof *qloc);
     st = qr_qweight_alloc(qloc, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
@@ -180,9 +180,6 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
     if (st == QR_OK) {
         st = qr_malloc(&p.buf, (size_t)QR_GPTQ_BLOCK * (size_t)n, sizeof *p.buf, "GPTQ panel");
     }
-    if (st == QR_OK) {
-        st = qr_malloc(&deq, (size_t)((m > 0 ? m : 1) * n), sizeof *deq, "GPTQ dequantized");
-    }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     for (int64_t j = 0; j < n; j++) { /* the local part is column-major: Wt row j is column j */
         (void)qr_gptq_dead_channel(s->gram_diag[j], j, &hdiag[j]); /* checked by the factor */
@@ -192,11 +189,11 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
         }
     }
     QR_CHECK(qr_gptq_sweep(Wt, n, m, hdiag, &o->wq, gptq_panel, &p, qloc));
-    qr_qweight_dequantize_f64(qloc, deq);
+    qr_qweight_dequantize_f64(qloc, Wt); /* the sweep is done with Wt */
     for (int64_t li = 0; li < m; li++) {
         for (int64_t j = 0; j < n; j++) {
             size_t k = (size_t)j * qr_dmat_lld(W) + (size_t)li;
-            W_eff->data[k] = deq[li * n + j];
+            W_eff->data[k] = Wt[li * n + j];
             E->data[k] = W->data[k] - W_eff->data[k];
         }
     }
@@ -207,7 +204,6 @@ done:
     free(Wt);
     free(hdiag);
     free(p.buf);
-    free(deq);
     return st;
 }
 

@@ -112,9 +112,9 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     /* W, E, W_eff; while quantizing the local codes and a block row of staging; then the SVD;
      * SRR adds the scaled weight and, while probing k*, its random matrix */
     module = 3 * wloc + umax(mloc * nloc / 2 + 16 * nb * nloc, svd) + 8 * nb * n;
-    if (mo->gptq) { /* its sweep: the rows transposed, their dequantized copy, one panel */
+    if (mo->gptq) { /* its sweep: the rows transposed (then dequantized), one panel */
         module = umax(module,
-                      3 * wloc + mloc * nloc / 2 + 16 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n);
+                      3 * wloc + mloc * nloc / 2 + 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n);
     }
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
