@@ -173,6 +173,26 @@ void qr_progress_clear_line(void)
     }
 }
 
+/* Append "item: stage" to line within `room` columns: the item loses its start first (a module's
+ * name ends with what tells it apart), then the stage its end. */
+static void fit_item(char *line, size_t n, int room, const char *item, const char *stage)
+{
+    size_t used = strlen(line), il = strlen(item);
+    int left = room - (int)used, sl = stage ? (int)strlen(stage) + 2 : 0;
+    if (left <= 0) {
+        return;
+    }
+    if ((int)il + sl > left && (int)il > 2) {
+        int keep = left - sl - 2; /* columns for the item's tail after ".." */
+        if (keep >= 4) {
+            item += il - (size_t)keep;
+            snprintf(line + used, n - used, "..");
+            used += 2;
+        }
+    }
+    snprintf(line + used, n - used, "%s%s%s", item, stage ? ": " : "", stage ? stage : "");
+}
+
 /* Redraw the bar: fitted to the terminal's width (the line never reaches the last column, so it
  * never wraps), the fill by weight done plus frac of an average remaining unit. */
 static void draw_bar(qr_progress *p, const char *item, const char *stage, double frac)
@@ -202,8 +222,8 @@ static void draw_bar(qr_progress *p, const char *item, const char *stage, double
         bar[i] = i < filled ? '#' : '.';
     }
     bar[cells] = '\0';
-    snprintf(line, sizeof line, "%s [%s]%s%s%s%s%s", p->task, bar, counts, times, item ? item : "",
-             stage ? ": " : "", stage ? stage : "");
+    snprintf(line, sizeof line, "%s [%s]%s%s", p->task, bar, counts, times);
+    fit_item(line, sizeof line, cols - 1, item ? item : "", stage);
     if ((int)strlen(line) > cols - 1) {
         line[cols > 1 ? cols - 1 : 0] = '\0';
     }
