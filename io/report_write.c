@@ -69,11 +69,14 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
     }
     fprintf(f,
             "; `spike` = more than %gx the median of the same module type within %d layers; "
-            "`kernel` = the INT4 kernel check of `qrecon validate` failed.\n\n",
+            "`kernel` = the INT4 kernel check of `qrecon validate` failed. `wall s` = the "
+            "module's wall time on its rank group during quantize (weight read, method, held-out "
+            "metrics, and for the first module of a layer input its statistics pass), the figure "
+            "its progress line printed; the summary sums it over the modules.\n\n",
             s->spike_factor, s->window);
     fprintf(f, "## Summary\n\n| checkpoint | method | W/A bits | group | rank | modules | "
                "primary error | mean | max (module) | bits/weight | flagged | kernel check | "
-               "seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+               "wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t k = 0; k < n; k++) {
         qr_report_summary sum;
         char kc[48];
@@ -115,7 +118,7 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
             free(order);
         }
         fprintf(f, "| layer | module | shape | method | rank / salient | bits/w | weight err | "
-                   "out err float | A8 | A4 | SQNR dB | kernel | seconds | flags |\n"
+                   "out err float | A8 | A4 | SQNR dB | kernel | wall s | flags |\n"
                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (size_t i = 0; i < ck->n_rows; i++) {
             const qr_report_row *r = &ck->rows[i];
