@@ -19,6 +19,7 @@
 #define _DEFAULT_SOURCE
 #include "jobs/quantize_run.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -33,6 +34,7 @@
 #include "io/calib_holdout.h"
 #include "io/calib_shard.h"
 #include "io/checkpoint.h"
+#include "io/ckpt_check.h"
 #include "io/fs.h"
 #include "io/h5util.h"
 #include "io/lock.h"
@@ -603,6 +605,67 @@ static qr_status check_part(qr_run *r, int64_t i)
     return QR_OK;
 }
 
+/* Remove module i's part and its temporary file, if there; only those two names, nothing else. */
+static qr_status remove_part(const qr_run *r, size_t i, int *removed)
+{
+    char path[QR_PATH_MAX], tmp[QR_PATH_MAX + 8];
+    QR_TRY(qr_part_path(r->job->out_path, r->mods[i].name, path, sizeof path));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    for (int k = 0; k < 2; k++) {
+        const char *p = k == 0 ? path : tmp;
+        if (unlink(p) == 0) {
+            *removed += k == 0;
+        } else if (errno != ENOENT) {
+            return qr_fail(QR_ERR_IO, "%s: cannot remove (%s)", p, strerror(errno));
+        }
+    }
+    return QR_OK;
+}
+
+/* force: rank 0, holding the lock, removes the parts of this output's modules (--force). */
+static qr_status phase_force(qr_run *r)
+{
+    int removed = 0;
+    if (!r->job->force || r->rank != 0) {
+        return QR_OK;
+    }
+    for (size_t i = 0; i < r->n_mods; i++) {
+        QR_TRY(remove_part(r, i, &removed));
+    }
+    QR_INFO("quantize: --force: removed %d part(s) of %s; starting over", removed,
+            r->job->out_path);
+    return QR_OK;
+}
+
+/* parts: after a successful assembly, rank 0 checks the checkpoint in full (io/ckpt_check.h) and
+ * then removes the parts, the lock and the parts folder (left in place when it holds anything
+ * else). --keep-parts keeps them. A checkpoint that fails the check keeps its parts. */
+static qr_status phase_remove_parts(qr_run *r)
+{
+    qr_status st = QR_OK;
+    qr_ckpt *ck = NULL;
+    int removed = 0;
+    if (r->job->keep_parts || r->rank != 0) {
+        return QR_OK;
+    }
+    QR_CHECK(qr_ckpt_open(r->job->out_path, &ck));
+    QR_CHECK(qr_ckpt_check(ck, r->job->out_path));
+    qr_ckpt_close(&ck);
+    for (size_t i = 0; i < r->n_mods; i++) {
+        QR_CHECK(remove_part(r, i, &removed));
+    }
+    qr_lock_release(&r->lock);
+    if (rmdir(r->parts_dir) != 0) {
+        QR_WARN("quantize: %s: not removed (%s); only this job's parts were", r->parts_dir,
+                strerror(errno));
+    }
+    QR_INFO("quantize: %s verified; removed its %d part(s) (--keep-parts keeps them)",
+            r->job->out_path, removed);
+done:
+    qr_ckpt_close(&ck);
+    return st;
+}
+
 /* resume: the part paths, and the verified parts of this group's slice. */
 static qr_status phase_resume(qr_run *r)
 {
@@ -987,10 +1050,12 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize
     QR_CHECK(qr_mpi_agree(comm, phase_plan(&r)));
     QR_CHECK(make_grid(&r));
     QR_CHECK(qr_mpi_agree(comm, phase_lock(&r)));
+    QR_CHECK(qr_mpi_agree(comm, phase_force(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_resume(&r)));
     count_todo(&r);
     QR_CHECK(phase_slice(&r));
     QR_CHECK(phase_assemble(&r));
+    QR_CHECK(qr_mpi_agree(comm, phase_remove_parts(&r)));
     report_memory(&r);
 done:
     phase_close(&r);
