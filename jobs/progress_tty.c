@@ -47,19 +47,36 @@ static dev_t controlling_tty(void)
                    (unsigned)((tty & 0xff) | ((tty >> 12) & 0xfff00)));
 }
 
-/* The launcher (the parent process) writes its stderr to our controlling terminal and is in that
- * terminal's foreground process group (not redirected, not in the background). */
-static int launcher_on_terminal(int fd)
+/* The launcher (the parent process) writes its file descriptor `which` to our controlling
+ * terminal. */
+static int launcher_fd_on(int which, dev_t tty)
 {
     char path[64];
     struct stat st;
-    pid_t parent = getppid();
-    dev_t tty = controlling_tty();
-    snprintf(path, sizeof path, "/proc/%d/fd/2", (int)parent);
-    if (tty == 0 || stat(path, &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != tty) {
-        return 0;
+    snprintf(path, sizeof path, "/proc/%d/fd/%d", (int)getppid(), which);
+    return tty != 0 && stat(path, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == tty;
+}
+
+/* The launcher writes its stderr to our controlling terminal and is in that terminal's foreground
+ * process group (not redirected, not in the background). */
+static int launcher_on_terminal(int fd)
+{
+    return launcher_fd_on(2, controlling_tty()) && tcgetpgrp(fd) == getpgid(getppid());
+}
+
+/* Rank 0 writes its stderr (and its stdout, when the launcher's goes to the same terminal) straight
+ * to the terminal the launcher would have copied it to: the same place, but in order with the bar
+ * (through the launcher's pipe a line arrives late, after the bar was redrawn, and runs into it).
+ */
+static void write_to_terminal(int fd)
+{
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    if (launcher_fd_on(1, controlling_tty())) {
+        fflush(stdout);
+        dup2(fd, STDOUT_FILENO);
     }
-    return tcgetpgrp(fd) == getpgid(parent);
+    close(fd);
 }
 
 void qr_progress_tty_setup(qr_progress_mode mode)
@@ -82,7 +99,13 @@ void qr_progress_tty_setup(qr_progress_mode mode)
     if (fd < 0) {
         return;
     }
-    if ((mode == QR_PROGRESS_BAR || launcher_on_terminal(fd)) && (out = fdopen(fd, "w"))) {
+    if (launcher_on_terminal(fd)) {
+        write_to_terminal(fd);
+        tty_fd = STDERR_FILENO;
+        qr_progress_set_terminal(stderr, columns, NULL);
+        return;
+    }
+    if (mode == QR_PROGRESS_BAR && (out = fdopen(fd, "w"))) {
         tty_fd = fd;
         qr_progress_set_terminal(out, columns, NULL); /* open for the life of the process */
         return;

@@ -3,7 +3,8 @@
 # 0's stderr is then a pipe to mpiexec, and the bar must go to the terminal all the same. The pane
 # is captured every POLL_S seconds while the job runs. Checks, at each width:
 #  - a bar was drawn ("quantize [##..] k/7 modules ...") and at least once with a module stage;
-#  - no bar line ever wrapped (capture-pane -J joins wrapped lines: none may exceed the width);
+#  - no bar line ever wrapped (capture-pane -J joins wrapped lines: none may exceed the width), and
+#    no message of rank 0 ran into a bar (they reach the terminal in order with it);
 #  - the final screen holds the summary and no bar left over.
 # Skips (77) only when tmux is missing.
 POLL_S=0.05
@@ -39,13 +40,14 @@ import glob, re, sys
 out, cols = sys.argv[1], int(sys.argv[2])
 bar = re.compile(r"quantize \[[#.]{6,}\] [0-7]/7 ")
 snaps = sorted(glob.glob(out + "/snap.*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-bars, staged, longest = 0, 0, 0
+bars, staged, longest, glued = 0, 0, 0, 0
 for s in snaps:
     for line in open(s).read().splitlines():
         if bar.search(line):
             longest = max(longest, len(line))
             bars += 1
             staged += bool(re.search(r": (statistics|whitening|SVD|quantize|metrics)$", line))
+            glued += "qrecon:" in line
 final = open(out + "/final").read()
 print(f"{cols} columns: {len(snaps)} snapshots, {bars} with a bar, {staged} with a stage, longest bar line {longest}")
 ok = True
@@ -53,6 +55,8 @@ if bars == 0:
     print("no bar drawn"); ok = False
 if staged == 0:
     print("no stage shown within a module"); ok = False
+if glued:
+    print(f"{glued} time(s) a message ran into the bar"); ok = False
 if longest > cols:
     print(f"a line wrapped ({longest} > {cols} columns)"); ok = False
 if "EXIT=0" not in final or not re.search(r"^quantize done: 7/7 modules", final, re.M):
