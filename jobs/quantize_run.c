@@ -637,20 +637,32 @@ static qr_status phase_force(qr_run *r)
     return QR_OK;
 }
 
-/* parts: after a successful assembly, rank 0 checks the checkpoint in full (io/ckpt_check.h) and
- * then removes the parts, the lock and the parts folder (left in place when it holds anything
- * else). --keep-parts keeps them. A checkpoint that fails the check keeps its parts. */
-static qr_status phase_remove_parts(qr_run *r)
+/* The checkpoint checked in full (io/ckpt_check.h), the reads shared over the ranks. */
+static qr_status check_assembled(const qr_run *r)
 {
     qr_status st = QR_OK;
     qr_ckpt *ck = NULL;
+    QR_CHECK(qr_ckpt_open(r->job->out_path, &ck));
+    QR_CHECK(qr_ckpt_check(ck, r->job->out_path, r->rank, r->size));
+done:
+    qr_ckpt_close(&ck);
+    return st;
+}
+
+/* parts: after a successful assembly, the ranks check the checkpoint in full, then rank 0 removes
+ * the parts, the lock and the parts folder (left in place when it holds anything else).
+ * --keep-parts keeps them. A checkpoint that fails the check keeps its parts. Collective. */
+static qr_status phase_remove_parts(qr_run *r)
+{
+    qr_status st = QR_OK;
     int removed = 0;
-    if (r->job->keep_parts || r->rank != 0) {
+    if (r->job->keep_parts) {
         return QR_OK;
     }
-    QR_CHECK(qr_ckpt_open(r->job->out_path, &ck));
-    QR_CHECK(qr_ckpt_check(ck, r->job->out_path));
-    qr_ckpt_close(&ck);
+    QR_TRY(qr_mpi_agree(r->comm, check_assembled(r)));
+    if (r->rank != 0) {
+        return QR_OK;
+    }
     for (size_t i = 0; i < r->n_mods; i++) {
         QR_CHECK(remove_part(r, i, &removed));
     }
@@ -662,7 +674,6 @@ static qr_status phase_remove_parts(qr_run *r)
     QR_INFO("quantize: %s verified; removed its %d part(s) (--keep-parts keeps them)",
             r->job->out_path, removed);
 done:
-    qr_ckpt_close(&ck);
     return st;
 }
 
@@ -1055,7 +1066,7 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize
     count_todo(&r);
     QR_CHECK(phase_slice(&r));
     QR_CHECK(phase_assemble(&r));
-    QR_CHECK(qr_mpi_agree(comm, phase_remove_parts(&r)));
+    QR_CHECK(phase_remove_parts(&r));
     report_memory(&r);
 done:
     phase_close(&r);
