@@ -74,6 +74,12 @@ static qr_status read_row(hid_t file, const char *path, const char *name, qr_rep
         double s = kv_double(&attrs, seconds_keys[k]);
         r->seconds += isfinite(s) ? s : 0.0;
     }
+    {
+        /* the module's wall time on its group, as its progress line printed it (checkpoints
+         * from before it was stored: the sum of the method's stages and the statistics) */
+        double wall = kv_double(&attrs, "metric.seconds_wall");
+        r->seconds = isfinite(wall) ? wall : r->seconds;
+    }
     qr_kvlist_free(&attrs);
     return QR_OK;
 }

@@ -69,11 +69,14 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
     }
     fprintf(f,
             "; `spike` = more than %gx the median of the same module type within %d layers; "
-            "`kernel` = the INT4 kernel check of `qrecon validate` failed.\n\n",
+            "`kernel` = the INT4 kernel check of `qrecon validate` failed. `wall s` = the "
+            "module's wall time on its rank group during quantize (weight read, method, held-out "
+            "metrics, and for the first module of a layer input its statistics pass), the figure "
+            "its progress line printed; the summary sums it over the modules.\n\n",
             s->spike_factor, s->window);
     fprintf(f, "## Summary\n\n| checkpoint | method | W/A bits | group | rank | modules | "
                "primary error | mean | max (module) | bits/weight | flagged | kernel check | "
-               "seconds |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+               "wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t k = 0; k < n; k++) {
         qr_report_summary sum;
         char kc[48];
@@ -115,7 +118,7 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
             free(order);
         }
         fprintf(f, "| layer | module | shape | method | rank / salient | bits/w | weight err | "
-                   "out err float | A8 | A4 | SQNR dB | kernel | seconds | flags |\n"
+                   "out err float | A8 | A4 | SQNR dB | kernel | wall s | flags |\n"
                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (size_t i = 0; i < ck->n_rows; i++) {
             const qr_report_row *r = &ck->rows[i];
@@ -356,15 +359,27 @@ qr_status qr_report_write_layers_svg(const char *path, const qr_report_ckpt *c, 
     double *xy = NULL; /* (N_KINDS, n, 2, max_rows) */
     size_t max_rows = 0;
     qr_status st = QR_OK;
+    double lo = INFINITY, hi = 0; /* one log range for every panel, so they compare by height */
     for (size_t k = 0; k < n; k++) {
         max_rows = c[k].n_rows > max_rows ? c[k].n_rows : max_rows;
+        for (size_t i = 0; i < c[k].n_rows; i++) {
+            double e = c[k].rows[i].primary;
+            lo = isfinite(e) && e > 0 && e < lo ? e : lo;
+            hi = isfinite(e) && e > hi ? e : hi;
+        }
+    }
+    if (hi > 0) {
+        lo = pow(10.0, floor(log10(lo)));
+        hi = pow(10.0, ceil(log10(hi)));
+        hi = hi > lo ? hi : 10 * lo;
     }
     QR_CHECK(qr_malloc(&xy, (size_t)N_KINDS * n * 2 * (max_rows + 1), sizeof *xy, "plot points"));
     for (int t = 0; t < N_KINDS; t++) {
         QR_CHECK(qr_calloc(&series[t], n, sizeof *series[t], "plot series"));
         snprintf(titles[t], sizeof titles[t], "%s: output error by layer", kinds[t]);
-        charts[t] =
-            (qr_svg_chart){titles[t], "layer", "relative output error (primary)", 1, 900, 360};
+        charts[t] = (qr_svg_chart){
+            titles[t],       "layer",        "relative output error (primary)", 1, 900, 360,
+            hi > 0 ? lo : 0, hi > 0 ? hi : 0};
         for (size_t k = 0; k < n; k++) {
             double *x = xy + (((size_t)t * n + k) * 2) * (max_rows + 1);
             double *y = x + (max_rows + 1);
@@ -390,6 +405,18 @@ done:
     return st;
 }
 
+/* A checkpoint with a low-rank term: some module used rank > 0 (RTN stores --rank's default but
+ * uses none). */
+static int has_rank(const qr_report_ckpt *c)
+{
+    for (size_t i = 0; i < c->n_rows; i++) {
+        if (c->rows[i].rank_used > 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 qr_status qr_report_write_rank_svg(const char *path, const qr_report_ckpt *c, size_t n,
                                    int *written)
 {
@@ -403,11 +430,13 @@ qr_status qr_report_write_rank_svg(const char *path, const qr_report_ckpt *c, si
     QR_CHECK(qr_malloc(&xy, n * 2 * n + 1, sizeof *xy, "rank points"));
     for (size_t k = 0; k < n; k++) {
         size_t s = 0;
-        while (s < n_series && strcmp(series[s].name, c[k].method) != 0) {
+        int base = !has_rank(&c[k]);
+        while (s < n_series &&
+               (strcmp(series[s].name, c[k].method) != 0 || series[s].hline != base)) {
             s++;
         }
         if (s == n_series) {
-            series[s] = (qr_svg_series){c[k].method, xy + s * 2 * n, xy + s * 2 * n + n, 0};
+            series[s] = (qr_svg_series){c[k].method, xy + s * 2 * n, xy + s * 2 * n + n, 0, base};
             n_series++;
         }
         {
@@ -415,6 +444,14 @@ qr_status qr_report_write_rank_svg(const char *path, const qr_report_ckpt *c, si
             double *x = (double *)series[s].x, *y = (double *)series[s].y;
             size_t at = series[s].n;
             qr_report_summarize(&c[k], &sum);
+            if (base) {
+                /* no low-rank term (RTN, or a rank-0 run): a reference level, not a point at the
+                 * stored --rank default, which would squeeze the sweep into a corner */
+                x[0] = 0;
+                y[0] = sum.mean_err;
+                series[s].n = 1;
+                continue;
+            }
             /* insertion by rank so the line runs left to right */
             while (at > 0 && x[at - 1] > (double)c[k].rank) {
                 x[at] = x[at - 1], y[at] = y[at - 1];
@@ -423,7 +460,7 @@ qr_status qr_report_write_rank_svg(const char *path, const qr_report_ckpt *c, si
             x[at] = (double)c[k].rank;
             y[at] = sum.mean_err;
             series[s].n++;
-            sweep |= series[s].n >= 2 && x[0] != x[series[s].n - 1];
+            sweep |= !series[s].hline && series[s].n >= 2 && x[0] != x[series[s].n - 1];
         }
     }
     if (sweep) {

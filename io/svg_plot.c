@@ -123,12 +123,20 @@ static void data_range(frame *f, const qr_svg_chart *c, const qr_svg_series *ser
             if (!usable(c, y) || !isfinite(series[s].x[i])) {
                 continue;
             }
-            f->xmin = fmin(f->xmin, series[s].x[i]), f->xmax = fmax(f->xmax, series[s].x[i]);
+            if (!series[s].hline) {
+                f->xmin = fmin(f->xmin, series[s].x[i]), f->xmax = fmax(f->xmax, series[s].x[i]);
+            }
             f->ymin = fmin(f->ymin, y), f->ymax = fmax(f->ymax, y);
         }
     }
-    if (!isfinite(f->xmin)) { /* no data: draw empty axes over [0, 1] */
-        f->xmin = 0, f->xmax = 1, f->ymin = c->log_y ? 0.1 : 0, f->ymax = 1;
+    if (!isfinite(f->xmin)) { /* no data (or only reference levels): x over [0, 1] */
+        f->xmin = 0, f->xmax = 1;
+    }
+    if (!isfinite(f->ymin)) {
+        f->ymin = c->log_y ? 0.1 : 0, f->ymax = 1;
+    }
+    if (c->y_lo < c->y_hi && (!c->log_y || c->y_lo > 0)) {
+        f->ymin = c->y_lo, f->ymax = c->y_hi;
     }
     if (f->xmax == f->xmin) {
         f->xmin -= 0.5, f->xmax += 0.5;
@@ -149,6 +157,14 @@ static void data_range(frame *f, const qr_svg_chart *c, const qr_svg_series *ser
     }
 }
 
+static void y_tick(svg_buf *b, const frame *f, double v)
+{
+    put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", f->x0,
+        sy(f, v), f->x1, sy(f, v));
+    put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
+        f->x0 - 6, sy(f, v) + 4, v);
+}
+
 static void draw_axes(svg_buf *b, const qr_svg_chart *c, const frame *f, double top)
 {
     double xstep = nice_step(f->xmax - f->xmin, 8), ystep = nice_step(f->ymax - f->ymin, 5);
@@ -159,13 +175,22 @@ static void draw_axes(svg_buf *b, const qr_svg_chart *c, const frame *f, double 
         "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" "
         "stroke=\"#444\"/>\n",
         f->x0, f->y1, f->x1 - f->x0, f->y0 - f->y1);
-    /* y ticks and grid: decades (log) or nice steps */
-    for (double v = f->ymin; f->log_y ? v <= f->ymax * 1.0001 : v <= f->ymax + ystep * 1e-6;
-         v = f->log_y ? v * 10 : v + ystep) {
-        put(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", f->x0,
-            sy(f, v), f->x1, sy(f, v));
-        put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n",
-            f->x0 - 6, sy(f, v) + 4, v);
+    /* y ticks and grid: decades, with 2 and 5 between when few (log), or nice steps */
+    if (f->log_y) {
+        int fine = log10(f->ymax / f->ymin) <= QR_SVG_LOG_FINE_DECADES + 1e-9;
+        for (double d = f->ymin; d <= f->ymax * 1.0001; d *= 10) {
+            for (int m = 1; m <= 5; m++) {
+                double v = d * m;
+                if ((m != 1 && (!fine || (m != 2 && m != 5))) || v > f->ymax * 1.0001) {
+                    continue;
+                }
+                y_tick(b, f, v);
+            }
+        }
+    } else {
+        for (double v = f->ymin; v <= f->ymax + ystep * 1e-6; v += ystep) {
+            y_tick(b, f, v);
+        }
     }
     /* x ticks: integers when the data are integers (layers, ranks) */
     if (xstep < 1 && floor(f->xmin) == f->xmin) {
@@ -194,7 +219,15 @@ static void draw_series(svg_buf *b, const qr_svg_chart *c, const frame *f, const
 {
     const char *col = palette[s % (sizeof palette / sizeof palette[0])];
     int open = 0;
-    for (size_t i = 0; i < sr->n; i++) {
+    for (size_t i = 0; sr->hline && i < 1 && i < sr->n; i++) {
+        if (usable(c, sr->y[0]) && sr->y[0] >= f->ymin && sr->y[0] <= f->ymax) {
+            put(b,
+                "<line class=\"reference\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                "stroke=\"%s\" stroke-width=\"2\" stroke-dasharray=\"8 5\"/>\n",
+                f->x0, sy(f, sr->y[0]), f->x1, sy(f, sr->y[0]), col);
+        }
+    }
+    for (size_t i = 0; !sr->hline && i < sr->n; i++) {
         double x = sr->x[i], y = sr->y[i];
         if (!usable(c, y) || !isfinite(x)) {
             if (open) {
@@ -212,7 +245,7 @@ static void draw_series(svg_buf *b, const qr_svg_chart *c, const frame *f, const
     if (open) {
         put(b, "\"/>\n");
     }
-    for (size_t i = 0; i < sr->n; i++) {
+    for (size_t i = 0; !sr->hline && i < sr->n; i++) {
         if (usable(c, sr->y[i]) && isfinite(sr->x[i])) {
             put(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"/>\n", sx(f, sr->x[i]),
                 sy(f, sr->y[i]), col);
@@ -220,8 +253,9 @@ static void draw_series(svg_buf *b, const qr_svg_chart *c, const frame *f, const
     }
     put(b,
         "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-        "stroke-width=\"3\"/>\n",
-        f->x1 + 14, f->y1 + 10 + 18.0 * (double)s, f->x1 + 38, f->y1 + 10 + 18.0 * (double)s, col);
+        "stroke-width=\"3\"%s/>\n",
+        f->x1 + 14, f->y1 + 10 + 18.0 * (double)s, f->x1 + 38, f->y1 + 10 + 18.0 * (double)s, col,
+        sr->hline ? " stroke-dasharray=\"8 5\"" : "");
     put(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", f->x1 + 44,
         f->y1 + 14 + 18.0 * (double)s);
     put_text(b, sr->name);

@@ -397,7 +397,11 @@ static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer,
         }
     }
     if (r->rank == 0) {
+        /* One step per `every` blocks, weighed by its blocks; the total adds the pipeline's drain
+         * (each later group finishes one block after the one before it), so the ETA counts the
+         * blocks of every group, not only group 0's. */
         prog = qr_progress_begin("capture", (nb + every - 1) / every, "micro-batch blocks");
+        qr_progress_set_total_weight(prog, (double)(nb + r->last_group));
     }
     if (has_prev && nb > 0) {
         MPI_Irecv(buf[0], (int)batch_floats, MPI_FLOAT, prev, MPI_ANY_TAG, r->comm, &recv[0]);
@@ -461,8 +465,13 @@ static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer,
         }
         fig->batches++;
         if (prog && ((b + 1) % every == 0 || b + 1 == nb)) {
-            qr_progress_step(prog, "windows", 1.0, "windows %lld..%lld of lane 0",
-                             (long long)(first - (b % every) * mb), (long long)(first + count - 1));
+            qr_progress_step(prog, "windows", (double)(b % every + 1),
+                             "windows %lld..%lld of lane 0", (long long)(first - (b % every) * mb),
+                             (long long)(first + count - 1));
+        } else if (prog) {
+            char at[64];
+            snprintf(at, sizeof at, "block %lld/%lld", (long long)(b + 1), (long long)nb);
+            qr_progress_stage(prog, "windows", at, (double)(b % every + 1) / (double)every);
         }
     }
     if (ended && next_needs) {

@@ -53,6 +53,12 @@ static const qr_opt job_rows[] = {
     {"grid", QR_OPT_CUSTOM, JOB(grid), "PxQ",
      "ranks per group as a BLACS grid; N must be a multiple of P x Q", "1x1",
      .parse = qr_opt_parse_grid},
+    {"keep-parts", QR_OPT_FLAG, JOB(keep_parts), NULL,
+     "keep FILE.parts/ after the checkpoint is assembled and verified (default:\n"
+     "its part files, lock and folder are removed then)"},
+    {"force", QR_OPT_FLAG, JOB(force), NULL,
+     "start over: remove the existing parts of this output's modules first (a\n"
+     "lock held by a live job still refuses; nothing else in FILE.parts/ is touched)"},
 };
 #undef JOB
 

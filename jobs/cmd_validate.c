@@ -398,22 +398,11 @@ static const char *act_name(int64_t abits)
     return abits == 8 ? "A8" : abits == 4 ? "A4" : "float";
 }
 
-static void print_table(const validate_opts *o, const vctx *v, const vrow *rows, size_t n,
-                        const char *kernel, double seconds, int nranks)
+/* The table's head, printed before the first module; its rows follow as the modules finish
+ * (collect_round), so each module is printed once. width: the longest module name. */
+static void print_head(const validate_opts *o, const vctx *v, const char *kernel, int nranks,
+                       int width)
 {
-    int width = 6;
-    size_t n_fail = 0, int_exact = 0;
-    double worst_float = 0.0, min_tol = INFINITY, worst_stored = 0.0;
-    const vrow *worst = NULL;
-    char line[512];
-    for (size_t i = 0; i < n; i++) {
-        int l = (int)strlen(rows[i].name);
-        width = l > width ? l : width;
-        n_fail += rows[i].fails != 0;
-        if (!worst || rows[i].primary_measured > worst->primary_measured) {
-            worst = &rows[i];
-        }
-    }
     printf("validate: %s (%s, W%" PRId64 "%s, group %" PRId64 ", rank %" PRId64 ")\n", o->ckpt,
            v->method, v->wbits, v->abits ? (v->abits == 8 ? "A8" : "A4") : "A16", v->group,
            v->rank);
@@ -422,9 +411,20 @@ static void print_table(const validate_opts *o, const vctx *v, const vrow *rows,
            v->row0, v->row0 + v->n_rows - 1, kernel, nranks);
     printf("%-*s %-7s %9s %10s %10s %10s %10s %10s  %s\n", width, "module", "kernel", "int-diff",
            "float-rel", "err-float", "err-A8", "err-A4", "stored", "status");
+    fflush(stdout);
+}
+
+/* The table's summary, after its rows. */
+static void print_summary(const vctx *v, const vrow *rows, size_t n, double seconds)
+{
+    size_t n_fail = 0, int_exact = 0;
+    double worst_float = 0.0, min_tol = INFINITY, worst_stored = 0.0;
+    const vrow *worst = NULL;
     for (size_t i = 0; i < n; i++) {
-        format_row(&rows[i], kernel, width, 0, line, sizeof line);
-        fputs(line, stdout);
+        n_fail += rows[i].fails != 0;
+        if (!worst || rows[i].primary_measured > worst->primary_measured) {
+            worst = &rows[i];
+        }
     }
     for (size_t i = 0; i < n; i++) {
         double f = float_max(&rows[i]);
@@ -585,6 +585,7 @@ typedef struct {
     int32_t n_fail; /* modules that failed (rank 0's count, broadcast) */
     double t0, seconds;
     const char *kernel;
+    int width; /* rank 0: the table's module column */
 } vrun;
 
 /* --json and --md before any work: not an input, not inside or above one (io/fs.h). */
@@ -637,6 +638,14 @@ static qr_status phase_prepare(vrun *r)
         }
         qr_progress_set_total_weight(r->prog, total);
     }
+    /* the table's rows are the progress lines: each module printed once */
+    qr_progress_set_no_lines(r->prog);
+    r->width = 6;
+    for (size_t i = 0; i < r->n; i++) {
+        int l = (int)strlen(qr_ckpt_module_name(r->v.ck, i));
+        r->width = l > r->width ? l : r->width;
+    }
+    print_head(&r->o, &r->v, r->kernel, r->nranks, r->width);
     return QR_OK;
 }
 
@@ -644,13 +653,28 @@ static qr_status phase_prepare(vrun *r)
 static void collect_round(vrun *r, size_t base)
 {
     for (int k = 0; k < r->nranks && base + (size_t)k < r->n; k++) {
-        char status[64];
+        char status[64], line[512];
         const vrow *got = &r->round[k];
         r->rows[base + (size_t)k] = *got;
         fail_text(got->fails, status, sizeof status);
-        qr_progress_step(r->prog, got->name, (double)got->d_out * (double)got->d_in,
-                         "%s err %.4g int-diff %" PRId64 " %.2fs", status, got->primary_measured,
-                         int_max(got), got->r.seconds);
+        format_row(got, r->kernel, r->width, 0, line, sizeof line);
+        qr_progress_clear_line();
+        fputs(line, stdout);
+        fflush(stdout);
+        {
+            const qr_progress_field f[] = {
+                {.key = "status", .kind = QR_PF_STR, .s = status},
+                {.key = "err", .label = "err", .kind = QR_PF_NUM, .x = got->primary_measured},
+                {.key = "int_diff", .label = "int-diff", .kind = QR_PF_INT, .i = int_max(got)},
+                {.key = "wall_s",
+                 .label = "wall",
+                 .kind = QR_PF_NUM,
+                 .x = got->r.seconds,
+                 .unit = "s"},
+            };
+            qr_progress_step_fields(r->prog, got->name, (double)got->d_out * (double)got->d_in, f,
+                                    (int)(sizeof f / sizeof f[0]));
+        }
     }
 }
 
@@ -687,7 +711,7 @@ static qr_status phase_write(vrun *r)
     }
     qr_progress_end(&r->prog, "validate: %zu module(s), %d failed, %.2f s", r->n, (int)r->n_fail,
                     r->seconds);
-    print_table(&r->o, &r->v, r->rows, r->n, r->kernel, r->seconds, r->nranks);
+    print_summary(&r->v, r->rows, r->n, r->seconds);
     if (r->o.json) {
         QR_TRY(write_json(&r->o, &r->v, r->rows, r->n, r->kernel, r->seconds, r->nranks));
     }

@@ -10,6 +10,7 @@
 #include "io/fault.h"
 #include "io/h5util.h"
 #include "jobs/commands.h"
+#include "jobs/progress_tty.h"
 #include "mpi/comm.h"
 #include "src/log.h"
 #include "src/progress.h"
@@ -19,7 +20,9 @@
 static const char global_help[] =
     "global options (any command):\n"
     "  --quiet             no progress or information lines (warnings and errors print)\n"
-    "  --progress MODE     auto (bar on a terminal, else one line per unit), bar, lines\n"
+    "  --progress MODE     auto (bar on a terminal, also rank 0's under mpiexec; else one line\n"
+    "                      per unit), bar (also under a launcher whose output is redirected),\n"
+    "                      lines\n"
     "  --json-log FILE     also write progress events as JSON lines to FILE (rank 0)\n"
     "  --verbose           debug messages\n";
 
@@ -59,6 +62,7 @@ static qr_status take_global_options(int *argc, char **argv)
     argv[out] = NULL;
     *argc = out;
     qr_progress_configure(mode, json_log);
+    qr_progress_tty_setup(mode);
     return QR_OK;
 }
 

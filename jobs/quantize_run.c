@@ -19,6 +19,7 @@
 #define _DEFAULT_SOURCE
 #include "jobs/quantize_run.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -33,6 +34,7 @@
 #include "io/calib_holdout.h"
 #include "io/calib_shard.h"
 #include "io/checkpoint.h"
+#include "io/ckpt_check.h"
 #include "io/fs.h"
 #include "io/h5util.h"
 #include "io/lock.h"
@@ -52,6 +54,7 @@
 #include "src/modules.h"
 #include "src/progress.h"
 #include "src/rng.h"
+#include "src/stage.h"
 #include "src/stats.h"
 
 #define QR_PATH_MAX 4096
@@ -156,12 +159,49 @@ typedef struct {
     progress_msg *queue; /* group roots: messages in flight (kept alive until MPI_Waitall) */
     MPI_Request *reqs;
     size_t n_queue, cap_queue;
+    /* rank 0: its own current module, for the bar's stages (progress_stage) */
+    const char *current;
+    double current_t0, current_weight;
+    double own_seconds, own_weight; /* rank 0's finished modules: its rate for the bar's fill */
 } progress_ctx;
 
+/* One module's line: the method, the rank used, the held-out output error, and its wall time on its
+ * group (weight read, method, held-out metrics and, for the first module of a layer input, the
+ * statistics pass; the part's write excluded), the same figure as report's "wall s" column. */
 static void progress_show(progress_ctx *p, const progress_msg *m)
 {
-    qr_progress_step(p->bar, m->module, m->weight, "%s rank %" PRId64 " out_err %.4g %.2fs",
-                     p->method, m->rank_used, m->out_err, m->seconds);
+    const qr_progress_field f[] = {
+        {.key = "method", .kind = QR_PF_STR, .s = p->method},
+        {.key = "rank_used", .label = "rank", .kind = QR_PF_INT, .i = m->rank_used},
+        {.key = "out_err", .label = "out_err", .kind = QR_PF_NUM, .x = m->out_err},
+        {.key = "wall_s", .label = "wall", .kind = QR_PF_NUM, .x = m->seconds, .unit = "s"},
+    };
+    qr_progress_step_fields(p->bar, m->module, m->weight, f, (int)(sizeof f / sizeof f[0]));
+}
+
+static void progress_drain(progress_ctx *p, int wait);
+
+/* Rank 0's stage hook (src/stage.h): other groups' messages first, then the bar redrawn with the
+ * stage of its own module, filled by the module's expected share (rank 0's rate so far). */
+static void progress_stage(void *ctx, const char *stage)
+{
+    progress_ctx *p = ctx;
+    double frac = 0;
+    progress_drain(p, 0);
+    if (p->own_seconds > 0 && p->current_weight > 0) {
+        frac = (qr_now() - p->current_t0) * (p->own_weight / p->own_seconds) / p->current_weight;
+    }
+    qr_progress_stage(p->bar, p->current, stage, frac < 0.95 ? frac : 0.95);
+}
+
+/* Rank 0 starts module k (weight w): its name and clock for progress_stage. */
+static void progress_at(progress_ctx *p, const char *module, double w)
+{
+    if (p->rank == 0) {
+        p->current = module;
+        p->current_t0 = qr_now();
+        p->current_weight = w;
+    }
 }
 
 /* Rank 0: print what has arrived; with `wait`, block until every other group root has ended. */
@@ -194,6 +234,8 @@ static void progress_drain(progress_ctx *p, int wait)
 static qr_status progress_post(progress_ctx *p, const progress_msg *m)
 {
     if (p->rank == 0) {
+        p->own_seconds += qr_now() - p->current_t0;
+        p->own_weight += m->weight;
         progress_show(p, m);
         progress_drain(p, 0);
         return QR_OK;
@@ -333,7 +375,9 @@ static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr
 {
     qr_status st = QR_OK;
     qr_kvlist metrics = {0};
+    double wall = qr_now() - t0 + stats_seconds; /* the figure of the progress line and report */
     QR_CHECK(metrics_list(rep, met, has_metrics, stats_seconds, &metrics));
+    QR_CHECK(qr_kv_set_double(&metrics, "seconds_wall", wall));
     if (part) {
         QR_CHECK(qr_part_write(part, m->name, opts, &metrics, ql));
     }
@@ -341,8 +385,7 @@ static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr
     snprintf(msg->module, sizeof msg->module, "%s", m->name);
     msg->rank_used = rep->rank_used;
     msg->out_err = has_metrics ? met->out_rel_err : NAN;
-    msg->seconds = qr_now() - t0 + stats_seconds;
-    msg->weight = (double)m->d_out * (double)m->d_in;
+    msg->seconds = wall;
 done:
     qr_kvlist_free(&metrics);
     return st;
@@ -377,6 +420,7 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
     if (n_ho > 0) {
+        qr_stage_mark("metrics");
         QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, job->agroup, &rep, &met));
     }
     free(W);
@@ -561,6 +605,78 @@ static qr_status check_part(qr_run *r, int64_t i)
     return QR_OK;
 }
 
+/* Remove module i's part and its temporary file, if there; only those two names, nothing else. */
+static qr_status remove_part(const qr_run *r, size_t i, int *removed)
+{
+    char path[QR_PATH_MAX], tmp[QR_PATH_MAX + 8];
+    QR_TRY(qr_part_path(r->job->out_path, r->mods[i].name, path, sizeof path));
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    for (int k = 0; k < 2; k++) {
+        const char *p = k == 0 ? path : tmp;
+        if (unlink(p) == 0) {
+            *removed += k == 0;
+        } else if (errno != ENOENT) {
+            return qr_fail(QR_ERR_IO, "%s: cannot remove (%s)", p, strerror(errno));
+        }
+    }
+    return QR_OK;
+}
+
+/* force: rank 0, holding the lock, removes the parts of this output's modules (--force). */
+static qr_status phase_force(qr_run *r)
+{
+    int removed = 0;
+    if (!r->job->force || r->rank != 0) {
+        return QR_OK;
+    }
+    for (size_t i = 0; i < r->n_mods; i++) {
+        QR_TRY(remove_part(r, i, &removed));
+    }
+    QR_INFO("quantize: --force: removed %d part(s) of %s; starting over", removed,
+            r->job->out_path);
+    return QR_OK;
+}
+
+/* The checkpoint checked in full (io/ckpt_check.h), the reads shared over the ranks. */
+static qr_status check_assembled(const qr_run *r)
+{
+    qr_status st = QR_OK;
+    qr_ckpt *ck = NULL;
+    QR_CHECK(qr_ckpt_open(r->job->out_path, &ck));
+    QR_CHECK(qr_ckpt_check(ck, r->job->out_path, r->rank, r->size));
+done:
+    qr_ckpt_close(&ck);
+    return st;
+}
+
+/* parts: after a successful assembly, the ranks check the checkpoint in full, then rank 0 removes
+ * the parts, the lock and the parts folder (left in place when it holds anything else).
+ * --keep-parts keeps them. A checkpoint that fails the check keeps its parts. Collective. */
+static qr_status phase_remove_parts(qr_run *r)
+{
+    qr_status st = QR_OK;
+    int removed = 0;
+    if (r->job->keep_parts) {
+        return QR_OK;
+    }
+    QR_TRY(qr_mpi_agree(r->comm, check_assembled(r)));
+    if (r->rank != 0) {
+        return QR_OK;
+    }
+    for (size_t i = 0; i < r->n_mods; i++) {
+        QR_CHECK(remove_part(r, i, &removed));
+    }
+    qr_lock_release(&r->lock);
+    if (rmdir(r->parts_dir) != 0) {
+        QR_WARN("quantize: %s: not removed (%s); only this job's parts were", r->parts_dir,
+                strerror(errno));
+    }
+    QR_INFO("quantize: %s verified; removed its %d part(s) (--keep-parts keeps them)",
+            r->job->out_path, removed);
+done:
+    return st;
+}
+
 /* resume: the part paths, and the verified parts of this group's slice. */
 static qr_status phase_resume(qr_run *r)
 {
@@ -581,6 +697,14 @@ static qr_status phase_resume(qr_run *r)
     return QR_OK;
 }
 
+/* A module's share of the work for the ETA: its balancing cost in the plan (flops of statistics,
+ * decomposition, quantization and metrics, plus its bytes read at the plan's flops per byte). */
+static double module_weight(const qr_run *r, int64_t k)
+{
+    const qr_module_cost *c = &r->plan->costs[k];
+    return (double)c->flops + (double)c->bytes_read * (double)r->plan->flops_per_byte;
+}
+
 /* How much is left, summed over the group roots (collective). */
 static void count_todo(qr_run *r)
 {
@@ -589,7 +713,7 @@ static void count_todo(qr_run *r)
     for (int64_t i = r->slice->module_begin; i < r->slice->module_end && r->is_root; i++) {
         if (!r->done[i]) {
             mine++;
-            weight += (double)r->mods[i].d_out * (double)r->mods[i].d_in;
+            weight += module_weight(r, i);
         }
     }
     MPI_Allreduce(&mine, &r->todo, 1, MPI_INT64_T, MPI_SUM, r->comm);
@@ -623,10 +747,15 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
     qr_grid_input gin;
     float *held = NULL;
     double stats_seconds = 0;
-    int64_t need = 0;
+    int64_t need = 0, first = j;
     memset(&gin, 0, sizeof gin);
-    for (int64_t k = i; k < j; k++) {
+    for (int64_t k = j - 1; k >= i; k--) {
         need += !r->done[k];
+        first = r->done[k] ? first : k;
+    }
+    if (need > 0) {
+        progress_at(prog, r->mods[first].name, module_weight(r, first));
+        qr_stage_mark("statistics");
     }
     if (need > 0 && r->divided) {
         QR_CHECK(qr_grid_input_open(r->grid, r->calib, r->mods[i].input_key, r->mods[i].d_in,
@@ -642,6 +771,9 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
             continue;
         }
         QR_CHECK(check_stop(r));
+        if (k != first) {
+            progress_at(prog, r->mods[k].name, module_weight(r, k));
+        }
         if (r->divided) {
             st = run_module_grid(r->job, r->grid, r->model, &r->mods[k], &gin, stats_seconds,
                                  &r->opts, r->is_root ? r->part_paths[k] : NULL, &msg);
@@ -656,6 +788,7 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
         }
         QR_CHECK(st);
         stats_seconds = 0;
+        msg.weight = module_weight(r, k);
         if (r->job->after_module) {
             r->job->after_module(r->job->hook_ctx, r->mods[k].name);
         }
@@ -687,9 +820,10 @@ static qr_status phase_slice(qr_run *r)
     prog.group_size = r->gsize;
     prog.method = qr_method_name(r->job->method.method);
     if (r->rank == 0) {
-        /* ETA by weight count: a module's time grows with d_out d_in (and more with d_in). */
+        /* ETA by weight: each module's cost in the plan (module_weight). */
         prog.bar = qr_progress_begin("quantize", r->todo, "modules");
         qr_progress_set_total_weight(prog.bar, r->todo_weight);
+        qr_stage_hook_set(progress_stage, &prog);
     }
     for (int64_t i = r->slice->module_begin; i < r->slice->module_end && st == QR_OK;) {
         int64_t j = i + 1;
@@ -705,6 +839,7 @@ static qr_status phase_slice(qr_run *r)
     }
     progress_finish(&prog);
     if (r->rank == 0) {
+        qr_stage_hook_set(NULL, NULL);
         qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t0);
     }
     st = qr_mpi_agree(r->comm, st);
@@ -926,10 +1061,12 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize
     QR_CHECK(qr_mpi_agree(comm, phase_plan(&r)));
     QR_CHECK(make_grid(&r));
     QR_CHECK(qr_mpi_agree(comm, phase_lock(&r)));
+    QR_CHECK(qr_mpi_agree(comm, phase_force(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_resume(&r)));
     count_todo(&r);
     QR_CHECK(phase_slice(&r));
     QR_CHECK(phase_assemble(&r));
+    QR_CHECK(phase_remove_parts(&r));
     report_memory(&r);
 done:
     phase_close(&r);

@@ -8,6 +8,7 @@
 
 #include <mpi.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "src/method.h"
@@ -23,6 +24,8 @@ typedef struct {
     double holdout;         /* fraction of calibration windows kept for the metrics (the last) */
     int64_t agroup;         /* channel group of the grouped-A4 metric (0: off) */
     volatile sig_atomic_t *stop; /* set by SIGUSR1/SIGTERM: finish the module, exit 75 */
+    bool keep_parts; /* --keep-parts: keep <out>.parts/ after a successful, verified assembly */
+    bool force;      /* --force: remove this output's parts first (start over) */
     /* Optional hooks for tests (jobs/test_hooks.h): after each module a group computes, and after
      * each module the assembly writes. */
     void (*after_module)(void *hook_ctx, const char *module);

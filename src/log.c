@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "src/progress.h"
+
 static int log_rank = 0;
 static int log_nranks = 1;
 static int log_all_ranks = -1; /* -1: not decided yet, read the environment on first use */
@@ -68,6 +70,7 @@ void qr_log(qr_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    qr_progress_clear_line(); /* a live bar on this line would run into the message */
     if (tags[level][0] != '\0') {
         fprintf(stderr, "qrecon: %s%s: %s\n", tag, tags[level], line);
     } else {

@@ -30,7 +30,8 @@ typedef struct {
     int64_t rank_used, salient_used;
     double bits_per_weight;
     double weight_err, out_err, out_err_a8, out_err_a4, sqnr_db; /* as stored; NaN when absent */
-    double seconds;                                              /* all stages + calibration */
+    double seconds; /* wall time on its group (metric.seconds_wall; older checkpoints: the method's
+                       stages + calibration statistics) */
     qr_check_state kernel_check;
     double primary; /* the error flags and plots use (see qr_report_primary) */
     unsigned flags;

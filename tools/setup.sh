@@ -16,7 +16,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 build_packages=(build-essential cmake pkg-config libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
     libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libjansson-dev libxxhash-dev python3
     libpcre2-dev libutf8proc-dev)
-test_packages=(clang-format librsvg2-bin slurm-wlm munge)
+test_packages=(clang-format librsvg2-bin slurm-wlm munge tmux)
 
 log() { printf '== %s\n' "$*"; }
 

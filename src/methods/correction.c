@@ -11,6 +11,7 @@
 #include "src/alloc.h"
 #include "src/checked.h"
 #include "src/linalg.h"
+#include "src/stage.h"
 
 qr_status qr_alloc_f64(double **p, int64_t n1, int64_t n2, const char *what)
 {
@@ -99,9 +100,11 @@ static qr_status whitening_cached(const qr_linalg_backend *be, const qr_stats *s
 {
     qr_stats_cache *c = st->cache;
     if (!c) {
+        qr_stage_mark("whitening");
         return qr_scaling_whiten(be, st->G, st->d, lambda0, S);
     }
     if (!c->chol || c->lambda0 != lambda0) {
+        qr_stage_mark("whitening");
         free(c->chol);
         c->chol = NULL;
         QR_TRY(qr_scaling_whiten(be, st->G, st->d, lambda0, S));
@@ -244,6 +247,7 @@ qr_status qr_scaled_svd(const qr_linalg_backend *be, const double *A, int64_t m,
         return qr_fail(QR_ERR_INPUT, "scaled SVD: size does not fit a LAPACK int (%lld x %lld)",
                        (long long)m, (long long)n);
     }
+    qr_stage_mark("SVD");
     if (rng && qr_scaled_svd_implicit(S, m, n, r, svd)) {
         return svd_whitened_randomized(A, m, n, S->chol, r, svd, rng, U, sv, Vt);
     }
@@ -319,6 +323,7 @@ qr_status qr_method_quantize(const qr_method_opts *o, const double *W, int64_t d
 {
     qr_status st = QR_OK;
     double *cw = NULL; /* (d_in) diag(H): column weights of the clip search */
+    qr_stage_mark("quantize");
     if (o->gptq) {
         if (!H) {
             return qr_fail(QR_ERR_INPUT, "%s: GPTQ needs calibration statistics (found none)",

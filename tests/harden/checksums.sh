@@ -37,7 +37,7 @@ expect2() {
 
 "$mpi" -n 2 "$bin" capture --quiet --model "$model" --text "$text" --seq-len 64 --tokens 512 \
     --out "$w/calib" >"$w/log" 2>&1 || die "capture: $(cat "$w/log")"
-q=(quantize --quiet --model "$model" --calib "$w/calib" --method srr --rank 4 --group 32)
+q=(quantize --quiet --keep-parts --model "$model" --calib "$w/calib" --method srr --rank 4 --group 32)
 "$mpi" -n 2 "$bin" "${q[@]}" --out "$w/ref.h5" >"$w/log" 2>&1 || die "quantize: $(cat "$w/log")"
 rm -f "$w/ref.h5.parts/LOCK"
 up=model.layers.0.mlp.up_proj

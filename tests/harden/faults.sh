@@ -101,7 +101,7 @@ capture)
 quantize)
     run 2 "$bin" capture --model "$model" --text "$text" --seq-len 64 --tokens 512 --out "$w/calib" ||
         die "capture: $(cat "$w/log")"
-    qargs=(quantize --model "$model" --calib "$w/calib" --method srr --rank 4 --group 32)
+    qargs=(quantize --keep-parts --model "$model" --calib "$w/calib" --method srr --rank 4 --group 32)
     run 2 "$bin" "${qargs[@]}" --out "$w/ref.h5" || die "reference quantize: $(cat "$w/log")"
     rm -f "$w/ref.h5.parts/LOCK"
     finals="$w/q.h5 $w/q.h5.tmp"

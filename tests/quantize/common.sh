@@ -30,6 +30,6 @@ make_calib() {
 quantize() {
     local np=$1 out=$2
     shift 2
-    "$MPIEXEC" -n "$np" "$QRECON_BIN" --progress lines quantize --model "$MODEL" \
+    "$MPIEXEC" -n "$np" "$QRECON_BIN" --progress lines quantize --keep-parts --model "$MODEL" \
         --calib "$WORK/calib" --out "$out" "${QOPTS[@]}" "$@" >"$WORK/log.$(basename "$out")" 2>&1
 }
