@@ -552,16 +552,22 @@ static qr_status phase_plan(qr_run *r)
 static qr_status make_grid(qr_run *r)
 {
     const char *why = NULL;
+    int lay[2];
+    qr_grid_layout(&r->job->method, r->job->grid, lay);
     if (r->gsize > 1) {
         /* Blocks hold whole weight groups, so the main quantization is local to each rank. */
-        int nb = qr_grid_block_for_group(r->job->method.wq.group, r->job->grid[1]);
-        QR_TRY(qr_grid_create(r->comm, r->job->grid[0], r->job->grid[1], nb, &r->grid));
+        int nb = qr_grid_block_for_group(r->job->method.wq.group, lay[1]);
+        QR_TRY(qr_grid_create(r->comm, lay[0], lay[1], nb, &r->grid));
         qr_scalapack_backend(&r->backend, r->grid);
-        r->divided = qr_grid_method_supported(&r->job->method, r->job->grid[1], &why);
+        r->divided = qr_grid_method_supported(&r->job->method, lay[1], &why);
         if (!r->divided && r->rank == 0) {
             QR_WARN("quantize: --grid %dx%d with %s: %s; every rank of a group holds the whole "
                     "module and only its SVDs and Cholesky factorizations are distributed",
                     r->job->grid[0], r->job->grid[1], qr_method_name(r->job->method.method), why);
+        }
+        if (lay[1] != r->job->grid[1] && r->rank == 0) {
+            QR_INFO("quantize: --gptq sweeps whole rows: each group of %dx%d ranks works as %dx%d",
+                    r->job->grid[0], r->job->grid[1], lay[0], lay[1]);
         }
     }
     if (r->rank == 0) {

@@ -28,6 +28,12 @@ int qr_grid_block_for_group(int64_t group, int q)
     return (int)(group * ((QR_GRID_DEFAULT_NB + group - 1) / group));
 }
 
+void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2])
+{
+    layout[0] = o->gptq ? grid[0] * grid[1] : grid[0];
+    layout[1] = o->gptq ? 1 : grid[1];
+}
+
 bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
 {
     qr_method_id m = o->method;

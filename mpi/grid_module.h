@@ -39,6 +39,10 @@
  * with q == 1, QR_GRID_DEFAULT_NB (rows are whole on every rank). */
 int qr_grid_block_for_group(int64_t group, int q);
 
+/* The grid a group of grid[0] x grid[1] ranks is laid out as for options o: GPTQ sweeps whole
+ * rows, so with --gptq a P x Q group works as (P·Q) x 1; otherwise P x Q. Not collective. */
+void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2]);
+
 /* Whether the distributed path runs method options o on a grid with q process columns (not
  * collective); *why gets the reason when it does not. */
 bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why);

@@ -115,8 +115,10 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
     uint64_t dec = 0;
     bool whitened = false;
     const char *why = NULL;
-    bool gptq_per_group =
-        o->grid[0] * o->grid[1] > 1 && qr_grid_method_supported(&o->method, o->grid[1], &why);
+    int lay[2];
+    bool gptq_per_group;
+    qr_grid_layout(&o->method, o->grid, lay);
+    gptq_per_group = lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
     memset(c, 0, sizeof *c);
     if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->held_tokens < 0 ||
         o->held_tokens > o->tokens || o->method.rank < 0) {

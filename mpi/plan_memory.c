@@ -129,9 +129,11 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
 void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_memory *out)
 {
     const char *why = NULL;
+    qr_plan_opts lo = *o; /* the grid as the group lays it out */
     memset(out, 0, sizeof *out);
-    if (o->grid[0] * o->grid[1] > 1 && qr_grid_method_supported(&o->method, o->grid[1], &why)) {
-        memory_divided(m, o, out);
+    qr_grid_layout(&o->method, o->grid, lo.grid);
+    if (lo.grid[0] * lo.grid[1] > 1 && qr_grid_method_supported(&o->method, lo.grid[1], &why)) {
+        memory_divided(m, &lo, out);
     } else {
         memory_whole(m, o, out);
     }

@@ -3,7 +3,7 @@
 # relative on every module's effective weight and stored errors:
 # - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact, srr: statistics, weight,
 #   whitening, SVD and metrics block-cyclic) at 2x1 and 1x2 (-n 2) and 2x2 (-n 4);
-# - --gptq on grids of one column (2x1, 4x1), and whole on each rank at 1x2;
+# - --gptq on grids of one column (2x1, 4x1; 1x2 works as 2x1);
 # - the others (aser here), where the group shares only the SVD and Cholesky, at 2x1;
 # - the exact SVD mode (PDGESVD) with two groups of 2x1 (-n 4).
 source "$(dirname "$0")/common.sh"
@@ -24,7 +24,7 @@ for m in rtn lqer qera-approx qera-exact srr aser; do
     done
 done
 # GPTQ on grids of one column (each rank sweeps its rows, the input group's factor sent panel by
-# panel), with the whitening of qera-exact beside it; on 1x2 it runs whole on each rank.
+# panel), with the whitening of qera-exact beside it; a 1x2 group works as 2x1.
 QOPTS=(--method qera-exact --gptq --group 32 --rank 8 --seed 3)
 quantize 1 "$WORK/gptq-1x1.h5" || { cat "$WORK/log.gptq-1x1.h5"; fail "gptq 1x1"; }
 for run in "2 2x1" "4 4x1" "2 1x2"; do
@@ -32,8 +32,9 @@ for run in "2 2x1" "4 4x1" "2 1x2"; do
     quantize "$1" "$WORK/gptq-$2.h5" --grid "$2" || { cat "$WORK/log.gptq-$2.h5"; fail "gptq -n $1 --grid $2"; }
     "$CKPT_COMPARE" "$WORK/gptq-1x1.h5" "$WORK/gptq-$2.h5" --rel $GRID_REL_TOL || fail "gptq: grid $2 differs from 1x1"
 done
-grep -q "not yet divided\|needs whole rows" "$WORK/log.gptq-2x1.h5" && fail "gptq on 2x1: warned as not divided"
-grep -q "needs whole rows" "$WORK/log.gptq-1x2.h5" || fail "gptq on 1x2: no warning that it runs whole"
+grep -q "not yet divided\|needs whole rows" "$WORK/log.gptq-2x1.h5" "$WORK/log.gptq-1x2.h5" &&
+    fail "gptq on a grid: warned as not divided"
+grep -q "works as 2x1" "$WORK/log.gptq-1x2.h5" || fail "gptq on 1x2: not laid out as 2x1"
 grep -q "aser.*not yet divided over the grid" "$WORK/log.aser-2x1.h5" || fail "aser on a grid: no warning that the module is not divided"
 grep -q "not yet divided" "$WORK/log.srr-2x1.h5" && fail "srr on a grid: warned as not divided"
 # The second real model (babyllama105, 128 / 352): the divided path at 2x1 and 2x2.
