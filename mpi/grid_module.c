@@ -546,6 +546,64 @@ done:
     return st;
 }
 
+/* ||(W - W_eff - L R) S||_F² over the group (src/methods/srr.c scaled_error); D is scratch. */
+static qr_status srr_scaled_error(const qr_grid *g, const grid_scaling *S, const qr_dmat *W,
+                                  const qr_dmat *W_eff, const double *L, const double *R, int64_t r,
+                                  qr_dmat *D, double *err)
+{
+    size_t count = qr_dmat_local_count(W);
+    for (size_t i = 0; i < count; i++) {
+        D->data[i] = W->data[i] - W_eff->data[i];
+    }
+    QR_TRY(qr_mpi_agree(g->comm, add_product(g, L, r, R, r, -1.0, D)));
+    QR_TRY(scaling_apply(g, S, D, 0));
+    *err = local_sumsq(D, NULL);
+    MPI_Allreduce(MPI_IN_PLACE, err, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+    return QR_OK;
+}
+
+/* src/methods/srr.c keep_if_better_than_base on the grid: the k* split (qloc, W_eff, L, R) is
+ * replaced by the base method's own layer when that has the lower scaled calibration error. */
+static qr_status srr_keep_if_better(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                                    const grid_scaling *S, const qr_dmat *W, qr_qweight *qloc,
+                                    qr_dmat *W_eff, double *L, double *R, qr_dmat *D,
+                                    qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t m = W->m, n = W->n, r = o->rank;
+    qr_qweight qb;
+    qr_dmat *W_eff_b = NULL;
+    double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
+    memset(&qb, 0, sizeof qb);
+    QR_CHECK(srr_scaled_error(g, S, W, W_eff, L, R, r, D, &e_split));
+    st = qr_dmat_create(g, m, n, &W_eff_b);
+    if (st == QR_OK) {
+        st = qr_malloc(&Lb, (size_t)(m * r), sizeof *Lb, "SRR base L");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Rb, (size_t)(r * n), sizeof *Rb, "SRR base R");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(qer_step(g, o, s, S, W, r, &qb, W_eff_b, Lb, Rb, rep));
+    QR_CHECK(srr_scaled_error(g, S, W, W_eff_b, Lb, Rb, r, D, &e_base));
+    if (e_base < e_split) {
+        qr_qweight_free(qloc);
+        *qloc = qb;
+        memset(&qb, 0, sizeof qb);
+        memcpy(W_eff->data, W_eff_b->data, qr_dmat_local_count(W_eff) * sizeof *W_eff->data);
+        memcpy(L, Lb, (size_t)(m * r) * sizeof *L);
+        memcpy(R, Rb, (size_t)(r * n) * sizeof *R);
+        rep->srr_k_used = 0;
+    }
+    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+done:
+    qr_qweight_free(&qb);
+    qr_dmat_free(&W_eff_b);
+    free(Lb);
+    free(Rb);
+    return st;
+}
+
 /* SRR (src/methods/srr.c) on the grid: the top-k subspace of W S kept, the residual quantized and
  * corrected with the remaining rank. L (m, r), R (r, n) on every rank. */
 static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
@@ -586,7 +644,7 @@ static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats 
         rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
     }
     k = k < 0 ? 0 : k;
-    rep->srr_k_used = k;
+    rep->srr_k_used = rep->srr_k_rule = k;
     if (k == 0) {
         QR_CHECK(qer_step(g, o, s, S, W, r, qloc, W_eff, L, R, rep));
         goto done;
@@ -613,6 +671,9 @@ static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats 
         }
     }
     memcpy(R + k * n, R2, (size_t)((r - k) * n) * sizeof *R);
+    if (o->srr_k < 0) {
+        QR_CHECK(srr_keep_if_better(g, o, s, S, W, qloc, W_eff, L, R, WS, rep));
+    }
 done:
     qr_dmat_free(&WS);
     free(U);
@@ -642,7 +703,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
     ql.method = o->method;
     ql.d_out = m;
     ql.d_in = n;
-    res->rep.srr_k_used = -1;
+    res->rep.srr_k_used = res->rep.srr_k_rule = -1;
     res->rep.clip_ratio = 1.0;
     res->rep.calib_out_err = -1.0;
     st = qr_method_check(o, o->module_name ? o->module_name : "module", m, n);

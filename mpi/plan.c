@@ -168,12 +168,14 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
         quant = mul(&ctx, quant, 4);
         break;
     case QR_METHOD_SRR:
-        /* SVDs of S W, S E_rand (for k*) and the residual; W S is formed (with the whitening
-         * factor a triangular product, d_out d_in²) */
-        dec = mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r));
+        /* SVDs of S W, S E_rand (for k*) and the residual, then the base method's own layer to
+         * check the split against (its quantization and SVD); W S and the two scaled errors are
+         * formed (with the whitening factor triangular products, d_out d_in² each) */
+        dec = mul(&ctx, 4, svd_trunc_flops(&ctx, o, dout, din, r));
         if (o->method.srr_base == QR_METHOD_QERA_EXACT) {
-            dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+            dec = add(&ctx, dec, mul(&ctx, 3, mul3(&ctx, dout, din, din)));
         }
+        quant = mul(&ctx, quant, 2);
         break;
     default:
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);

@@ -212,6 +212,7 @@ qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, co
     }
     memset(rep, 0, sizeof *rep);
     rep->srr_k_used = -1;
+    rep->srr_k_rule = -1;
     rep->clip_ratio = 1.0;
     rep->calib_out_err = -1.0;
     if (!impl) {

@@ -71,6 +71,8 @@ typedef struct {
     double seconds[QR_STAGE_COUNT]; /* wall seconds per stage */
     int64_t rank_used;              /* columns of L (FLRQ: the flexible rank) */
     int64_t srr_k_used;             /* SRR: preserved rank k (-1 for other methods) */
+    int64_t srr_k_rule;             /* SRR: the k the rule (or --srr-k) chose; srr_k_used is it,
+                                     * or 0 when the base method's layer was better (-1: other) */
     int64_t n_salient_used;         /* ASER: zeroed channels; SERQ: side-matrix channels */
     double damping;                 /* absolute damping added to diag(G) for whitening (0: none) */
     double clip_ratio;              /* FLRQ: the BLC clip ratio kept (1.0 for other methods) */
@@ -78,7 +80,8 @@ typedef struct {
 } qr_method_report;
 
 /* A method's entry in the table. run gets validated arguments, an out with method, d_out and d_in
- * set and everything else zero, and a report zeroed except srr_k_used = -1, clip_ratio = 1 and
+ * set and everything else zero, and a report zeroed except srr_k_used = srr_k_rule = -1,
+ * clip_ratio = 1 and
  * calib_out_err = -1; it adds its stage times to rep->seconds. On failure qr_method_run frees
  * whatever run allocated in out. Sizes were checked to fit a BLAS int, so methods may narrow
  * d_out, d_in and ranks with a plain cast. */

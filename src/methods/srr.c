@@ -3,8 +3,10 @@
  *   1) L1 R1 = SVD_k(W S) S^-1: the top-k subspace of the scaled weight kept in full precision;
  *   2) Q = Q(W - L1 R1);  3) L2 R2 = SVD_{r-k}((W - L1 R1 - Q) S) S^-1;  L = [L1 L2], R = [R1; R2].
  * k is o->srr_k, or the k* rule (qr_srr_kstar) with one E_rand ~ U[-1,1] of W's shape drawn from
- * the module's stream. k = 0 runs exactly the base method's code (same streams): bit for bit the
- * same layer. Only the top-r singular values are needed for rho_p, since the total is ||.||_F^2. */
+ * the module's stream, kept only when it beats the base method's own layer on the scaled
+ * calibration error ||(W - W_eff) S||_F (keep_if_better_than_base). k = 0 runs exactly the base
+ * method's code (same streams): bit for bit the same layer. Only the top-r singular values are
+ * needed for rho_p, since the total is ||.||_F^2. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +62,61 @@ done:
     return st;
 }
 
+/* ||(W - deq(q) - L R) S||_F², the scaled error SRR and its base minimise; D (d_out, d_in) is
+ * scratch. */
+static qr_status scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
+                              const qr_qweight *q, const double *L, const double *R, int64_t r,
+                              int64_t d_out, int64_t d_in, double *D, double *err)
+{
+    qr_qweight_dequantize_f64(q, D);
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        D[i] = W[i] - D[i];
+    }
+    if (r > 0) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)r, -1.0,
+                    L, (int)r, R, (int)d_in, 1.0, D, (int)d_in);
+    }
+    QR_TRY(qr_scaling_apply(be, S, D, d_out, false));
+    *err = sum_sq(D, d_out * d_in);
+    return QR_OK;
+}
+
+/* The k* rule is a heuristic (at small ranks it spends most of the rank on preservation): the
+ * split it chose (in out, from L and R) is kept only when its scaled calibration error is below
+ * the base method's own result (k = 0, the same random streams, so bit for bit the base layer),
+ * which otherwise replaces it. D (d_out, d_in) is scratch. */
+static qr_status keep_if_better_than_base(const qr_method_opts *o, const qr_linalg_backend *be,
+                                          const double *W, int64_t d_out, int64_t d_in,
+                                          const qr_stats *calib, const qr_scaling *S,
+                                          const double *L, const double *R, double *D,
+                                          qr_qlayer *out, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t r = o->rank;
+    qr_qweight qb;
+    double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
+    memset(&qb, 0, sizeof qb);
+    QR_CHECK(scaled_error(be, S, W, &out->main, L, R, r, d_out, d_in, D, &e_split));
+    QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, S, r, &qb, &Lb, &Rb, rep));
+    QR_CHECK(scaled_error(be, S, W, &qb, Lb, Rb, r, d_out, d_in, D, &e_base));
+    if (e_base < e_split) {
+        qr_qweight_free(&out->main);
+        out->main = qb;
+        memset(&qb, 0, sizeof qb);
+        free(out->L);
+        free(out->R);
+        out->L = out->R = NULL;
+        QR_CHECK(qr_qlayer_set_lowrank(out, Lb, Rb, r));
+        rep->srr_k_used = 0;
+    }
+    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+done:
+    qr_qweight_free(&qb);
+    free(Lb);
+    free(Rb);
+    return st;
+}
+
 static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
                          qr_method_report *rep)
@@ -101,7 +158,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
     if (k < 0) {
         k = 0; /* r == 0: nothing to preserve */
     }
-    rep->srr_k_used = k;
+    rep->srr_k_used = rep->srr_k_rule = k;
     if (k == 0) {
         QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, &S, r, &out->main, &L, &R, rep));
         QR_CHECK(qr_qlayer_set_lowrank(out, L, R, r));
@@ -134,6 +191,9 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
         memcpy(R + k * d_in, R2, (size_t)((r - k) * d_in) * sizeof(double));
     }
     QR_CHECK(qr_qlayer_set_lowrank(out, L, R, r));
+    if (o->srr_k < 0) {
+        QR_CHECK(keep_if_better_than_base(o, be, W, d_out, d_in, calib, &S, L, R, WS, out, rep));
+    }
 done:
     qr_scaling_free(&S);
     free(WS);

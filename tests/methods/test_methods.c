@@ -404,8 +404,36 @@ static int test_srr_kstar_whitened(void)
         printf("E_rand S total %.6g, expectation %.6g (relative sd bound %.3g)\n", te, te_exp, sd);
     }
     k = qr_srr_kstar(sw, tw, se, te_exp, R);
-    QR_EXPECT(rep.srr_k_used == k, "whitened SRR chose k = %lld, the rule gives %lld",
+    QR_EXPECT(rep.srr_k_rule == k, "whitened SRR's rule chose k = %lld, the rule gives %lld",
+              (long long)rep.srr_k_rule, (long long)k);
+    QR_EXPECT(rep.srr_k_used == k || rep.srr_k_used == 0,
+              "whitened SRR used k = %lld (expected the rule's %lld, or 0 for the base layer)",
               (long long)rep.srr_k_used, (long long)k);
+    {
+        /* The guard's promise: never above its base (qera-exact) on ||(W - W_eff) C||_F. */
+        qr_method_opts ob = o;
+        qr_method_report rb;
+        qr_qlayer qb;
+        double e[2] = {0.0, 0.0};
+        ob.method = QR_METHOD_QERA_EXACT;
+        QR_REQUIRE(qr_method_run(&ob, NULL, W, DO, DI, st, &qb, &rb) == QR_OK, "base: %s",
+                   qr_errmsg());
+        for (int t = 0; t < 2; t++) {
+            QR_REQUIRE(qr_qlayer_effective_weight(t ? &qb : &ql, WS) == QR_OK, "%s", qr_errmsg());
+            for (int i = 0; i < DO * DI; i++) {
+                WS[i] = W[i] - WS[i];
+            }
+            qr_scaling_apply(NULL, &sc, WS, DO, false);
+            for (int i = 0; i < DO * DI; i++) {
+                e[t] += WS[i] * WS[i];
+            }
+        }
+        QR_EXPECT(e[0] <= e[1] * (1.0 + 1e-9), "SRR's scaled error %.6g above its base's %.6g",
+                  e[0], e[1]);
+        printf("whitened SRR: k* %lld, used %lld; scaled error %.6g, base %.6g\n",
+               (long long)rep.srr_k_rule, (long long)rep.srr_k_used, e[0], e[1]);
+        qr_qlayer_free(&qb);
+    }
     qr_scaling_free(&sc);
     qr_qlayer_free(&ql);
     qr_stats_free(&st);
@@ -494,7 +522,11 @@ static int test_srr_kstar(void)
     QR_REQUIRE(qr_svd(WS, DO, DI, U, Sv, Vt) == QR_OK, "%s", qr_errmsg());
     memcpy(se, Sv, sizeof se);
     k = qr_srr_kstar(sw, tw, se, te, R);
-    QR_EXPECT(rep.srr_k_used == k, "SRR chose k = %lld, the rule on exact spectra gives %lld",
+    QR_EXPECT(rep.srr_k_rule == k,
+              "SRR's rule chose k = %lld, the rule on exact spectra gives %lld",
+              (long long)rep.srr_k_rule, (long long)k);
+    QR_EXPECT(rep.srr_k_used == k || rep.srr_k_used == 0,
+              "SRR used k = %lld (expected the rule's %lld, or 0 for the base layer)",
               (long long)rep.srr_k_used, (long long)k);
     QR_EXPECT(k > 0 && k < R, "test design: expected an interior k* for this spectrum, got %lld",
               (long long)k);
