@@ -67,9 +67,15 @@
 static qr_status build_options(const qr_quantize_job *job, const qr_model *model,
                                qr_calib_set *calib, qr_kvlist *opts)
 {
-    const qr_method_opts *mo = &job->method;
     char ident[32];
     qr_calib_identity(calib, ident, sizeof ident);
+    return qr_quantize_options(job, model, ident, opts);
+}
+
+qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model, const char *ident,
+                              qr_kvlist *opts)
+{
+    const qr_method_opts *mo = &job->method;
     QR_TRY(qr_kv_set_str(opts, "method", qr_method_name(mo->method)));
     QR_TRY(qr_kv_set_int(opts, "wbits", QR_CKPT_WBITS));
     QR_TRY(qr_kv_set_int(opts, "abits", job->abits));
@@ -1080,4 +1086,32 @@ done:
         stats->seconds_total = qr_now() - t0;
     }
     return st;
+}
+
+/* ---- for the sequential job (jobs/sequential_run.c): the same metrics and assembly ------------
+ */
+
+qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics *m,
+                                   int has_metrics, double stats_seconds, qr_kvlist *l)
+{
+    return metrics_list(rep, m, has_metrics, stats_seconds, l);
+}
+
+qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
+                               const qr_module *mods, size_t n_mods, const qr_kvlist *opts,
+                               char **part_paths, qr_quantize_stats *stats)
+{
+    qr_run r;
+    memset(&r, 0, sizeof r);
+    r.comm = comm;
+    r.job = job;
+    r.stats = stats;
+    r.rank = qr_mpi_rank(comm);
+    r.size = qr_mpi_size(comm);
+    r.model = (qr_model *)model;
+    r.mods = (qr_module *)mods;
+    r.n_mods = n_mods;
+    r.opts = *opts; /* borrowed: phase_assemble only reads it */
+    r.part_paths = part_paths;
+    return phase_assemble(&r);
 }
