@@ -52,7 +52,7 @@ static const qr_opt required_rows[] = {
     {"model", QR_OPT_STR, JOB(model_path), "DIR",
      "source model (Hugging Face folder or llama2.c checkpoint)", .required = true},
     {"calib", QR_OPT_STR, JOB(calib_dir), "DIR",
-     "calibration shards (shard-*.h5 from `qrecon capture`); or --text / --token-file"},
+     "calibration shards from `qrecon capture` (or --text: sequential mode)"},
     {"out", QR_OPT_STR, JOB(out_path), "FILE",
      "the shared checkpoint to write (parts in FILE.parts/)", .required = true},
 };
@@ -84,11 +84,10 @@ typedef struct {
 
 #define CLI(f) offsetof(quantize_cli, f)
 static const qr_opt seq_rows[] = {
-    {"tokens", QR_OPT_INT, CLI(tokens), "T", "tokens to run (sequential mode), as capture's",
+    {"tokens", QR_OPT_INT, CLI(tokens), "T", "tokens to run: floor(T / seq-len) windows at most",
      .imin = 1, .imax = INT64_MAX / 2},
     {"tokenizer", QR_OPT_STR, CLI(in.input.tokenizer_path), "FILE",
-     "tokenizer.json or llama2.c tokenizer.bin (sequential mode)",
-     "tokenizer.bin beside the model, else tokenizer.json"},
+     "tokenizer.json or llama2.c tokenizer.bin", "the model's"},
 };
 #undef CLI
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# sequential_quality.sh BUILD_DIR [WORK] [METHODS]: the sequential mode (`quantize --text`) against
+# sequential_quality.sh BUILD_DIR [WORK] [METHODS] [MODELS]: the sequential mode (`quantize --text`) against
 # the two-step path (capture, then quantize --calib) on the real stories260K and babyllama105, the
 # same windows (16384 tokens of tinystories_train_sample in windows of 256; the last 10% held
 # out), 2 ranks, W4A8, group 32, rank 4. For each method: perplexity through the INT4 kernels on
@@ -11,6 +11,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 work=${2:-/tmp/qrecon-sequential-quality}
 methods=${3:-rtn gptq lqer qera-exact srr}
+models=${4:-stories260K babyllama105}
 data=$(cd "$(dirname "$0")/../../.." && pwd)/shared/data
 [ -d "$data/models" ] || data=${QRECON_TEST_DATA:?no shared data}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -27,8 +28,9 @@ mean_err() {
 }
 echo "| model | method | ppl float | ppl two-step | ppl sequential | mean out_err two-step | mean out_err sequential |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-for m in stories260K:models/stories260K/hf babyllama105:models/babyllama105/hf-bf16-2shards; do
-    name=${m%%:*} dir=$data/${m#*:}
+for name in $models; do
+    dir=$data/models/stories260K/hf
+    [ "$name" = babyllama105 ] && dir=$data/models/babyllama105/hf-bf16-2shards
     extra=()
     [ "$name" = babyllama105 ] && extra=(--unknown-to-zero)
     in=(--text "$train" --seq-len 256 --tokens 16384 "${extra[@]}")
