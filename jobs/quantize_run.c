@@ -1115,3 +1115,8 @@ qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const 
     r.part_paths = part_paths;
     return phase_assemble(&r);
 }
+
+void qr_quantize_release_tensor(const qr_model *model, const char *name)
+{
+    release_tensor_pages(model, name);
+}

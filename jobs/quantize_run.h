@@ -64,6 +64,9 @@ qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model,
 qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics *m,
                                    int has_metrics, double stats_seconds, qr_kvlist *l);
 
+/* Drop this process's mapped pages of tensor `name` once read (they would stay resident). */
+void qr_quantize_release_tensor(const qr_model *model, const char *name);
+
 /* Collective over comm: the shared checkpoint job->out_path from the parts (part_paths, one per
  * module of mods), as quantize assembles it. For jobs/sequential_run.c. */
 qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
