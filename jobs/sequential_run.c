@@ -68,7 +68,8 @@ typedef struct {
     float *xin;        /* (L, dim) one window through a layer */
     int32_t *window;   /* (L) */
     qr_llama_state *state;
-    qr_progress *bar; /* rank 0 */
+    qr_progress *bar;      /* rank 0 */
+    double seconds_passes; /* forward passes of this rank */
 } seq_run;
 
 /* ---- open and plan -------------------------------------------------------------------------- */
@@ -270,20 +271,24 @@ static void on_input(void *vctx, int64_t layer, qr_input_kind kind, const float 
  * or, with ctx NULL, the hidden states themselves (in place). */
 static qr_status layer_pass(seq_run *r, int64_t l, pass_ctx *ctx)
 {
+    qr_status st = QR_OK;
     size_t wn = (size_t)(r->L * r->dim);
-    for (int64_t w = r->w0; w < r->w1; w++) {
+    double t0 = qr_now();
+    for (int64_t w = r->w0; w < r->w1 && st == QR_OK; w++) {
         float *xw = r->x + (size_t)(w - r->w0) * wn;
         if (!ctx) {
-            QR_TRY(qr_llama_forward_layers(&r->lj.w, r->state, xw, r->L, 0, l, l + 1, NULL, NULL));
+            st = qr_llama_forward_layers(&r->lj.w, r->state, xw, r->L, 0, l, l + 1, NULL, NULL);
             continue;
         }
         memcpy(r->xin, xw, wn * sizeof *xw);
         ctx->fit = w < r->fit_windows;
-        QR_TRY(
-            qr_llama_forward_layers(&r->lj.w, r->state, r->xin, r->L, 0, l, l + 1, on_input, ctx));
-        QR_TRY(ctx->st);
+        st = qr_llama_forward_layers(&r->lj.w, r->state, r->xin, r->L, 0, l, l + 1, on_input, ctx);
+        if (st == QR_OK) {
+            st = ctx->st;
+        }
     }
-    return QR_OK;
+    r->seconds_passes += qr_now() - t0;
+    return st;
 }
 
 /* Send (lane > 0) or merge in lane order (root) the statistics. Collective over the group. */
@@ -675,18 +680,20 @@ static void report_memory(seq_run *r, double t0)
 {
     struct rusage ru;
     double mine, peak = 0, states = (double)(r->w1 - r->w0) * (double)(r->L * r->dim) * 4.0;
-    double states_max = 0;
+    double states_max = 0, passes = 0;
     getrusage(RUSAGE_SELF, &ru);
     mine = (double)ru.ru_maxrss * 1024.0;
     MPI_Allreduce(&mine, &peak, 1, MPI_DOUBLE, MPI_MAX, r->comm);
     MPI_Allreduce(&states, &states_max, 1, MPI_DOUBLE, MPI_MAX, r->comm);
+    MPI_Allreduce(&r->seconds_passes, &passes, 1, MPI_DOUBLE, MPI_SUM, r->comm);
     if (r->stats) {
         r->stats->peak_rss_bytes = (uint64_t)peak;
     }
     if (r->rank == 0) {
-        QR_INFO("quantize: sequential: %.1f s; peak memory per rank %.1f MiB (max over ranks), "
-                "hidden states %.1f MiB per rank",
-                qr_now() - t0, peak / 1048576.0, states_max / 1048576.0);
+        QR_INFO("quantize: sequential: %.1f s, of which forward passes %.1f s (summed over the "
+                "ranks); peak memory per rank %.1f MiB (max over ranks), hidden states %.1f MiB "
+                "per rank",
+                qr_now() - t0, passes, peak / 1048576.0, states_max / 1048576.0);
     }
 }
 

@@ -52,4 +52,5 @@ printf '%-22s %9.1f %15s\n' "two-step total" "$(echo "$t2 - $t0" | bc)" \
 printf '%-22s %9.1f %15s\n' "sequential -n 2" "$(echo "$t3 - $t2" | bc)" "$(peak "$work/log.seq")"
 echo "two-step: $(du -sb "$work/calib" | cut -f1) bytes of calibration shards written and read back"
 sed -n 's/.*\(hidden states [0-9.]* MiB per rank\).*/sequential: \1 (one layer boundary of its windows)/p' "$work/log.seq"
+sed -n 's/.*\(of which forward passes [0-9.]* s\).*/sequential: \1 (summed over the ranks)/p' "$work/log.seq"
 echo "mean stored output error: two-step $(mean_err "$work/two.h5"), sequential $(mean_err "$work/seq.h5")"
