@@ -280,8 +280,15 @@ static qr_status layer_pass(seq_run *r, int64_t l, pass_ctx *ctx)
             st = qr_llama_forward_layers(&r->lj.w, r->state, xw, r->L, 0, l, l + 1, NULL, NULL);
             continue;
         }
-        memcpy(r->xin, xw, wn * sizeof *xw);
         ctx->fit = w < r->fit_windows;
+        if (ctx->kind == QR_INPUT_ATTN) {
+            /* the layer's first input is its RMSNorm, computed as the pass computes it */
+            qr_rmsnorm(xw, r->lj.w.layers[l].attn_norm, r->L, r->dim, r->lj.w.cfg.rms_eps, r->xin);
+            on_input(ctx, l, QR_INPUT_ATTN, r->xin, r->L, r->dim);
+            st = ctx->st;
+            continue;
+        }
+        memcpy(r->xin, xw, wn * sizeof *xw);
         st = qr_llama_forward_layers(&r->lj.w, r->state, r->xin, r->L, 0, l, l + 1, on_input, ctx);
         if (st == QR_OK) {
             st = ctx->st;
