@@ -1099,8 +1099,9 @@ qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics
 
 qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
                                const qr_module *mods, size_t n_mods, const qr_kvlist *opts,
-                               char **part_paths, qr_quantize_stats *stats)
+                               char **part_paths, qr_lock **lock, qr_quantize_stats *stats)
 {
+    qr_status st = QR_OK;
     qr_run r;
     memset(&r, 0, sizeof r);
     r.comm = comm;
@@ -1111,9 +1112,26 @@ qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const 
     r.model = (qr_model *)model;
     r.mods = (qr_module *)mods;
     r.n_mods = n_mods;
-    r.opts = *opts; /* borrowed: phase_assemble only reads it */
+    r.opts = *opts; /* borrowed: the phases only read it */
     r.part_paths = part_paths;
-    return phase_assemble(&r);
+    r.lock = *lock;
+    st = qr_part_dir(job->out_path, r.parts_dir, sizeof r.parts_dir);
+    QR_CHECK(qr_mpi_agree(comm, st));
+    QR_CHECK(phase_assemble(&r));
+    QR_CHECK(phase_remove_parts(&r));
+done:
+    *lock = r.lock; /* NULL once the parts are removed */
+    return st;
+}
+
+qr_status qr_quantize_force(const qr_quantize_job *job, const qr_module *mods, size_t n_mods)
+{
+    qr_run r;
+    memset(&r, 0, sizeof r);
+    r.job = job;
+    r.mods = (qr_module *)mods;
+    r.n_mods = n_mods;
+    return phase_force(&r); /* rank 0 is the caller: r.rank 0 */
 }
 
 void qr_quantize_release_tensor(const qr_model *model, const char *name)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "io/h5util.h"
+#include "io/lock.h"
 #include "io/model.h"
 #include "src/method.h"
 #include "src/metrics.h"
@@ -68,9 +69,14 @@ qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics
 void qr_quantize_release_tensor(const qr_model *model, const char *name);
 
 /* Collective over comm: the shared checkpoint job->out_path from the parts (part_paths, one per
- * module of mods), as quantize assembles it. For jobs/sequential_run.c. */
+ * module of mods), as quantize assembles it; then, unless job->keep_parts, the checkpoint checked
+ * in full and the parts, *lock (rank 0's, released: *lock becomes NULL) and the parts folder
+ * removed. For jobs/sequential_run.c. */
 qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
                                const qr_module *mods, size_t n_mods, const qr_kvlist *opts,
-                               char **part_paths, qr_quantize_stats *stats);
+                               char **part_paths, qr_lock **lock, qr_quantize_stats *stats);
+
+/* Rank 0, holding the lock, with job->force: remove the parts of every module of mods. */
+qr_status qr_quantize_force(const qr_quantize_job *job, const qr_module *mods, size_t n_mods);
 
 #endif

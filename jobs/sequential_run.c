@@ -4,13 +4,15 @@
  *   open      the model, the input, its windows and their fit / held-out split (every rank);
  *   plan      the layer slices (the plan of a quantize job of the same ranks and grid), the
  *             options that identify the result, the group communicator;
- *   lock      rank 0 takes the job lock; resume: every group checks the parts of its slice;
+ *   lock      rank 0 takes the job lock (and with --force removes the parts);
+ *   resume    every group checks the parts of its slice;
  *   load      each group its slice's weights (group 0 also the embedding) and its buffers;
  *   slices    group by group, in layer order (the others wait): the group runs its layers on the
  *             hidden states of its windows (lane j of a group of P Q ranks holds windows
  *             [j W / (P Q), (j + 1) W / (P Q)), as capture splits them), then passes them to the
  *             next group, lane to lane;
- *   assemble  the shared checkpoint from the parts, as quantize writes it.
+ *   assemble  the shared checkpoint from the parts, as quantize writes it, checked in full, and
+ *             the parts removed (unless --keep-parts).
  *
  * One layer: for each module input in forward order, one pass of the lane's windows through the
  * layer accumulates that input's statistics (fitting windows, one window a batch, as quantize
@@ -183,18 +185,25 @@ static qr_status phase_plan(seq_run *r)
     return qr_mpi_check(MPI_Comm_split(r->comm, r->group, r->lane, &r->gcomm), "MPI_Comm_split");
 }
 
-/* lock and resume: rank 0 takes the job lock; every rank checks the parts of its group's slice
- * (each module's part must carry this job's options). */
-static qr_status phase_resume(seq_run *r)
+/* lock: rank 0 takes the job lock and, with --force, removes this output's parts. */
+static qr_status phase_lock(seq_run *r)
 {
     char dir[QR_PATH_MAX], lock_path[QR_PATH_MAX + 8];
     bool took_over = false;
-    QR_TRY(qr_part_dir(r->job->q.out_path, dir, sizeof dir));
-    if (r->rank == 0) {
-        snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
-        QR_TRY(qr_fs_mkdirs(dir));
-        QR_TRY(qr_lock_acquire(lock_path, &r->lock, &took_over));
+    if (r->rank != 0) {
+        return QR_OK;
     }
+    QR_TRY(qr_part_dir(r->job->q.out_path, dir, sizeof dir));
+    snprintf(lock_path, sizeof lock_path, "%s/LOCK", dir);
+    QR_TRY(qr_fs_mkdirs(dir));
+    QR_TRY(qr_lock_acquire(lock_path, &r->lock, &took_over));
+    return qr_quantize_force(&r->job->q, r->mods, r->n_mods);
+}
+
+/* resume: every rank checks the parts of its group's slice (each module's part must carry this
+ * job's options). */
+static qr_status phase_resume(seq_run *r)
+{
     for (int64_t i = r->slice->module_begin; i < r->slice->module_end; i++) {
         qr_part_info info;
         qr_status st;
@@ -749,6 +758,7 @@ qr_status qr_sequential_run(MPI_Comm comm, const qr_sequential_job *job, qr_quan
     QR_CHECK(qr_mpi_agree(comm, phase_open(&r)));
     qr_model_share_identity(comm, r.lj.model);
     QR_CHECK(phase_plan(&r));
+    QR_CHECK(qr_mpi_agree(comm, phase_lock(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_resume(&r)));
     QR_CHECK(qr_mpi_agree(comm, phase_load(&r)));
     QR_CHECK(phase_slices(&r));
@@ -756,7 +766,7 @@ qr_status qr_sequential_run(MPI_Comm comm, const qr_sequential_job *job, qr_quan
         stats->seconds_modules = qr_now() - t0;
     }
     QR_CHECK(qr_quantize_assemble(comm, &job->q, r.lj.model, r.mods, r.n_mods, &r.opts,
-                                  r.part_paths, stats));
+                                  r.part_paths, &r.lock, stats));
     report_memory(&r, t0);
 done:
     phase_close(&r);

@@ -2,10 +2,14 @@
 # sequential.resume: kill -9 a sequential job (2 ranks, one layer slice each) once it has written
 # more than one layer's parts and before it ends; rerunning the same command reads the finished
 # modules' parts back (recomputing the hidden states through them), quantizes only the rest, and
-# gives a checkpoint identical (timings aside) to an uninterrupted run's. SIGUSR1 stops it with
-# exit 75, and the rerun also ends identical.
+# gives a checkpoint identical (timings aside) to an uninterrupted run's; the verified checkpoint's
+# parts are removed; --force after a kill starts over. SIGUSR1 stops it with exit 75, and the
+# rerun also ends identical.
 source "$(dirname "$0")/common.sh"
 seq_quantize 2 "$WORK/ref.h5" || { cat "$WORK/log.ref.h5"; fail "uninterrupted run"; }
+# as quantize: the checkpoint checked, then its parts, lock and folder removed
+[ ! -e "$WORK/ref.h5.parts" ] || fail "the parts folder is left after a verified checkpoint"
+grep -q "verified; removed its 35 part(s)" "$WORK/log.ref.h5" || { cat "$WORK/log.ref.h5"; fail "no removal line"; }
 
 # run_until OUT N [signal]: start the job slowed down, wait for N parts, send the signal.
 run_until() {
@@ -47,6 +51,12 @@ grep -q "$n module(s) already done" "$WORK/log.a.h5" ||
 [ "$(grep -c "part exists, read back" "$WORK/log.a.h5")" -eq "$n" ] ||
     { cat "$WORK/log.a.h5"; fail "the resumed run did not read back exactly $n parts"; }
 "$CKPT_COMPARE" "$WORK/ref.h5" "$WORK/a.h5" || fail "resumed checkpoint differs from the uninterrupted one"
+
+# --force after a kill: the parts go, the job starts over and ends the same.
+run_until "$WORK/f.h5" 3 KILL
+seq_quantize 2 "$WORK/f.h5" --force || { cat "$WORK/log.f.h5"; fail "--force run"; }
+grep -q "0 module(s) already done" "$WORK/log.f.h5" || { cat "$WORK/log.f.h5"; fail "--force did not start over"; }
+"$CKPT_COMPARE" "$WORK/ref.h5" "$WORK/f.h5" || fail "checkpoint after --force differs"
 
 # (b) SIGUSR1 (Slurm's warning before a time limit): exit 75, then resume.
 run_until "$WORK/b.h5" 3 USR1

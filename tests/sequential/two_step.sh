@@ -8,8 +8,8 @@ source "$(dirname "$0")/common.sh"
 "$MPIEXEC" -n 2 "$QRECON_BIN" capture --model "$MODEL" "${INPUT[@]}" --out "$WORK/calib" \
     >"$WORK/log.capture" 2>&1 || { cat "$WORK/log.capture"; fail "capture"; }
 "$MPIEXEC" -n 2 "$QRECON_BIN" quantize --model "$MODEL" --calib "$WORK/calib" --out "$WORK/two.h5" \
-    "${QOPTS[@]}" >"$WORK/log.two" 2>&1 || { cat "$WORK/log.two"; fail "two-step quantize"; }
-seq_quantize 2 "$WORK/seq.h5" || { cat "$WORK/log.seq.h5"; fail "sequential run"; }
+    "${QOPTS[@]}" --keep-parts >"$WORK/log.two" 2>&1 || { cat "$WORK/log.two"; fail "two-step quantize"; }
+seq_quantize 2 "$WORK/seq.h5" --keep-parts || { cat "$WORK/log.seq.h5"; fail "sequential run"; }
 # same_arrays A B: every dataset of part A equal in part B (the attributes hold the options and
 # timings, which differ).
 same_arrays() {
