@@ -72,7 +72,7 @@ typedef struct {
     const char *footer;
 } qr_cmd_doc;
 
-#define QR_OPT_MAX_TABLES 4
+#define QR_OPT_MAX_TABLES 5
 #define QR_OPT_MAX_ROWS 48
 
 /* What the parser saw. */

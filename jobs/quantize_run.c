@@ -67,9 +67,15 @@
 static qr_status build_options(const qr_quantize_job *job, const qr_model *model,
                                qr_calib_set *calib, qr_kvlist *opts)
 {
-    const qr_method_opts *mo = &job->method;
     char ident[32];
     qr_calib_identity(calib, ident, sizeof ident);
+    return qr_quantize_options(job, model, ident, opts);
+}
+
+qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model, const char *ident,
+                              qr_kvlist *opts)
+{
+    const qr_method_opts *mo = &job->method;
     QR_TRY(qr_kv_set_str(opts, "method", qr_method_name(mo->method)));
     QR_TRY(qr_kv_set_int(opts, "wbits", QR_CKPT_WBITS));
     QR_TRY(qr_kv_set_int(opts, "abits", job->abits));
@@ -1080,4 +1086,55 @@ done:
         stats->seconds_total = qr_now() - t0;
     }
     return st;
+}
+
+/* ---- for the sequential job (jobs/sequential_run.c): the same metrics and assembly ------------
+ */
+
+qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics *m,
+                                   int has_metrics, double stats_seconds, qr_kvlist *l)
+{
+    return metrics_list(rep, m, has_metrics, stats_seconds, l);
+}
+
+qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
+                               const qr_module *mods, size_t n_mods, const qr_kvlist *opts,
+                               char **part_paths, qr_lock **lock, qr_quantize_stats *stats)
+{
+    qr_status st = QR_OK;
+    qr_run r;
+    memset(&r, 0, sizeof r);
+    r.comm = comm;
+    r.job = job;
+    r.stats = stats;
+    r.rank = qr_mpi_rank(comm);
+    r.size = qr_mpi_size(comm);
+    r.model = (qr_model *)model;
+    r.mods = (qr_module *)mods;
+    r.n_mods = n_mods;
+    r.opts = *opts; /* borrowed: the phases only read it */
+    r.part_paths = part_paths;
+    r.lock = *lock;
+    st = qr_part_dir(job->out_path, r.parts_dir, sizeof r.parts_dir);
+    QR_CHECK(qr_mpi_agree(comm, st));
+    QR_CHECK(phase_assemble(&r));
+    QR_CHECK(phase_remove_parts(&r));
+done:
+    *lock = r.lock; /* NULL once the parts are removed */
+    return st;
+}
+
+qr_status qr_quantize_force(const qr_quantize_job *job, const qr_module *mods, size_t n_mods)
+{
+    qr_run r;
+    memset(&r, 0, sizeof r);
+    r.job = job;
+    r.mods = (qr_module *)mods;
+    r.n_mods = n_mods;
+    return phase_force(&r); /* rank 0 is the caller: r.rank 0 */
+}
+
+void qr_quantize_release_tensor(const qr_model *model, const char *name)
+{
+    release_tensor_pages(model, name);
 }

@@ -11,7 +11,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "io/h5util.h"
+#include "io/lock.h"
+#include "io/model.h"
 #include "src/method.h"
+#include "src/metrics.h"
+#include "src/modules.h"
 #include "src/status.h"
 
 typedef struct {
@@ -51,5 +56,27 @@ typedef struct {
  * parts, a held lock), QR_STOPPED (stopped on request; rerun to resume), or an internal error.
  * stats (may be NULL) gets this rank's figures. */
 qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize_stats *stats);
+
+/* The options that identify a result (parts and checkpoint) with calibration identity `ident`. */
+qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model, const char *ident,
+                              qr_kvlist *opts);
+
+/* The metrics list of a module's part (the same keys as quantize's parts). */
+qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics *m,
+                                   int has_metrics, double stats_seconds, qr_kvlist *l);
+
+/* Drop this process's mapped pages of tensor `name` once read (they would stay resident). */
+void qr_quantize_release_tensor(const qr_model *model, const char *name);
+
+/* Collective over comm: the shared checkpoint job->out_path from the parts (part_paths, one per
+ * module of mods), as quantize assembles it; then, unless job->keep_parts, the checkpoint checked
+ * in full and the parts, *lock (rank 0's, released: *lock becomes NULL) and the parts folder
+ * removed. For jobs/sequential_run.c. */
+qr_status qr_quantize_assemble(MPI_Comm comm, const qr_quantize_job *job, const qr_model *model,
+                               const qr_module *mods, size_t n_mods, const qr_kvlist *opts,
+                               char **part_paths, qr_lock **lock, qr_quantize_stats *stats);
+
+/* Rank 0, holding the lock, with job->force: remove the parts of every module of mods. */
+qr_status qr_quantize_force(const qr_quantize_job *job, const qr_module *mods, size_t n_mods);
 
 #endif

@@ -12,7 +12,8 @@ expect2() { # expect2 PATTERN NP options...
     grep -q -- "$pattern" "$WORK/log" || { cat "$WORK/log"; fail "'$*': message lacks: $pattern"; }
 }
 base=(--model "$MODEL" --calib "$WORK/calib" --out "$WORK/u.h5")
-expect2 "--model, --calib and --out are required" 1 --model "$MODEL"
+expect2 "--model and --out are required" 1 --model "$MODEL"
+expect2 "expected exactly one of --calib, --text and --token-file" 1 --model "$MODEL" --out "$WORK/u.h5"
 expect2 "unknown option '--wbits'" 1 "${base[@]}" --wbits 4
 expect2 "option '--rank' given twice" 1 "${base[@]}" --rank 4 --rank 8
 expect2 "model.layers.0.self_attn.q_proj: rank (expected 0..64, found 80)" 1 "${base[@]}" --rank 80
