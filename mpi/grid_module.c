@@ -546,15 +546,11 @@ done:
     return st;
 }
 
-/* ||(W - W_eff - L R) S||_F² over the group (src/methods/srr.c scaled_error); D is scratch. */
-static qr_status srr_scaled_error(const qr_grid *g, const grid_scaling *S, const qr_dmat *W,
-                                  const qr_dmat *W_eff, const double *L, const double *R, int64_t r,
-                                  qr_dmat *D, double *err)
+/* ||(D_in - L R) S||_F² over the group, D (= W - W_eff on entry) overwritten (src/methods/srr.c
+ * scaled_error). */
+static qr_status srr_scaled_error(const qr_grid *g, const grid_scaling *S, const double *L,
+                                  const double *R, int64_t r, qr_dmat *D, double *err)
 {
-    size_t count = qr_dmat_local_count(W);
-    for (size_t i = 0; i < count; i++) {
-        D->data[i] = W->data[i] - W_eff->data[i];
-    }
     QR_TRY(qr_mpi_agree(g->comm, add_product(g, L, r, R, r, -1.0, D)));
     QR_TRY(scaling_apply(g, S, D, 0));
     *err = local_sumsq(D, NULL);
@@ -563,7 +559,8 @@ static qr_status srr_scaled_error(const qr_grid *g, const grid_scaling *S, const
 }
 
 /* src/methods/srr.c keep_if_better_than_base on the grid: the k* split (qloc, W_eff, L, R) is
- * replaced by the base method's own layer when that has the lower scaled calibration error. */
+ * replaced by the base method's own layer when that has the lower scaled calibration error. D is
+ * the only m x n scratch (the base layer's W_eff is rebuilt from its codes when it wins). */
 static qr_status srr_keep_if_better(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
                                     const grid_scaling *S, const qr_dmat *W, qr_qweight *qloc,
                                     qr_dmat *W_eff, double *L, double *R, qr_dmat *D,
@@ -571,26 +568,33 @@ static qr_status srr_keep_if_better(const qr_grid *g, const qr_method_opts *o, c
 {
     qr_status st = QR_OK;
     int64_t m = W->m, n = W->n, r = o->rank;
+    size_t count = qr_dmat_local_count(W), lld = qr_dmat_lld(W);
     qr_qweight qb;
-    qr_dmat *W_eff_b = NULL;
     double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
     memset(&qb, 0, sizeof qb);
-    QR_CHECK(srr_scaled_error(g, S, W, W_eff, L, R, r, D, &e_split));
-    st = qr_dmat_create(g, m, n, &W_eff_b);
-    if (st == QR_OK) {
-        st = qr_malloc(&Lb, (size_t)(m * r), sizeof *Lb, "SRR base L");
+    for (size_t i = 0; i < count; i++) {
+        D->data[i] = W->data[i] - W_eff->data[i];
     }
+    QR_CHECK(srr_scaled_error(g, S, L, R, r, D, &e_split));
+    st = qr_malloc(&Lb, (size_t)(m * r), sizeof *Lb, "SRR base L");
     if (st == QR_OK) {
         st = qr_malloc(&Rb, (size_t)(r * n), sizeof *Rb, "SRR base R");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(qer_step(g, o, s, S, W, r, &qb, W_eff_b, Lb, Rb, rep));
-    QR_CHECK(srr_scaled_error(g, S, W, W_eff_b, Lb, Rb, r, D, &e_base));
+    QR_CHECK(qer_step(g, o, s, S, W, r, &qb, D, Lb, Rb, rep)); /* D = the base's W_eff */
+    for (size_t i = 0; i < count; i++) {
+        D->data[i] = W->data[i] - D->data[i];
+    }
+    QR_CHECK(srr_scaled_error(g, S, Lb, Rb, r, D, &e_base));
     if (e_base < e_split) {
         qr_qweight_free(qloc);
         *qloc = qb;
         memset(&qb, 0, sizeof qb);
-        memcpy(W_eff->data, W_eff_b->data, qr_dmat_local_count(W_eff) * sizeof *W_eff->data);
+        for (int lj = 0; lj < W->nloc; lj++) {
+            for (int li = 0; li < W->mloc; li++) {
+                W_eff->data[(size_t)lj * lld + (size_t)li] = qr_qweight_value(qloc, li, lj);
+            }
+        }
         memcpy(L, Lb, (size_t)(m * r) * sizeof *L);
         memcpy(R, Rb, (size_t)(r * n) * sizeof *R);
         rep->srr_k_used = 0;
@@ -598,7 +602,6 @@ static qr_status srr_keep_if_better(const qr_grid *g, const qr_method_opts *o, c
     rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 done:
     qr_qweight_free(&qb);
-    qr_dmat_free(&W_eff_b);
     free(Lb);
     free(Rb);
     return st;

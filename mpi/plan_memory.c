@@ -116,8 +116,8 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
         module = umax(module,
                       3 * wloc + mloc * nloc / 2 + 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n);
     }
-    if (mo->method == QR_METHOD_SRR) { /* and, to check the split, the base layer's W_eff */
-        module += 3 * wloc;
+    if (mo->method == QR_METHOD_SRR) {
+        module += 2 * wloc;
     }
     /* the metrics: W, W_eff, Y, Z, one quantized copy of the rows and its staging */
     metrics = 2 * wloc + 16 * lmax(nh, nb, P) * lmax(m, nb, Q) + hloc + 8 * nb * n;
