@@ -42,12 +42,13 @@ static const qr_opt method_rows[] = {
     {"rank", QR_OPT_CUSTOM, MO(rank), "N|auto",
      "low-rank budget r of each module (d_out m x d_in n); auto, the rule:\n"
      "r = floor(E m n / (16 (m + n))), at most min(m, n), where E = 0.25 bit/w\n"
-     "(at least r = 1) or, with --bits B, E = B - the main matrix's bits/w",
+     "(at least r = 1) or, with --bits B, E = B - base, the bits/w of the main\n"
+     "matrix (and of ASER's and SERQ's per-channel vectors)",
      "auto", .parse = parse_auto_count},
     {"salient", QR_OPT_CUSTOM, MO(n_salient), "K|auto",
      "salient channels: aser f, serq k; auto, the rule: aser f = min(r,\n"
      "max(1, floor(n / 128))); serq k = max(1, floor(n / 32)), with --bits B\n"
-     "the most the side matrix fits: floor(((B - main bits/w) n - 32) / 4)",
+     "the most the side matrix fits: floor(((B - base) n - 32) / 4)",
      "auto", .parse = parse_auto_count},
     {"bits", QR_OPT_DOUBLE, MO(bits), "B",
      "bits-per-weight budget: auto ranks and salient counts use it all, rounded\n"
@@ -57,7 +58,7 @@ static const qr_opt method_rows[] = {
     {"gptq", QR_OPT_FLAG, MO(gptq), NULL,
      "GPTQ instead of round-to-nearest for the main weight (off)"},
     {"gptq-damp", QR_OPT_DOUBLE, MO(wq.gptq_damp), "F",
-     "GPTQ's damping of H = XᵀX, relative to mean diag(H) (measured: docs/methods.md)",
+     "GPTQ's damping of H = XᵀX relative to mean diag(H) (docs/methods.md)",
      .dmin = 1e-12, .dmax = 1.0},
     {"svd", QR_OPT_CUSTOM, MO(svd.mode), "MODE", "auto, exact or randomized truncated SVD", "auto",
      .parse = parse_svd},

@@ -39,8 +39,8 @@ static void cmp_reset(qr_rtn_cmp *cmp)
 }
 
 /* Fill cmp from both metrics; whether to keep RTN's module. */
-static bool judge(const qr_rtn_policy *pol, const qr_metrics *met, const qr_metrics *rtn,
-                  qr_rtn_cmp *cmp)
+static bool judge(const qr_rtn_policy *pol, const char *module, const qr_metrics *met,
+                  const qr_metrics *rtn, qr_rtn_cmp *cmp)
 {
     cmp->compared = 1;
     cmp->rtn_err[0] = rtn->out_rel_err;
@@ -51,6 +51,9 @@ static bool judge(const qr_rtn_policy *pol, const qr_metrics *met, const qr_metr
     /* NaN compares false: a method whose error is not finite while RTN's is counts as worse. */
     cmp->worse = cmp->method_err > cmp->rtn_cmp_err ||
                  (!isfinite(cmp->method_err) && isfinite(cmp->rtn_cmp_err));
+    if (pol->force && pol->force(pol->ctx, module)) {
+        cmp->worse = 1;
+    }
     cmp->fallback = cmp->worse && pol->fallback;
     return cmp->fallback;
 }
@@ -82,7 +85,7 @@ qr_status qr_rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, cons
     qr_stage_mark("RTN comparison");
     QR_CHECK(qr_method_run(&ro, NULL, W, d_out, d_in, stats, &rq, NULL));
     QR_CHECK(qr_metrics_compute(&rq, W, held, n_ho, agroup, NULL, &rm));
-    if (judge(pol, met, &rm, cmp)) {
+    if (judge(pol, o->module_name, met, &rm, cmp)) {
         memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
         rm.seconds_total = met->seconds_total;
         qr_qlayer_free(ql);
@@ -116,7 +119,7 @@ qr_status qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const 
     qr_stage_mark("RTN comparison");
     QR_CHECK(qr_grid_module_run(g, model, m, &ro, in, &rq, &rm, &rhas, &rrep));
     rm.bits_per_weight = rq.bits_per_weight;
-    if (rhas && judge(pol, met, &rm, cmp)) {
+    if (rhas && judge(pol, m->name, met, &rm, cmp)) {
         double bits = g->group_rank == 0 ? rq.bits_per_weight : met->bits_per_weight;
         memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
         rm.seconds_total = met->seconds_total;

@@ -20,6 +20,9 @@
 typedef struct {
     int abits;     /* the activation width compared (8, 4; 0 = float) */
     bool fallback; /* --fallback-rtn: store RTN's module where the method is worse */
+    bool (*force)(void *ctx, const char *module); /* test hook: true counts the module as worse
+                                                     (QRECON_TEST_WORSE_THAN_RTN); NULL: off */
+    void *ctx;
 } qr_rtn_policy;
 
 typedef struct {

@@ -415,7 +415,7 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     qr_method_report rep;
     qr_metrics met;
     qr_method_opts mo = job->method;
-    qr_rtn_policy pol = {job->abits, job->fallback_rtn};
+    qr_rtn_policy pol = {job->abits, job->fallback_rtn, job->worse_than_rtn, job->hook_ctx};
     qr_rtn_cmp cmp;
     double t0 = qr_now();
     memset(&ql, 0, sizeof ql);
@@ -458,7 +458,7 @@ static qr_status run_module_grid(const qr_quantize_job *job, const qr_grid *g,
     qr_metrics met;
     int has_metrics = 0;
     qr_method_opts mo = job->method;
-    qr_rtn_policy pol = {job->abits, job->fallback_rtn};
+    qr_rtn_policy pol = {job->abits, job->fallback_rtn, job->worse_than_rtn, job->hook_ctx};
     qr_rtn_cmp cmp;
     double t0 = qr_now();
     mo.module_name = m->name;

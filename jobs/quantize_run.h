@@ -36,6 +36,7 @@ typedef struct {
      * each module the assembly writes. */
     void (*after_module)(void *hook_ctx, const char *module);
     void (*after_assembled)(void *hook_ctx, size_t i);
+    bool (*worse_than_rtn)(void *hook_ctx, const char *module); /* true: treat as worse */
     void *hook_ctx;
 } qr_quantize_job;
 

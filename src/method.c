@@ -8,6 +8,9 @@
 /* Relative slack of the bits-budget comparisons: the budget is a decimal the user typed, the bits
  * a sum of exact binary fractions; 1e-9 absorbs the rounding of either, never a whole bit. */
 #define QR_BITS_SLACK 1e-9
+/* Added before rounding a count down: a budget that fits r exactly (B = base + 16 r (m + n) /
+ * (m n) typed as a decimal) must give r, not r - 1 from a quotient of 72.99999999. */
+#define QR_BITS_ROUND 1e-7
 
 extern const qr_method_impl qr_method_rtn;
 extern const qr_method_impl qr_method_lqer;
@@ -174,7 +177,7 @@ qr_status qr_method_resolve(const qr_method_opts *o, const char *who, int64_t d_
     if (!has_lowrank(o->method)) {
         out->rank = 0;
     } else if (o->rank == QR_AUTO) {
-        double r = floor(extra * m * n / (16.0 * (m + n)));
+        double r = floor(extra * m * n / (16.0 * (m + n)) + QR_BITS_ROUND);
         out->rank = r > (double)dmin ? dmin : (int64_t)r;
         if (o->bits <= 0.0 && out->rank < 1) {
             out->rank = 1;
@@ -186,7 +189,7 @@ qr_status qr_method_resolve(const qr_method_opts *o, const char *who, int64_t d_
     } else if (o->n_salient == QR_AUTO && o->method == QR_METHOD_SERQ) {
         int64_t k = d_in / 32 > 1 ? d_in / 32 : 1;
         if (o->bits > 0.0) {
-            double kb = floor((extra * n - 32.0 - (o->wq.asym ? 4.0 : 0.0)) / 4.0);
+            double kb = floor((extra * n - 32.0 - (o->wq.asym ? 4.0 : 0.0)) / 4.0 + QR_BITS_ROUND);
             k = kb < 0.0 ? 0 : (kb > n ? d_in : (int64_t)kb);
         }
         out->n_salient = k;
