@@ -34,7 +34,7 @@ typedef struct {
 } qr_wquant_opts;
 
 /* GPTQ's default relative damping; chosen by measurement (docs/methods.md, "GPTQ damping"). */
-#define QR_GPTQ_DAMP_DEFAULT 0.01
+#define QR_GPTQ_DAMP_DEFAULT 0.001
 
 /* group 128, symmetric, no clip search (clip_steps 20, clip_min 0.5 for when it is turned on),
  * GPTQ damping QR_GPTQ_DAMP_DEFAULT. */
