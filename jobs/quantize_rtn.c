@@ -84,7 +84,9 @@ qr_status qr_rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, cons
     }
     qr_stage_mark("RTN comparison");
     QR_CHECK(qr_method_run(&ro, NULL, W, d_out, d_in, stats, &rq, NULL));
-    QR_CHECK(qr_metrics_compute(&rq, W, held, n_ho, agroup, NULL, &rm));
+    /* RTN's grouped-A4 error is not compared or stored: one forward pass fewer. */
+    (void)agroup;
+    QR_CHECK(qr_metrics_compute(&rq, W, held, n_ho, 0, NULL, &rm));
     if (judge(pol, o->module_name, met, &rm, cmp)) {
         memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
         rm.seconds_total = met->seconds_total;
@@ -117,7 +119,13 @@ qr_status qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const 
     }
     /* Every rank holds the same metrics (reduced), so every rank judges alike. */
     qr_stage_mark("RTN comparison");
-    QR_CHECK(qr_grid_module_run(g, model, m, &ro, in, &rq, &rm, &rhas, &rrep));
+    {
+        int64_t agroup = in->held.agroup;
+        in->held.agroup = 0; /* RTN's grouped-A4 error is neither compared nor stored */
+        st = qr_grid_module_run(g, model, m, &ro, in, &rq, &rm, &rhas, &rrep);
+        in->held.agroup = agroup;
+        QR_CHECK(st);
+    }
     rm.bits_per_weight = rq.bits_per_weight;
     if (rhas && judge(pol, m->name, met, &rm, cmp)) {
         double bits = g->group_rank == 0 ? rq.bits_per_weight : met->bits_per_weight;
