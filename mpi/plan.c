@@ -219,6 +219,14 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
      * d_in each), and the effective weight (d_out d_in r) */
     c->metrics_flops = add(&ctx, mul(&ctx, 10, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
                            mul3(&ctx, dout, din, r));
+    if (!(o->method.method == QR_METHOD_RTN && !o->method.gptq)) {
+        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its Y, float, A8 and
+         * A4 outputs (no grouped A4) */
+        c->metrics_flops =
+            add(&ctx, c->metrics_flops,
+                add(&ctx, mul(&ctx, 8, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
+                    mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
+    }
     c->decomp_flops = dec;
     c->quant_flops = quant;
     c->flops = add(&ctx, add(&ctx, add(&ctx, c->stats_flops, dec), quant), c->metrics_flops);

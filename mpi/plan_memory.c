@@ -75,6 +75,11 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     /* the metrics: the effective weight, then Y, Y^ and the float64 rows, and the reference's
      * dequantized main matrix */
     metrics = mn / 2 + 8 * umax(mn, 2 * nh * m + nh * n + mn);
+    /* the RTN comparison (jobs/quantize_rtn.c): the same metrics on RTN's module while the
+     * method's packed main matrix is kept */
+    if (!(mo->method == QR_METHOD_RTN && !mo->gptq)) {
+        metrics += mn / 2;
+    }
     out->rank_bytes = input + umax(stats_pass, 8 * mn + umax(method, metrics));
     out->root_bytes = 0;
 }
