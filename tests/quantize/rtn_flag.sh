@@ -72,4 +72,8 @@ for l in 0 4; do
     m=model.layers.$l.self_attn.q_proj
     [ "$(codes $m "$WORK/l2.h5")" = "$(codes $m "$WORK/rtn.h5")" ] || fail "$m: grid fallback codes differ from RTN's"
 done
+# auto ranks on the grid (the input group's whitening factor is made for them): as one rank
+q 1 "$WORK/qe1.h5" --method qera-exact
+q 2 "$WORK/qe2.h5" --method qera-exact --grid 2x1
+"$CKPT_COMPARE" "$WORK/qe1.h5" "$WORK/qe2.h5" --rel 1e-6 || fail "qera-exact with auto ranks: grid differs from one rank"
 echo "quantize.rtn_flag: $n module(s) flagged, RTN kept with --fallback-rtn, grid path agrees"
