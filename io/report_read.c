@@ -38,7 +38,8 @@ static void kv_str(const qr_kvlist *l, const char *key, char *buf, size_t n)
 }
 
 /* One module group's attributes (metric.* included) into a row. */
-static qr_status read_row(hid_t file, const char *path, const char *name, qr_report_row *r)
+static qr_status read_row(hid_t file, const char *path, const char *name, int64_t abits,
+                          qr_report_row *r)
 {
     static const char *const seconds_keys[] = {"metric.seconds_scale", "metric.seconds_quantize",
                                                "metric.seconds_decompose", "metric.seconds_other",
@@ -69,6 +70,13 @@ static qr_status read_row(hid_t file, const char *path, const char *name, qr_rep
     r->out_err_a8 = kv_double(&attrs, "metric.output_error_a8");
     r->out_err_a4 = kv_double(&attrs, "metric.output_error_a4");
     r->sqnr_db = kv_double(&attrs, "metric.sqnr_db");
+    /* Checkpoints older than the RTN comparison have none of these: not measured. */
+    r->worse_than_rtn = (int)kv_int(&attrs, "metric.worse_than_rtn", -1);
+    r->fallback_rtn = (int)kv_int(&attrs, "metric.fallback_rtn", 0);
+    r->rtn_err = kv_double(&attrs, abits == 8   ? "metric.rtn_output_error_a8"
+                                   : abits == 4 ? "metric.rtn_output_error_a4"
+                                                : "metric.rtn_output_error");
+    r->method_err = kv_double(&attrs, "metric.method_output_error");
     r->seconds = 0;
     for (size_t k = 0; k < sizeof seconds_keys / sizeof seconds_keys[0]; k++) {
         double s = kv_double(&attrs, seconds_keys[k]);
@@ -159,7 +167,7 @@ qr_status qr_report_read(const char *path, const char *validation_path, qr_repor
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        QR_CHECK(read_row(file, path, qr_ckpt_module_name(ck, i), &out->rows[i]));
+        QR_CHECK(read_row(file, path, qr_ckpt_module_name(ck, i), h.abits, &out->rows[i]));
     }
     if (!validation_path) {
         snprintf(vpath, sizeof vpath, "%s.validate.json", path);

@@ -29,10 +29,23 @@ static const char *check_text(qr_check_state s)
 
 static void flag_text(unsigned flags, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s%s%s", flags & QR_REPORT_OVER ? "over " : "",
-             flags & QR_REPORT_SPIKE ? "spike " : "", flags & QR_REPORT_KERNEL ? "kernel " : "");
+    snprintf(buf, n, "%s%s%s%s", flags & QR_REPORT_OVER ? "over " : "",
+             flags & QR_REPORT_SPIKE ? "spike " : "", flags & QR_REPORT_KERNEL ? "kernel " : "",
+             flags & QR_REPORT_RTN ? "rtn " : "");
     if (buf[0]) {
         buf[strlen(buf) - 1] = '\0';
+    }
+}
+
+/* The summary's RTN column: "2 (2 kept RTN)", "0", or "-" when not measured (older checkpoints). */
+static void rtn_text(const qr_report_summary *sum, char *buf, size_t n)
+{
+    if (sum->rtn_compared == 0) {
+        snprintf(buf, n, "-");
+    } else if (sum->fallback_rtn > 0) {
+        snprintf(buf, n, "%zu (%zu kept RTN)", sum->worse_than_rtn, sum->fallback_rtn);
+    } else {
+        snprintf(buf, n, "%zu", sum->worse_than_rtn);
     }
 }
 
@@ -60,7 +73,7 @@ static int cmp_primary(const void *a, const void *b)
 
 qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const qr_report_style *s)
 {
-    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32], fl[32];
+    char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32], b8[32], fl[32];
     fprintf(f, "# qrecon report\n\n");
     fprintf(f, "Relative output error ||W x - Ŵ x|| / ||W x|| on held-out calibration tokens, as "
                "stored in each checkpoint. Flags: `over` = above --max-err");
@@ -69,18 +82,24 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
     }
     fprintf(f,
             "; `spike` = more than %gx the median of the same module type within %d layers; "
-            "`kernel` = the INT4 kernel check of `qrecon validate` failed. `wall s` = the "
+            "`kernel` = the INT4 kernel check of `qrecon validate` failed; `rtn` = quantize "
+            "measured the method worse than round-to-nearest on this module (held-out error at "
+            "the checkpoint's activation width; `rtn` in the method column: RTN's module was "
+            "stored, --fallback-rtn). `wall s` = the "
             "module's wall time on its rank group during quantize (weight read, method, held-out "
             "metrics, and for the first module of a layer input its statistics pass), the figure "
-            "its progress line printed; the summary sums it over the modules.\n\n",
+            "its progress line printed; the summary sums it over the modules. Bits per weight in "
+            "the summary are weighted by each module's parameters.\n\n",
             s->spike_factor, s->window);
-    fprintf(f, "## Summary\n\n| checkpoint | method | W/A bits | group | rank | modules | "
-               "primary error | mean | max (module) | bits/weight | flagged | kernel check | "
-               "wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(f,
+            "## Summary\n\n| checkpoint | method | W/A bits | group | rank | modules | "
+            "primary error | mean | max (module) | bits/weight | flagged | worse than RTN | "
+            "kernel check | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t k = 0; k < n; k++) {
         qr_report_summary sum;
-        char kc[48];
+        char kc[48], rt[64];
         qr_report_summarize(&c[k], &sum);
+        rtn_text(&sum, rt, sizeof rt);
         if (c[k].validated) {
             snprintf(kc, sizeof kc, "%zu pass, %zu fail", sum.kernel_pass, sum.kernel_fail);
         } else {
@@ -88,13 +107,16 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
         }
         fprintf(
             f,
-            "| %s | %s | W%lldA%s | %lld | %lld | %zu | %s | %s | %s (%s) | %s | %zu | %s | %s |\n",
+            "| %s | %s | W%lldA%s | %lld | %s | %zu | %s | %s | %s (%s) | %s | %zu | %s | %s | %s "
+            "|\n",
             c[k].label, c[k].method, (long long)c[k].wbits,
             c[k].abits > 0 ? num(b1, sizeof b1, "%.0f", (double)c[k].abits) : "16",
-            (long long)c[k].group, (long long)c[k].rank, sum.modules, primary_name(&c[k], s->act),
-            num(b2, sizeof b2, "%.4g", sum.mean_err), num(b3, sizeof b3, "%.4g", sum.max_err),
-            sum.worst ? sum.worst->name : "-", num(b4, sizeof b4, "%.3f", sum.mean_bits),
-            sum.flagged, kc, num(b5, sizeof b5, "%.2f", sum.total_seconds));
+            (long long)c[k].group,
+            c[k].rank < 0 ? "auto" : num(b6, sizeof b6, "%.0f", (double)c[k].rank), sum.modules,
+            primary_name(&c[k], s->act), num(b2, sizeof b2, "%.4g", sum.mean_err),
+            num(b3, sizeof b3, "%.4g", sum.max_err), sum.worst ? sum.worst->name : "-",
+            num(b4, sizeof b4, "%.3f", sum.mean_bits), sum.flagged, rt, kc,
+            num(b5, sizeof b5, "%.2f", sum.total_seconds));
     }
     qr_report_quality_md(f, c, n);
     for (size_t k = 0; k < n; k++) {
@@ -118,8 +140,8 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
             free(order);
         }
         fprintf(f, "| layer | module | shape | method | rank / salient | bits/w | weight err | "
-                   "out err float | A8 | A4 | SQNR dB | kernel | wall s | flags |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                   "out err float | A8 | A4 | SQNR dB | RTN err | kernel | wall s | flags |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (size_t i = 0; i < ck->n_rows; i++) {
             const qr_report_row *r = &ck->rows[i];
             char rs[48];
@@ -132,15 +154,15 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
             }
             fprintf(
                 f,
-                "| %lld | %s | %lldx%lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
+                "| %lld | %s | %lldx%lld | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
                 "%s%s%s |\n",
                 (long long)r->layer, r->kind, (long long)r->d_out, (long long)r->d_in, r->method,
                 rs, num(b1, sizeof b1, "%.3f", r->bits_per_weight),
                 num(b2, sizeof b2, "%.4g", r->weight_err), num(b3, sizeof b3, "%.4g", r->out_err),
                 num(b4, sizeof b4, "%.4g", r->out_err_a8),
                 num(b5, sizeof b5, "%.4g", r->out_err_a4), num(b6, sizeof b6, "%.2f", r->sqnr_db),
-                check_text(r->kernel_check), num(b7, sizeof b7, "%.3f", r->seconds),
-                fl[0] ? "**" : "", fl, fl[0] ? "**" : "");
+                num(b8, sizeof b8, "%.4g", r->rtn_err), check_text(r->kernel_check),
+                num(b7, sizeof b7, "%.3f", r->seconds), fl[0] ? "**" : "", fl, fl[0] ? "**" : "");
         }
     }
     if (n > 1) {
@@ -236,7 +258,7 @@ static qr_status emit_csv(FILE *f, const void *ctx)
     const md_args *a = ctx;
     fprintf(f, "checkpoint,module,layer,kind,d_out,d_in,method,rank_used,salient_used,"
                "bits_per_weight,weight_error,output_error,output_error_a8,output_error_a4,sqnr_db,"
-               "primary_error,kernel_check,seconds,flags\n");
+               "primary_error,kernel_check,seconds,flags,rtn_error,worse_than_rtn,fallback_rtn\n");
     for (size_t k = 0; k < a->n; k++) {
         for (size_t i = 0; i < a->c[k].n_rows; i++) {
             const qr_report_row *r = &a->c[k].rows[i];
@@ -254,7 +276,9 @@ static qr_status emit_csv(FILE *f, const void *ctx)
             csv_num(f, r->primary);
             fprintf(f, ",%s", check_text(r->kernel_check));
             csv_num(f, r->seconds);
-            fprintf(f, ",%s\n", fl);
+            fprintf(f, ",%s", fl);
+            csv_num(f, r->rtn_err);
+            fprintf(f, ",%d,%d\n", r->worse_than_rtn, r->fallback_rtn);
         }
     }
     return ferror(f) ? qr_fail(QR_ERR_IO, "report: cannot write the CSV text") : QR_OK;
@@ -296,7 +320,11 @@ qr_status qr_report_write_json(const char *path, const qr_report_ckpt *c, size_t
         json_object_set_new(sj, "max_primary_error", jnum(sum.max_err));
         json_object_set_new(sj, "worst_module",
                             sum.worst ? json_string(sum.worst->name) : json_null());
-        json_object_set_new(sj, "mean_bits_per_weight", jnum(sum.mean_bits));
+        json_object_set_new(sj, "mean_bits_per_weight", jnum(sum.mean_bits)); /* weighted */
+        json_object_set_new(sj, "worse_than_rtn",
+                            sum.rtn_compared ? json_integer((json_int_t)sum.worse_than_rtn)
+                                             : json_null());
+        json_object_set_new(sj, "fallback_rtn", json_integer((json_int_t)sum.fallback_rtn));
         json_object_set_new(sj, "seconds", jnum(sum.total_seconds));
         json_object_set_new(ck, "summary", sj);
         qr_report_quality_json(ck, &c[k]);
@@ -320,6 +348,11 @@ qr_status qr_report_write_json(const char *path, const qr_report_ckpt *c, size_t
             json_object_set_new(m, "primary_error", jnum(r->primary));
             json_object_set_new(m, "kernel_check", json_string(check_text(r->kernel_check)));
             json_object_set_new(m, "seconds", jnum(r->seconds));
+            json_object_set_new(m, "rtn_error", jnum(r->rtn_err));
+            json_object_set_new(m, "worse_than_rtn",
+                                r->worse_than_rtn >= 0 ? json_boolean(r->worse_than_rtn)
+                                                       : json_null());
+            json_object_set_new(m, "fallback_rtn", json_boolean(r->fallback_rtn == 1));
             if (r->flags & QR_REPORT_OVER) {
                 json_array_append_new(flags, json_string("over"));
             }
@@ -328,6 +361,9 @@ qr_status qr_report_write_json(const char *path, const qr_report_ckpt *c, size_t
             }
             if (r->flags & QR_REPORT_KERNEL) {
                 json_array_append_new(flags, json_string("kernel"));
+            }
+            if (r->flags & QR_REPORT_RTN) {
+                json_array_append_new(flags, json_string("rtn"));
             }
             json_object_set_new(m, "flags", flags);
             json_array_append_new(mods, m);

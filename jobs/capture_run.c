@@ -24,6 +24,7 @@
 #include "io/fs.h"
 #include "io/llama_load.h"
 #include "jobs/llama_job.h"
+#include "jobs/text_mix.h"
 #include "mpi/comm.h"
 #include "mpi/plan.h"
 #include "src/alloc.h"
@@ -120,7 +121,12 @@ static qr_status phase_input(cap_run *r)
                        "for %s, found %lld)",
                        (long long)c->max_seq_len, o->model_path, (long long)o->seq_len);
     }
-    QR_TRY(qr_llama_job_input(&r->lj, &o->input, &r->ids, &r->n_ids));
+    if (o->input.n_texts > 1 || o->input.weighted) {
+        QR_TRY(qr_text_mix_read(&r->lj, &o->input, o->seq_len, o->tokens / o->seq_len, &r->ids,
+                                &r->n_ids, NULL));
+    } else {
+        QR_TRY(qr_llama_job_input(&r->lj, &o->input, &r->ids, &r->n_ids));
+    }
     by_text = (int64_t)(r->n_ids / (size_t)(o->seq_len - 1));
     by_budget = o->tokens / o->seq_len;
     r->n_windows = by_text < by_budget ? by_text : by_budget;
@@ -153,6 +159,9 @@ static void shard_info(const cap_run *r, qr_calib_info *info)
              qr_model_identity(r->lj.model));
     snprintf(info->model_path, sizeof info->model_path, "%s", o->model_path);
     snprintf(info->source, sizeof info->source, "%s", qr_input_source_path(&o->input));
+    if (o->input.n_texts > 1 || o->input.weighted) {
+        qr_text_mix_describe(&o->input, info->source, sizeof info->source);
+    }
     snprintf(info->source_kind, sizeof info->source_kind, "%s", qr_input_source_kind(&o->input));
     info->dtype = o->dtype;
     info->dim = c->dim;

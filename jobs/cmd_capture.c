@@ -13,6 +13,7 @@
 #include "jobs/cli.h"
 #include "jobs/llama_job.h"
 #include "jobs/stop.h"
+#include "jobs/text_mix.h"
 #include "jobs/test_hooks.h"
 #include "mpi/comm.h"
 
@@ -41,6 +42,7 @@ static const qr_cmd_doc doc = {
 
 typedef struct {
     qr_llama_cli in; /* --model, --tokenizer, --text, --token-file, --unknown-to-zero, --seq-len */
+    char text_names[QR_INPUT_MAX_TEXTS][4096]; /* --text FILE:W paths without their weight */
     const char *out;
     int64_t tokens;
     qr_dtype dtype;
@@ -81,7 +83,7 @@ static qr_status parse(int argc, char **argv, capture_opts *o, bool *help)
     qr_opt_result res;
     qr_opt_table tables[] = {
         qr_llama_model_opt_table(&o->in, "options (defaults in parentheses)"),
-        qr_llama_input_opt_table(&o->in, NULL),
+        qr_llama_inputs_opt_table(&o->in, NULL), /* --text repeatable: mixed (jobs/text_mix.h) */
         QR_OPT_TABLE(capture_rows, o, NULL),
     };
     memset(o, 0, sizeof *o);
@@ -92,6 +94,7 @@ static qr_status parse(int argc, char **argv, capture_opts *o, bool *help)
     o->micro_batch = 1;
     QR_TRY(qr_opts_parse(&doc, tables, 3, 0, argc, argv, &res));
     *help = res.help;
+    QR_TRY(qr_text_mix_from_list(&o->in.texts, o->text_names, &o->in.input));
     if (!res.help && (!o->in.model_path || !o->out || !qr_input_one_source(&o->in.input))) {
         return qr_cli_usage_error(
             "capture", "expected --model, --out and exactly one of --text, --token-file");

@@ -214,12 +214,18 @@ static qr_status method_json(const qr_plan *p, json_t *root)
     for (size_t i = 0; i < p->n_modules; i++) {
         const qr_module *m = &p->modules[i];
         int64_t l_sketch = 0;
-        qr_svd_mode path =
-            qr_svd_path(&p->opts.method.svd, m->d_out, m->d_in, p->opts.method.rank, &l_sketch);
-        json_array_append_new(mods, json_pack("{s:s, s:I, s:I, s:s, s:I}", "name", m->name, "d_out",
-                                              (json_int_t)m->d_out, "d_in", (json_int_t)m->d_in,
-                                              "svd_path", qr_svd_mode_name(path), "sketch",
-                                              (json_int_t)l_sketch));
+        qr_method_opts ro; /* the module's rank and salient count, as quantize resolves them */
+        qr_svd_mode path;
+        if (qr_method_resolve(&p->opts.method, m->name, m->d_out, m->d_in, &ro) != QR_OK) {
+            ro = p->opts.method; /* refused when the plan was built */
+        }
+        path = qr_svd_path(&p->opts.method.svd, m->d_out, m->d_in, ro.rank, &l_sketch);
+        json_array_append_new(
+            mods, json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:f}", "name", m->name, "d_out",
+                            (json_int_t)m->d_out, "d_in", (json_int_t)m->d_in, "svd_path",
+                            qr_svd_mode_name(path), "sketch", (json_int_t)l_sketch, "rank",
+                            (json_int_t)ro.rank, "salient", (json_int_t)ro.n_salient,
+                            "bits_per_weight_max", qr_method_bits_bound(&ro, m->d_out, m->d_in)));
     }
     json_object_set_new(root, "method_options", opts);
     json_object_set_new(root, "module_list", mods);
@@ -350,12 +356,17 @@ static void print_text(const qr_plan *p, const char *model_path)
 {
     char lines[6][320];
     int n_adv = 0, per = p->opts.grid[0] * p->opts.grid[1];
+    char rank[24];
+    if (p->opts.method.rank == QR_AUTO) {
+        snprintf(rank, sizeof rank, "auto");
+    } else {
+        snprintf(rank, sizeof rank, "%lld", (long long)p->opts.method.rank);
+    }
     printf("plan: %s: %lld layers, %zu modules; %d ranks as %d group(s) of %dx%d; method %s, rank "
-           "%lld, %lld tokens, %d thread(s) per rank at %g GFLOP/s each\n",
+           "%s, %lld tokens, %d thread(s) per rank at %g GFLOP/s each\n",
            model_path, (long long)p->n_layers, p->n_modules, p->opts.n_ranks, p->n_groups,
-           p->opts.grid[0], p->opts.grid[1], qr_method_name(p->opts.method.method),
-           (long long)p->opts.method.rank, (long long)p->opts.tokens, p->opts.threads_per_rank,
-           p->opts.gflops_per_thread);
+           p->opts.grid[0], p->opts.grid[1], qr_method_name(p->opts.method.method), rank,
+           (long long)p->opts.tokens, p->opts.threads_per_rank, p->opts.gflops_per_thread);
     printf("%5s  %-11s  %-11s  %-11s  %11s  %10s  %10s  %12s\n", "group", "ranks", "layers",
            "modules", "GFLOP", "read MB", "est. s", "MiB/rank");
     for (int g = 0; g < p->n_groups; g++) {

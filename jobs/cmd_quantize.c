@@ -63,6 +63,9 @@ static const qr_opt job_rows[] = {
      "fraction of calibration windows held out for the metrics: the last\n"
      "ceil(F x windows) windows across the shards in order",
      .dmin = 0.0, .dmax = 0.9},
+    {"fallback-rtn", QR_OPT_FLAG, JOB(fallback_rtn), NULL,
+     "store round-to-nearest's module (same group) wherever the method's held-out\n"
+     "error at --abits is above RTN's; every such module is flagged either way (off)"},
     {"grid", QR_OPT_CUSTOM, JOB(grid), "PxQ",
      "ranks per group as a BLACS grid; N must be a multiple of P x Q", "1x1",
      .parse = qr_opt_parse_grid},

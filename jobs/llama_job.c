@@ -1,6 +1,7 @@
 /* llama_job.c: model, tokenizer and input for the forward-pass subcommands (see llama_job.h). */
 #include "jobs/llama_job.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,12 @@ qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32
         }
         goto done;
     }
+    if (opts->n_texts > 1 || opts->weighted) {
+        return qr_fail(QR_ERR_INPUT,
+                       "--text: one file without a weight expected here (found %d, %s); only "
+                       "capture mixes several texts",
+                       opts->n_texts, opts->weighted ? "weighted" : "unweighted");
+    }
     QR_CHECK(qr_llama_job_tokenizer(job, opts->tokenizer_path));
     QR_CHECK(qr_fs_read_all(opts->text_path, QR_TEXT_FILE_MAX, &text, &size));
     if (size == 0) {
@@ -193,8 +200,8 @@ static const qr_opt input_rows[] = {
 };
 static const qr_opt inputs_rows[] = {
     {"text", QR_OPT_LIST, CLI(texts), "FILE",
-     "UTF-8 text, encoded with the model's tokenizer; may be repeated:\n"
-     "each text is evaluated and reported on its own"},
+     "UTF-8 text, encoded with the model's tokenizer; may be repeated: eval\n"
+     "reports each text on its own, capture mixes them (FILE:W weighted)"},
     QR_INPUT_ROWS_REST,
 };
 #undef QR_INPUT_ROWS_REST

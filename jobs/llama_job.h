@@ -46,11 +46,18 @@ qr_status qr_llama_job_open_slice(const char *model_path, int64_t layer_begin, i
 qr_status qr_llama_job_tokenizer(qr_llama_job *job, const char *tokenizer_path);
 void qr_llama_job_close(qr_llama_job *job); /* NULL-safe on its members */
 
+/* Most --text options one command line takes. */
+#define QR_INPUT_MAX_TEXTS 16
+
 typedef struct {
-    const char *text_path; /* exactly one of text_path and token_path */
+    const char *text_path; /* exactly one of text_path and token_path (capture: the first) */
     const char *token_path;
     const char *tokenizer_path; /* NULL: the model's */
     bool unknown_to_zero;
+    int n_texts;                             /* --text given this many times (capture mixes) */
+    const char *texts[QR_INPUT_MAX_TEXTS];   /* their paths, in order */
+    double text_weights[QR_INPUT_MAX_TEXTS]; /* --text FILE:W weights (1 when not given) */
+    bool weighted;                           /* some --text carried a weight */
 } qr_input_opts;
 
 /* The options capture, eval and generate share: their rows are written once (llama_job.c) and
@@ -75,7 +82,8 @@ const char *qr_input_source_path(const qr_input_opts *in);
 const char *qr_input_source_kind(const qr_input_opts *in);
 
 /* Read the input into *ids (no BOS; caller frees), *n of them. An empty text or token file is
- * QR_ERR_INPUT naming the file. */
+ * QR_ERR_INPUT naming the file; so is a mix of texts (opts->n_texts > 1 or weighted: capture reads
+ * those through jobs/text_mix.h). */
 qr_status qr_llama_job_input(qr_llama_job *job, const qr_input_opts *opts, int32_t **ids,
                              size_t *n);
 

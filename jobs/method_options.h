@@ -10,8 +10,9 @@
 
 /* The method options that decide the computation, as the key/value list a checkpoint's options
  * and `qrecon plan --json` both carry (group, asym, clip_search, rank, salient, gptq, seed, svd,
- * svd_oversample, svd_power_iters, smooth_alpha, srr_base, srr_k, whiten_lambda0; in this order,
- * which is part of the checkpoint's bytes). The method name is the caller's (it comes first). */
+ * svd_oversample, svd_power_iters, smooth_alpha, srr_base, srr_k, whiten_lambda0, bits, gptq_damp;
+ * in this order, which is part of the checkpoint's bytes). The method name is the caller's (it
+ * comes first). */
 qr_status qr_method_opts_kv(const qr_method_opts *mo, qr_kvlist *l);
 
 /* The method rows as a table over *mo, under `heading`. */

@@ -43,6 +43,7 @@
 #include "jobs/llama_job.h"
 #include "jobs/method_options.h"
 #include "jobs/quantize_grid.h"
+#include "jobs/quantize_rtn.h"
 #include "mpi/blacs.h"
 #include "mpi/comm.h"
 #include "mpi/linalg_backend.h"
@@ -82,6 +83,7 @@ qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model,
     QR_TRY(qr_method_opts_kv(mo, opts));
     QR_TRY(qr_kv_set_double(opts, "holdout", job->holdout));
     QR_TRY(qr_kv_set_int(opts, "agroup", job->agroup));
+    QR_TRY(qr_kv_set_int(opts, "fallback_rtn", job->fallback_rtn ? 1 : 0));
     QR_TRY(qr_kv_set_str(opts, "source_model", qr_model_identity(model)));
     QR_TRY(qr_kv_set_str(opts, "calibration", ident));
     return QR_OK;
@@ -375,15 +377,16 @@ static void release_tensor_pages(const qr_model *model, const char *name)
 
 /* The module's metrics list, its part (when part is given) and its progress message. */
 static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr_method_report *rep,
-                               const qr_metrics *met, int has_metrics, double stats_seconds,
-                               const qr_kvlist *opts, const char *part, double t0,
-                               progress_msg *msg)
+                               const qr_metrics *met, int has_metrics, const qr_rtn_cmp *cmp,
+                               double stats_seconds, const qr_kvlist *opts, const char *part,
+                               double t0, progress_msg *msg)
 {
     qr_status st = QR_OK;
     qr_kvlist metrics = {0};
     double wall = qr_now() - t0 + stats_seconds; /* the figure of the progress line and report */
     QR_CHECK(metrics_list(rep, met, has_metrics, stats_seconds, &metrics));
     QR_CHECK(qr_kv_set_double(&metrics, "seconds_wall", wall));
+    QR_CHECK(qr_rtn_cmp_kv(cmp, &metrics));
     if (part) {
         QR_CHECK(qr_part_write(part, m->name, opts, &metrics, ql));
     }
@@ -412,6 +415,8 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     qr_method_report rep;
     qr_metrics met;
     qr_method_opts mo = job->method;
+    qr_rtn_policy pol = {job->abits, job->fallback_rtn, job->worse_than_rtn, job->hook_ctx};
+    qr_rtn_cmp cmp;
     double t0 = qr_now();
     memset(&ql, 0, sizeof ql);
     memset(&rep, 0, sizeof rep);
@@ -429,9 +434,11 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
         qr_stage_mark("metrics");
         QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, job->agroup, &rep, &met));
     }
+    QR_CHECK(qr_rtn_compare(&pol, &mo, W, m->d_out, m->d_in, stats, held, n_ho, job->agroup, &ql,
+                            &met, &rep, &cmp));
     free(W);
     W = NULL;
-    QR_CHECK(finish_module(m, &ql, &rep, &met, n_ho > 0, stats_seconds, opts, part, t0, msg));
+    QR_CHECK(finish_module(m, &ql, &rep, &met, n_ho > 0, &cmp, stats_seconds, opts, part, t0, msg));
 done:
     free(W);
     qr_qlayer_free(&ql);
@@ -451,13 +458,17 @@ static qr_status run_module_grid(const qr_quantize_job *job, const qr_grid *g,
     qr_metrics met;
     int has_metrics = 0;
     qr_method_opts mo = job->method;
+    qr_rtn_policy pol = {job->abits, job->fallback_rtn, job->worse_than_rtn, job->hook_ctx};
+    qr_rtn_cmp cmp;
     double t0 = qr_now();
     mo.module_name = m->name;
     memset(&ql, 0, sizeof ql);
     QR_CHECK(qr_grid_module_run(g, model, m, &mo, in, &ql, &met, &has_metrics, &rep));
     met.bits_per_weight = ql.bits_per_weight;
+    QR_CHECK(qr_rtn_compare_grid(&pol, g, model, m, &mo, in, &ql, &met, has_metrics, &rep, &cmp));
     if (g->group_rank == 0) {
-        st = finish_module(m, &ql, &rep, &met, has_metrics, stats_seconds, opts, part, t0, msg);
+        st = finish_module(m, &ql, &rep, &met, has_metrics, &cmp, stats_seconds, opts, part, t0,
+                           msg);
     }
 done:
     qr_qlayer_free(&ql);
@@ -1078,6 +1089,9 @@ qr_status qr_quantize_run(MPI_Comm comm, const qr_quantize_job *job, qr_quantize
     count_todo(&r);
     QR_CHECK(phase_slice(&r));
     QR_CHECK(phase_assemble(&r));
+    if (r.rank == 0 && qr_rtn_summary_print(job->out_path) != QR_OK) {
+        QR_WARN("quantize: cannot list the modules worse than RTN: %s", qr_errmsg());
+    }
     QR_CHECK(phase_remove_parts(&r));
     report_memory(&r);
 done:

@@ -28,6 +28,7 @@ typedef struct {
     int grid[2];            /* P, Q of each rank group (1x1: each rank on its own modules) */
     double holdout;         /* fraction of calibration windows kept for the metrics (the last) */
     int64_t agroup;         /* channel group of the grouped-A4 metric (0: off) */
+    bool fallback_rtn;      /* store RTN's module where the method is worse (jobs/quantize_rtn.h) */
     volatile sig_atomic_t *stop; /* set by SIGUSR1/SIGTERM: finish the module, exit 75 */
     bool keep_parts; /* --keep-parts: keep <out>.parts/ after a successful, verified assembly */
     bool force;      /* --force: remove this output's parts first (start over) */
@@ -35,6 +36,7 @@ typedef struct {
      * each module the assembly writes. */
     void (*after_module)(void *hook_ctx, const char *module);
     void (*after_assembled)(void *hook_ctx, size_t i);
+    bool (*worse_than_rtn)(void *hook_ctx, const char *module); /* true: treat as worse */
     void *hook_ctx;
 } qr_quantize_job;
 

@@ -22,6 +22,7 @@
  * float weight. A last pass moves the hidden states through the quantized layer. Modules whose
  * part exists are read, not recomputed; so a killed job resumes from its parts, and the hidden
  * states of the finished layers are recomputed (one pass per finished layer) rather than stored. */
+#include "jobs/quantize_rtn.h"
 #include "jobs/sequential_run.h"
 
 #include <inttypes.h>
@@ -436,6 +437,9 @@ static qr_status quantize_module(seq_run *r, const qr_module *m, const qr_stats 
     qr_metrics met;
     qr_kvlist ml = {0};
     qr_method_opts mo = r->job->q.method;
+    qr_rtn_policy pol = {r->job->q.abits, r->job->q.fallback_rtn, r->job->q.worse_than_rtn,
+                         r->job->q.hook_ctx};
+    qr_rtn_cmp cmp; /* the RTN comparison (jobs/quantize_rtn.h), as quantize's */
     double t0 = qr_now();
     memset(&ql, 0, sizeof ql);
     memset(&rep, 0, sizeof rep);
@@ -448,7 +452,10 @@ static qr_status quantize_module(seq_run *r, const qr_module *m, const qr_stats 
     if (n_ho > 0) {
         QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, r->job->q.agroup, &rep, &met));
     }
+    QR_CHECK(qr_rtn_compare(&pol, &mo, W, m->d_out, m->d_in, s, held, n_ho, r->job->q.agroup, &ql,
+                            &met, &rep, &cmp));
     QR_CHECK(qr_quantize_part_metrics(&rep, &met, n_ho > 0, stats_seconds, &ml));
+    QR_CHECK(qr_rtn_cmp_kv(&cmp, &ml));
     QR_CHECK(qr_part_write(part, m->name, &r->opts, &ml, &ql));
     msg->rank_used = rep.rank_used;
     msg->out_err = n_ho > 0 ? met.out_rel_err : NAN;
@@ -767,6 +774,9 @@ qr_status qr_sequential_run(MPI_Comm comm, const qr_sequential_job *job, qr_quan
     }
     QR_CHECK(qr_quantize_assemble(comm, &job->q, r.lj.model, r.mods, r.n_mods, &r.opts,
                                   r.part_paths, &r.lock, stats));
+    if (r.rank == 0 && qr_rtn_summary_print(job->q.out_path) != QR_OK) {
+        QR_WARN("quantize: cannot list the modules worse than RTN: %s", qr_errmsg());
+    }
     report_memory(&r, t0);
 done:
     phase_close(&r);

@@ -23,8 +23,21 @@ static void kill_after(void *ctx, size_t i)
     }
 }
 
+/* QRECON_TEST_WORSE_THAN_RTN=TEXT: modules whose name contains TEXT count as worse than RTN. */
+static const char *worse_match;
+
+static bool worse_than_rtn(void *ctx, const char *module)
+{
+    (void)ctx;
+    return module && strstr(module, worse_match) != NULL;
+}
+
 void qr_test_hooks_install(qr_quantize_job *job)
 {
+    worse_match = getenv("QRECON_TEST_WORSE_THAN_RTN");
+    if (worse_match && *worse_match) {
+        job->worse_than_rtn = worse_than_rtn;
+    }
     const char *slow = getenv("QRECON_TEST_SLOW_MS");
     const char *kill = getenv("QRECON_TEST_KILL_AT");
     slow_ms = slow ? strtol(slow, NULL, 10) : 0;

@@ -4,6 +4,8 @@
  *                                  kill a job on a small model in the middle of its work;
  *   QRECON_TEST_KILL_AT=assemble:N rank 0 SIGKILLs itself after the N-th module of the checkpoint
  *                                  is written, the way a node dies in the middle of an assembly;
+ *   QRECON_TEST_WORSE_THAN_RTN=TEXT quantize counts every module whose name contains TEXT as worse
+ *                                  than RTN (the flag and --fallback-rtn on any method and path);
  *   QRECON_TEST_KILL_AT=capture:last the ranks of a capture's last layer slice SIGKILL themselves
  *                                  just before finishing their shards (every other rank has
  *                                  finished its shard), the way a job dies at the end. */

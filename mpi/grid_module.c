@@ -688,12 +688,14 @@ done:
     return st;
 }
 
-qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const qr_dmat *W,
                              qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res)
 {
     qr_status st = QR_OK;
-    int64_t m = W->m, n = W->n, r = o->method == QR_METHOD_RTN ? 0 : o->rank;
-    qr_method_id base = o->method == QR_METHOD_SRR ? o->srr_base : o->method;
+    qr_method_opts ro; /* oin with QR_AUTO resolved for this module (the same on every rank) */
+    const qr_method_opts *o = &ro;
+    int64_t m = W->m, n = W->n, r;
+    qr_method_id base = oin->method == QR_METHOD_SRR ? oin->srr_base : oin->method;
     qr_qweight qloc;
     grid_scaling S = {NULL, NULL};
     double *L = NULL, *R = NULL; /* (m, r), (r, n) on every rank */
@@ -703,6 +705,8 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
     memset(&ql, 0, sizeof ql);
     memset(root_ql, 0, sizeof *root_ql);
     memset(res, 0, sizeof *res);
+    QR_TRY(qr_method_resolve(oin, oin->module_name ? oin->module_name : "module", m, n, &ro));
+    r = o->method == QR_METHOD_RTN ? 0 : o->rank;
     ql.method = o->method;
     ql.d_out = m;
     ql.d_in = n;

@@ -200,7 +200,7 @@ done:
 
 /* GPTQ's factor of the input group: from a copy of G when the whitening factors G too, else in
  * G's place (nothing else needs G then: the clip search and the scalings read the vectors). */
-static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram)
+static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, double damp)
 {
     qr_status st = QR_OK;
     if (keep_gram) {
@@ -222,7 +222,7 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram)
         }
     }
     QR_TRY(qr_mpi_agree(g->comm, st));
-    return qr_pdla_gptq_factor(g, s->gptq, NULL);
+    return qr_pdla_gptq_factor(g, s->gptq, damp, NULL);
 }
 
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
@@ -239,10 +239,12 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         }
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
-    whiten = o->rank > 0 && (o->method == QR_METHOD_QERA_EXACT ||
-                             (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
+    /* QR_AUTO: each module's rank comes from its shape (qr_method_resolve); factor for them all */
+    whiten = (o->rank > 0 || o->rank == QR_AUTO) &&
+             (o->method == QR_METHOD_QERA_EXACT ||
+              (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
     if (o->gptq) {
-        QR_TRY(gptq_factor(g, s, whiten));
+        QR_TRY(gptq_factor(g, s, whiten, o->wq.gptq_damp));
     }
     if (!whiten) {
         return QR_OK;

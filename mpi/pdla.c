@@ -276,13 +276,13 @@ done:
     return st;
 }
 
-qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double *damping_used)
+qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double *damping_used)
 {
     int ni = (int)H->m, one = 1, info = 0;
     if (H->m == 0) {
         return QR_OK;
     }
-    QR_TRY(qr_pdla_cholesky_damped(g, H, QR_GPTQ_DAMP, damping_used));
+    QR_TRY(qr_pdla_cholesky_damped(g, H, damp, damping_used));
     pdpotri_("L", &ni, H->data, &one, &one, H->desc, &info, 1);
     QR_TRY(agree_info(g->comm, &info));
     if (info != 0) {

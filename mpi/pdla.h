@@ -35,9 +35,10 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
 
 /* GPTQ's factor (the distributed twin of src/quant/gptq.c's): H (n, n) symmetric, lower triangle
  * read, dead channels already set to 1 on the diagonal, becomes L2 lower with (H + damping I)^-1 =
- * L2 L2ᵀ, so GPTQ's upper factor U is L2ᵀ: damped Cholesky (QR_GPTQ_DAMP), PDPOTRI, Cholesky.
+ * L2 L2ᵀ, so GPTQ's upper factor U is L2ᵀ: damped Cholesky (damp: the
+ * relative damping, qr_wquant_opts.gptq_damp), PDPOTRI, Cholesky.
  * Entries above the diagonal are left undefined. QR_ERR_NUMERIC as the serial routine. */
-qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double *damping_used);
+qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double *damping_used);
 
 /* The distributed twin of qr_tri_right: A (m, n) := A op(L), or A op(L)^-1 when inverse, with L
  * (n, n) lower triangular as left by qr_pdla_cholesky_damped (its upper triangle is not read) and

@@ -103,8 +103,22 @@ static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, u
     return add(c, f, mul(c, 2, mul3(c, m, l, r)));
 }
 
+static qr_status module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
+                             qr_module_cost *c);
+
+/* The module's own rank and salient count (QR_AUTO resolved by the rule quantize runs), then its
+ * cost. */
 qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
                               qr_module_cost *c)
+{
+    qr_plan_opts ro = *o;
+    memset(c, 0, sizeof *c);
+    QR_TRY(qr_method_resolve(&o->method, m->name, m->d_out, m->d_in, &ro.method));
+    return module_cost(m, first_of_input, &ro, c);
+}
+
+static qr_status module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
+                             qr_module_cost *c)
 {
     u64_ctx ctx = {false};
     uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in;
@@ -205,6 +219,14 @@ qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_p
      * d_in each), and the effective weight (d_out d_in r) */
     c->metrics_flops = add(&ctx, mul(&ctx, 10, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
                            mul3(&ctx, dout, din, r));
+    if (!(o->method.method == QR_METHOD_RTN && !o->method.gptq)) {
+        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its Y, float, A8 and
+         * A4 outputs (no grouped A4) */
+        c->metrics_flops =
+            add(&ctx, c->metrics_flops,
+                add(&ctx, mul(&ctx, 8, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
+                    mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
+    }
     c->decomp_flops = dec;
     c->quant_flops = quant;
     c->flops = add(&ctx, add(&ctx, add(&ctx, c->stats_flops, dec), quant), c->metrics_flops);
@@ -319,7 +341,7 @@ static qr_status check_opts(const qr_plan_opts *o)
                        o->n_ranks, (long long)per, o->grid[0], o->grid[1], (long long)per,
                        o->n_ranks);
     }
-    if (o->tokens < 1 || o->method.rank < 0 || o->method.svd.oversample < 0 ||
+    if (o->tokens < 1 || o->method.rank < QR_AUTO || o->method.svd.oversample < 0 ||
         o->method.svd.power_iters < 0 || o->weight_bytes < 1 || o->threads_per_rank < 1 ||
         o->cores_per_node < 1 || !(o->gflops_per_thread > 0.0) || !(o->read_gbps > 0.0) ||
         o->method.method < 0 || o->method.method >= QR_METHOD_COUNT) {

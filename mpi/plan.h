@@ -85,8 +85,10 @@ void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_
  * the rule of io/calib_holdout.h (the last ceil(F x windows) windows, at least one left to fit). */
 int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
 
-/* Cost of module m; first_of_input = 1 when it is the first module of its layer reading its input.
- * QR_ERR_INPUT when a count overflows 64 bits (naming the module). Not collective. */
+/* Cost of module m, at its own rank and salient count (QR_AUTO values resolved by
+ * qr_method_resolve, as quantize runs them); first_of_input = 1 when it is the first module of its
+ * layer reading its input. QR_ERR_INPUT when a count overflows 64 bits (naming the module). Not
+ * collective. */
 qr_status qr_plan_module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
                               qr_module_cost *c);
 

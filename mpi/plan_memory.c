@@ -75,6 +75,11 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     /* the metrics: the effective weight, then Y, Y^ and the float64 rows, and the reference's
      * dequantized main matrix */
     metrics = mn / 2 + 8 * umax(mn, 2 * nh * m + nh * n + mn);
+    /* the RTN comparison (jobs/quantize_rtn.c): the same metrics on RTN's module while the
+     * method's packed main matrix is kept */
+    if (!(mo->method == QR_METHOD_RTN && !mo->gptq)) {
+        metrics += mn / 2;
+    }
     out->rank_bytes = input + umax(stats_pass, 8 * mn + umax(method, metrics));
     out->root_bytes = 0;
 }
@@ -126,14 +131,19 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     out->root_bytes = mn / 2 + 4 * m * ((n + nb - 1) / nb) + mloc * nloc * 2;
 }
 
-void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_memory *out)
+void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *opts, qr_module_memory *out)
 {
     const char *why = NULL;
-    qr_plan_opts lo = *o; /* the grid as the group lays it out */
+    qr_plan_opts lo = *opts; /* the module's own rank (QR_AUTO resolved, as quantize runs it) and
+                                the grid as the group lays it out */
+    const qr_plan_opts *o = &lo;
     memset(out, 0, sizeof *out);
-    qr_grid_layout(&o->method, o->grid, lo.grid);
-    if (lo.grid[0] * lo.grid[1] > 1 && qr_grid_method_supported(&o->method, lo.grid[1], &why)) {
-        memory_divided(m, &lo, out);
+    if (qr_method_resolve(&opts->method, m->name, m->d_out, m->d_in, &lo.method) != QR_OK) {
+        lo.method.rank = 0; /* a budget the module cannot meet: the plan refuses it anyway */
+    }
+    qr_grid_layout(&opts->method, opts->grid, lo.grid);
+    if (lo.grid[0] * lo.grid[1] > 1 && qr_grid_method_supported(&lo.method, lo.grid[1], &why)) {
+        memory_divided(m, o, out);
     } else {
         memory_whole(m, o, out);
     }

@@ -5,6 +5,13 @@
 #include <math.h>
 #include <string.h>
 
+/* Relative slack of the bits-budget comparisons: the budget is a decimal the user typed, the bits
+ * a sum of exact binary fractions; 1e-9 absorbs the rounding of either, never a whole bit. */
+#define QR_BITS_SLACK 1e-9
+/* Added before rounding a count down: a budget that fits r exactly (B = base + 16 r (m + n) /
+ * (m n) typed as a decimal) must give r, not r - 1 from a quotient of 72.99999999. */
+#define QR_BITS_ROUND 1e-7
+
 extern const qr_method_impl qr_method_rtn;
 extern const qr_method_impl qr_method_lqer;
 extern const qr_method_impl qr_method_qera_approx;
@@ -52,8 +59,9 @@ void qr_method_opts_default(qr_method_opts *o, qr_method_id m)
         o->wq.group = 0; /* the ASER paper quantizes weights per output channel */
     }
     o->gptq = false;
-    o->rank = 32;
-    o->n_salient = (m == QR_METHOD_SERQ) ? 128 : 32;
+    o->rank = QR_AUTO;
+    o->n_salient = QR_AUTO;
+    o->bits = 0.0;
     o->smooth_alpha = 0.5;
     o->srr_base = QR_METHOD_QERA_EXACT;
     o->srr_k = -1;
@@ -121,13 +129,102 @@ int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double
     return best_k;
 }
 
+/* Bits per weight of a weight quantizer's codes, scales and zero points over an (m, n) matrix. */
+static double wq_bits_per_weight(const qr_wquant_opts *wq, int64_t n)
+{
+    int64_t groups = (wq->group <= 0 || wq->group >= n) ? 1 : (n + wq->group - 1) / wq->group;
+    return 4.0 + (32.0 + (wq->asym ? 4.0 : 0.0)) * (double)groups / (double)n;
+}
+
+/* The main matrix and the per-channel vectors: what a module stores before its correction. */
+static double base_bits(const qr_method_opts *o, int64_t d_out, int64_t d_in)
+{
+    double b = wq_bits_per_weight(&o->wq, d_in);
+    if (o->method == QR_METHOD_ASER) {
+        b += 32.0 / (double)d_out; /* smoothing vector */
+    } else if (o->method == QR_METHOD_SERQ) {
+        b += 64.0 / (double)d_out; /* smoothing vector and permutation */
+    }
+    return b;
+}
+
+static bool has_lowrank(qr_method_id m)
+{
+    return m != QR_METHOD_RTN && m != QR_METHOD_SERQ;
+}
+
+qr_status qr_method_resolve(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in,
+                            qr_method_opts *out)
+{
+    double m = (double)d_out, n = (double)d_in, base, extra;
+    int64_t dmin = d_out < d_in ? d_out : d_in;
+    *out = *o;
+    if (d_out < 1 || d_in < 1) {
+        return QR_OK; /* the shape check reports it */
+    }
+    base = base_bits(o, d_out, d_in);
+    extra = QR_AUTO_EXTRA_BITS;
+    if (o->bits > 0.0) {
+        extra = o->bits - base;
+        if (extra < -QR_BITS_SLACK * o->bits) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: --bits %g is below what the main matrix of %s stores (expected "
+                           ">= %.4f bits per weight at group %lld)",
+                           who, o->bits, qr_method_name(o->method), base, (long long)o->wq.group);
+        }
+        extra = extra < 0.0 ? 0.0 : extra;
+    }
+    if (!has_lowrank(o->method)) {
+        out->rank = 0;
+    } else if (o->rank == QR_AUTO) {
+        double r = floor(extra * m * n / (16.0 * (m + n)) + QR_BITS_ROUND);
+        out->rank = r > (double)dmin ? dmin : (int64_t)r;
+        if (o->bits <= 0.0 && out->rank < 1) {
+            out->rank = 1;
+        }
+    }
+    if (o->n_salient == QR_AUTO && o->method == QR_METHOD_ASER) {
+        int64_t f = d_in / 128 > 1 ? d_in / 128 : 1;
+        out->n_salient = f < out->rank ? f : out->rank;
+    } else if (o->n_salient == QR_AUTO && o->method == QR_METHOD_SERQ) {
+        int64_t k = d_in / 32 > 1 ? d_in / 32 : 1;
+        if (o->bits > 0.0) {
+            double kb = floor((extra * n - 32.0 - (o->wq.asym ? 4.0 : 0.0)) / 4.0 + QR_BITS_ROUND);
+            k = kb < 0.0 ? 0 : (kb > n ? d_in : (int64_t)kb);
+        }
+        out->n_salient = k;
+    } else if (o->n_salient == QR_AUTO) {
+        out->n_salient = 0; /* the other methods have no salient channels */
+    }
+    return QR_OK;
+}
+
+double qr_method_bits_bound(const qr_method_opts *o, int64_t d_out, int64_t d_in)
+{
+    double m = (double)d_out, n = (double)d_in, b;
+    if (d_out < 1 || d_in < 1) {
+        return 0.0;
+    }
+    b = base_bits(o, d_out, d_in);
+    if (has_lowrank(o->method) && o->rank > 0) {
+        int64_t dmin = d_out < d_in ? d_out : d_in, r = o->rank < dmin ? o->rank : dmin;
+        b += 16.0 * (double)r * (m + n) / (m * n);
+    }
+    if (o->method == QR_METHOD_SERQ && o->n_salient > 0) {
+        int64_t k = o->n_salient < d_in ? o->n_salient : d_in;
+        b += (4.0 * (double)k + 32.0 + (o->wq.asym ? 4.0 : 0.0)) / n;
+    }
+    return b;
+}
+
 static bool is_srr_base(qr_method_id m)
 {
     return m == QR_METHOD_LQER || m == QR_METHOD_QERA_APPROX || m == QR_METHOD_QERA_EXACT;
 }
 
-/* Option and shape checks shared by every method. */
-qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in)
+/* Option and shape checks shared by every method, on resolved options. */
+static qr_status check_resolved(const qr_method_opts *o, const char *who, int64_t d_out,
+                                int64_t d_in)
 {
     int64_t dmin = d_out < d_in ? d_out : d_in;
     if (!qr_method_lookup(o->method)) {
@@ -147,12 +244,12 @@ qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_ou
     /* RTN and SERQ store no low-rank term: their rank option is ignored. */
     if (o->method != QR_METHOD_RTN && o->method != QR_METHOD_SERQ &&
         (o->rank < 0 || o->rank > dmin)) {
-        return qr_fail(QR_ERR_INPUT, "%s: rank (expected 0..%lld, found %lld)", who,
+        return qr_fail(QR_ERR_INPUT, "%s: rank (expected auto or 0..%lld, found %lld)", who,
                        (long long)dmin, (long long)o->rank);
     }
     if (o->n_salient < 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: salient channels (expected >= 0, found %lld)", who,
-                       (long long)o->n_salient);
+        return qr_fail(QR_ERR_INPUT, "%s: salient channels (expected auto or >= 0, found %lld)",
+                       who, (long long)o->n_salient);
     }
     if (!(o->smooth_alpha >= 0.0 && o->smooth_alpha <= 1.0)) {
         return qr_fail(QR_ERR_INPUT, "%s: smoothing alpha (expected 0..1, found %g)", who,
@@ -176,7 +273,27 @@ qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_ou
         return qr_fail(QR_ERR_INPUT, "%s: whitening damping (expected >= 0, found %g)", who,
                        o->whiten_lambda0);
     }
+    if (o->gptq && !(o->wq.gptq_damp > 0.0 && o->wq.gptq_damp <= QR_CHOL_LAMBDA_MAX)) {
+        return qr_fail(QR_ERR_INPUT, "%s: GPTQ damping (expected 0 < lambda <= %g, found %g)", who,
+                       QR_CHOL_LAMBDA_MAX, o->wq.gptq_damp);
+    }
+    if (o->bits > 0.0) {
+        double b = qr_method_bits_bound(o, d_out, d_in);
+        if (b > o->bits * (1.0 + QR_BITS_SLACK)) {
+            return qr_fail(QR_ERR_INPUT,
+                           "%s: --bits %g (expected at most %g bits per weight, found %.4f with "
+                           "rank %lld and %lld salient channels)",
+                           who, o->bits, o->bits, b, (long long)o->rank, (long long)o->n_salient);
+        }
+    }
     return QR_OK;
+}
+
+qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in)
+{
+    qr_method_opts r;
+    QR_TRY(qr_method_resolve(o, who, d_out, d_in, &r));
+    return check_resolved(&r, who, d_out, d_in);
 }
 
 /* The run-time arguments: a weight and statistics of the module's width. */
@@ -205,6 +322,7 @@ qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, co
     const char *who = o->module_name ? o->module_name : "module";
     qr_status st;
     qr_method_report local;
+    qr_method_opts ro; /* o with QR_AUTO values resolved for this module */
     const qr_method_impl *impl = qr_method_lookup(o->method);
     memset(out, 0, sizeof *out);
     if (!rep) {
@@ -219,12 +337,13 @@ qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, co
         return qr_fail(QR_ERR_INPUT, "method: unknown method id (expected 0..%d, found %d)",
                        QR_METHOD_COUNT - 1, (int)o->method);
     }
-    QR_TRY(qr_method_check(o, who, d_out, d_in));
-    QR_TRY(check_inputs(o, impl, who, W, d_in, calib));
+    QR_TRY(qr_method_resolve(o, who, d_out, d_in, &ro));
+    QR_TRY(check_resolved(&ro, who, d_out, d_in));
+    QR_TRY(check_inputs(&ro, impl, who, W, d_in, calib));
     out->method = o->method;
     out->d_out = d_out;
     out->d_in = d_in;
-    st = impl->run(o, be, W, d_out, d_in, calib, out, rep);
+    st = impl->run(&ro, be, W, d_out, d_in, calib, out, rep);
     if (st != QR_OK) {
         qr_qlayer_free(out);
         return st;

@@ -36,8 +36,9 @@ typedef struct {
     qr_method_id method;
     qr_wquant_opts wq;     /* main weight quantizer */
     bool gptq;             /* GPTQ instead of RTN for the main weight (see docs/methods.md) */
-    int64_t rank;          /* r (LQER/QERA/ASER/SRR; FLRQ: the maximum) */
-    int64_t n_salient;     /* ASER f (paper 32), SERQ k (paper 128): scale to the model */
+    int64_t rank;          /* r (LQER/QERA/ASER/SRR; FLRQ: the maximum); QR_AUTO: the rule */
+    int64_t n_salient;     /* ASER f, SERQ k; QR_AUTO: the rule (qr_method_resolve) */
+    double bits;           /* budget: bits per weight of every module at most this (0: none) */
     double smooth_alpha;   /* ASER SmoothQuant alpha (default 0.5) */
     qr_method_id srr_base; /* SRR scaling: LQER, QERA_APPROX or QERA_EXACT */
     int64_t srr_k;         /* SRR preserved rank; -1: the k* rule */
@@ -52,16 +53,41 @@ typedef struct {
         *module_name; /* seeds the module's random stream (qr_rng_for_name); NULL = "module" */
 } qr_method_opts;
 
+/* rank or n_salient derived from the module's shape and the bits budget (qr_method_resolve). */
+#define QR_AUTO (-1)
+/* The correction's share of the bits per weight when no budget is given: 0.25 bit/w, which is
+ * rank 32 at 4096 x 4096 (the papers' setting). */
+#define QR_AUTO_EXTRA_BITS 0.25
+
 /* The method `quantize` and `plan` use when none is named. */
 #define QR_METHOD_DEFAULT QR_METHOD_SRR
 
 /* Defaults for method m (the one place they are written): group-128 symmetric RTN main weight
- * (ASER: per-channel, group 0), rank 32, n_salient 32 (ASER) or 128 (SERQ), alpha 0.5, SRR on
+ * (ASER: per-channel, group 0), rank and n_salient QR_AUTO, no bits budget, alpha 0.5, SRR on
  * QERA-exact with the k* rule, FLRQ budget 0.20 with 2 sketch iterations and 2 BLC alternations,
  * default SVD options (qr_svd_opts_default), seed 0. */
 void qr_method_opts_default(qr_method_opts *o, qr_method_id m);
 
-/* Check o against a module of shape (d_out, d_in) without running anything: the same checks
+/* The one rule for QR_AUTO values and the bits budget, for a module of shape (m, n) = (d_out,
+ * d_in). base = bits per weight of the main matrix (4 per code, 32 per scale, 4 per zero point)
+ * plus the smoothing vector (ASER, SERQ) and the permutation (SERQ), 32 / m each; extra = B - base
+ * under a budget B (o->bits > 0; QR_ERR_INPUT when B < base), else QR_AUTO_EXTRA_BITS.
+ *   rank (LQER, QERA, ASER, SRR; FLRQ's maximum): r = floor(extra m n / (16 (m + n))), at most
+ *     min(m, n); without a budget at least 1;
+ *   ASER f: min(r, max(1, floor(n / 128))) (never more zeroed channels than the rank carries);
+ *   SERQ k: without a budget max(1, floor(n / 32)); under a budget the most the side matrix fits,
+ *     floor((extra n - 32 - 4 asym) / 4), within 0..n.
+ * Values that are not QR_AUTO are kept. *out = *o with rank and n_salient resolved (rank 0 for
+ * RTN and SERQ, which store no low-rank term). Not a check: qr_method_check refuses the rest. */
+qr_status qr_method_resolve(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in,
+                            qr_method_opts *out);
+
+/* The bits per weight a module of shape (d_out, d_in) stores at most with resolved options o:
+ * as qr_qlayer_bits_per_weight, with FLRQ at its maximum rank and SERQ's k clamped to d_in. */
+double qr_method_bits_bound(const qr_method_opts *o, int64_t d_out, int64_t d_in);
+
+/* Check o against a module of shape (d_out, d_in) without running anything (QR_AUTO values
+ * resolved first; a budget the resolved module would exceed is refused): the same checks
  * qr_method_run makes first, so a job can refuse a bad option before its first module. `who`
  * names the module in the message. */
 qr_status qr_method_check(const qr_method_opts *o, const char *who, int64_t d_out, int64_t d_in);

@@ -30,9 +30,14 @@ typedef struct {
     bool clip_search; /* search a per-group shrink factor of the range */
     int clip_steps;   /* grid size from 1.0 down to clip_min (default 20) */
     double clip_min;  /* default 0.5 */
+    double gptq_damp; /* GPTQ: lambda relative to mean(diag H), > 0 (QR_GPTQ_DAMP_DEFAULT) */
 } qr_wquant_opts;
 
-/* group 128, symmetric, no clip search (clip_steps 20, clip_min 0.5 for when it is turned on). */
+/* GPTQ's default relative damping; chosen by measurement (docs/methods.md, "GPTQ damping"). */
+#define QR_GPTQ_DAMP_DEFAULT 0.001
+
+/* group 128, symmetric, no clip search (clip_steps 20, clip_min 0.5 for when it is turned on),
+ * GPTQ damping QR_GPTQ_DAMP_DEFAULT. */
 void qr_wquant_opts_default(qr_wquant_opts *o);
 
 /* RTN quantization of W (d_out, d_in). col_weight (d_in) weights each column in the clip search
@@ -44,17 +49,16 @@ qr_status qr_quantize_rtn(const double *W, int64_t d_out, int64_t d_in, const qr
                           const double *col_weight, qr_qweight *out);
 
 /* GPTQ (Frantar et al. 2022): columns in natural order, blocks of 128 columns with lazy batched
- * updates, error feedback through the upper Cholesky factor of (H + lambda I)^-1 with lambda = 1%
- * of mean diag(H). Group parameters (and the clip factor when o->clip_search, weighted by diag(H))
- * are refit from the already-updated weights at each group start. Columns with H_jj == 0 (dead
- * inputs) are quantized from zero. H = XᵀX (d_in, d_in), symmetric; W (d_out, d_in). out as for
- * RTN. QR_ERR_NUMERIC when the damped H still does not factor. */
+ * updates, error feedback through the upper Cholesky factor of (H + lambda I)^-1 with lambda =
+ * o->gptq_damp times mean diag(H) (raised tenfold while H does not factor). Group parameters (and
+ * the clip factor when o->clip_search, weighted by diag(H)) are refit from the already-updated
+ * weights at each group start. Columns with H_jj == 0 (dead inputs) are quantized from zero. H =
+ * XᵀX (d_in, d_in), symmetric; W (d_out, d_in). out as for RTN. QR_ERR_NUMERIC when the damped H
+ * still does not factor. */
 qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
                            const qr_wquant_opts *o, qr_qweight *out);
 
-/* GPTQ's damping relative to mean diag(H) (the reference implementation's percdamp) and its
- * block of columns with lazy updates. */
-#define QR_GPTQ_DAMP 0.01
+/* GPTQ's block of columns with lazy updates (its damping: qr_wquant_opts.gptq_damp). */
 #define QR_GPTQ_BLOCK 128
 
 /* Rows [b1, b2) of U (the upper factor of H^-1 = Uᵀ U), columns [b1, d_in): *panel points at

@@ -87,12 +87,16 @@ void qr_report_flag(qr_report_ckpt *c, double max_err, double spike_factor, int 
         if (r->kernel_check == QR_CHECK_FAIL) {
             r->flags |= QR_REPORT_KERNEL;
         }
+        if (r->worse_than_rtn == 1) {
+            r->flags |= QR_REPORT_RTN;
+        }
     }
 }
 
 void qr_report_summarize(const qr_report_ckpt *c, qr_report_summary *s)
 {
-    size_t n_err = 0, n_bits = 0;
+    size_t n_err = 0;
+    double params = 0.0;
     memset(s, 0, sizeof *s);
     s->modules = c->n_rows;
     s->max_err = NAN;
@@ -109,16 +113,20 @@ void qr_report_summarize(const qr_report_ckpt *c, qr_report_summary *s)
                 s->max_err = r->primary;
             }
         }
+        s->rtn_compared += r->worse_than_rtn >= 0;
+        s->worse_than_rtn += r->worse_than_rtn == 1;
+        s->fallback_rtn += r->fallback_rtn == 1;
         if (isfinite(r->bits_per_weight)) {
-            s->mean_bits += r->bits_per_weight;
-            n_bits++;
+            double p = (double)r->d_out * (double)r->d_in;
+            s->mean_bits += r->bits_per_weight * p;
+            params += p;
         }
         if (isfinite(r->seconds)) {
             s->total_seconds += r->seconds;
         }
     }
     s->mean_err = n_err ? s->mean_err / (double)n_err : NAN;
-    s->mean_bits = n_bits ? s->mean_bits / (double)n_bits : NAN;
+    s->mean_bits = params > 0.0 ? s->mean_bits / params : NAN;
 }
 
 void qr_report_ckpt_free(qr_report_ckpt *c)

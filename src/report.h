@@ -13,9 +13,10 @@
 #include "src/status.h"
 
 enum {
-    QR_REPORT_OVER = 1u << 0,  /* primary error above --max-err */
-    QR_REPORT_SPIKE = 1u << 1, /* well above the same module type in the neighbouring layers */
-    QR_REPORT_KERNEL = 1u << 2 /* the kernel check of `qrecon validate` failed */
+    QR_REPORT_OVER = 1u << 0,   /* primary error above --max-err */
+    QR_REPORT_SPIKE = 1u << 1,  /* well above the same module type in the neighbouring layers */
+    QR_REPORT_KERNEL = 1u << 2, /* the kernel check of `qrecon validate` failed */
+    QR_REPORT_RTN = 1u << 3     /* quantize measured the method worse than RTN on this module */
 };
 
 /* Kernel check state from the validation file (absent: not validated). */
@@ -32,6 +33,10 @@ typedef struct {
     double weight_err, out_err, out_err_a8, out_err_a4, sqnr_db; /* as stored; NaN when absent */
     double seconds; /* wall time on its group (metric.seconds_wall; older checkpoints: the method's
                        stages + calibration statistics) */
+    int worse_than_rtn; /* quantize's RTN comparison: 1 worse, 0 not, -1 not measured (older) */
+    int fallback_rtn;   /* 1: the module stored is RTN's (--fallback-rtn) */
+    double rtn_err;     /* RTN's held-out error at the checkpoint's activation width (NaN: none) */
+    double method_err;  /* the method's at the same width, before any fallback (NaN: none) */
     qr_check_state kernel_check;
     double primary; /* the error flags and plots use (see qr_report_primary) */
     unsigned flags;
@@ -57,8 +62,10 @@ typedef struct {
     size_t n_quality;
 } qr_report_ckpt;
 
+/* mean_bits is weighted by each module's parameters (d_out d_in): the model's bits per weight. */
 typedef struct {
     size_t modules, flagged, kernel_pass, kernel_fail;
+    size_t rtn_compared, worse_than_rtn, fallback_rtn; /* RTN comparison: measured, worse, kept */
     double mean_err, max_err, mean_bits, total_seconds;
     const qr_report_row *worst;
 } qr_report_summary;
@@ -73,7 +80,8 @@ void qr_report_parse_name(const char *name, int64_t *layer, char *kind, size_t k
 
 /* Set the flags of every row: OVER when primary > max_err (max_err <= 0: off); SPIKE when primary
  * > spike_factor x the median primary of the same kind within `window` layers on either side
- * (spike_factor <= 0: off); KERNEL when the kernel check failed. */
+ * (spike_factor <= 0: off); KERNEL when the kernel check failed; RTN when quantize measured the
+ * method worse than RTN (whether or not RTN's module was then stored). */
 void qr_report_flag(qr_report_ckpt *c, double max_err, double spike_factor, int window);
 
 void qr_report_summarize(const qr_report_ckpt *c, qr_report_summary *s);

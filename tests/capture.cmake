@@ -10,3 +10,5 @@ foreach(case rmsnorm ranks determinism token_file f16 bad_input writer pipeline 
   qr_add_script_test(NAME capture.${case} SCRIPT capture/capture.sh
                      ARGS ${case} $<TARGET_FILE:capture_check> $<TARGET_FILE:qr_test_ckpt_compare>)
 endforeach()
+# Several calibration texts mixed by weight (jobs/text_mix.c).
+qr_add_script_test(NAME capture.mix SCRIPT capture/mix.sh)

@@ -6,3 +6,10 @@ foreach(case rank_monotone whitened_optimal srr_k0 srr_kstar serq_transform beat
   qr_add_test(NAME methods.${case}
               SOURCES methods/test_methods.c methods/fixture.c ARGS ${case})
 endforeach()
+
+# The rule for default ranks and salient counts and the --bits budget (qr_method_resolve), on the
+# real models' widths (read from their configs) and 7B shapes.
+foreach(case shapes budget run)
+  qr_add_test(NAME methods.auto_rule.${case} SOURCES methods/test_auto_rule.c LIBS qr_io
+              ARGS ${case})
+endforeach()

@@ -25,12 +25,12 @@ typedef struct {
 } qr_gptq_factor;
 
 /* U (n, n), row-major upper triangle: H^-1 = Uᵀ U, from H (n, n) symmetric with H_jj > 0. */
-static qr_status inverse_cholesky_upper(double *H, int64_t n, double *damping)
+static qr_status inverse_cholesky_upper(double *H, int64_t n, double damp, double *damping)
 {
     int ni = (int)n; /* checked by the caller */
     lapack_int info;
     /* H = L Lᵀ (row-major lower, damped as GPTQ prescribes). */
-    QR_TRY(qr_cholesky_damped(H, n, QR_GPTQ_DAMP, damping));
+    QR_TRY(qr_cholesky_damped(H, n, damp, damping));
     /* Row-major lower = column-major upper: dpotri('U') gives the column-major upper triangle of
      * H^-1, i.e. its row-major lower triangle. */
     info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', ni, H, ni);
@@ -164,6 +164,10 @@ qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const d
         return qr_fail(QR_ERR_INPUT, "GPTQ: size %lld x %lld out of range", (long long)d_out,
                        (long long)d_in);
     }
+    if (!(o->gptq_damp > 0.0 && o->gptq_damp <= QR_CHOL_LAMBDA_MAX)) {
+        return qr_fail(QR_ERR_INPUT, "GPTQ: damping (expected 0 < lambda <= %g, found %g)",
+                       QR_CHOL_LAMBDA_MAX, o->gptq_damp);
+    }
     QR_CHECK(qr_qweight_alloc(out, d_out, d_in, o->group, o->asym));
     QR_CHECK(qr_malloc(&U, nn, sizeof *U, "GPTQ Hessian"));
     QR_CHECK(qr_malloc(&Wt, (size_t)d_in * (size_t)d_out, sizeof *Wt, "GPTQ weights"));
@@ -181,7 +185,7 @@ qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const d
             memset(Wt + j * d_out, 0, (size_t)d_out * sizeof *Wt);
         }
     }
-    QR_CHECK(inverse_cholesky_upper(U, d_in, &damping));
+    QR_CHECK(inverse_cholesky_upper(U, d_in, o->gptq_damp, &damping));
     QR_DEBUG("GPTQ: %lld x %lld, damping %g", (long long)d_out, (long long)d_in, damping);
     f.U = U;
     f.n = d_in;

@@ -14,6 +14,7 @@ void qr_wquant_opts_default(qr_wquant_opts *o)
     o->clip_search = false;
     o->clip_steps = 20;
     o->clip_min = 0.5;
+    o->gptq_damp = QR_GPTQ_DAMP_DEFAULT;
 }
 
 int64_t qr_quant_n_groups(int64_t d, int64_t group)

@@ -413,7 +413,7 @@ static void gptq_reference(double *W, int64_t d_out, int64_t d_in, const double 
     }
     for (int64_t i = 0; i < d_in; i++) {
         for (int64_t j = 0; j < d_in; j++) {
-            Hi[i * w2 + j] = H[i * d_in + j] + (i == j ? 0.01 * mean : 0.0);
+            Hi[i * w2 + j] = H[i * d_in + j] + (i == j ? QR_GPTQ_DAMP_DEFAULT * mean : 0.0);
             Hi[i * w2 + d_in + j] = (i == j) ? 1.0 : 0.0;
         }
     }

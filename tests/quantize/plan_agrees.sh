@@ -26,10 +26,24 @@ if bad or not plan:
           (sys.argv[3], bad, {k: plan[k] for k in bad}, {k: ckpt.get(k) for k in bad}))
     sys.exit(1)
 PY
+    # each module's resolved rank and salient count (auto: the rule of qr_method_resolve)
+    "$QRECON_BIN" report "$WORK/$name.h5" --out "$WORK/$name.rep" >/dev/null 2>&1 || fail "$name: report failed"
+    python3 - "$WORK/$name.plan.json" "$WORK/$name.rep/report.json" "$name" <<'PY' || exit 1
+import json, sys
+plan = {m["name"]: m for m in json.load(open(sys.argv[1]))["module_list"]}
+mods = json.load(open(sys.argv[2]))["checkpoints"][0]["modules"]
+bad = [m["name"] for m in mods
+       if (m["rank_used"], m["salient_used"]) != (plan[m["name"]]["rank"], plan[m["name"]]["salient"])]
+if bad:
+    print("FAIL: %s: per-module rank/salient differ from the plan's on %s" % (sys.argv[3], bad[:3]))
+    sys.exit(1)
+PY
 }
 check defaults
 check aser --method aser --rank 8
 check serq --method serq --salient 16
+check aser-auto --method aser
+check serq-auto --method serq
 check qera --method qera-exact --rank 4 --svd exact --group 32
 check gptq --method rtn --gptq --group 64 --seed 5
 echo "quantize.plan_agrees: plan and quantize agree on every option set"
