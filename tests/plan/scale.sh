@@ -31,4 +31,14 @@ out=$("$QRECON_BIN" plan --model "$work/405b" --ranks 126 --method qera-exact --
     --tokens 65536 --seq-len 2048 --mem-per-node 256) || fail "--mem-per-node exited $?"
 echo "$out" | grep -q "WARNING: memory: 64 ranks per node .* exceed 256.0 GiB per node; the smallest grid whose ranks fit is [0-9]*x[0-9]*" ||
     fail "no warning and grid advice for 405B at 1x1 on 256 GiB nodes: $out"
-echo "plan.scale: per-rank memory falls with the grid; 405B 1x1 over 256 GiB nodes is refused advice"
+# Capture over the same slices: one rank would hold all 126 layers (about 1.5 TiB in float32); 126
+# ranks hold one layer each plus a micro-batch, well under a 256 GiB node.
+for n in 1 126; do
+    cap=$("$QRECON_BIN" plan --model "$work/405b" --ranks $n --method qera-exact --rank 64 \
+        --tokens 65536 --seq-len 2048 --json | python3 -c 'import json, sys
+print(json.load(sys.stdin)["capture"]["max_mem_per_rank_bytes"])') || fail "405b capture plan on $n ranks"
+    echo "plan.scale: 405b capture on $n rank(s): $((cap >> 30)) GiB per rank"
+    [ $n = 1 ] && { [ "$cap" -gt $((1 << 40)) ] || fail "405b capture on 1 rank: $cap bytes, expected over 1 TiB"; }
+    [ $n = 126 ] && { [ "$cap" -lt $((32 << 30)) ] || fail "405b capture on 126 ranks: $cap bytes per rank, expected under 32 GiB"; }
+done
+echo "plan.scale: per-rank memory falls with the grid; 405B 1x1 over 256 GiB nodes is refused advice; 405B capture fits a node"
