@@ -71,6 +71,47 @@ static int cmp_primary(const void *a, const void *b)
     return (y > x) - (y < x);
 }
 
+/* The primary error of every module in each checkpoint, the best of a row in bold. */
+static void side_by_side_md(FILE *f, const qr_report_ckpt *c, size_t n, const qr_report_style *s)
+{
+    char b1[32];
+    fprintf(f, "\n## Side by side (primary error per module)\n\n| module |");
+    for (size_t k = 0; k < n; k++) {
+        fprintf(f, " %s (%s) |", c[k].label, primary_name(&c[k], s->act));
+    }
+    fprintf(f, "\n|---|");
+    for (size_t k = 0; k < n; k++) {
+        fprintf(f, "---|");
+    }
+    fprintf(f, "\n");
+    for (size_t i = 0; i < c[0].n_rows; i++) {
+        double best = INFINITY;
+        for (size_t k = 0; k < n; k++) {
+            for (size_t j = 0; j < c[k].n_rows; j++) {
+                if (strcmp(c[k].rows[j].name, c[0].rows[i].name) == 0 &&
+                    isfinite(c[k].rows[j].primary)) {
+                    best = fmin(best, c[k].rows[j].primary);
+                }
+            }
+        }
+        fprintf(f, "| %s |", c[0].rows[i].name);
+        for (size_t k = 0; k < n; k++) {
+            const qr_report_row *r = NULL;
+            for (size_t j = 0; j < c[k].n_rows && !r; j++) {
+                if (strcmp(c[k].rows[j].name, c[0].rows[i].name) == 0) {
+                    r = &c[k].rows[j];
+                }
+            }
+            if (r && r->primary == best) {
+                fprintf(f, " **%s** |", num(b1, sizeof b1, "%.4g", r->primary));
+            } else {
+                fprintf(f, " %s |", r ? num(b1, sizeof b1, "%.4g", r->primary) : "-");
+            }
+        }
+        fprintf(f, "\n");
+    }
+}
+
 qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const qr_report_style *s)
 {
     char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32], b7[32], b8[32], fl[32];
@@ -166,41 +207,7 @@ qr_status qr_report_write_md(FILE *f, const qr_report_ckpt *c, size_t n, const q
         }
     }
     if (n > 1) {
-        fprintf(f, "\n## Side by side (primary error per module)\n\n| module |");
-        for (size_t k = 0; k < n; k++) {
-            fprintf(f, " %s (%s) |", c[k].label, primary_name(&c[k], s->act));
-        }
-        fprintf(f, "\n|---|");
-        for (size_t k = 0; k < n; k++) {
-            fprintf(f, "---|");
-        }
-        fprintf(f, "\n");
-        for (size_t i = 0; i < c[0].n_rows; i++) {
-            double best = INFINITY;
-            for (size_t k = 0; k < n; k++) {
-                for (size_t j = 0; j < c[k].n_rows; j++) {
-                    if (strcmp(c[k].rows[j].name, c[0].rows[i].name) == 0 &&
-                        isfinite(c[k].rows[j].primary)) {
-                        best = fmin(best, c[k].rows[j].primary);
-                    }
-                }
-            }
-            fprintf(f, "| %s |", c[0].rows[i].name);
-            for (size_t k = 0; k < n; k++) {
-                const qr_report_row *r = NULL;
-                for (size_t j = 0; j < c[k].n_rows && !r; j++) {
-                    if (strcmp(c[k].rows[j].name, c[0].rows[i].name) == 0) {
-                        r = &c[k].rows[j];
-                    }
-                }
-                if (r && r->primary == best) {
-                    fprintf(f, " **%s** |", num(b1, sizeof b1, "%.4g", r->primary));
-                } else {
-                    fprintf(f, " %s |", r ? num(b1, sizeof b1, "%.4g", r->primary) : "-");
-                }
-            }
-            fprintf(f, "\n");
-        }
+        side_by_side_md(f, c, n, s);
     }
     return ferror(f) ? qr_fail(QR_ERR_IO, "report: cannot write the Markdown text") : QR_OK;
 }

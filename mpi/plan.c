@@ -103,6 +103,16 @@ static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, u
     return add(c, f, mul(c, 2, mul3(c, m, l, r)));
 }
 
+/* Whether GPTQ's factor is computed once per input group (a divided grid, mpi/grid_stats.c)
+ * rather than per module (one rank). */
+static bool gptq_factor_per_group(const qr_plan_opts *o)
+{
+    const char *why = NULL;
+    int lay[2];
+    qr_grid_layout(&o->method, o->grid, lay);
+    return lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
+}
+
 static qr_status module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
                              qr_module_cost *c);
 
@@ -128,11 +138,7 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
     uint64_t quant = mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn);
     uint64_t dec = 0;
     bool whitened = false;
-    const char *why = NULL;
-    int lay[2];
-    bool gptq_per_group;
-    qr_grid_layout(&o->method, o->grid, lay);
-    gptq_per_group = lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
+    bool gptq_per_group = gptq_factor_per_group(o);
     memset(c, 0, sizeof *c);
     if (m->d_out < 1 || m->d_in < 1 || o->tokens < 0 || o->held_tokens < 0 ||
         o->held_tokens > o->tokens || o->method.rank < 0) {
