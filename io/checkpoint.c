@@ -657,19 +657,26 @@ const char *qr_ckpt_tensor_name(const qr_ckpt *c, size_t i)
     return i < c->n_tensors ? c->tensors[i] : NULL;
 }
 
+/* Module `name`'s group, *g (close it), and "FILE: module 'NAME'" in where for messages. */
+static qr_status open_module(const qr_ckpt *c, const char *name, char *where, size_t size, hid_t *g)
+{
+    snprintf(where, size, "%s: module '%s'", c->path, name);
+    if (strcmp(name, QR_CKPT_TENSORS) == 0 || H5Lexists(c->file, name, H5P_DEFAULT) <= 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: no such module", where);
+    }
+    *g = H5Gopen2(c->file, name, H5P_DEFAULT);
+    if (*g < 0) {
+        return qr_fail(QR_ERR_INPUT, "%s: not a group", where);
+    }
+    return QR_OK;
+}
+
 qr_status qr_ckpt_module_shape(const qr_ckpt *c, const char *name, int64_t *d_out, int64_t *d_in)
 {
     qr_status st = QR_OK;
     char where[4096 + 128];
-    hid_t g;
-    snprintf(where, sizeof where, "%s: module '%s'", c->path, name);
-    if (strcmp(name, QR_CKPT_TENSORS) == 0 || H5Lexists(c->file, name, H5P_DEFAULT) <= 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: no such module", where);
-    }
-    g = H5Gopen2(c->file, name, H5P_DEFAULT);
-    if (g < 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: not a group", where);
-    }
+    hid_t g = -1;
+    QR_TRY(open_module(c, name, where, sizeof where, &g));
     QR_CHECK(qr_h5_attr_read_int(g, "d_out", where, d_out));
     QR_CHECK(qr_h5_attr_read_int(g, "d_in", where, d_in));
 done:
@@ -682,17 +689,10 @@ qr_status qr_ckpt_load_module(const qr_ckpt *c, const char *name, qr_qlayer *ql,
     qr_status st = QR_OK;
     char where[4096 + 128];
     qr_kvlist all = {0};
-    hid_t g;
+    hid_t g = -1;
     size_t lp = strlen(QR_PART_METRIC_PREFIX);
     memset(ql, 0, sizeof *ql);
-    snprintf(where, sizeof where, "%s: module '%s'", c->path, name);
-    if (strcmp(name, QR_CKPT_TENSORS) == 0 || H5Lexists(c->file, name, H5P_DEFAULT) <= 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: no such module", where);
-    }
-    g = H5Gopen2(c->file, name, H5P_DEFAULT);
-    if (g < 0) {
-        return qr_fail(QR_ERR_INPUT, "%s: not a group", where);
-    }
+    QR_TRY(open_module(c, name, where, sizeof where, &g));
     QR_CHECK(qr_h5_qlayer_read(g, where, ql));
     if (metrics) {
         QR_CHECK(qr_h5_attrs_read_all(g, where, NULL, &all));

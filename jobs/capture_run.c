@@ -379,6 +379,21 @@ static qr_status compute_batch(cap_run *r, pipe_buffers *pb, qr_calib_writer *wr
     return st;
 }
 
+/* Rank 0's progress after block b of nb (windows first .. first + count - 1, mb a block): a step
+ * every `every` blocks, the bar moved within a step. */
+static void show_block(qr_progress *prog, int64_t b, int64_t nb, int64_t every, int64_t mb,
+                       int64_t first, int64_t count)
+{
+    if ((b + 1) % every == 0 || b + 1 == nb) {
+        qr_progress_step(prog, "windows", (double)(b % every + 1), "windows %lld..%lld of lane 0",
+                         (long long)(first - (b % every) * mb), (long long)(first + count - 1));
+    } else {
+        char at[64];
+        snprintf(at, sizeof at, "block %lld/%lld", (long long)(b + 1), (long long)nb);
+        qr_progress_stage(prog, "windows", at, (double)(b % every + 1) / (double)every);
+    }
+}
+
 static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer, pipe_figures *fig)
 {
     const qr_capture_job *o = r->job;
@@ -473,14 +488,8 @@ static qr_status pipeline(cap_run *r, pipe_buffers *pb, qr_calib_writer *writer,
                       &send[slot]);
         }
         fig->batches++;
-        if (prog && ((b + 1) % every == 0 || b + 1 == nb)) {
-            qr_progress_step(prog, "windows", (double)(b % every + 1),
-                             "windows %lld..%lld of lane 0", (long long)(first - (b % every) * mb),
-                             (long long)(first + count - 1));
-        } else if (prog) {
-            char at[64];
-            snprintf(at, sizeof at, "block %lld/%lld", (long long)(b + 1), (long long)nb);
-            qr_progress_stage(prog, "windows", at, (double)(b % every + 1) / (double)every);
+        if (prog) {
+            show_block(prog, b, nb, every, mb, first, count);
         }
     }
     if (ended && next_needs) {

@@ -609,14 +609,12 @@ static qr_status phase_lock(qr_run *r)
     return qr_lock_acquire(lock_path, &r->lock, &took_over);
 }
 
-/* An existing part of module i must have been made by this job's options. */
-static qr_status check_part(qr_run *r, int64_t i)
+qr_status qr_quantize_check_part(const char *path, const qr_module *m, const qr_kvlist *opts)
 {
     qr_part_info info;
-    qr_status st = qr_part_read_info(r->part_paths[i], &info);
+    qr_status st = qr_part_read_info(path, &info);
     if (st == QR_OK) {
-        st = qr_part_check(&info, r->part_paths[i], r->mods[i].name, r->mods[i].d_out,
-                           r->mods[i].d_in, &r->opts);
+        st = qr_part_check(&info, path, m->name, m->d_out, m->d_in, opts);
     }
     qr_part_info_free(&info);
     if (st != QR_OK) {
@@ -624,7 +622,6 @@ static qr_status check_part(qr_run *r, int64_t i)
         snprintf(msg, sizeof msg, "%s", qr_errmsg());
         return qr_fail(st, "%s (existing part; this job will not overwrite it)", msg);
     }
-    r->done[i] = 1;
     return QR_OK;
 }
 
@@ -714,7 +711,8 @@ static qr_status phase_resume(qr_run *r)
     }
     for (int64_t i = r->slice->module_begin; i < r->slice->module_end; i++) {
         if (qr_fs_exists(r->part_paths[i])) {
-            QR_TRY(check_part(r, i));
+            QR_TRY(qr_quantize_check_part(r->part_paths[i], &r->mods[i], &r->opts));
+            r->done[i] = 1;
         }
     }
     return QR_OK;

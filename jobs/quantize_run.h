@@ -67,6 +67,10 @@ qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model,
 qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics *m,
                                    int has_metrics, double stats_seconds, qr_kvlist *l);
 
+/* Whether the existing part at path, of module m, was made by a job with options opts (it may be
+ * reused); otherwise the error, saying the job will not overwrite it. */
+qr_status qr_quantize_check_part(const char *path, const qr_module *m, const qr_kvlist *opts);
+
 /* Drop this process's mapped pages of tensor `name` once read (they would stay resident). */
 void qr_quantize_release_tensor(const qr_model *model, const char *name);
 

@@ -206,23 +206,10 @@ static qr_status phase_lock(seq_run *r)
 static qr_status phase_resume(seq_run *r)
 {
     for (int64_t i = r->slice->module_begin; i < r->slice->module_end; i++) {
-        qr_part_info info;
-        qr_status st;
-        if (!qr_fs_exists(r->part_paths[i])) {
-            continue;
+        if (qr_fs_exists(r->part_paths[i])) {
+            QR_TRY(qr_quantize_check_part(r->part_paths[i], &r->mods[i], &r->opts));
+            r->done[i] = 1;
         }
-        st = qr_part_read_info(r->part_paths[i], &info);
-        if (st == QR_OK) {
-            st = qr_part_check(&info, r->part_paths[i], r->mods[i].name, r->mods[i].d_out,
-                               r->mods[i].d_in, &r->opts);
-        }
-        qr_part_info_free(&info);
-        if (st != QR_OK) {
-            char msg[QR_ERRMSG_MAX];
-            snprintf(msg, sizeof msg, "%s", qr_errmsg());
-            return qr_fail(st, "%s (existing part; this job will not overwrite it)", msg);
-        }
-        r->done[i] = 1;
     }
     return QR_OK;
 }
