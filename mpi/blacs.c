@@ -145,6 +145,19 @@ size_t qr_dmat_local_count(const qr_dmat *a)
     return (size_t)a->desc[QR_DESC_LLD] * (size_t)a->nloc;
 }
 
+double qr_dmat_local_sumsq(const qr_dmat *a, const qr_dmat *b)
+{
+    double s = 0.0;
+    for (int lj = 0; lj < a->nloc; lj++) {
+        for (int li = 0; li < a->mloc; li++) {
+            size_t k = (size_t)lj * qr_dmat_lld(a) + li;
+            double v = b ? a->data[k] - b->data[k] : a->data[k];
+            s += v * v;
+        }
+    }
+    return s;
+}
+
 void qr_dmat_free(qr_dmat **a)
 {
     if (!a || !*a) {

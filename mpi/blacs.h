@@ -70,6 +70,9 @@ static inline size_t qr_dmat_lld(const qr_dmat *a)
 /* Elements of a's local part as stored (leading dimension times local columns). */
 size_t qr_dmat_local_count(const qr_dmat *a);
 
+/* Sum of squares of a's local part (of a - b when b is given, b laid out as a); not collective. */
+double qr_dmat_local_sumsq(const qr_dmat *a, const qr_dmat *b);
+
 /* Block-cyclic bookkeeping for blocks of nb over nprocs processes: the local extent of n indices
  * on process iproc (numroc), and the global index of local index l there. Not collective. */
 int qr_dmat_extent(int64_t n, int nb, int iproc, int nprocs);

@@ -20,7 +20,8 @@
  * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx and
  * qera-exact. qr_grid_method_supported says which option sets it takes; the others run the
  * replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky).
- * The statistics live in mpi/grid_stats.c, the module and its metrics in mpi/grid_module.c.
+ * The statistics live in mpi/grid_stats.c, the module in mpi/grid_module.c, the metrics in
+ * mpi/grid_metrics.c.
  * Every function is collective over the grid's communicator unless it says otherwise. */
 #ifndef QR_MPI_GRID_MODULE_H
 #define QR_MPI_GRID_MODULE_H
