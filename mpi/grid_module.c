@@ -51,9 +51,6 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
     return *why == NULL;
 }
 
-/* ---- block-cyclic bookkeeping -------------------------------------------------------------------
- */
-
 /* ---- the module --------------------------------------------------------------------------------
  */
 
