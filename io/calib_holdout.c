@@ -27,6 +27,38 @@ qr_status qr_calib_split_holdout(qr_calib_set *set, double holdout, qr_calib_spl
     }
     sp->n_fit = (windows - ho_windows) * sp->seq_len;
     sp->n_ho = ho_windows * sp->seq_len;
+    sp->n_metric = sp->n_ho;
+    return QR_OK;
+}
+
+void qr_calib_split_sample(qr_calib_split *sp, int64_t cap)
+{
+    sp->n_metric = cap > 0 && cap < sp->n_ho ? cap : sp->n_ho;
+}
+
+int64_t qr_calib_sample_index(int64_t n_ho, int64_t n_metric, int64_t k)
+{
+    return (int64_t)((__int128)k * n_ho / n_metric);
+}
+
+static int64_t sample_row(const qr_calib_split *sp, int64_t k)
+{
+    return sp->n_fit + qr_calib_sample_index(sp->n_ho, sp->n_metric, k);
+}
+
+qr_status qr_calib_read_sample(qr_calib_set *set, const char *key, const qr_calib_split *sp,
+                               int64_t k0, int64_t n, float *out)
+{
+    int64_t rows, d;
+    QR_TRY(qr_calib_set_shape(set, key, &rows, &d));
+    /* Consecutive sample rows are read together: the whole sample is one read when it is every
+     * held-out row. */
+    for (int64_t k = k0, run; k < k0 + n; k += run) {
+        int64_t r = sample_row(sp, k);
+        for (run = 1; k + run < k0 + n && sample_row(sp, k + run) == r + run; run++) {
+        }
+        QR_TRY(qr_calib_set_read_rows(set, key, r, run, out + (k - k0) * d));
+    }
     return QR_OK;
 }
 

@@ -27,6 +27,7 @@
 #include "jobs/text_mix.h"
 #include "mpi/comm.h"
 #include "mpi/plan.h"
+#include "src/metrics.h"
 #include "src/alloc.h"
 #include "src/checked.h"
 #include "src/log.h"
@@ -78,6 +79,7 @@ static qr_status make_plan(cap_run *r)
     po.tokens = r->n_windows * r->job->seq_len;
     po.seq_len = r->job->seq_len;
     po.held_tokens = qr_plan_held_tokens(po.tokens, po.seq_len, QR_HOLDOUT_DEFAULT);
+    po.metric_rows = qr_plan_metric_rows(po.held_tokens, QR_METRIC_ROWS_DEFAULT);
     po.n_ranks = r->size;
     po.grid[0] = r->job->grid[0];
     po.grid[1] = r->job->grid[1];

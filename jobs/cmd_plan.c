@@ -15,6 +15,7 @@
 #include "mpi/comm.h"
 #include "mpi/plan.h"
 #include "src/dtype.h"
+#include "src/metrics.h"
 #include "src/log.h"
 
 typedef struct {
@@ -22,6 +23,7 @@ typedef struct {
     qr_plan_opts plan;
     int64_t ranks, threads, cores;
     double holdout, mem_gib;
+    int64_t metric_rows;
     int64_t micro_batch; /* capture's, for its estimate over the same slices */
     bool json;
 } plan_cli;
@@ -59,6 +61,8 @@ static const qr_opt plan_rows[] = {
      .imin = 2, .imax = 1 << 20},
     {"holdout", QR_OPT_DOUBLE, CLI(holdout), "F", "fraction of windows held out (quantize's)",
      .dmin = 0.0, .dmax = 0.9},
+    {"metric-rows", QR_OPT_INT, CLI(metric_rows), "N",
+     "held-out rows the metrics use (quantize's; 0: all)", .imin = 0},
     {"threads-per-rank", QR_OPT_INT, CLI(threads), "K", "BLAS threads per rank", .imin = 1,
      .imax = 4096},
     {"cores-per-node", QR_OPT_INT, CLI(cores), "C", "cores of one node, for the advice", .imin = 1,
@@ -84,6 +88,7 @@ static void init_cli(void *ctx, qr_method_id m)
     c->threads = c->plan.threads_per_rank;
     c->cores = c->plan.cores_per_node;
     c->holdout = QR_HOLDOUT_DEFAULT;
+    c->metric_rows = QR_METRIC_ROWS_DEFAULT;
     c->micro_batch = 1; /* capture's default */
 }
 
@@ -421,6 +426,7 @@ qr_status qr_cmd_plan(int argc, char **argv)
     }
     o = cli.plan;
     o.held_tokens = qr_plan_held_tokens(o.tokens, o.seq_len, cli.holdout);
+    o.metric_rows = qr_plan_metric_rows(o.held_tokens, cli.metric_rows);
     o.mem_per_node = cli.mem_gib * 1073741824.0;
     o.n_ranks = (int)cli.ranks;
     o.threads_per_rank = (int)cli.threads;

@@ -63,6 +63,10 @@ static const qr_opt job_rows[] = {
      "fraction of calibration windows held out for the metrics: the last\n"
      "ceil(F x windows) windows across the shards in order",
      .dmin = 0.0, .dmax = 0.9},
+    {"metric-rows", QR_OPT_INT, JOB(metric_rows), "N",
+     "held-out rows the per-module metrics use, spread evenly over the held-out\n"
+     "windows (0: all of them; the count is stored in the checkpoint)",
+     .imin = 0},
     {"fallback-rtn", QR_OPT_FLAG, JOB(fallback_rtn), NULL,
      "store round-to-nearest's module (same group) wherever the method's held-out\n"
      "error at --abits is above RTN's; every such module is flagged either way (off)"},

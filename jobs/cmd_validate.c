@@ -150,12 +150,16 @@ static qr_status parse(int argc, char **argv, validate_opts *o, bool *help)
     return QR_OK;
 }
 
-/* The holdout fraction quantize used, from the checkpoint's options JSON. */
-static qr_status read_holdout(const vctx *v, const char *path, double *holdout)
+/* The holdout fraction and the metrics' row sample quantize used, from the checkpoint's options
+ * JSON (a checkpoint from before the sample has no "metric_rows": every held-out row). */
+static qr_status read_holdout(const vctx *v, const char *path, double *holdout,
+                              int64_t *metric_rows)
 {
     json_error_t err;
-    json_t *root = json_loads(qr_ckpt_options(v->ck), 0, &err), *h;
+    json_t *root = json_loads(qr_ckpt_options(v->ck), 0, &err), *h, *mr;
     h = root ? json_object_get(root, "holdout") : NULL;
+    mr = root ? json_object_get(root, "metric_rows") : NULL;
+    *metric_rows = json_is_integer(mr) && json_integer_value(mr) > 0 ? json_integer_value(mr) : 0;
     if (!h || !json_is_number(h)) {
         json_decref(root);
         return qr_fail(QR_ERR_INPUT,
@@ -173,6 +177,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
 {
     qr_ckpt_header h;
     char ident[32];
+    int64_t metric_rows;
     QR_TRY(qr_ckpt_open(o->ckpt, &v->ck));
     QR_TRY(qr_ckpt_check(v->ck, o->ckpt, qr_log_rank(),
                          qr_log_nranks())); /* structure against the header, before anything */
@@ -182,7 +187,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
     v->wbits = h.wbits;
     v->group = h.group;
     v->rank = h.rank;
-    QR_TRY(read_holdout(v, o->ckpt, &v->holdout));
+    QR_TRY(read_holdout(v, o->ckpt, &v->holdout, &metric_rows));
 
     QR_TRY(qr_calib_set_open_dir(o->calib, &v->calib));
     qr_calib_identity(v->calib, ident, sizeof ident);
@@ -194,6 +199,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
                        o->calib, o->ckpt, h.calibration, ident);
     }
     QR_TRY(qr_calib_split_holdout(v->calib, v->holdout, &v->split));
+    qr_calib_split_sample(&v->split, metric_rows);
 
     if (o->model) {
         v->model_path = o->model;
@@ -227,7 +233,7 @@ static qr_status open_inputs(const validate_opts *o, vctx *v)
     }
     if (v->split.n_ho > 0) {
         v->row0 = v->split.n_fit;
-        v->n_rows = v->split.n_ho;
+        v->n_rows = v->split.n_metric;
     } else {
         v->row0 = 0;
         v->n_rows = v->split.n_rows;
@@ -311,7 +317,11 @@ static qr_status validate_one(const validate_opts *o, vctx *v, size_t i, vrow *r
     QR_CHECK(qr_malloc(&W, nw, sizeof *W, tensor));
     QR_CHECK(qr_model_read_f64(v->model, tensor, W, nw));
     QR_CHECK(qr_malloc(&X, nx, sizeof *X, m->input_key));
-    QR_CHECK(qr_calib_set_read_rows(v->calib, m->input_key, v->row0, v->n_rows, X));
+    if (v->split.n_ho > 0) {
+        QR_CHECK(qr_calib_read_sample(v->calib, m->input_key, &v->split, 0, v->n_rows, X));
+    } else {
+        QR_CHECK(qr_calib_set_read_rows(v->calib, m->input_key, v->row0, v->n_rows, X));
+    }
     QR_CHECK(qr_validate_module(&ql, W, X, v->n_rows, &row->r));
 
     row->stored[0] = kv_num(&metrics, "output_error");
@@ -406,9 +416,12 @@ static void print_head(const validate_opts *o, const vctx *v, const char *kernel
     printf("validate: %s (%s, W%" PRId64 "%s, group %" PRId64 ", rank %" PRId64 ")\n", o->ckpt,
            v->method, v->wbits, v->abits ? (v->abits == 8 ? "A8" : "A4") : "A16", v->group,
            v->rank);
-    printf("  %" PRId64 " %s tokens of %s (rows %" PRId64 "..%" PRId64 "), kernel %s, %d rank(s)\n",
+    printf("  %" PRId64 " %s tokens of %s (%s rows %" PRId64 "..%" PRId64 "), kernel %s, %d "
+           "rank(s)\n",
            v->n_rows, v->split.n_ho > 0 ? "held-out" : "calibration (no holdout)", o->calib,
-           v->row0, v->row0 + v->n_rows - 1, kernel, nranks);
+           v->split.n_metric < v->split.n_ho ? "quantize's metric sample, spread over" : "",
+           v->row0, v->row0 + (v->split.n_metric < v->split.n_ho ? v->split.n_ho : v->n_rows) - 1,
+           kernel, nranks);
     printf("%-*s %-7s %9s %10s %10s %10s %10s %10s  %s\n", width, "module", "kernel", "int-diff",
            "float-rel", "err-float", "err-A8", "err-A4", "stored", "status");
     fflush(stdout);

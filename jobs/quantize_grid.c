@@ -10,17 +10,7 @@
 #include "mpi/comm.h"
 #include "src/alloc.h"
 #include "src/progress.h"
-
-/* Read rows [row0, row0 + n) of key into buf (n, d) float64. */
-static qr_status read_rows(qr_calib_set *set, const char *key, int64_t row0, int64_t n, int64_t d,
-                           float *tmp, double *buf)
-{
-    QR_TRY(qr_calib_set_read_rows(set, key, row0, n, tmp));
-    for (int64_t i = 0; i < n * d; i++) {
-        buf[i] = (double)tmp[i];
-    }
-    return QR_OK;
-}
+#include "src/stage.h"
 
 /* Calibration rows each rank holds at once while accumulating (its windows come in rounds). */
 #define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
@@ -53,26 +43,18 @@ done:
     return st;
 }
 
-/* The held-out rows: block-cyclic, and this rank's row blocks whole for the quantized copies. */
+/* The held-out sample, whole on every rank (a few hundred rows). */
 static qr_status input_held(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                            const qr_calib_split *sp, float *tmp, double *buf, qr_grid_held *h)
+                            const qr_calib_split *sp, qr_grid_held *h)
 {
-    qr_status st = qr_dmat_create(g, sp->n_ho, d, &h->X);
-    int64_t rows = 0, r0, n;
+    qr_status st =
+        qr_malloc(&h->X, (size_t)sp->n_metric * (size_t)d, sizeof *h->X, "held-out rows");
     if (st == QR_OK) {
-        rows = h->X->mloc;
-        st = qr_malloc(&h->rows, (size_t)(rows > 0 ? rows : 1) * (size_t)d, sizeof *h->rows,
-                       "held-out rows");
+        st = qr_calib_read_sample(set, key, sp, 0, sp->n_metric, h->X);
     }
-    QR_TRY(qr_mpi_agree(g->comm, st));
-    rows = 0;
-    for (int64_t b = 0; st == QR_OK && (n = qr_grid_row_block(g, sp->n_ho, b, &r0)) > 0; b++) {
-        st = read_rows(set, key, sp->n_fit + r0, n, d, tmp, buf);
-        if (st == QR_OK) {
-            memcpy(h->rows + rows * d, tmp, (size_t)(n * d) * sizeof *tmp);
-            qr_dmat_fill_rows(g, h->X, r0, n, buf);
-            rows += n;
-        }
+    if (st == QR_OK) {
+        h->n = sp->n_metric;
+        h->d = d;
     }
     return qr_mpi_agree(g->comm, st);
 }
@@ -82,28 +64,16 @@ qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *ke
                              qr_grid_input *in)
 {
     qr_status st = QR_OK;
-    size_t n = (size_t)g->nb * (size_t)d;
-    float *tmp = NULL;
-    double *buf = NULL; /* (nb, d): one row block */
     double t0 = qr_now();
     memset(in, 0, sizeof *in);
     in->held.agroup = agroup;
-    st = qr_malloc(&tmp, n, sizeof *tmp, "calibration rows");
-    if (st == QR_OK) {
-        st = qr_malloc(&buf, n, sizeof *buf, "calibration rows");
-    }
-    if (st == QR_OK) {
-        st = qr_dstats_create(g, d, &in->stats);
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(qr_mpi_agree(g->comm, qr_dstats_create(g, d, &in->stats)));
     QR_CHECK(input_stats(g, set, key, d, sp, in->stats));
     QR_CHECK(qr_dstats_finish(g, in->stats, o));
-    if (sp->n_ho > 0) {
-        QR_CHECK(input_held(g, set, key, d, sp, tmp, buf, &in->held));
+    if (sp->n_metric > 0) {
+        QR_CHECK(input_held(g, set, key, d, sp, &in->held));
     }
 done:
-    free(tmp);
-    free(buf);
     if (st != QR_OK) {
         qr_grid_input_close(in);
     }
@@ -114,8 +84,7 @@ done:
 void qr_grid_input_close(qr_grid_input *in)
 {
     qr_dstats_free(&in->stats);
-    qr_dmat_free(&in->held.X);
-    qr_free(&in->held.rows);
+    qr_free(&in->held.X);
 }
 
 /* The module's weight, each rank reading only its grid row's row blocks. */
@@ -138,26 +107,53 @@ static qr_status read_weight(const qr_grid *g, const qr_model *model, const qr_m
     return qr_mpi_agree(g->comm, st);
 }
 
+/* o on the distributed W into *out; with ref, its metrics (grouped A4 per agroup). */
+static qr_status module_quantize(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                                 qr_grid_input *in, qr_grid_metric_ref *ref, int64_t agroup,
+                                 qr_grid_module_out *out)
+{
+    qr_status st = QR_OK;
+    qr_grid_result res;
+    qr_grid_held h = in->held;
+    memset(&res, 0, sizeof res);
+    QR_CHECK(qr_grid_method_run(g, o, W, in->stats, &out->ql, &res));
+    out->rep = res.rep;
+    if (h.n > 0) {
+        if (!ref->Y) {
+            qr_stage_mark("metrics");
+            QR_CHECK(qr_grid_metric_ref_init(g, W, &h, ref));
+        }
+        h.agroup = agroup;
+        QR_CHECK(qr_grid_metrics(g, ref, &h, W, res.W_eff, NULL, NULL, &out->met));
+        out->met.bits_per_weight = out->ql.bits_per_weight;
+    }
+done:
+    qr_grid_result_free(&res);
+    return st;
+}
+
 qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_module *m,
-                             const qr_method_opts *o, qr_grid_input *in, qr_qlayer *root_ql,
-                             qr_metrics *met, int *has_metrics, qr_method_report *rep)
+                             const qr_method_opts *o, const qr_method_opts *rtn, qr_grid_input *in,
+                             qr_grid_module_out *out, qr_grid_module_out *rtn_out, int *has_metrics)
 {
     qr_status st = QR_OK;
     qr_dmat *W = NULL;
-    qr_grid_result res;
-    memset(&res, 0, sizeof res);
-    memset(met, 0, sizeof *met);
-    *has_metrics = 0;
+    qr_grid_metric_ref ref; /* made once, after the method: shared by the method's and RTN's */
+    memset(&ref, 0, sizeof ref);
+    ref.row = MPI_COMM_NULL;
+    memset(out, 0, sizeof *out);
+    memset(rtn_out, 0, sizeof *rtn_out);
+    *has_metrics = in->held.n > 0;
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, m->d_out, m->d_in, &W)));
     QR_CHECK(read_weight(g, model, m, W));
-    QR_CHECK(qr_grid_method_run(g, o, W, in->stats, root_ql, &res));
-    *rep = res.rep;
-    if (in->held.X) {
-        QR_CHECK(qr_grid_metrics(g, W, res.W_eff, &in->held, met));
-        *has_metrics = 1;
+    QR_CHECK(module_quantize(g, o, W, in, &ref, in->held.agroup, out));
+    if (rtn && *has_metrics) {
+        qr_stage_mark("RTN comparison");
+        /* RTN's grouped-A4 error is neither compared nor stored. */
+        QR_CHECK(module_quantize(g, rtn, W, in, &ref, 0, rtn_out));
     }
 done:
     qr_dmat_free(&W);
-    qr_grid_result_free(&res);
+    qr_grid_metric_ref_free(&ref);
     return st;
 }

@@ -27,11 +27,20 @@ qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *ke
                              qr_grid_input *in);
 void qr_grid_input_close(qr_grid_input *in); /* not collective */
 
-/* Collective over the grid: quantize module m from in with o (module_name set by the caller): the
- * group root gets the module in *root_ql; every rank gets the metrics (when there are held-out
- * rows; has_metrics tells) and the report. */
+/* One quantized module of a grid run. */
+typedef struct {
+    qr_qlayer ql;         /* on the group root (empty elsewhere) */
+    qr_metrics met;       /* on every rank, when there are held-out rows */
+    qr_method_report rep; /* on every rank */
+} qr_grid_module_out;
+
+/* Collective over the grid: read module m's weight (each rank its blocks) and quantize it from in
+ * with o (module_name set by the caller) into *out; with rtn (else NULL) quantize the same weight
+ * with it too, into *rtn_out, its metrics on the same reference outputs (no grouped A4).
+ * *has_metrics: there were held-out rows. Free the outputs' layers with qr_qlayer_free. */
 qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_module *m,
-                             const qr_method_opts *o, qr_grid_input *in, qr_qlayer *root_ql,
-                             qr_metrics *met, int *has_metrics, qr_method_report *rep);
+                             const qr_method_opts *o, const qr_method_opts *rtn, qr_grid_input *in,
+                             qr_grid_module_out *out, qr_grid_module_out *rtn_out,
+                             int *has_metrics);
 
 #endif

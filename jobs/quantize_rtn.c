@@ -68,10 +68,11 @@ static void report_as_rtn(qr_method_report *rep)
     rep->clip_ratio = 1.0;
 }
 
-qr_status qr_rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, const double *W,
-                         int64_t d_out, int64_t d_in, const qr_stats *stats, const float *held,
-                         int64_t n_ho, int64_t agroup, qr_qlayer *ql, qr_metrics *met,
-                         qr_method_report *rep, qr_rtn_cmp *cmp)
+/* Compare *ql (metrics *met) with RTN on the rows of ref (NULL: nothing compared). */
+static qr_status rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, const double *W,
+                             int64_t d_out, int64_t d_in, const qr_stats *stats,
+                             const qr_metric_ref *ref, qr_qlayer *ql, qr_metrics *met,
+                             qr_method_report *rep, qr_rtn_cmp *cmp)
 {
     qr_status st = QR_OK;
     qr_method_opts ro = rtn_opts(o);
@@ -79,14 +80,13 @@ qr_status qr_rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, cons
     qr_metrics rm;
     cmp_reset(cmp);
     memset(&rq, 0, sizeof rq);
-    if (n_ho <= 0 || !needs_compare(o)) {
+    if (!ref || !needs_compare(o)) {
         return QR_OK;
     }
     qr_stage_mark("RTN comparison");
     QR_CHECK(qr_method_run(&ro, NULL, W, d_out, d_in, stats, &rq, NULL));
-    /* RTN's grouped-A4 error is not compared or stored: one forward pass fewer. */
-    (void)agroup;
-    QR_CHECK(qr_metrics_compute(&rq, W, held, n_ho, 0, NULL, &rm));
+    /* RTN's grouped-A4 error is not compared or stored: one product fewer. */
+    QR_CHECK(qr_metrics_fast(ref, &rq, W, 0, NULL, &rm));
     if (judge(pol, o->module_name, met, &rm, cmp)) {
         memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
         rm.seconds_total = met->seconds_total;
@@ -101,46 +101,49 @@ done:
     return st;
 }
 
-qr_status qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_model *model,
-                              const qr_module *m, const qr_method_opts *o, qr_grid_input *in,
-                              qr_qlayer *root_ql, qr_metrics *met, int has_metrics,
+qr_status qr_quantize_measure(const qr_rtn_policy *pol, const qr_method_opts *o, const double *W,
+                              const qr_module *m, const qr_stats *stats, const float *held,
+                              int64_t n_ho, int64_t agroup, qr_qlayer *ql, qr_metrics *met,
                               qr_method_report *rep, qr_rtn_cmp *cmp)
 {
     qr_status st = QR_OK;
-    qr_method_opts ro = rtn_opts(o);
-    qr_qlayer rq;
-    qr_metrics rm;
-    qr_method_report rrep;
-    int rhas = 0;
-    cmp_reset(cmp);
-    memset(&rq, 0, sizeof rq);
-    if (!has_metrics || !needs_compare(o)) {
-        return QR_OK;
+    qr_metric_ref ref;
+    memset(&ref, 0, sizeof ref);
+    memset(met, 0, sizeof *met);
+    if (n_ho > 0) {
+        qr_stage_mark("metrics");
+        QR_CHECK(qr_metric_ref_init(&ref, W, m->d_out, m->d_in, held, n_ho));
+        QR_CHECK(qr_metrics_fast(&ref, ql, W, agroup, rep, met));
     }
-    /* Every rank holds the same metrics (reduced), so every rank judges alike. */
-    qr_stage_mark("RTN comparison");
-    {
-        int64_t agroup = in->held.agroup;
-        in->held.agroup = 0; /* RTN's grouped-A4 error is neither compared nor stored */
-        st = qr_grid_module_run(g, model, m, &ro, in, &rq, &rm, &rhas, &rrep);
-        in->held.agroup = agroup;
-        QR_CHECK(st);
-    }
-    rm.bits_per_weight = rq.bits_per_weight;
-    if (rhas && judge(pol, m->name, met, &rm, cmp)) {
-        double bits = g->group_rank == 0 ? rq.bits_per_weight : met->bits_per_weight;
-        memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
-        rm.seconds_total = met->seconds_total;
-        qr_qlayer_free(root_ql);
-        *root_ql = rq;
-        memset(&rq, 0, sizeof rq);
-        *met = rm;
-        met->bits_per_weight = bits;
-        report_as_rtn(rep);
-    }
+    QR_CHECK(rtn_compare(pol, o, W, m->d_out, m->d_in, stats, n_ho > 0 ? &ref : NULL, ql, met, rep,
+                         cmp));
 done:
-    qr_qlayer_free(&rq);
+    qr_metric_ref_free(&ref);
     return st;
+}
+
+bool qr_rtn_opts(const qr_method_opts *o, qr_method_opts *rtn)
+{
+    *rtn = rtn_opts(o);
+    return needs_compare(o);
+}
+
+void qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_module *m, bool ran,
+                         qr_grid_module_out *out, qr_grid_module_out *rtn, qr_rtn_cmp *cmp)
+{
+    cmp_reset(cmp);
+    /* Every rank holds the same metrics (reduced), so every rank judges alike. */
+    if (ran && judge(pol, m->name, &out->met, &rtn->met, cmp)) {
+        double bits = g->group_rank == 0 ? rtn->ql.bits_per_weight : out->met.bits_per_weight;
+        memcpy(rtn->met.seconds, out->met.seconds, sizeof rtn->met.seconds);
+        rtn->met.seconds_total = out->met.seconds_total;
+        qr_qlayer_free(&out->ql);
+        out->ql = rtn->ql;
+        memset(&rtn->ql, 0, sizeof rtn->ql);
+        out->met = rtn->met;
+        out->met.bits_per_weight = bits;
+        report_as_rtn(&out->rep);
+    }
 }
 
 qr_status qr_rtn_cmp_kv(const qr_rtn_cmp *cmp, qr_kvlist *l)

@@ -34,20 +34,25 @@ typedef struct {
     int fallback;       /* 1: the module stored is RTN's */
 } qr_rtn_cmp;
 
-/* Serial: compare the method's module *ql (metrics *met, report *rep) for weight W (d_out, d_in)
- * with RTN on the same held-out rows; with the policy's fallback and a worse method, *ql, *met and
- * the report's rank/salient become RTN's. No held-out rows: nothing compared. Not collective. */
-qr_status qr_rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, const double *W,
-                         int64_t d_out, int64_t d_in, const qr_stats *stats, const float *held,
-                         int64_t n_ho, int64_t agroup, qr_qlayer *ql, qr_metrics *met,
-                         qr_method_report *rep, qr_rtn_cmp *cmp);
-
-/* The same on the grid: RTN through qr_grid_module_run (the group root's *root_ql is replaced on
- * fallback). Collective over the grid. */
-qr_status qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_model *model,
-                              const qr_module *m, const qr_method_opts *o, qr_grid_input *in,
-                              qr_qlayer *root_ql, qr_metrics *met, int has_metrics,
+/* Serial: the held-out metrics of the method's module *ql (report *rep) for weight W (d_out,
+ * d_in), when n_ho > 0 (held (n_ho, d_in) float32), then RTN's on the same rows (the reference
+ * outputs computed once for both); with the policy's fallback and a worse method, *ql, *met and
+ * the report's rank/salient become RTN's. No held-out rows: nothing measured or compared. Not
+ * collective. */
+qr_status qr_quantize_measure(const qr_rtn_policy *pol, const qr_method_opts *o, const double *W,
+                              const qr_module *m, const qr_stats *stats, const float *held,
+                              int64_t n_ho, int64_t agroup, qr_qlayer *ql, qr_metrics *met,
                               qr_method_report *rep, qr_rtn_cmp *cmp);
+
+/* rtn := the RTN options the comparison uses for method options o; whether o needs the
+ * comparison (plain RTN compared with itself is itself). */
+bool qr_rtn_opts(const qr_method_opts *o, qr_method_opts *rtn);
+
+/* The same judgement on the grid, from the method's and RTN's results of qr_grid_module_run (ran:
+ * RTN was run and measured); on a fallback *out takes RTN's module (rtn->ql is moved). Not
+ * collective: every rank holds the same metrics, so every rank judges alike. */
+void qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_module *m, bool ran,
+                         qr_grid_module_out *out, qr_grid_module_out *rtn, qr_rtn_cmp *cmp);
 
 /* The comparison as metric keys of the module's part (rtn_output_error, rtn_output_error_a8,
  * rtn_output_error_a4, method_output_error, worse_than_rtn, fallback_rtn; -1 / NaN when not

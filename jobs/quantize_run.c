@@ -82,6 +82,7 @@ qr_status qr_quantize_options(const qr_quantize_job *job, const qr_model *model,
     QR_TRY(qr_kv_set_int(opts, "abits", job->abits));
     QR_TRY(qr_method_opts_kv(mo, opts));
     QR_TRY(qr_kv_set_double(opts, "holdout", job->holdout));
+    QR_TRY(qr_kv_set_int(opts, "metric_rows", job->metric_rows));
     QR_TRY(qr_kv_set_int(opts, "agroup", job->agroup));
     QR_TRY(qr_kv_set_int(opts, "fallback_rtn", job->fallback_rtn ? 1 : 0));
     QR_TRY(qr_kv_set_str(opts, "source_model", qr_model_identity(model)));
@@ -320,9 +321,9 @@ static qr_status input_stats(qr_calib_set *set, const char *key, int64_t d,
         QR_CHECK(qr_calib_set_read_rows(set, key, r0, sp->seq_len, buf));
         QR_CHECK(qr_stats_add(*stats, buf, sp->seq_len));
     }
-    if (sp->n_ho > 0) {
-        QR_CHECK(qr_malloc(held, (size_t)sp->n_ho * (size_t)d, sizeof(float), "held-out rows"));
-        QR_CHECK(qr_calib_set_read_rows(set, key, sp->n_fit, sp->n_ho, *held));
+    if (sp->n_metric > 0) {
+        QR_CHECK(qr_malloc(held, (size_t)sp->n_metric * (size_t)d, sizeof(float), "held-out rows"));
+        QR_CHECK(qr_calib_read_sample(set, key, sp, 0, sp->n_metric, *held));
     }
 done:
     free(buf);
@@ -430,12 +431,8 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     release_tensor_pages(model, tensor);
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
-    if (n_ho > 0) {
-        qr_stage_mark("metrics");
-        QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, job->agroup, &rep, &met));
-    }
-    QR_CHECK(qr_rtn_compare(&pol, &mo, W, m->d_out, m->d_in, stats, held, n_ho, job->agroup, &ql,
-                            &met, &rep, &cmp));
+    QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, stats, held, n_ho, job->agroup, &ql, &met, &rep,
+                                 &cmp));
     free(W);
     W = NULL;
     QR_CHECK(finish_module(m, &ql, &rep, &met, n_ho > 0, &cmp, stats_seconds, opts, part, t0, msg));
@@ -453,25 +450,27 @@ static qr_status run_module_grid(const qr_quantize_job *job, const qr_grid *g,
                                  progress_msg *msg)
 {
     qr_status st = QR_OK;
-    qr_qlayer ql;
-    qr_method_report rep;
-    qr_metrics met;
+    qr_grid_module_out out, rtn_out;
     int has_metrics = 0;
-    qr_method_opts mo = job->method;
+    qr_method_opts mo = job->method, ro;
     qr_rtn_policy pol = {job->abits, job->fallback_rtn, job->worse_than_rtn, job->hook_ctx};
     qr_rtn_cmp cmp;
     double t0 = qr_now();
+    bool compare;
     mo.module_name = m->name;
-    memset(&ql, 0, sizeof ql);
-    QR_CHECK(qr_grid_module_run(g, model, m, &mo, in, &ql, &met, &has_metrics, &rep));
-    met.bits_per_weight = ql.bits_per_weight;
-    QR_CHECK(qr_rtn_compare_grid(&pol, g, model, m, &mo, in, &ql, &met, has_metrics, &rep, &cmp));
-    if (g->group_rank == 0) {
-        st = finish_module(m, &ql, &rep, &met, has_metrics, &cmp, stats_seconds, opts, part, t0,
-                           msg);
+    compare = qr_rtn_opts(&mo, &ro);
+    st = qr_grid_module_run(g, model, m, &mo, compare ? &ro : NULL, in, &out, &rtn_out,
+                            &has_metrics);
+    if (st == QR_OK) {
+        out.met.bits_per_weight = out.ql.bits_per_weight;
+        qr_rtn_compare_grid(&pol, g, m, compare && has_metrics, &out, &rtn_out, &cmp);
+        if (g->group_rank == 0) {
+            st = finish_module(m, &out.ql, &out.rep, &out.met, has_metrics, &cmp, stats_seconds,
+                               opts, part, t0, msg);
+        }
     }
-done:
-    qr_qlayer_free(&ql);
+    qr_qlayer_free(&out.ql);
+    qr_qlayer_free(&rtn_out.ql);
     return st;
 }
 
@@ -523,6 +522,7 @@ static qr_status phase_check(qr_run *r)
 {
     QR_TRY(check_calib(r->model, r->calib, r->mods, r->n_mods));
     QR_TRY(qr_calib_split_holdout(r->calib, r->job->holdout, &r->sp));
+    qr_calib_split_sample(&r->sp, r->job->metric_rows);
     QR_TRY(build_options(r->job, r->model, r->calib, &r->opts));
     return qr_part_dir(r->job->out_path, r->parts_dir, sizeof r->parts_dir);
 }
@@ -540,6 +540,7 @@ static qr_status phase_plan(qr_run *r)
     qr_plan_opts_default(&po);
     po.tokens = r->sp.n_rows;
     po.held_tokens = r->sp.n_ho;
+    po.metric_rows = r->sp.n_metric;
     po.seq_len = r->sp.seq_len;
     po.method = r->job->method;
     po.n_ranks = r->size;
@@ -800,7 +801,7 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
                                  &r->opts, r->is_root ? r->part_paths[k] : NULL, &msg);
         } else {
             st = run_module(r->job, r->grid ? &r->backend : NULL, r->model, &r->mods[k], stats,
-                            held, r->sp.n_ho, stats_seconds, &r->opts,
+                            held, r->sp.n_metric, stats_seconds, &r->opts,
                             r->is_root ? r->part_paths[k] : NULL, &msg);
         }
         if (r->grid) {
@@ -1058,6 +1059,7 @@ void qr_quantize_job_default(qr_quantize_job *job, qr_method_id m)
     job->abits = 8;
     job->grid[0] = job->grid[1] = 1;
     job->holdout = 0.1;
+    job->metric_rows = QR_METRIC_ROWS_DEFAULT;
     job->agroup = 128;
 }
 

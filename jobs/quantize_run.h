@@ -27,6 +27,7 @@ typedef struct {
     int abits;              /* activation bits the model will run with: 8, 4, 0 = float */
     int grid[2];            /* P, Q of each rank group (1x1: each rank on its own modules) */
     double holdout;         /* fraction of calibration windows kept for the metrics (the last) */
+    int64_t metric_rows;    /* held-out rows the metrics use, spread over them (0: all) */
     int64_t agroup;         /* channel group of the grouped-A4 metric (0: off) */
     bool fallback_rtn;      /* store RTN's module where the method is worse (jobs/quantize_rtn.h) */
     volatile sig_atomic_t *stop; /* set by SIGUSR1/SIGTERM: finish the module, exit 75 */

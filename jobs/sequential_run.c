@@ -33,6 +33,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "io/calib_holdout.h"
 #include "io/fs.h"
 #include "io/llama_load.h"
 #include "io/lock.h"
@@ -149,6 +150,7 @@ static qr_status phase_plan(seq_run *r)
     qr_plan_opts_default(&po);
     po.tokens = r->n_windows * r->L;
     po.held_tokens = (r->n_windows - r->fit_windows) * r->L;
+    po.metric_rows = qr_plan_metric_rows(po.held_tokens, r->job->q.metric_rows);
     po.seq_len = r->L;
     po.method = r->job->q.method;
     po.n_ranks = r->size;
@@ -436,11 +438,8 @@ static qr_status quantize_module(seq_run *r, const qr_module *m, const qr_stats 
     qr_quantize_release_tensor(r->lj.model, tensor);
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, NULL, W, m->d_out, m->d_in, s, &ql, &rep));
-    if (n_ho > 0) {
-        QR_CHECK(qr_metrics_compute(&ql, W, held, n_ho, r->job->q.agroup, &rep, &met));
-    }
-    QR_CHECK(qr_rtn_compare(&pol, &mo, W, m->d_out, m->d_in, s, held, n_ho, r->job->q.agroup, &ql,
-                            &met, &rep, &cmp));
+    QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, s, held, n_ho, r->job->q.agroup, &ql, &met, &rep,
+                                 &cmp));
     QR_CHECK(qr_quantize_part_metrics(&rep, &met, n_ho > 0, stats_seconds, &ml));
     QR_CHECK(qr_rtn_cmp_kv(&cmp, &ml));
     QR_CHECK(qr_part_write(part, m->name, &r->opts, &ml, &ql));
@@ -527,6 +526,18 @@ static qr_status check_stop(seq_run *r)
     return QR_OK;
 }
 
+/* Keep quantize's sample of the held rows (n_ho, d) in place, in order (io/calib_holdout.h: at
+ * most `cap` rows spread evenly); returns its row count. */
+static int64_t sample_held(float *held, int64_t n_ho, int64_t cap, int64_t d)
+{
+    int64_t n = cap > 0 && cap < n_ho ? cap : n_ho;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t src = qr_calib_sample_index(n_ho, n, k); /* >= k: moving down is safe */
+        memmove(held + k * d, held + src * d, (size_t)d * sizeof *held);
+    }
+    return n;
+}
+
 /* Modules [i, j) share one input of layer l: a pass for its statistics and held rows (unless
  * every part exists), then each module. Collective over the group. */
 static qr_status input_group(seq_run *r, int64_t l, int64_t i, int64_t j)
@@ -561,6 +572,9 @@ static qr_status input_group(seq_run *r, int64_t l, int64_t i, int64_t j)
         QR_CHECK(qr_mpi_agree(r->gcomm, st));
         QR_CHECK(qr_mpi_agree(r->gcomm, merge_stats(r, ctx.stats)));
         QR_CHECK(qr_mpi_agree(r->gcomm, gather_held(r, ctx.held, held_rows, d, all)));
+    }
+    if (need && r->lane == 0) {
+        n_ho = sample_held(all ? all : ctx.held, n_ho, r->job->q.metric_rows, d);
     }
     for (int64_t k = i; k < j; k++) {
         QR_CHECK(

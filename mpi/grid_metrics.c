@@ -1,19 +1,19 @@
-/* grid_metrics.c: a module's held-out metrics on a rank group's grid (mpi/grid_module.h). */
+/* grid_metrics.c: a module's held-out metrics on a rank group's grid (mpi/grid_module.h). Every
+ * rank holds the held-out sample whole and multiplies it by its own blocks of the weight: the
+ * products divide like the weight, and no rank holds an m x n matrix. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mpi/comm.h"
 #include "mpi/grid_module.h"
-#include "mpi/scalapack_decl.h"
 #include "src/alloc.h"
-#include "src/quant.h"
 
-static void pgemm_nt(double alpha, const qr_dmat *A, const qr_dmat *B, double beta, qr_dmat *C)
+/* Global index of local row/column l of a block-cyclic dimension (first block on process 0). */
+static int64_t global_index(int64_t l, int nb, int p, int nprocs)
 {
-    int mi = (int)C->m, ni = (int)C->n, ki = (int)A->n, one = 1;
-    pdgemm_("N", "T", &mi, &ni, &ki, &alpha, A->data, &one, &one, A->desc, B->data, &one, &one,
-            B->desc, &beta, C->data, &one, &one, C->desc);
+    return ((l / nb) * nprocs + p) * nb + l % nb;
 }
 
 static double rel(double num, double den)
@@ -21,69 +21,188 @@ static double rel(double num, double den)
     return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
 }
 
-/* Xa := the per-token quantized held-out rows (bits, agroup), block by block from h->rows. */
-static qr_status quantized_rows(const qr_grid *g, const qr_grid_held *h, int bits, int64_t agroup,
-                                qr_dmat *Xa)
+/* Columns of rows (n, d) that this rank's blocks hold, into out (n, nloc). */
+static void local_columns(const qr_grid *g, const qr_dmat *A, const float *rows, int64_t n,
+                          int64_t d, float *out)
 {
-    int64_t d = h->X->n, off = 0, r0, n;
-    double *buf = NULL; /* (nb, d) */
-    QR_TRY(qr_malloc(&buf, (size_t)g->nb * (size_t)d, sizeof *buf, "quantized held-out rows"));
-    for (int64_t b = 0; (n = qr_grid_row_block(g, h->X->m, b, &r0)) > 0; b++) {
-        for (int64_t i = 0; i < n * d; i++) {
-            buf[i] = (double)h->rows[(off + (i / d)) * d + i % d];
+    for (int64_t t = 0; t < n; t++) {
+        for (int lj = 0; lj < A->nloc; lj++) {
+            out[t * A->nloc + lj] = rows[t * d + global_index(lj, g->nb, g->mycol, g->npcol)];
         }
-        qr_act_fake_quant(buf, n, d, bits, agroup);
-        qr_dmat_fill_rows(g, Xa, r0, n, buf);
-        off += n;
     }
-    free(buf);
-    return QR_OK;
 }
 
-qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
-                          const qr_grid_held *h, qr_metrics *m)
+/* out (mloc, nloc) column-major float32 copy of A's local part (leading dimension mloc). */
+static void local_float(const qr_dmat *A, float *out)
+{
+    for (int lj = 0; lj < A->nloc; lj++) {
+        for (int li = 0; li < A->mloc; li++) {
+            out[(size_t)lj * A->mloc + li] = (float)A->data[(size_t)lj * qr_dmat_lld(A) + li];
+        }
+    }
+}
+
+/* Z (n, mloc) = beta Z + alpha Xloc Aᵀ over this rank's blocks, then summed over the process row
+ * so every rank of it holds its rows' whole products. */
+static void partial_product(const qr_dmat *A, const float *Af, const float *Xloc, int64_t n,
+                            float alpha, float beta, MPI_Comm row, float *Z)
+{
+    if (A->mloc > 0 && n > 0) {
+        if (A->nloc > 0) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, A->mloc, A->nloc, alpha,
+                        Xloc, A->nloc, Af, A->mloc, beta, Z, A->mloc);
+        } else if (beta == 0.0f) {
+            memset(Z, 0, (size_t)n * (size_t)A->mloc * sizeof *Z);
+        }
+    }
+    if (row != MPI_COMM_NULL) {
+        MPI_Allreduce(MPI_IN_PLACE, Z, (int)(n * A->mloc), MPI_FLOAT, MPI_SUM, row);
+    }
+}
+
+/* Σ Z² of this rank's rows, counted once per process row (its column 0), summed over the group. */
+static double group_sumsq(const qr_grid *g, const float *Z, int64_t count)
+{
+    double s = 0.0;
+    if (g->mycol == 0) {
+        for (int64_t i = 0; i < count; i++) {
+            s += (double)Z[i] * (double)Z[i];
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &s, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+    return s;
+}
+
+qr_status qr_grid_metric_ref_init(const qr_grid *g, const qr_dmat *W, const qr_grid_held *h,
+                                  qr_grid_metric_ref *ref)
+{
+    qr_status st = QR_OK;
+    float *Wf = NULL, *Xloc = NULL;
+    size_t ny = (size_t)h->n * (size_t)(W->mloc > 0 ? W->mloc : 1);
+    memset(ref, 0, sizeof *ref);
+    ref->row = MPI_COMM_NULL;
+    if (g->npcol > 1) {
+        MPI_Comm_split(g->comm, g->myrow, g->mycol, &ref->row);
+    }
+    st = qr_malloc(&ref->Y, ny, sizeof *ref->Y, "metrics output");
+    if (st == QR_OK) {
+        st = qr_malloc(&Wf,
+                       (size_t)(W->mloc > 0 ? W->mloc : 1) * (size_t)(W->nloc > 0 ? W->nloc : 1),
+                       sizeof *Wf, "metrics weight");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Xloc, (size_t)h->n * (size_t)(W->nloc > 0 ? W->nloc : 1), sizeof *Xloc,
+                       "metrics rows");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    local_float(W, Wf);
+    local_columns(g, W, h->X, h->n, h->d, Xloc);
+    partial_product(W, Wf, Xloc, h->n, 1.0f, 0.0f, ref->row, ref->Y);
+    ref->y_sumsq = group_sumsq(g, ref->Y, h->n * W->mloc);
+done:
+    free(Wf);
+    free(Xloc);
+    if (st != QR_OK) {
+        qr_grid_metric_ref_free(ref);
+    }
+    return st;
+}
+
+void qr_grid_metric_ref_free(qr_grid_metric_ref *ref)
+{
+    if (!ref) {
+        return;
+    }
+    free(ref->Y);
+    if (ref->row != MPI_COMM_NULL) {
+        MPI_Comm_free(&ref->row);
+    }
+    memset(ref, 0, sizeof *ref);
+    ref->row = MPI_COMM_NULL;
+}
+
+/* ||W - W_eff||² of this rank's blocks, W_eff[:, perm[j]] = W_t[:, j] / smooth[j] (with a
+ * permutation every column is local: Q = 1). */
+static double weight_err_sumsq(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_t,
+                               const int32_t *perm, const float *smooth)
+{
+    double s = 0.0;
+    for (int lj = 0; lj < W->nloc; lj++) {
+        int64_t j = global_index(lj, g->nb, g->mycol, g->npcol);
+        int64_t src = perm ? perm[j] : lj;
+        double sc = smooth ? (double)smooth[j] : 1.0;
+        for (int li = 0; li < W->mloc; li++) {
+            double d = W->data[(size_t)src * qr_dmat_lld(W) + li] -
+                       W_t->data[(size_t)lj * qr_dmat_lld(W_t) + li] / sc;
+            s += d * d;
+        }
+    }
+    return s;
+}
+
+qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
+                          const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
+                          const float *smooth, qr_metrics *m)
 {
     static const int bits[4] = {0, 8, 4, 4};
     qr_status st = QR_OK;
-    qr_dmat *Y = NULL, *Z = NULL; /* (n_ho, d_out) */
-    qr_dmat *Xa = NULL;           /* (n_ho, d_in): the quantized rows of one setting */
-    double sums[2],
-        *out[4] = {&m->out_rel_err, &m->out_rel_err_a8, &m->out_rel_err_a4, &m->out_rel_err_a4g};
+    int64_t n = h->n, d = h->d, mloc = W_t->mloc > 0 ? W_t->mloc : 1;
+    int64_t nloc = W_t->nloc > 0 ? W_t->nloc : 1;
+    float *Wtf = NULL, *T = NULL, *Tloc = NULL, *Z = NULL;
+    double *tmp = NULL, sums[2];
+    double *out[4] = {&m->out_rel_err, &m->out_rel_err_a8, &m->out_rel_err_a4, &m->out_rel_err_a4g};
     memset(m, 0, sizeof *m);
     m->out_rel_err_a4g = NAN;
-    st = qr_dmat_create(g, h->X->m, W->m, &Y);
+    if (perm && g->npcol > 1) {
+        return qr_fail(QR_ERR_INPUT,
+                       "grid metrics: a permutation needs whole rows (a P x 1 grid, "
+                       "found Q = %d)",
+                       g->npcol);
+    }
+    st = qr_malloc(&Wtf, (size_t)mloc * (size_t)nloc, sizeof *Wtf, "metrics weight");
     if (st == QR_OK) {
-        st = qr_dmat_create(g, h->X->m, W->m, &Z);
+        st = qr_malloc(&T, (size_t)n * (size_t)d, sizeof *T, "metrics rows");
     }
     if (st == QR_OK) {
-        st = qr_dmat_create(g, h->X->m, h->X->n, &Xa);
+        st = qr_malloc(&Tloc, (size_t)n * (size_t)nloc, sizeof *Tloc, "metrics rows");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&Z, (size_t)n * (size_t)mloc, sizeof *Z, "metrics output");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&tmp, (size_t)d, sizeof *tmp, "metrics rows");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    sums[0] = qr_dmat_local_sumsq(W, W_eff);
+    sums[0] = weight_err_sumsq(g, W, W_t, perm, smooth);
     sums[1] = qr_dmat_local_sumsq(W, NULL);
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
     m->weight_rel_err = rel(sums[0], sums[1]);
-    pgemm_nt(1.0, h->X, W, 0.0, Y);
-    sums[1] = qr_dmat_local_sumsq(Y, NULL);
-    MPI_Allreduce(MPI_IN_PLACE, &sums[1], 1, MPI_DOUBLE, MPI_SUM, g->comm);
+    local_float(W_t, Wtf);
     for (int a = 0; a < 4; a++) {
         if (a == 3 && h->agroup <= 0) {
             continue;
         }
-        if (a > 0) {
-            QR_CHECK(
-                qr_mpi_agree(g->comm, quantized_rows(g, h, bits[a], a == 3 ? h->agroup : 0, Xa)));
+        /* Every rank transforms and quantizes all n rows (per token, so it needs whole rows):
+         * n·d work against the n·d·m/(P·Q) of its products. */
+        qr_metric_rows_transform(h->X, n, d, perm, smooth, bits[a], a == 3 ? h->agroup : 0, tmp, T);
+        local_columns(g, W_t, T, n, d, Tloc);
+        if (W_t->mloc > 0) {
+            memcpy(Z, ref->Y, (size_t)(n * W_t->mloc) * sizeof *Z);
         }
-        memcpy(Z->data, Y->data, qr_dmat_local_count(Y) * sizeof *Z->data);
-        pgemm_nt(-1.0, a == 0 ? h->X : Xa, W_eff, 1.0, Z);
-        sums[0] = qr_dmat_local_sumsq(Z, NULL);
-        MPI_Allreduce(MPI_IN_PLACE, sums, 1, MPI_DOUBLE, MPI_SUM, g->comm);
-        *out[a] = rel(sums[0], sums[1]);
+        /* Z = Y - T W_tᵀ: the row sum of the partial -T W_tᵀ plus Y once (Y is already summed,
+         * so only column 0 adds it before the sum). */
+        if (g->mycol != 0 && W_t->mloc > 0) {
+            memset(Z, 0, (size_t)(n * W_t->mloc) * sizeof *Z);
+        }
+        partial_product(W_t, Wtf, Tloc, n, -1.0f, 1.0f, ref->row, Z);
+        *out[a] = rel(group_sumsq(g, Z, n * W_t->mloc), ref->y_sumsq);
     }
     m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
 done:
-    qr_dmat_free(&Y);
-    qr_dmat_free(&Z);
-    qr_dmat_free(&Xa);
+    free(Wtf);
+    free(T);
+    free(Tloc);
+    free(Z);
+    free(tmp);
     return st;
 }

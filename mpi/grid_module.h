@@ -13,7 +13,8 @@
  *   correction   E = W - deq(Q) local; E S by PDTRMM or a local column scaling; the randomized SVD
  *                (PDGEMM, PDGEQRF); R = Vt S^-1 by PDTRSM; L (m, r) and R (r, n) are small and end
  *                up on every rank
- *   metrics      held-out rows block-cyclic, Y = X Wᵀ and X_a W_effᵀ by PDGEMM, norms reduced
+ *   metrics      the held-out sample on every rank times its own weight blocks (float32),
+ *                partial outputs summed over a process row, norms reduced
  * The group root finally holds the module's INT4 codes (m n / 2 bytes, gathered to write its part)
  * and never a float copy of an m x n matrix.
  *
@@ -85,13 +86,23 @@ int64_t qr_grid_row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0);
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
                        const double *rows);
 
-/* Held-out rows on the grid: X (n_ho, d) block-cyclic, and this rank's row blocks whole
- * (qr_grid_row_block order), from which the metrics make the per-token quantized versions. */
+/* Held-out rows on the grid: the metrics' sample (io/calib_holdout.h, a few hundred rows) whole
+ * on every rank: each rank multiplies them by its own blocks of the weight, so the products are
+ * divided like the weight and only the (n, local rows) partial outputs of a process row are
+ * summed (none on P x 1 grids). */
 typedef struct {
-    qr_dmat *X;
-    float *rows;    /* (sum of this rank's row block lengths, d) float32 */
+    float *X;       /* (n, d) float32, on every rank */
+    int64_t n, d;   /* n = 0: no held-out rows */
     int64_t agroup; /* channel group of the grouped-A4 metric (0: off) */
 } qr_grid_held;
+
+/* The module's reference outputs on this rank: Y = X Wᵀ for its rows of W, computed once and
+ * shared by the method's metrics and RTN's. */
+typedef struct {
+    float *Y;       /* (n, mloc) summed over the process row */
+    double y_sumsq; /* ||X Wᵀ||² over the group */
+    MPI_Comm row;   /* the process row (Q > 1), else MPI_COMM_NULL */
+} qr_grid_metric_ref;
 
 /* What a distributed module run leaves on every rank. */
 typedef struct {
@@ -108,11 +119,18 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr
 
 void qr_grid_result_free(qr_grid_result *res); /* not collective */
 
-/* The metrics of qr_metrics_compute on distributed held-out rows, with W and W_eff (m, n): the
- * float error, then the A8, A4 and grouped-A4 errors from per-token quantized copies of the rows
- * (the rule of the reference forward), one at a time. bits_per_weight and the stage times come
- * from the caller. */
-qr_status qr_grid_metrics(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_eff,
-                          const qr_grid_held *h, qr_metrics *m);
+qr_status qr_grid_metric_ref_init(const qr_grid *g, const qr_dmat *W, const qr_grid_held *h,
+                                  qr_grid_metric_ref *ref);
+void qr_grid_metric_ref_free(qr_grid_metric_ref *ref); /* not collective; NULL-safe */
+
+/* qr_metrics_fast on the grid: W (m, n) the weight ref was made with, W_t (m, n) the module's
+ * weight in its transformed space (deq(main) + side + L R), perm and smooth (n, on every rank;
+ * NULL: none; a permutation needs Q = 1) the transform. The float, A8, A4 and grouped-A4 errors
+ * from the rows transformed and quantized per token (the rule of the reference forward), float32
+ * products, sums of squares in float64 reduced over the group. bits_per_weight and the stage
+ * times come from the caller. */
+qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
+                          const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
+                          const float *smooth, qr_metrics *m);
 
 #endif

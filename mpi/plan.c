@@ -50,6 +50,11 @@ int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout)
     return (ho < windows ? ho : windows - 1 > 0 ? windows - 1 : 0) * seq_len;
 }
 
+int64_t qr_plan_metric_rows(int64_t held_tokens, int64_t cap)
+{
+    return cap > 0 && cap < held_tokens ? cap : held_tokens;
+}
+
 void qr_plan_opts_default(qr_plan_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -57,6 +62,7 @@ void qr_plan_opts_default(qr_plan_opts *o)
     qr_method_opts_default(&o->method, QR_METHOD_DEFAULT);
     o->seq_len = QR_SEQ_LEN_DEFAULT;
     o->held_tokens = qr_plan_held_tokens(o->tokens, o->seq_len, QR_HOLDOUT_DEFAULT);
+    o->metric_rows = qr_plan_metric_rows(o->held_tokens, QR_METRIC_ROWS_DEFAULT);
     o->weight_bytes = 4;
     o->n_ranks = 1;
     o->grid[0] = 1;
@@ -221,16 +227,18 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
         }
         c->bytes_read = mul3(&ctx, n, din, 4);
     }
-    /* the metrics: Y = X Wᵀ and the output of each of the four activation settings (2 nh d_out
-     * d_in each), and the effective weight (d_out d_in r) */
-    c->metrics_flops = add(&ctx, mul(&ctx, 10, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
+    /* the metrics (src/metrics.c qr_metrics_fast, mpi/grid_metrics.c) on the sample of nm rows:
+     * Y = X Wᵀ once and the float, A8 and A4 outputs (2 nm d_out d_in each, float32 products,
+     * which run at twice dgemm's rate: counted as half), and the weight in its transformed space
+     * (d_out d_in r) */
+    c->metrics_flops = add(&ctx, mul(&ctx, 4, mul3(&ctx, (uint64_t)o->metric_rows, dout, din)),
                            mul3(&ctx, dout, din, r));
     if (!(o->method.method == QR_METHOD_RTN && !o->method.gptq)) {
-        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its Y, float, A8 and
-         * A4 outputs (no grouped A4) */
+        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its float, A8 and A4
+         * outputs (no grouped A4), on the same Y */
         c->metrics_flops =
             add(&ctx, c->metrics_flops,
-                add(&ctx, mul(&ctx, 8, mul3(&ctx, (uint64_t)o->held_tokens, dout, din)),
+                add(&ctx, mul(&ctx, 3, mul3(&ctx, (uint64_t)o->metric_rows, dout, din)),
                     mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
     }
     c->decomp_flops = dec;

@@ -42,6 +42,7 @@
 typedef struct {
     int64_t tokens;           /* calibration rows, fitting and held out */
     int64_t held_tokens;      /* of which held out for the metrics */
+    int64_t metric_rows;      /* the held-out rows the metrics use (quantize's sample) */
     int64_t seq_len;          /* window length of the calibration capture */
     qr_method_opts method;    /* what each module runs: the options quantize runs it with */
     int64_t weight_bytes;     /* bytes per stored source weight (4 F32, 2 BF16/F16) */
@@ -84,6 +85,8 @@ void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_
 /* The held-out rows of `tokens` calibration rows in windows of seq_len for a holdout fraction:
  * the rule of io/calib_holdout.h (the last ceil(F x windows) windows, at least one left to fit). */
 int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
+/* The rows of the metrics' sample: quantize's --metric-rows cap (0: all) of the held-out rows. */
+int64_t qr_plan_metric_rows(int64_t held_tokens, int64_t cap);
 
 /* Cost of module m, at its own rank and salient count (QR_AUTO values resolved by
  * qr_method_resolve, as quantize runs them); first_of_input = 1 when it is the first module of its

@@ -45,7 +45,7 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
 {
     const qr_method_opts *mo = &o->method;
     uint64_t m = (uint64_t)mod->d_out, n = (uint64_t)mod->d_in, mn = m * n;
-    uint64_t nh = (uint64_t)o->held_tokens, s = (uint64_t)o->seq_len;
+    uint64_t nh = (uint64_t)o->metric_rows, s = (uint64_t)o->seq_len;
     uint64_t r = has_correction(mo->method) ? (uint64_t)mo->rank : 0, l = svd_width(o, m, n, r);
     uint64_t input, svd, method, metrics, stats_pass;
     bool whiten = mo->method == QR_METHOD_QERA_EXACT ||
@@ -72,9 +72,9 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     if (mo->gptq) {
         method += 8 * (n * n + mn);
     }
-    /* the metrics: the effective weight, then Y, Y^ and the float64 rows, and the reference's
-     * dequantized main matrix */
-    metrics = mn / 2 + 8 * umax(mn, 2 * nh * m + nh * n + mn);
+    /* the metrics (qr_metrics_fast): the float32 Y, the module's weight in float64 and float32,
+     * the transformed rows and the difference Z (float32) */
+    metrics = mn / 2 + 12 * mn + 4 * nh * n + 8 * nh * m;
     /* the RTN comparison (jobs/quantize_rtn.c): the same metrics on RTN's module while the
      * method's packed main matrix is kept */
     if (!(mo->method == QR_METHOD_RTN && !mo->gptq)) {
@@ -91,19 +91,17 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t P = (uint64_t)o->grid[0], Q = (uint64_t)o->grid[1];
     uint64_t nb = (uint64_t)qr_grid_block_for_group(mo->wq.group, o->grid[1]);
     uint64_t m = (uint64_t)mod->d_out, n = (uint64_t)mod->d_in, mn = m * n;
-    uint64_t nh = (uint64_t)o->held_tokens, s = (uint64_t)o->seq_len;
+    uint64_t nh = (uint64_t)o->metric_rows, s = (uint64_t)o->seq_len;
     uint64_t r = mo->method == QR_METHOD_RTN ? 0 : (uint64_t)mo->rank, l = svd_width(o, m, n, r);
     uint64_t mloc = lmax(m, nb, P), nloc = lmax(n, nb, Q), nrow = lmax(n, nb, P);
     uint64_t wloc = 8 * mloc * nloc; /* one distributed m x n matrix */
     uint64_t gloc = 8 * nrow * nloc; /* one distributed n x n matrix */
-    uint64_t hloc = 8 * lmax(nh, nb, P) * nloc;
     uint64_t windows = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1), per = P * Q;
     uint64_t share = (windows + per - 1) / per, round, input, stats, svd, module, metrics;
     bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
-    /* qr_dstats (G or its factor, six vectors), the held-out rows (distributed and the local
-     * float rows) */
-    input = gloc + 8 * 6 * n + hloc + 4 * lmax(nh, nb, P) * n + (mo->gptq && whiten ? gloc : 0);
+    /* qr_dstats (G or its factor, six vectors), the held-out sample (whole, float32) */
+    input = gloc + 8 * 6 * n + 4 * nh * n + (mo->gptq && whiten ? gloc : 0);
     /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
      * damped factorization keeps a copy of its input */
     round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
@@ -124,8 +122,9 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
     }
-    /* the metrics: W, W_eff, Y, Z, one quantized copy of the rows and its staging */
-    metrics = 2 * wloc + 16 * lmax(nh, nb, P) * lmax(m, nb, Q) + hloc + 8 * nb * n;
+    /* the metrics (mpi/grid_metrics.c): W, W_eff and its float32 copy, the local Y and Z, the
+     * transformed rows whole and their local columns (float32) */
+    metrics = 2 * wloc + wloc / 2 + 4 * nh * (n + nloc + 2 * mloc);
     out->rank_bytes = input + umax(stats, umax(module, metrics));
     /* the root gathers the INT4 codes and scales to write the part */
     out->root_bytes = mn / 2 + 4 * m * ((n + nb - 1) / nb) + mloc * nloc * 2;

@@ -9,6 +9,7 @@
 #include "src/alloc.h"
 #include "src/checked.h"
 #include "src/qlayer_ref.h"
+#include "src/quant.h"
 
 /* Y (n, d_out) = X Wᵀ in float64. */
 static qr_status reference_output(const double *W, int64_t d_out, int64_t d_in, const float *X,
@@ -25,6 +26,11 @@ static qr_status reference_output(const double *W, int64_t d_out, int64_t d_in, 
     return QR_OK;
 }
 
+static double rel_of(double num, double den)
+{
+    return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
+}
+
 static double rel_diff(const double *Y, const double *Yh, int64_t n)
 {
     double num = 0.0, den = 0.0;
@@ -33,7 +39,20 @@ static double rel_diff(const double *Y, const double *Yh, int64_t n)
         num += d * d;
         den += Y[i] * Y[i];
     }
-    return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
+    return rel_of(num, den);
+}
+
+/* SQNR, bits and the method's stage times: the same for both paths. */
+static void finish(const qr_qlayer *ql, const qr_method_report *rep, qr_metrics *m)
+{
+    m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
+    m->bits_per_weight = ql->bits_per_weight;
+    if (rep) {
+        for (int s = 0; s < QR_STAGE_COUNT; s++) {
+            m->seconds[s] = rep->seconds[s];
+            m->seconds_total += rep->seconds[s];
+        }
+    }
 }
 
 static qr_status check_sizes(const qr_qlayer *ql, int64_t n)
@@ -88,7 +107,7 @@ qr_status qr_metrics_compute(const qr_qlayer *ql, const double *W, const float *
         num += d * d;
         den += W[i] * W[i];
     }
-    m->weight_rel_err = den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
+    m->weight_rel_err = rel_of(num, den);
     free(We);
     We = NULL;
 
@@ -105,18 +124,144 @@ qr_status qr_metrics_compute(const qr_qlayer *ql, const double *W, const float *
         QR_CHECK(qr_qlayer_forward_ref(ql, X, n, 4, agroup, Yh));
         m->out_rel_err_a4g = rel_diff(Y, Yh, n * d_out);
     }
-    m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
-    m->bits_per_weight = ql->bits_per_weight;
-    if (rep) {
-        for (int s = 0; s < QR_STAGE_COUNT; s++) {
-            m->seconds[s] = rep->seconds[s];
-            m->seconds_total += rep->seconds[s];
-        }
-    }
+    finish(ql, rep, m);
 done:
     free(Y);
     free(Yh);
     free(We);
+    return st;
+}
+
+qr_status qr_metric_ref_init(qr_metric_ref *r, const double *W, int64_t d_out, int64_t d_in,
+                             const float *X, int64_t n)
+{
+    qr_status st = QR_OK;
+    float *Wf = NULL; /* (d_out, d_in) */
+    int tmp;
+    memset(r, 0, sizeof *r);
+    if (n < 1 || d_out < 1 || d_in < 1 || !qr_to_int(n, &tmp) || !qr_to_int(d_out, &tmp) ||
+        !qr_to_int(d_in, &tmp)) {
+        return qr_fail(QR_ERR_INPUT,
+                       "metrics: sizes (expected n >= 1 and a >= 1 x 1 layer, found n = %lld, "
+                       "%lld x %lld)",
+                       (long long)n, (long long)d_out, (long long)d_in);
+    }
+    QR_CHECK(qr_malloc(&Wf, (size_t)d_out * (size_t)d_in, sizeof *Wf, "metrics weight"));
+    QR_CHECK(qr_malloc(&r->Y, (size_t)n * (size_t)d_out, sizeof *r->Y, "metrics output"));
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        Wf[i] = (float)W[i];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)d_out, (int)d_in, 1.0f, X,
+                (int)d_in, Wf, (int)d_in, 0.0f, r->Y, (int)d_out);
+    for (int64_t i = 0; i < n * d_out; i++) {
+        r->y_sumsq += (double)r->Y[i] * (double)r->Y[i];
+    }
+    r->X = X;
+    r->n = n;
+    r->d_out = d_out;
+    r->d_in = d_in;
+done:
+    free(Wf);
+    if (st != QR_OK) {
+        qr_metric_ref_free(r);
+    }
+    return st;
+}
+
+void qr_metric_ref_free(qr_metric_ref *r)
+{
+    if (r) {
+        free(r->Y);
+        memset(r, 0, sizeof *r);
+    }
+}
+
+void qr_metric_rows_transform(const float *X, int64_t n, int64_t d, const int32_t *perm,
+                              const float *smooth, int bits, int64_t agroup, double *tmp, float *T)
+{
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t j = 0; j < d; j++) {
+            int64_t src = perm ? perm[j] : j;
+            double s = smooth ? (double)smooth[j] : 1.0;
+            tmp[j] = (double)X[t * d + src] / s;
+        }
+        if (bits > 0) {
+            qr_act_fake_quant(tmp, 1, d, bits, agroup); /* per token: one row at a time */
+        }
+        for (int64_t j = 0; j < d; j++) {
+            T[t * d + j] = (float)tmp[j];
+        }
+    }
+}
+
+/* ||W - W_eff||² from W_t, with W_eff[:, perm[j]] = W_t[:, j] / smooth[j]. */
+static double weight_err_sumsq(const qr_qlayer *ql, const double *W, const double *Wt)
+{
+    double num = 0.0;
+    for (int64_t i = 0; i < ql->d_out; i++) {
+        for (int64_t j = 0; j < ql->d_in; j++) {
+            int64_t src = ql->perm ? ql->perm[j] : j;
+            double s = ql->smooth ? (double)ql->smooth[j] : 1.0;
+            double d = W[i * ql->d_in + src] - Wt[i * ql->d_in + j] / s;
+            num += d * d;
+        }
+    }
+    return num;
+}
+
+qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const double *W,
+                          int64_t agroup, const qr_method_report *rep, qr_metrics *m)
+{
+    static const int bits[4] = {0, 8, 4, 4};
+    qr_status st = QR_OK;
+    int64_t d_out = ql->d_out, d_in = ql->d_in, n = r->n;
+    double *Wt = NULL, *tmp = NULL; /* (d_out, d_in), (d_in) */
+    float *Wtf = NULL, *T = NULL, *Z = NULL;
+    double *out[4] = {&m->out_rel_err, &m->out_rel_err_a8, &m->out_rel_err_a4, &m->out_rel_err_a4g};
+    double den = 0.0;
+    memset(m, 0, sizeof *m);
+    m->out_rel_err_a4g = NAN;
+    if (d_out != r->d_out || d_in != r->d_in || agroup < 0) {
+        return qr_fail(QR_ERR_INPUT,
+                       "metrics: layer %lld x %lld (agroup %lld) against reference outputs of "
+                       "%lld x %lld (expected the same shape, agroup >= 0)",
+                       (long long)d_out, (long long)d_in, (long long)agroup, (long long)r->d_out,
+                       (long long)r->d_in);
+    }
+    QR_TRY(qr_qlayer_check(ql, "metrics"));
+    QR_CHECK(qr_malloc(&Wt, (size_t)d_out * (size_t)d_in, sizeof *Wt, "metrics weight"));
+    QR_CHECK(qr_malloc(&Wtf, (size_t)d_out * (size_t)d_in, sizeof *Wtf, "metrics weight"));
+    QR_CHECK(qr_malloc(&tmp, (size_t)d_in, sizeof *tmp, "metrics rows"));
+    QR_CHECK(qr_malloc(&T, (size_t)n * (size_t)d_in, sizeof *T, "metrics rows"));
+    QR_CHECK(qr_malloc(&Z, (size_t)n * (size_t)d_out, sizeof *Z, "metrics output"));
+    QR_CHECK(qr_qlayer_weight_t(ql, Wt));
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        Wtf[i] = (float)Wt[i];
+        den += W[i] * W[i];
+    }
+    m->weight_rel_err = rel_of(weight_err_sumsq(ql, W, Wt), den);
+    for (int a = 0; a < 4; a++) {
+        double num = 0.0;
+        if (a == 3 && agroup <= 0) {
+            continue;
+        }
+        qr_metric_rows_transform(r->X, n, d_in, ql->perm, ql->smooth, bits[a], a == 3 ? agroup : 0,
+                                 tmp, T);
+        memcpy(Z, r->Y, (size_t)(n * d_out) * sizeof *Z);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)d_out, (int)d_in, -1.0f,
+                    T, (int)d_in, Wtf, (int)d_in, 1.0f, Z, (int)d_out);
+        for (int64_t i = 0; i < n * d_out; i++) {
+            num += (double)Z[i] * (double)Z[i];
+        }
+        *out[a] = rel_of(num, r->y_sumsq);
+    }
+    finish(ql, rep, m);
+done:
+    free(Wt);
+    free(Wtf);
+    free(tmp);
+    free(T);
+    free(Z);
     return st;
 }
 
@@ -149,7 +294,7 @@ qr_status qr_metrics_calib_error(const double *W, const double *W_eff, const dou
         den += DG[i] * W[i];
     }
     num = num < 0.0 ? 0.0 : num; /* G is PSD: a negative value is rounding */
-    *rel = den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
+    *rel = rel_of(num, den);
 done:
     free(D);
     free(DG);

@@ -29,6 +29,39 @@ typedef struct {
 qr_status qr_metrics_compute(const qr_qlayer *ql, const double *W, const float *X, int64_t n,
                              int64_t agroup, const qr_method_report *rep, qr_metrics *m);
 
+/* The fast path quantize uses (the function above is its float64 reference): float32 products,
+ * and the reference output Y = X Wᵀ of the held-out rows computed once per module, shared by the
+ * method's metrics and RTN's. Every setting's error is ||Y - T W_tᵀ|| / ||Y|| with T the
+ * transformed (and per-token quantized) rows and W_t the module's weight in its transformed space
+ * (qr_qlayer_weight_t); sums of squares in float64. Accuracy against the reference: docs/methods.md
+ * ("Metrics"), checked by methods.metrics_fast. */
+/* Held-out rows the metrics use by default (quantize --metric-rows): enough that a module's
+ * relative output error is known to about 1% (docs/quantize.md, "Metrics on a sample of the
+ * held-out rows"), few enough that the metrics cost a small part of a 7B module's statistics. */
+#define QR_METRIC_ROWS_DEFAULT 256
+
+typedef struct {
+    const float *X; /* (n, d_in) held-out rows, borrowed */
+    int64_t n, d_out, d_in;
+    float *Y;       /* (n, d_out) X Wᵀ */
+    double y_sumsq; /* ||Y||²_F */
+} qr_metric_ref;
+
+/* Y for W (d_out, d_in) on X (n, d_in); X must outlive r. Not collective. */
+qr_status qr_metric_ref_init(qr_metric_ref *r, const double *W, int64_t d_out, int64_t d_in,
+                             const float *X, int64_t n);
+void qr_metric_ref_free(qr_metric_ref *r); /* NULL-safe; clears r */
+
+/* qr_metrics_compute's figures through r (W is the weight r was made with). */
+qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const double *W,
+                          int64_t agroup, const qr_method_report *rep, qr_metrics *m);
+
+/* T (n, d) float32 := x[perm[j]] / smooth[j] of X's rows (perm, smooth may be NULL), per-token
+ * fake-quantized to `bits` (0 = none) per group of `agroup` channels (0 = the whole row): the rule
+ * of the reference forward. tmp holds d doubles. Not collective. */
+void qr_metric_rows_transform(const float *X, int64_t n, int64_t d, const int32_t *perm,
+                              const float *smooth, int bits, int64_t agroup, double *tmp, float *T);
+
 /* Relative output error of ql on X (n, d_in) with one activation setting (abits 0, 4, 8). */
 qr_status qr_metrics_output_error(const qr_qlayer *ql, const double *W, const float *X, int64_t n,
                                   int abits, int64_t agroup, double *rel);

@@ -88,11 +88,28 @@ void qr_qlayer_free(qr_qlayer *ql)
     memset(ql, 0, sizeof *ql);
 }
 
-qr_status qr_qlayer_effective_weight(const qr_qlayer *ql, double *w_eff)
+/* deq(main) + side + L·R, row i, in the transformed space t. */
+static void weight_t_row(const qr_qlayer *ql, int64_t i, double *row)
+{
+    int64_t d_in = ql->d_in;
+    for (int64_t j = 0; j < d_in; j++) {
+        row[j] = qr_qweight_value(&ql->main, i, j);
+    }
+    for (int64_t j = 0; j < ql->n_salient; j++) {
+        row[j] += qr_qweight_value(&ql->side, i, j);
+    }
+    for (int64_t k = 0; k < ql->rank; k++) {
+        double l = (double)ql->L[i * ql->rank + k];
+        const float *r = ql->R + k * d_in; /* (d_in) */
+        for (int64_t j = 0; j < d_in; j++) {
+            row[j] += l * (double)r[j];
+        }
+    }
+}
+
+static qr_status check_parts(const qr_qlayer *ql)
 {
     int64_t d_out = ql->d_out, d_in = ql->d_in;
-    qr_status st = QR_OK;
-    double *row = NULL; /* (d_in): one row in the transformed space t */
     if (ql->main.rows != d_out || ql->main.cols != d_in) {
         return qr_fail(QR_ERR_INPUT,
                        "quantized layer: main matrix shape (expected %lld x %lld, found %lld x "
@@ -112,21 +129,27 @@ qr_status qr_qlayer_effective_weight(const qr_qlayer *ql, double *w_eff)
         return qr_fail(QR_ERR_INPUT, "quantized layer: rank %lld without L and R factors",
                        (long long)ql->rank);
     }
+    return QR_OK;
+}
+
+qr_status qr_qlayer_weight_t(const qr_qlayer *ql, double *w_t)
+{
+    QR_TRY(check_parts(ql));
+    for (int64_t i = 0; i < ql->d_out; i++) {
+        weight_t_row(ql, i, w_t + i * ql->d_in);
+    }
+    return QR_OK;
+}
+
+qr_status qr_qlayer_effective_weight(const qr_qlayer *ql, double *w_eff)
+{
+    int64_t d_out = ql->d_out, d_in = ql->d_in;
+    qr_status st = QR_OK;
+    double *row = NULL; /* (d_in): one row in the transformed space t */
+    QR_TRY(check_parts(ql));
     QR_CHECK(qr_malloc(&row, (size_t)d_in, sizeof *row, "effective weight row"));
     for (int64_t i = 0; i < d_out; i++) {
-        for (int64_t j = 0; j < d_in; j++) {
-            row[j] = qr_qweight_value(&ql->main, i, j);
-        }
-        for (int64_t j = 0; j < ql->n_salient; j++) {
-            row[j] += qr_qweight_value(&ql->side, i, j);
-        }
-        for (int64_t k = 0; k < ql->rank; k++) {
-            double l = (double)ql->L[i * ql->rank + k];
-            const float *r = ql->R + k * d_in; /* (d_in) */
-            for (int64_t j = 0; j < d_in; j++) {
-                row[j] += l * (double)r[j];
-            }
-        }
+        weight_t_row(ql, i, row);
         for (int64_t j = 0; j < d_in; j++) {
             int64_t src = ql->perm ? ql->perm[j] : j;
             double s = ql->smooth ? (double)ql->smooth[j] : 1.0;

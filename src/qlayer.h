@@ -116,6 +116,10 @@ qr_status qr_qlayer_check(const qr_qlayer *ql, const char *who);
  * metrics (it is what the module computes with float activations). */
 qr_status qr_qlayer_effective_weight(const qr_qlayer *ql, double *w_eff);
 
+/* The same in the TRANSFORMED space (d_out, d_in): deq(main) + [deq(side) 0] + L·R, the matrix
+ * that multiplies the (quantized) transformed input t. */
+qr_status qr_qlayer_weight_t(const qr_qlayer *ql, double *w_t);
+
 const char *qr_method_name(qr_method_id m);
 /* Parse a method name ("rtn", "lqer", "qera-approx", "qera-exact", "aser", "serq", "flrq", "srr");
  * returns QR_METHOD_COUNT when unknown. */

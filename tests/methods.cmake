@@ -1,7 +1,7 @@
 # methods: the reconstruction methods behind src/method.h, the shared corrections, the reference
 # forward and the per-module metrics. One program, one ctest case per property.
 foreach(case rank_monotone whitened_optimal srr_k0 srr_kstar serq_transform beat_rtn flrq_rank bits
-             metrics errors odd_shapes serq_a4 aser_salient
+             metrics metrics_fast errors odd_shapes serq_a4 aser_salient
              whitened_randomized flrq_calib_error determinism)
   qr_add_test(NAME methods.${case}
               SOURCES methods/test_methods.c methods/fixture.c ARGS ${case})

@@ -864,6 +864,73 @@ static int test_metrics(void)
     return qr_test_finish("methods.metrics");
 }
 
+/* Relative accuracy of the float32 metrics against the float64 reference: float32 products round
+ * each term to ~6e-8 and sums of d_in terms grow that like sqrt(d_in), so an error e (relative to
+ * ||Y||) is known to ~1e-6 / e; measured here 7e-8 (errors >= 0.03). */
+#define METRICS_FAST_TOL 1e-5
+
+/* The fast path (float32, shared reference outputs) against qr_metrics_compute, every method with
+ * its transform (SERQ's permutation, ASER's smoothing), every activation setting; an exact module
+ * gives exactly zero. */
+static int test_metrics_fast(void)
+{
+    enum { DO = 96, DI = 128, NC = 1024, NT = 256, AG = 32 };
+    double *W = malloc(sizeof(double) * DO * DI), *We = malloc(sizeof(double) * DO * DI);
+    float *X = malloc(sizeof(float) * NC * DI), *Xt = malloc(sizeof(float) * NT * DI);
+    qr_stats *st = NULL;
+    qr_metric_ref ref;
+    double worst = 0.0;
+    mf_weight(61, DO, DI, W);
+    mf_acts(62, 63, NC, DI, X);
+    mf_acts(62, 64, NT, DI, Xt);
+    QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
+    QR_REQUIRE(qr_metric_ref_init(&ref, W, DO, DI, Xt, NT) == QR_OK, "%s", qr_errmsg());
+    for (int m = 0; m < QR_METHOD_COUNT; m++) {
+        qr_method_opts o;
+        qr_qlayer ql;
+        qr_metrics a, b;
+        qr_method_opts_default(&o, (qr_method_id)m);
+        o.rank = 8;
+        o.n_salient = 8;
+        o.module_name = "model.layers.1.self_attn.o_proj";
+        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s: %s",
+                   qr_method_name((qr_method_id)m), qr_errmsg());
+        QR_REQUIRE(qr_metrics_compute(&ql, W, Xt, NT, AG, NULL, &a) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_metrics_fast(&ref, &ql, W, AG, NULL, &b) == QR_OK, "%s", qr_errmsg());
+        const double *ea = &a.out_rel_err, *eb = &b.out_rel_err;
+        for (int k = -1; k < 4; k++) {
+            double x = k < 0 ? a.weight_rel_err : ea[k], y = k < 0 ? b.weight_rel_err : eb[k];
+            double d = fabs(x - y) / x;
+            worst = d > worst ? d : worst;
+            QR_EXPECT(d <= (k < 0 ? 1e-12 : METRICS_FAST_TOL),
+                      "%s: metric %d: fast %.9g vs reference %.9g (relative %.2g)",
+                      qr_method_name((qr_method_id)m), k, y, x, d);
+        }
+        QR_EXPECT(b.bits_per_weight == a.bits_per_weight, "%s: bits",
+                  qr_method_name((qr_method_id)m));
+        if (m == QR_METHOD_RTN) {
+            /* The module's own effective weight as W: an exact module. */
+            qr_metric_ref ex;
+            QR_REQUIRE(qr_qlayer_effective_weight(&ql, We) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(qr_metric_ref_init(&ex, We, DO, DI, Xt, NT) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(qr_metrics_fast(&ex, &ql, We, 0, NULL, &b) == QR_OK, "%s", qr_errmsg());
+            QR_EXPECT(b.out_rel_err == 0.0 && b.weight_rel_err == 0.0 && isinf(b.sqnr_db),
+                      "exact module: errors %g, %g, SQNR %g", b.out_rel_err, b.weight_rel_err,
+                      b.sqnr_db);
+            qr_metric_ref_free(&ex);
+        }
+        qr_qlayer_free(&ql);
+    }
+    printf("largest relative deviation of the float32 metrics: %.2e\n", worst);
+    qr_metric_ref_free(&ref);
+    qr_stats_free(&st);
+    free(W);
+    free(We);
+    free(X);
+    free(Xt);
+    return qr_test_finish("methods.metrics_fast");
+}
+
 /* Shapes of the real small models: rows that group 32 does not divide (stories260K: 172), both
  * ways round, for every method; and GPTQ as the main quantizer where it applies. */
 static int test_odd_shapes(void)
@@ -1279,6 +1346,7 @@ int main(int argc, char **argv)
         {"flrq_rank", test_flrq_rank},
         {"bits", test_bits},
         {"metrics", test_metrics},
+        {"metrics_fast", test_metrics_fast},
         {"errors", test_errors},
         {"odd_shapes", test_odd_shapes},
         {"serq_a4", test_serq_a4},

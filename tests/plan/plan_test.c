@@ -326,7 +326,8 @@ static void case_synthetic(void)
                   "7B: last group ranks %d+%d", p->slices[7].rank_begin, p->slices[7].rank_count);
     }
     qr_plan_free(&p);
-    /* A method divided over the grid: a quarter of the 1x1 working set per rank, and the root
+    /* A method divided over the grid: about a quarter of the 1x1 working set per rank (a little
+     * less: the whole-module path stages buffers the divided one never makes), and the root
      * holds the gathered INT4 codes of the largest module (4 bits a weight) and its scales. */
     {
         qr_plan *p1 = NULL;
@@ -338,7 +339,7 @@ static void case_synthetic(void)
         if (p && p1) {
             uint64_t m2 = p->slices[0].mem_per_rank - QR_PLAN_BASE_BYTES;
             uint64_t m1 = p1->slices[0].mem_per_rank - QR_PLAN_BASE_BYTES;
-            QR_EXPECT(m2 < m1 / 3 && m2 > m1 / 5,
+            QR_EXPECT(m2 < m1 / 3 && m2 > m1 / 6,
                       "7B qera-exact: %llu bytes per rank on 2x2 against %llu at 1x1 (expected "
                       "about a quarter)",
                       (unsigned long long)m2, (unsigned long long)m1);

@@ -16,6 +16,10 @@
 #include "io/checkpoint.h"
 #include "io/qlayer_h5.h"
 
+/* Float32 products of d_in terms summed in another order: ~1e-7 relative per output, and the
+ * errors are relative to ||Y||, so 1e-5 leaves a margin of 50 over the measured 2e-7. */
+#define METRIC_REL 1e-5
+
 static int differ(const char *fmt, const char *a, const char *b)
 {
     fprintf(stderr, "ckpt_compare: ");
@@ -91,7 +95,8 @@ int main(int argc, char **argv)
                     bad = 1;
                 }
                 /* The stored errors are measured on the same held-out rows: they agree as well
-                 * (relative, and absolutely near zero). */
+                 * (relative, and absolutely near zero), to the float32 rounding of the metrics'
+                 * products when a grid sums them in another order. */
                 for (size_t k = 0; k < ma.n && !bad; k++) {
                     const qr_kv *o = qr_kv_find(&mb, ma.items[k].key);
                     double x = ma.items[k].d;
@@ -99,7 +104,7 @@ int main(int argc, char **argv)
                         (o && isnan(x) && isnan(o->d))) {
                         continue;
                     }
-                    if (!o || !(fabs(o->d - x) <= tol * fabs(x) + 1e-15)) {
+                    if (!o || !(fabs(o->d - x) <= fmax(tol, METRIC_REL) * fabs(x) + 1e-15)) {
                         fprintf(stderr, "ckpt_compare: module %s: metric %s %.17g vs %.17g\n", name,
                                 ma.items[k].key, x, o ? o->d : NAN);
                         bad = 1;
