@@ -62,7 +62,7 @@ static const qr_opt plan_rows[] = {
     {"holdout", QR_OPT_DOUBLE, CLI(holdout), "F", "fraction of windows held out (quantize's)",
      .dmin = 0.0, .dmax = 0.9},
     {"metric-rows", QR_OPT_INT, CLI(metric_rows), "N",
-     "held-out rows the metrics use (quantize's; 0: all)", .imin = 0},
+     "held-out rows the metrics use (quantize's; 0: all)", .imin = 0, .imax = INT64_C(1) << 40},
     {"threads-per-rank", QR_OPT_INT, CLI(threads), "K", "BLAS threads per rank", .imin = 1,
      .imax = 4096},
     {"cores-per-node", QR_OPT_INT, CLI(cores), "C", "cores of one node, for the advice", .imin = 1,

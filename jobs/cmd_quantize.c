@@ -66,7 +66,7 @@ static const qr_opt job_rows[] = {
     {"metric-rows", QR_OPT_INT, JOB(metric_rows), "N",
      "held-out rows the per-module metrics use, spread evenly over the held-out\n"
      "windows (0: all of them; the count is stored in the checkpoint)",
-     .imin = 0},
+     .imin = 0, .imax = INT64_C(1) << 40},
     {"fallback-rtn", QR_OPT_FLAG, JOB(fallback_rtn), NULL,
      "store round-to-nearest's module (same group) wherever the method's held-out\n"
      "error at --abits is above RTN's; every such module is flagged either way (off)"},

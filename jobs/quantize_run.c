@@ -221,11 +221,12 @@ static void progress_drain(progress_ctx *p, int wait)
         int flag = 0;
         MPI_Status stt;
         progress_msg m;
-        if (wait && p->ends_seen < n_other_roots) {
-            flag = 1;
-            MPI_Probe(MPI_ANY_SOURCE, QR_TAG_PROGRESS, p->comm, &stt);
-        } else {
-            MPI_Iprobe(MPI_ANY_SOURCE, QR_TAG_PROGRESS, p->comm, &flag, &stt);
+        MPI_Iprobe(MPI_ANY_SOURCE, QR_TAG_PROGRESS, p->comm, &flag, &stt);
+        if (!flag && wait && p->ends_seen < n_other_roots) {
+            /* Asleep, not in a polling MPI_Probe: this rank's core is the other groups'. */
+            struct timespec ts = {0, 2000000L};
+            nanosleep(&ts, NULL);
+            continue;
         }
         if (!flag) {
             return;
@@ -864,6 +865,7 @@ static qr_status phase_slice(qr_run *r)
         qr_stage_hook_set(NULL, NULL);
         qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t0);
     }
+    qr_mpi_idle_barrier(r->comm); /* the groups that finish first wait asleep */
     st = qr_mpi_agree(r->comm, st);
     if (st == QR_STOPPED && r->rank == 0) {
         QR_INFO("quantize: %s", qr_errmsg());

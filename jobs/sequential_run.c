@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "io/calib_holdout.h"
 #include "io/fs.h"
@@ -365,25 +364,6 @@ static qr_status gather_held(seq_run *r, float *held, int64_t mine, int64_t d, f
     return st;
 }
 
-/* Complete req, sleeping between tests: a rank that waits for another group does not spin on a
- * core the working group needs (Open MPI polls busily inside blocking calls). */
-static void idle_wait(MPI_Request *req)
-{
-    struct timespec ts = {0, 2000000L}; /* 2 ms */
-    int flag = 0;
-    while (MPI_Test(req, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag) {
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* Every rank reaches this point (the groups that wait, asleep). Collective. */
-static void idle_barrier(MPI_Comm comm)
-{
-    MPI_Request req;
-    MPI_Ibarrier(comm, &req);
-    idle_wait(&req);
-}
-
 /* ---- one module: quantize (or read its part), the effective weight to the group ------------ */
 
 typedef struct {
@@ -493,7 +473,7 @@ static qr_status module_step(seq_run *r, int64_t i, const qr_stats *s, const flo
         }
     }
     if (r->gsize > 1) {
-        idle_barrier(r->gcomm); /* the lanes wait for the root's method asleep */
+        qr_mpi_idle_barrier(r->gcomm); /* the lanes wait for the root's method asleep */
     }
     QR_CHECK(qr_mpi_agree(r->gcomm, st));
     if (r->gsize > 1) {
@@ -631,7 +611,7 @@ static void listen(seq_run *r, int g)
         seq_msg m;
         MPI_Request req;
         MPI_Irecv(&m, (int)sizeof m, MPI_BYTE, root, TAG_PROGRESS, r->comm, &req);
-        idle_wait(&req);
+        qr_mpi_idle_wait(&req);
         if (m.end) {
             return;
         }
@@ -683,7 +663,7 @@ static qr_status phase_slices(seq_run *r)
         } else if (r->rank == 0) {
             listen(r, g);
         }
-        idle_barrier(r->comm);
+        qr_mpi_idle_barrier(r->comm);
         st = qr_mpi_agree(r->comm, st);
         if (st == QR_OK && g < r->last_group) {
             pass_on(r, g);

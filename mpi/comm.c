@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int qr_mpi_rank(MPI_Comm comm)
 {
@@ -18,6 +19,22 @@ int qr_mpi_size(MPI_Comm comm)
     int n = 1;
     MPI_Comm_size(comm, &n);
     return n;
+}
+
+void qr_mpi_idle_wait(MPI_Request *req)
+{
+    struct timespec ts = {0, 2000000L}; /* 2 ms */
+    int flag = 0;
+    while (MPI_Test(req, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && !flag) {
+        nanosleep(&ts, NULL);
+    }
+}
+
+void qr_mpi_idle_barrier(MPI_Comm comm)
+{
+    MPI_Request req;
+    MPI_Ibarrier(comm, &req);
+    qr_mpi_idle_wait(&req);
 }
 
 qr_status qr_mpi_check(int mpi_rc, const char *call)

@@ -22,6 +22,12 @@ int qr_mpi_size(MPI_Comm comm);
 /* Convert an MPI return code to a status with a message naming the call. */
 qr_status qr_mpi_check(int mpi_rc, const char *call);
 
+/* Complete req, sleeping 2 ms between tests, and the same for a barrier: a rank that waits for
+ * another group (long, on the scale of modules) does not spin on a core the working ranks need
+ * (Open MPI polls busily inside blocking calls, and the polling counts as CPU time). */
+void qr_mpi_idle_wait(MPI_Request *req);
+void qr_mpi_idle_barrier(MPI_Comm comm); /* collective */
+
 /* Collective: agree on the final status of a run, print the agreed error (or the resumable stop)
  * once (from rank 0; from every rank, tagged, when QRECON_LOG_ALL_RANKS=1), and return the process
  * exit code. */
