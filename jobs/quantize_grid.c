@@ -144,8 +144,10 @@ qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_m
     memset(out, 0, sizeof *out);
     memset(rtn_out, 0, sizeof *rtn_out);
     *has_metrics = in->held.n > 0;
+    qr_stage_mark("weight");
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, m->d_out, m->d_in, &W)));
     QR_CHECK(read_weight(g, model, m, W));
+    qr_stage_mark("method");
     QR_CHECK(module_quantize(g, o, W, in, &ref, in->held.agroup, out));
     if (rtn && *has_metrics) {
         qr_stage_mark("RTN comparison");

@@ -149,6 +149,9 @@ static qr_status check_calib(const qr_model *model, qr_calib_set *set, const qr_
 /* ---- progress: group roots tell rank 0 about each finished module ------------------------------
  */
 
+/* Distinct stage names rank 0 keeps time for (src/stage.h marks; "part" for writing parts). */
+#define QR_STAGE_SLOTS 12
+
 typedef struct {
     int32_t kind; /* 0: a module finished; 1: this group root has finished its slice */
     int32_t pad;
@@ -172,6 +175,10 @@ typedef struct {
     const char *current;
     double current_t0, current_weight;
     double own_seconds, own_weight; /* rank 0's finished modules: its rate for the bar's fill */
+    /* rank 0: its wall time by stage (the stage marks), printed at the end of the slice */
+    const char *stage_names[QR_STAGE_SLOTS];
+    double stage_seconds[QR_STAGE_SLOTS], stage_t0;
+    int n_stages, stage_now; /* stage_now: index of the running stage, -1 before the first */
 } progress_ctx;
 
 /* One module's line: the method, the rank used, the held-out output error, and its wall time on its
@@ -192,10 +199,45 @@ static void progress_drain(progress_ctx *p, int wait);
 
 /* Rank 0's stage hook (src/stage.h): other groups' messages first, then the bar redrawn with the
  * stage of its own module, filled by the module's expected share (rank 0's rate so far). */
+/* Rank 0: the running stage's time so far to its slot, then `stage` (NULL: none) runs. */
+static void stage_clock(progress_ctx *p, const char *stage)
+{
+    double now = qr_now();
+    int k = 0;
+    if (p->stage_now >= 0) {
+        p->stage_seconds[p->stage_now] += now - p->stage_t0;
+    }
+    p->stage_t0 = now;
+    while (stage && k < p->n_stages && strcmp(p->stage_names[k], stage) != 0) {
+        k++;
+    }
+    if (stage && k == p->n_stages && k < QR_STAGE_SLOTS) {
+        p->stage_names[p->n_stages++] = stage; /* marks pass string literals */
+    }
+    p->stage_now = stage && k < p->n_stages ? k : -1;
+}
+
+/* Rank 0, at the end of its slice: one line with its wall time by stage. */
+static void stage_report(progress_ctx *p, double total)
+{
+    char line[1024];
+    size_t len = 0;
+    stage_clock(p, NULL);
+    for (int k = 0; k < p->n_stages && len < sizeof line; k++) {
+        len += (size_t)snprintf(line + len, sizeof line - len, "%s%s %.1f s (%.0f%%)",
+                                k ? ", " : "", p->stage_names[k], p->stage_seconds[k],
+                                total > 0 ? 100.0 * p->stage_seconds[k] / total : 0.0);
+    }
+    if (p->n_stages > 0) {
+        QR_INFO("quantize: rank 0's wall time by stage: %s", line);
+    }
+}
+
 static void progress_stage(void *ctx, const char *stage)
 {
     progress_ctx *p = ctx;
     double frac = 0;
+    stage_clock(p, stage);
     progress_drain(p, 0);
     if (p->own_seconds > 0 && p->current_weight > 0) {
         frac = (qr_now() - p->current_t0) * (p->own_weight / p->own_seconds) / p->current_weight;
@@ -390,6 +432,7 @@ static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr
     QR_CHECK(qr_kv_set_double(&metrics, "seconds_wall", wall));
     QR_CHECK(qr_rtn_cmp_kv(cmp, &metrics));
     if (part) {
+        qr_stage_mark("part");
         QR_CHECK(qr_part_write(part, m->name, opts, &metrics, ql));
     }
     memset(msg, 0, sizeof *msg);
@@ -427,9 +470,11 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     if (!qr_mul_size((size_t)m->d_out, (size_t)m->d_in, &n)) {
         return qr_fail(QR_ERR_INPUT, "%s: size overflows", tensor);
     }
+    qr_stage_mark("weight");
     QR_CHECK(qr_malloc(&W, n, sizeof(double), tensor));
     QR_CHECK(qr_model_read_f64(model, tensor, W, n));
     release_tensor_pages(model, tensor);
+    qr_stage_mark("method");
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
     QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, stats, held, n_ho, job->agroup, &ql, &met, &rep,
@@ -842,6 +887,7 @@ static qr_status phase_slice(qr_run *r)
     prog.size = r->size;
     prog.group_size = r->gsize;
     prog.method = qr_method_name(r->job->method.method);
+    prog.stage_now = -1;
     if (r->rank == 0) {
         /* ETA by weight: each module's cost in the plan (module_weight). */
         prog.bar = qr_progress_begin("quantize", r->todo, "modules");
@@ -860,10 +906,12 @@ static qr_status phase_slice(qr_run *r)
     if (r->stats) {
         r->stats->seconds_modules = qr_now() - t0;
     }
+    qr_stage_mark("waiting for the other groups");
     progress_finish(&prog);
     if (r->rank == 0) {
         qr_stage_hook_set(NULL, NULL);
         qr_progress_end(&prog.bar, "quantize: modules of this run took %.1f s", qr_now() - t0);
+        stage_report(&prog, qr_now() - t0);
     }
     qr_mpi_idle_barrier(r->comm); /* the groups that finish first wait asleep */
     st = qr_mpi_agree(r->comm, st);
