@@ -274,6 +274,16 @@ static bool errors_agree(double measured, double stored)
     return fabs(measured - stored) <= QR_VALIDATE_STORED_ABS + QR_VALIDATE_STORED_REL * stored;
 }
 
+/* The checkpoint's rank option as given: a number, or "auto" (each module's own, QR_AUTO). */
+static void rank_text(int64_t rank, char *buf, size_t n)
+{
+    if (rank == QR_AUTO) {
+        snprintf(buf, n, "auto");
+    } else {
+        snprintf(buf, n, "%" PRId64, rank);
+    }
+}
+
 /* Validate checkpoint module i (on this rank alone). */
 static qr_status validate_one(const validate_opts *o, vctx *v, size_t i, vrow *row)
 {
@@ -413,9 +423,10 @@ static const char *act_name(int64_t abits)
 static void print_head(const validate_opts *o, const vctx *v, const char *kernel, int nranks,
                        int width)
 {
-    printf("validate: %s (%s, W%" PRId64 "%s, group %" PRId64 ", rank %" PRId64 ")\n", o->ckpt,
-           v->method, v->wbits, v->abits ? (v->abits == 8 ? "A8" : "A4") : "A16", v->group,
-           v->rank);
+    char rank[32];
+    rank_text(v->rank, rank, sizeof rank);
+    printf("validate: %s (%s, W%" PRId64 "%s, group %" PRId64 ", rank %s)\n", o->ckpt, v->method,
+           v->wbits, v->abits ? (v->abits == 8 ? "A8" : "A4") : "A16", v->group, rank);
     printf("  %" PRId64 " %s tokens of %s (%s rows %" PRId64 "..%" PRId64 "), kernel %s, %d "
            "rank(s)\n",
            v->n_rows, v->split.n_ho > 0 ? "held-out" : "calibration (no holdout)", o->calib,
@@ -560,17 +571,19 @@ static qr_status write_md(const validate_opts *o, const vctx *v, const vrow *row
 {
     qr_status st = QR_OK;
     size_t cap = 1024 + n * 512, len = 0;
+    char rank[32];
+    rank_text(v->rank, rank, sizeof rank);
     char *buf = NULL;
     QR_TRY(qr_malloc(&buf, cap, 1, "validation table"));
-    len += (size_t)snprintf(buf + len, cap - len,
-                            "# Validation of %s\n\n%s, W%" PRId64 " %s, group %" PRId64
-                            ", rank %" PRId64 "; %" PRId64 " tokens from row %" PRId64
-                            " of %s; kernel %s.\n\n"
-                            "| module | kernel | int diff | float rel | err float | err A8 | "
-                            "err A4 | stored | status |\n"
-                            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
-                            o->ckpt, v->method, v->wbits, act_name(v->abits), v->group, v->rank,
-                            v->n_rows, v->row0, o->calib, kernel);
+    len +=
+        (size_t)snprintf(buf + len, cap - len,
+                         "# Validation of %s\n\n%s, W%" PRId64 " %s, group %" PRId64
+                         ", rank %s; %" PRId64 " tokens from row %" PRId64 " of %s; kernel %s.\n\n"
+                         "| module | kernel | int diff | float rel | err float | err A8 | "
+                         "err A4 | stored | status |\n"
+                         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n",
+                         o->ckpt, v->method, v->wbits, act_name(v->abits), v->group, rank,
+                         v->n_rows, v->row0, o->calib, kernel);
     for (size_t i = 0; i < n && len < cap; i++) {
         len += (size_t)format_row(&rows[i], kernel, 0, 1, buf + len, cap - len);
     }
