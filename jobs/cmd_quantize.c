@@ -145,6 +145,7 @@ qr_status qr_cmd_quantize(int argc, char **argv)
     if (res.help) {
         return QR_OK;
     }
+    job->method.abits = job->abits; /* a method may fit the activation width (JOINT at A4) */
     if (!!job->calib_dir + !!c.in.input.text_path + !!c.in.input.token_path != 1) {
         return qr_cli_usage_error("quantize",
                                   "expected exactly one of --calib, --text and --token-file");

@@ -66,7 +66,7 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     if (mo->method == QR_METHOD_SRR) {
         method += 16 * mn;
     } else if (mo->method == QR_METHOD_ASER || mo->method == QR_METHOD_FLRQ ||
-               mo->method == QR_METHOD_SERQ) {
+               mo->method == QR_METHOD_SERQ || mo->method == QR_METHOD_JOINT) {
         method += 8 * mn + 16 * n * n;
     }
     if (mo->gptq) {

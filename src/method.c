@@ -20,6 +20,7 @@ extern const qr_method_impl qr_method_aser;
 extern const qr_method_impl qr_method_serq;
 extern const qr_method_impl qr_method_flrq;
 extern const qr_method_impl qr_method_srr;
+extern const qr_method_impl qr_method_joint;
 
 /* One line per method, indexed by qr_method_id. */
 static const qr_method_impl *const method_table[QR_METHOD_COUNT] = {
@@ -31,6 +32,7 @@ static const qr_method_impl *const method_table[QR_METHOD_COUNT] = {
     [QR_METHOD_SERQ] = &qr_method_serq,
     [QR_METHOD_FLRQ] = &qr_method_flrq,
     [QR_METHOD_SRR] = &qr_method_srr,
+    [QR_METHOD_JOINT] = &qr_method_joint,
 };
 
 const qr_method_impl *qr_method_lookup(qr_method_id m)
@@ -58,7 +60,8 @@ void qr_method_opts_default(qr_method_opts *o, qr_method_id m)
     if (m == QR_METHOD_ASER) {
         o->wq.group = 0; /* the ASER paper quantizes weights per output channel */
     }
-    o->gptq = false;
+    o->gptq = m == QR_METHOD_JOINT; /* JOINT's main matrix is GPTQ's (docs/methods.md) */
+    o->abits = 8;
     o->rank = QR_AUTO;
     o->n_salient = QR_AUTO;
     o->bits = 0.0;
@@ -214,7 +217,28 @@ double qr_method_bits_bound(const qr_method_opts *o, int64_t d_out, int64_t d_in
         int64_t k = o->n_salient < d_in ? o->n_salient : d_in;
         b += (4.0 * (double)k + 32.0 + (o->wq.asym ? 4.0 : 0.0)) / n;
     }
+    if (o->method == QR_METHOD_JOINT) {
+        /* it may store a smoothing vector instead of some rank (at A4; the bound does not
+         * depend on the activation width, so plan and quantize agree) */
+        int64_t rs = qr_joint_smooth_rank(o, d_out, d_in);
+        double bs = base_bits(o, d_out, d_in) + 32.0 / m + 16.0 * (double)rs * (m + n) / (m * n);
+        b = rs >= 0 && bs > b ? bs : b;
+    }
     return b;
+}
+
+int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_in)
+{
+    double m = (double)d_out, n = (double)d_in, extra, r;
+    if (o->bits <= 0.0) {
+        return o->rank;
+    }
+    extra = o->bits - base_bits(o, d_out, d_in) - 32.0 / m;
+    if (extra < -QR_BITS_SLACK * o->bits) {
+        return -1;
+    }
+    r = floor((extra < 0.0 ? 0.0 : extra) * m * n / (16.0 * (m + n)) + QR_BITS_ROUND);
+    return r > (double)o->rank ? o->rank : (int64_t)r;
 }
 
 static bool is_srr_base(qr_method_id m)

@@ -48,6 +48,7 @@ typedef struct {
     int flrq_blc_iters;    /* FLRQ: BLC alternations after the first fit (default 2) */
     double whiten_lambda0; /* first relative damping of the whitening Cholesky (QR_CHOL_LAMBDA0) */
     qr_svd_opts svd;       /* truncated SVD of every decomposition */
+    int abits;             /* activation bits the module will run with: 8, 4, 0 = float (JOINT) */
     uint64_t seed;         /* user seed */
     const char
         *module_name; /* seeds the module's random stream (qr_rng_for_name); NULL = "module" */
@@ -65,7 +66,7 @@ typedef struct {
 /* Defaults for method m (the one place they are written): group-128 symmetric RTN main weight
  * (ASER: per-channel, group 0), rank and n_salient QR_AUTO, no bits budget, alpha 0.5, SRR on
  * QERA-exact with the k* rule, FLRQ budget 0.20 with 2 sketch iterations and 2 BLC alternations,
- * default SVD options (qr_svd_opts_default), seed 0. */
+ * default SVD options (qr_svd_opts_default), seed 0; GPTQ main matrices only for JOINT; abits 8. */
 void qr_method_opts_default(qr_method_opts *o, qr_method_id m);
 
 /* The one rule for QR_AUTO values and the bits budget, for a module of shape (m, n) = (d_out,
@@ -147,6 +148,11 @@ double qr_qlayer_bits_per_weight(const qr_qlayer *ql);
  * sum_{i<=p} sigma_i^2 / total. sw, se (r): the top-r singular values (descending) of the scaled
  * weight and of the scaled random matrix; sw_total, se_total: their squared Frobenius norms. The
  * smallest k wins ties. */
+/* JOINT (resolved options o, a module (d_out, d_in)): the rank it keeps when it also stores a
+ * smoothing vector (32 / d_out bits per weight more), the most that fits the budget o->bits, at
+ * most o->rank; o->rank without a budget; -1 when the vector itself does not fit. */
+int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_in);
+
 int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double se_total,
                      int64_t r);
 

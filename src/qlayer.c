@@ -177,6 +177,7 @@ static const char *const method_names[QR_METHOD_COUNT] = {
     [QR_METHOD_SERQ] = "serq",
     [QR_METHOD_FLRQ] = "flrq",
     [QR_METHOD_SRR] = "srr",
+    [QR_METHOD_JOINT] = "joint",
 };
 
 const char *qr_method_name(qr_method_id m)

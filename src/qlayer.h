@@ -53,6 +53,7 @@ typedef enum {
     QR_METHOD_SERQ = 5,
     QR_METHOD_FLRQ = 6,
     QR_METHOD_SRR = 7,
+    QR_METHOD_JOINT = 8,
     QR_METHOD_COUNT
 } qr_method_id;
 
@@ -121,7 +122,8 @@ qr_status qr_qlayer_effective_weight(const qr_qlayer *ql, double *w_eff);
 qr_status qr_qlayer_weight_t(const qr_qlayer *ql, double *w_t);
 
 const char *qr_method_name(qr_method_id m);
-/* Parse a method name ("rtn", "lqer", "qera-approx", "qera-exact", "aser", "serq", "flrq", "srr");
+/* Parse a method name ("rtn", "lqer", "qera-approx", "qera-exact", "aser", "serq", "flrq", "srr",
+ * "joint");
  * returns QR_METHOD_COUNT when unknown. */
 qr_method_id qr_method_parse(const char *name);
 

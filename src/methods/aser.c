@@ -12,10 +12,6 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-/* Smoothing factors are kept in this range so a dead channel or column cannot blow up W~. */
-#define ASER_SMOOTH_MIN 1e-5
-#define ASER_SMOOTH_MAX 1e5
-
 static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
                           int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
                           qr_method_report *rep)
@@ -36,21 +32,7 @@ static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, 
     QR_CHECK(qr_calloc(&wmax, (size_t)d_in, sizeof *wmax, "ASER column maxima"));
     QR_CHECK(qr_malloc(&rk, (size_t)d_in, sizeof *rk, "ASER salience"));
     QR_CHECK(qr_malloc(&out->smooth, (size_t)d_in, sizeof(float), "ASER smoothing vector"));
-    for (int64_t i = 0; i < d_out; i++) {
-        for (int64_t j = 0; j < d_in; j++) {
-            double a = fabs(W[i * d_in + j]);
-            wmax[j] = a > wmax[j] ? a : wmax[j];
-        }
-    }
-    for (int64_t j = 0; j < d_in; j++) {
-        double a = calib->max_abs[j], s = 1.0;
-        if (a > 0.0 && wmax[j] > 0.0) {
-            s = pow(a, o->smooth_alpha) / pow(wmax[j], 1.0 - o->smooth_alpha);
-        }
-        s = s < ASER_SMOOTH_MIN ? ASER_SMOOTH_MIN : (s > ASER_SMOOTH_MAX ? ASER_SMOOTH_MAX : s);
-        /* The stored float32 value is the one the module divides by: use it everywhere. */
-        out->smooth[j] = (float)s;
-    }
+    qr_smooth_factors(W, d_out, d_in, calib->max_abs, o->smooth_alpha, wmax, out->smooth);
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t j = 0; j < d_in; j++) {
             Ws[i * d_in + j] = W[i * d_in + j] * (double)out->smooth[j];

@@ -460,3 +460,46 @@ void qr_channel_sort_desc(qr_channel_score *c, int64_t d)
         qsort(c, (size_t)d, sizeof *c, channel_score_desc);
     }
 }
+
+qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
+                          const qr_qweight *q, const double *L, const double *R, int64_t r,
+                          int64_t d_out, int64_t d_in, double *D, double *err)
+{
+    double s = 0.0;
+    qr_qweight_dequantize_f64(q, D);
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        D[i] = W[i] - D[i];
+    }
+    if (r > 0) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)r, -1.0,
+                    L, (int)r, R, (int)d_in, 1.0, D, (int)d_in);
+    }
+    QR_TRY(qr_scaling_apply(be, S, D, d_out, false));
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        s += D[i] * D[i];
+    }
+    *err = s;
+    return QR_OK;
+}
+
+void qr_smooth_factors(const double *W, int64_t d_out, int64_t d_in, const double *max_abs,
+                       double alpha, double *wmax, float *s)
+{
+    for (int64_t j = 0; j < d_in; j++) {
+        wmax[j] = 0.0;
+    }
+    for (int64_t i = 0; i < d_out; i++) {
+        for (int64_t j = 0; j < d_in; j++) {
+            double a = fabs(W[i * d_in + j]);
+            wmax[j] = a > wmax[j] ? a : wmax[j];
+        }
+    }
+    for (int64_t j = 0; j < d_in; j++) {
+        double a = max_abs[j], v = 1.0;
+        if (a > 0.0 && wmax[j] > 0.0) {
+            v = pow(a, alpha) / pow(wmax[j], 1.0 - alpha);
+        }
+        v = v < QR_SMOOTH_MIN ? QR_SMOOTH_MIN : (v > QR_SMOOTH_MAX ? QR_SMOOTH_MAX : v);
+        s[j] = (float)v;
+    }
+}

@@ -120,4 +120,21 @@ qr_status qr_qer_run(const qr_linalg_backend *be, qr_method_id base, const qr_me
                      const double *W, int64_t d_out, int64_t d_in, const qr_stats *calib,
                      qr_qlayer *out, qr_method_report *rep);
 
+/* ||(W - deq(q) - L R) S||_F² (L (d_out, r), R (r, d_in); r may be 0): the scaled calibration
+ * error the whitened correction, GPTQ and SRR's check minimise. D (d_out, d_in) is scratch. */
+qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
+                          const qr_qweight *q, const double *L, const double *R, int64_t r,
+                          int64_t d_out, int64_t d_in, double *D, double *err);
+
+/* Smoothing factors are kept in this range so a dead channel or column cannot blow up W~. */
+#define QR_SMOOTH_MIN 1e-5
+#define QR_SMOOTH_MAX 1e5
+
+/* SmoothQuant's smoothing of W (d_out, d_in): s_j = max_abs_j^alpha / max_i|W_ij|^(1-alpha)
+ * (1 for a channel with no activation or an all-zero column), clamped to [QR_SMOOTH_MIN,
+ * QR_SMOOTH_MAX], as float32 (the stored value, the one to use everywhere). wmax (d_in) receives
+ * max_i |W_ij|. ASER and JOINT. */
+void qr_smooth_factors(const double *W, int64_t d_out, int64_t d_in, const double *max_abs,
+                       double alpha, double *wmax, float *s);
+
 #endif

@@ -62,25 +62,6 @@ done:
     return st;
 }
 
-/* ||(W - deq(q) - L R) S||_F², the scaled error SRR and its base minimise; D (d_out, d_in) is
- * scratch. */
-static qr_status scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
-                              const qr_qweight *q, const double *L, const double *R, int64_t r,
-                              int64_t d_out, int64_t d_in, double *D, double *err)
-{
-    qr_qweight_dequantize_f64(q, D);
-    for (int64_t i = 0; i < d_out * d_in; i++) {
-        D[i] = W[i] - D[i];
-    }
-    if (r > 0) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)r, -1.0,
-                    L, (int)r, R, (int)d_in, 1.0, D, (int)d_in);
-    }
-    QR_TRY(qr_scaling_apply(be, S, D, d_out, false));
-    *err = sum_sq(D, d_out * d_in);
-    return QR_OK;
-}
-
 /* The k* rule is a heuristic (at small ranks it spends most of the rank on preservation): the
  * split it chose (in out, from L and R) is kept only when its scaled calibration error is below
  * the base method's own result (k = 0, the same random streams, so bit for bit the base layer),
@@ -96,9 +77,9 @@ static qr_status keep_if_better_than_base(const qr_method_opts *o, const qr_lina
     qr_qweight qb;
     double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
     memset(&qb, 0, sizeof qb);
-    QR_CHECK(scaled_error(be, S, W, &out->main, L, R, r, d_out, d_in, D, &e_split));
+    QR_CHECK(qr_scaled_error(be, S, W, &out->main, L, R, r, d_out, d_in, D, &e_split));
     QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, S, r, &qb, &Lb, &Rb, rep));
-    QR_CHECK(scaled_error(be, S, W, &qb, Lb, Rb, r, d_out, d_in, D, &e_base));
+    QR_CHECK(qr_scaled_error(be, S, W, &qb, Lb, Rb, r, d_out, d_in, D, &e_base));
     if (e_base < e_split) {
         qr_qweight_free(&out->main);
         out->main = qb;

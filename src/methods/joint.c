@@ -1,0 +1,268 @@
+/* joint.c: JOINT, qrecon's own method: the main matrix and the low-rank correction fitted jointly
+ * to one objective, the calibration output error ||(W - deq(Q) - L R) S||_F (G = S Sᵀ).
+ *
+ * GPTQ (H = G) and the whitened rank-r SVD each minimise that objective given the other term, so
+ * they are alternated: Q = GPTQ(W - L R), L R = whitened rank-r fit of W - deq(Q), from two
+ * starts (L R = 0, which makes the first pair exactly QERA-exact with GPTQ; and L R = the
+ * whitened rank-r part of W itself, SRR's full preservation), each for at most JOINT_ROUNDS fits
+ * while its objective falls; the pair with the lowest objective is kept, so JOINT is never above
+ * QERA-exact+GPTQ on the calibration objective.
+ *
+ * At A4 (o->abits == 4) the activation quantization error can dominate: the method then also tries
+ * SmoothQuant smoothings (alpha in joint_alphas; the smoothing vector is paid for out of the rank
+ * under a budget, qr_joint_smooth_rank) and keeps, per module, the candidate with the lowest
+ * estimated A4 output error: the (smoothing-invariant) weight objective plus the activation
+ * rounding noise, count * peak² / (12 * 7²) * ||W~||²_F, with peak² the estimated squared largest
+ * |t_j| of a token (below). */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/alloc.h"
+#include "src/methods/correction.h"
+
+/* Fits per start (each one GPTQ and one whitened SVD); measured: the third rarely improves. */
+#define JOINT_ROUNDS 3
+/* A token's largest squared |t_j|, estimated as this many times the largest channel mean square
+ * (a peak of twice the rms of the strongest channel), capped by the calibration set's max². */
+#define JOINT_PEAK_FACTOR 4.0
+/* Largest code of the symmetric 4-bit per-token activation quantizer (src/quant/act.c). */
+#define JOINT_A4_QMAX 7.0
+
+/* SmoothQuant strengths tried at A4 besides no smoothing. */
+static const double joint_alphas[] = {0.5, 0.75};
+
+typedef struct {
+    qr_qweight q;
+    double *L, *R; /* (d_out, r), (r, d_in) */
+    double err;    /* ||(W - deq(q) - L R) S||_F² */
+} joint_pair;
+
+static void pair_free(joint_pair *p)
+{
+    qr_qweight_free(&p->q);
+    free(p->L);
+    free(p->R);
+    memset(p, 0, sizeof *p);
+    p->err = INFINITY;
+}
+
+/* Keep the better of *best and *cand in *best; the other is freed. */
+static void pair_keep(joint_pair *best, joint_pair *cand)
+{
+    if (cand->err < best->err) {
+        pair_free(best);
+        *best = *cand;
+        memset(cand, 0, sizeof *cand);
+    }
+    pair_free(cand);
+}
+
+/* The space of one candidate: the (smoothed) weight, its Gram matrix and whitening factor. */
+typedef struct {
+    const double *W; /* (d_out, d_in) */
+    const double *H; /* (d_in, d_in) Gram matrix of the transformed input */
+    const qr_scaling *S;
+    int64_t r;
+    double *Wm, *D; /* (d_out, d_in) scratch */
+} joint_space;
+
+/* One fit from L0 R0 (NULL: none): Q = quantize(W - L0 R0), then the whitened rank-r fit of
+ * W - deq(Q) and the objective, into *p. */
+static qr_status joint_fit(const qr_method_opts *o, const qr_linalg_backend *be,
+                           const joint_space *sp, int64_t d_out, int64_t d_in, const double *L0,
+                           const double *R0, joint_pair *p, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t r = sp->r;
+    qr_rng rng;
+    double t0 = qr_now();
+    memcpy(sp->Wm, sp->W, (size_t)(d_out * d_in) * sizeof(double));
+    if (L0 && r > 0) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)r, -1.0,
+                    L0, (int)r, R0, (int)d_in, 1.0, sp->Wm, (int)d_in);
+    }
+    rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
+    t0 = qr_now();
+    QR_CHECK(qr_method_quantize(o, sp->Wm, d_out, d_in, sp->H, &p->q, sp->D));
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+    t0 = qr_now();
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        sp->D[i] = sp->W[i] - sp->D[i];
+    }
+    if (r > 0) {
+        QR_CHECK(qr_alloc_f64(&p->L, d_out, r, "correction L"));
+        QR_CHECK(qr_alloc_f64(&p->R, r, d_in, "correction R"));
+        qr_method_rng(o, "correction", &rng);
+        QR_CHECK(
+            qr_corr_lowrank(be, sp->D, d_out, d_in, sp->S, r, &o->svd, &rng, p->L, p->R, NULL));
+    }
+    QR_CHECK(qr_scaled_error(be, sp->S, sp->W, &p->q, p->L, p->R, r, d_out, d_in, sp->D, &p->err));
+    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+done:
+    return st;
+}
+
+/* One start: fit while the objective falls (at most JOINT_ROUNDS fits); the chain's best pair
+ * competes with *best. */
+static qr_status joint_chain(const qr_method_opts *o, const qr_linalg_backend *be,
+                             const joint_space *sp, int64_t d_out, int64_t d_in, const double *L0,
+                             const double *R0, joint_pair *best, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    joint_pair cur = {.err = INFINITY}, nw = {.err = INFINITY};
+    for (int k = 0; k < JOINT_ROUNDS; k++) {
+        QR_CHECK(
+            joint_fit(o, be, sp, d_out, d_in, k == 0 ? L0 : cur.L, k == 0 ? R0 : cur.R, &nw, rep));
+        if (!(nw.err < cur.err)) {
+            break;
+        }
+        pair_free(&cur);
+        cur = nw;
+        memset(&nw, 0, sizeof nw);
+        nw.err = INFINITY;
+        if (sp->r == 0) {
+            break; /* no correction to alternate with */
+        }
+    }
+    pair_keep(best, &cur);
+done:
+    pair_free(&nw);
+    pair_free(&cur);
+    return st;
+}
+
+/* Both starts in one space: the best pair into *best. */
+static qr_status joint_space_fit(const qr_method_opts *o, const qr_linalg_backend *be,
+                                 const joint_space *sp, int64_t d_out, int64_t d_in,
+                                 joint_pair *best, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    double *L0 = NULL, *R0 = NULL;
+    qr_rng rng;
+    QR_CHECK(joint_chain(o, be, sp, d_out, d_in, NULL, NULL, best, rep));
+    if (sp->r > 0) {
+        double t0 = qr_now();
+        QR_CHECK(qr_alloc_f64(&L0, d_out, sp->r, "preserved L"));
+        QR_CHECK(qr_alloc_f64(&R0, sp->r, d_in, "preserved R"));
+        qr_method_rng(o, "joint-preserve", &rng);
+        QR_CHECK(
+            qr_corr_lowrank(be, sp->W, d_out, d_in, sp->S, sp->r, &o->svd, &rng, L0, R0, NULL));
+        rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
+        QR_CHECK(joint_chain(o, be, sp, d_out, d_in, L0, R0, best, rep));
+    }
+done:
+    free(L0);
+    free(R0);
+    return st;
+}
+
+/* The estimated A4 rounding noise of the smoothed input t = x / s (s NULL: ones) through the
+ * weight Wt (d_out, d_in): count * peak² / (12 qmax²) * ||Wt||²_F. */
+static double a4_noise(const qr_stats *calib, const float *s, const double *Wt, int64_t d_out,
+                       int64_t d_in)
+{
+    double peak_max = 0.0, ms_max = 0.0, w2 = 0.0, peak2, n = calib->count > 0 ? calib->count : 1;
+    for (int64_t j = 0; j < d_in; j++) {
+        double sj = s ? (double)s[j] : 1.0, a = calib->max_abs[j] / sj;
+        double ms = calib->sum_sq[j] / n / (sj * sj);
+        peak_max = a * a > peak_max ? a * a : peak_max;
+        ms_max = ms > ms_max ? ms : ms_max;
+    }
+    for (int64_t i = 0; i < d_out * d_in; i++) {
+        w2 += Wt[i] * Wt[i];
+    }
+    peak2 = JOINT_PEAK_FACTOR * ms_max < peak_max ? JOINT_PEAK_FACTOR * ms_max : peak_max;
+    return n * peak2 / (12.0 * JOINT_A4_QMAX * JOINT_A4_QMAX) * w2;
+}
+
+/* A4: the smoothed candidate with strength alpha and rank rs, against *best (total estimated
+ * error *best_total); on a win out->smooth holds its vector (allocated here). */
+static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backend *be,
+                                  const double *W, int64_t d_out, int64_t d_in,
+                                  const qr_stats *calib, double alpha, int64_t rs, joint_space sp,
+                                  joint_pair *best, double *best_total, qr_qlayer *out,
+                                  qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    double *Wt = NULL, *Gt = NULL, *wmax = NULL, total, t0 = qr_now();
+    float *s = NULL;
+    qr_scaling S = {0};
+    joint_pair cand = {.err = INFINITY};
+    QR_CHECK(qr_alloc_f64(&Wt, d_out, d_in, "JOINT smoothed weight"));
+    QR_CHECK(qr_alloc_f64(&Gt, d_in, d_in, "JOINT smoothed Gram matrix"));
+    QR_CHECK(qr_alloc_f64(&wmax, d_in, 1, "JOINT column maxima"));
+    QR_CHECK(qr_malloc(&s, (size_t)d_in, sizeof *s, "JOINT smoothing vector"));
+    qr_smooth_factors(W, d_out, d_in, calib->max_abs, alpha, wmax, s);
+    for (int64_t i = 0; i < d_out; i++) {
+        for (int64_t j = 0; j < d_in; j++) {
+            Wt[i * d_in + j] = W[i * d_in + j] * (double)s[j];
+        }
+    }
+    qr_gram_transform(calib->G, d_in, NULL, s, Gt);
+    QR_CHECK(qr_scaling_whiten(be, Gt, d_in, o->whiten_lambda0, &S));
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    sp.W = Wt;
+    sp.H = Gt;
+    sp.S = &S;
+    sp.r = rs;
+    QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &cand, rep));
+    total = cand.err + a4_noise(calib, s, Wt, d_out, d_in);
+    if (total < *best_total) {
+        *best_total = total;
+        pair_free(best);
+        *best = cand;
+        memset(&cand, 0, sizeof cand);
+        free(out->smooth);
+        out->smooth = s;
+        s = NULL;
+        rep->damping = S.damping;
+    }
+done:
+    pair_free(&cand);
+    qr_scaling_free(&S);
+    free(Wt);
+    free(Gt);
+    free(wmax);
+    free(s);
+    return st;
+}
+
+static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
+                           int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                           qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    qr_scaling S = {0};
+    joint_pair best = {.err = INFINITY};
+    joint_space sp = {W, calib->G, NULL, o->rank, NULL, NULL};
+    double t0 = qr_now(), best_total;
+    int64_t rs = qr_joint_smooth_rank(o, d_out, d_in);
+    QR_CHECK(qr_scaling_for_method(be, QR_METHOD_QERA_EXACT, calib, o->whiten_lambda0, &S));
+    rep->damping = S.damping;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    QR_CHECK(qr_alloc_f64(&sp.Wm, d_out, d_in, "JOINT target"));
+    QR_CHECK(qr_alloc_f64(&sp.D, d_out, d_in, "JOINT error"));
+    sp.S = &S;
+    QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &best, rep));
+    best_total = best.err;
+    if (o->abits == 4 && rs >= 0) {
+        best_total += a4_noise(calib, NULL, W, d_out, d_in);
+        for (size_t a = 0; a < sizeof joint_alphas / sizeof joint_alphas[0]; a++) {
+            QR_CHECK(joint_try_smooth(o, be, W, d_out, d_in, calib, joint_alphas[a], rs, sp, &best,
+                                      &best_total, out, rep));
+        }
+    }
+    out->main = best.q;
+    memset(&best.q, 0, sizeof best.q);
+    QR_CHECK(qr_qlayer_set_lowrank(out, best.L, best.R, out->smooth ? rs : o->rank));
+done:
+    pair_free(&best);
+    qr_scaling_free(&S);
+    free(sp.Wm);
+    free(sp.D);
+    return st;
+}
+
+const qr_method_impl qr_method_joint = {"joint", QR_METHOD_JOINT, true, joint_run};
