@@ -32,7 +32,7 @@ static qr_status parse_auto_count(const char *opt, const char *value, void *dst)
 #define MO(f) offsetof(qr_method_opts, f)
 static const qr_opt method_rows[] = {
     {"method", QR_OPT_CUSTOM, MO(method), "M",
-     "rtn, lqer, qera-approx, qera-exact, aser, serq, flrq, srr", "srr",
+     "rtn, lqer, qera-approx, qera-exact, aser, serq, flrq, srr, joint", "srr",
      .parse = qr_opt_parse_method},
     {"group", QR_OPT_INT, MO(wq.group), "N", "weight group size along d_in, 0 = one group per row",
      "128; aser: 0", .imin = 0, .imax = 1 << 20},
@@ -56,7 +56,7 @@ static const qr_opt method_rows[] = {
      "bits per weight (an explicit --rank or --salient over it is refused)",
      "none", .dmin = 0.0, .dmax = 64.0},
     {"gptq", QR_OPT_FLAG, MO(gptq), NULL,
-     "GPTQ instead of round-to-nearest for the main weight (off)"},
+     "GPTQ instead of round-to-nearest for the main weight (off; joint: always on)"},
     {"gptq-damp", QR_OPT_DOUBLE, MO(wq.gptq_damp), "F",
      "GPTQ's damping of H = XᵀX relative to mean diag(H) (docs/methods.md)", .dmin = 1e-12,
      .dmax = 1.0},

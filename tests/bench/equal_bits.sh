@@ -9,7 +9,8 @@
 # run. Prints one Markdown table: KL mean, ΔNLL, top-1 agreement, parameter-weighted bits per
 # weight (report.json's mean_bits_per_weight), quantize CPU seconds (user + sys of the quantize
 # process, /usr/bin/time). Rows marked * are each method's better variant (+gptq or not) by the
-# mean KL over the two texts. Environment: EQUAL_BITS_METHODS overrides the method list.
+# mean KL over the two texts. Environment: EQUAL_BITS_METHODS overrides the method list;
+# EQUAL_BITS_REDO="joint ..." reruns only those variants and reuses the other results in WORK.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 work=${2:-/tmp/qrecon-equal-bits}
@@ -68,6 +69,12 @@ for name in $models; do
         for v in "${variants[@]}"; do
             label=${v%%:*}
             ck=$work/$name-a$ab-$label.h5
+            if [ -n "${EQUAL_BITS_REDO:-}" ] && [ -s "$ck.eval.jsonl" ] &&
+                [[ " $EQUAL_BITS_REDO " != *" $label "* ]]; then
+                row "$name" "$ab" "$label" "$ck" "$(awk '{ printf "%.1f", $1 + $2 }' "$ck.time")" \
+                    >>"$rows"
+                continue
+            fi
             rm -rf "$ck" "$ck.parts" "$ck.eval.json"
             bopt=(--bits "$B")
             [ "${label%%+*}" = rtn ] && bopt=()
