@@ -31,7 +31,7 @@
 #define JOINT_A4_QMAX 7.0
 
 /* SmoothQuant strengths tried at A4 besides no smoothing. */
-static const double joint_alphas[] = {0.5, 0.75};
+static const double joint_alphas[] = {0.25, 0.5, 0.75, 1.0};
 
 typedef struct {
     qr_qweight q;
