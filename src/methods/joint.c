@@ -8,12 +8,13 @@
  * while its objective falls; the pair with the lowest objective is kept, so JOINT is never above
  * QERA-exact+GPTQ on the calibration objective.
  *
- * At A4 (o->abits == 4) the activation quantization error can dominate: the method then also tries
- * SmoothQuant smoothings (alpha in joint_alphas; the smoothing vector is paid for out of the rank
- * under a budget, qr_joint_smooth_rank) and keeps, per module, the candidate with the lowest
- * estimated A4 output error: the (smoothing-invariant) weight objective plus the activation
- * rounding noise, count * peak² / (12 * 7²) * ||W~||²_F, with peak² the estimated squared largest
- * |t_j| of a token (below). */
+ * The same fit runs in SmoothQuant-smoothed input spaces (alpha in joint_alphas; the smoothing
+ * vector is paid for out of the rank under a budget, qr_joint_smooth_rank), and each module keeps
+ * the candidate with the lowest estimated output error at its activation width (o->abits): the
+ * (smoothing-invariant) weight objective plus the activation rounding noise,
+ * count * peak² / (12 qmax²) * ||W~||²_F, with peak² the estimated squared largest |t_j| of a
+ * token (act_noise). Smoothing moves activation range into the weights, which matters most at A4,
+ * but it also changes the weight grid (as AWQ's scaling does), which pays at A8 as well. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -27,10 +28,9 @@
 /* A token's largest squared |t_j|, estimated as this many times the largest channel mean square
  * (a peak of twice the rms of the strongest channel), capped by the calibration set's max². */
 #define JOINT_PEAK_FACTOR 4.0
-/* Largest code of the symmetric 4-bit per-token activation quantizer (src/quant/act.c). */
-#define JOINT_A4_QMAX 7.0
 
-/* SmoothQuant strengths tried at A4 besides no smoothing. */
+/* SmoothQuant strengths tried besides no smoothing (measured: 0.5 and 0.75 alone do worse at A4).
+ */
 static const double joint_alphas[] = {0.25, 0.5, 0.75, 1.0};
 
 typedef struct {
@@ -158,12 +158,17 @@ done:
     return st;
 }
 
-/* The estimated A4 rounding noise of the smoothed input t = x / s (s NULL: ones) through the
- * weight Wt (d_out, d_in): count * peak² / (12 qmax²) * ||Wt||²_F. */
-static double a4_noise(const qr_stats *calib, const float *s, const double *Wt, int64_t d_out,
-                       int64_t d_in)
+/* The estimated rounding noise of per-token abits-bit activations (src/quant/act.c: largest code
+ * qmax = 2^(abits-1) - 1) of the smoothed input t = x / s (s NULL: ones) through the weight Wt
+ * (d_out, d_in): count * peak² / (12 qmax²) * ||Wt||²_F; 0 for float activations. */
+static double act_noise(const qr_stats *calib, const float *s, const double *Wt, int64_t d_out,
+                        int64_t d_in, int abits)
 {
+    double qmax = abits == 4 ? 7.0 : 127.0;
     double peak_max = 0.0, ms_max = 0.0, w2 = 0.0, peak2, n = calib->count > 0 ? calib->count : 1;
+    if (abits != 4 && abits != 8) {
+        return 0.0;
+    }
     for (int64_t j = 0; j < d_in; j++) {
         double sj = s ? (double)s[j] : 1.0, a = calib->max_abs[j] / sj;
         double ms = calib->sum_sq[j] / n / (sj * sj);
@@ -174,10 +179,10 @@ static double a4_noise(const qr_stats *calib, const float *s, const double *Wt, 
         w2 += Wt[i] * Wt[i];
     }
     peak2 = JOINT_PEAK_FACTOR * ms_max < peak_max ? JOINT_PEAK_FACTOR * ms_max : peak_max;
-    return n * peak2 / (12.0 * JOINT_A4_QMAX * JOINT_A4_QMAX) * w2;
+    return n * peak2 / (12.0 * qmax * qmax) * w2;
 }
 
-/* A4: the smoothed candidate with strength alpha and rank rs, against *best (total estimated
+/* The smoothed candidate with strength alpha and rank rs, against *best (total estimated
  * error *best_total); on a win out->smooth holds its vector (allocated here). */
 static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backend *be,
                                   const double *W, int64_t d_out, int64_t d_in,
@@ -208,7 +213,7 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backe
     sp.S = &S;
     sp.r = rs;
     QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &cand, rep));
-    total = cand.err + a4_noise(calib, s, Wt, d_out, d_in);
+    total = cand.err + act_noise(calib, s, Wt, d_out, d_in, o->abits);
     if (total < *best_total) {
         *best_total = total;
         pair_free(best);
@@ -247,8 +252,8 @@ static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be,
     sp.S = &S;
     QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &best, rep));
     best_total = best.err;
-    if (o->abits == 4 && rs >= 0) {
-        best_total += a4_noise(calib, NULL, W, d_out, d_in);
+    if (rs >= 0) {
+        best_total += act_noise(calib, NULL, W, d_out, d_in, o->abits);
         for (size_t a = 0; a < sizeof joint_alphas / sizeof joint_alphas[0]; a++) {
             QR_CHECK(joint_try_smooth(o, be, W, d_out, d_in, calib, joint_alphas[a], rs, sp, &best,
                                       &best_total, out, rep));
