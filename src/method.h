@@ -152,6 +152,9 @@ double qr_qlayer_bits_per_weight(const qr_qlayer *ql);
  * smoothing vector (32 / d_out bits per weight more), the most that fits the budget o->bits, at
  * most o->rank; o->rank without a budget; -1 when the vector itself does not fit. */
 int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_in);
+/* The input spaces JOINT fits in: unsmoothed and four SmoothQuant strengths (src/methods/joint.c;
+ * the plan's cost model counts them). */
+#define QR_JOINT_SPACES 5
 
 int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double se_total,
                      int64_t r);

@@ -32,6 +32,8 @@
 /* SmoothQuant strengths tried besides no smoothing (measured: 0.5 and 0.75 alone do worse at A4).
  */
 static const double joint_alphas[] = {0.25, 0.5, 0.75, 1.0};
+_Static_assert(sizeof joint_alphas / sizeof joint_alphas[0] + 1 == QR_JOINT_SPACES,
+               "QR_JOINT_SPACES counts the unsmoothed space and every strength");
 
 typedef struct {
     qr_qweight q;
