@@ -734,7 +734,7 @@ static int test_bits(void)
                 expect += (4.0 * 16 * DO + (32.0 + (asym ? 4.0 : 0.0)) * DO) / mn; /* side */
                 expect += 2 * 32.0 * DI / mn; /* smooth and perm */
             }
-            if (m == QR_METHOD_ASER) {
+            if (m == QR_METHOD_ASER || (m == QR_METHOD_JOINT && ql.smooth)) {
                 expect += 32.0 * DI / mn; /* smooth */
             }
             QR_EXPECT(fabs(ql.bits_per_weight - expect) < 1e-12,
