@@ -78,6 +78,7 @@ for name in $models; do
             rm -rf "$ck" "$ck.parts" "$ck.eval.json"
             bopt=(--bits "$B")
             [ "${label%%+*}" = rtn ] && bopt=()
+            # shellcheck disable=SC2086 # ${v#*:} is the variant's options, split on purpose
             /usr/bin/time -f "%U %S" -o "$ck.time" "$q" --quiet quantize --model "$dir" \
                 --calib "$work/calib-$name" --out "$ck" --group 32 --abits "$ab" "${bopt[@]}" \
                 ${v#*:} >"$ck.log" 2>&1 || {
