@@ -204,15 +204,16 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
         quant = mul(&ctx, quant, 2);
         break;
     case QR_METHOD_JOINT:
-        /* in each of QR_JOINT_SPACES input spaces: up to 2 x 3 fits of QERA-exact with GPTQ (one
-         * GPTQ sweep is counted below), the preserving SVD of the second start and an objective
-         * (d_out d_in², the triangular factor) per fit; the smoothed spaces' own whitening */
+        /* in each of QR_JOINT_SPACES input spaces: 2 starts of fits (a GPTQ sweep, a whitened SVD
+         * and an objective, d_out d_in² with the triangular factor) while the objective falls;
+         * counted at QR_JOINT_FITS_TYPICAL per start, not the cap; the preserving SVD of the
+         * second start; the smoothed spaces' own whitening */
         whitened = true;
-        dec = mul(&ctx, 7, svd_trunc_flops(&ctx, o, dout, din, r));
-        dec = add(&ctx, dec, mul(&ctx, 12, mul3(&ctx, dout, din, din)));
+        dec = mul(&ctx, 2 * QR_JOINT_FITS_TYPICAL + 1, svd_trunc_flops(&ctx, o, dout, din, r));
+        dec = add(&ctx, dec, mul(&ctx, 4 * QR_JOINT_FITS_TYPICAL, mul3(&ctx, dout, din, din)));
         dec = mul(&ctx, QR_JOINT_SPACES, dec);
         dec = add(&ctx, dec, mul(&ctx, QR_JOINT_SPACES - 1, mul3(&ctx, din, din, din) / 3));
-        quant = mul(&ctx, quant, 6 * QR_JOINT_SPACES);
+        quant = mul(&ctx, quant, 2 * QR_JOINT_FITS_TYPICAL * QR_JOINT_SPACES);
         break;
     default:
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
