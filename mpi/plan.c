@@ -203,18 +203,23 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
         }
         quant = mul(&ctx, quant, 2);
         break;
-    case QR_METHOD_JOINT:
-        /* in each of QR_JOINT_SPACES input spaces: 2 starts of fits (a GPTQ sweep, a whitened SVD
-         * and an objective, d_out d_in² with the triangular factor) while the objective falls;
-         * counted at QR_JOINT_FITS_TYPICAL per start, not the cap; the preserving SVD of the
+    case QR_METHOD_JOINT: {
+        /* in each of its input spaces (qr_joint_search: all five on small modules, one or two at
+         * 7B widths): 2 starts of fits (a GPTQ sweep, a whitened SVD and an objective, d_out d_in²
+         * with the triangular factor) while the objective falls, counted at
+         * QR_JOINT_FITS_TYPICAL per start when the cap allows more; the preserving SVD of the
          * second start; the smoothed spaces' own whitening */
+        int spaces, fits;
+        qr_joint_search(o->method.abits, m->d_out, m->d_in, &spaces, &fits);
+        fits = fits < QR_JOINT_FITS_TYPICAL ? fits : QR_JOINT_FITS_TYPICAL;
         whitened = true;
-        dec = mul(&ctx, 2 * QR_JOINT_FITS_TYPICAL + 1, svd_trunc_flops(&ctx, o, dout, din, r));
-        dec = add(&ctx, dec, mul(&ctx, 4 * QR_JOINT_FITS_TYPICAL, mul3(&ctx, dout, din, din)));
-        dec = mul(&ctx, QR_JOINT_SPACES, dec);
-        dec = add(&ctx, dec, mul(&ctx, QR_JOINT_SPACES - 1, mul3(&ctx, din, din, din) / 3));
-        quant = mul(&ctx, quant, 2 * QR_JOINT_FITS_TYPICAL * QR_JOINT_SPACES);
+        dec = mul(&ctx, 2 * (uint64_t)fits + 1, svd_trunc_flops(&ctx, o, dout, din, r));
+        dec = add(&ctx, dec, mul(&ctx, 4 * (uint64_t)fits, mul3(&ctx, dout, din, din)));
+        dec = mul(&ctx, (uint64_t)spaces, dec);
+        dec = add(&ctx, dec, mul(&ctx, (uint64_t)spaces - 1, mul3(&ctx, din, din, din) / 3));
+        quant = mul(&ctx, quant, 2 * (uint64_t)fits * (uint64_t)spaces);
         break;
+    }
     default:
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }

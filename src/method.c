@@ -227,6 +227,17 @@ double qr_method_bits_bound(const qr_method_opts *o, int64_t d_out, int64_t d_in
     return b;
 }
 
+void qr_joint_search(int abits, int64_t d_out, int64_t d_in, int *spaces, int *fits)
+{
+    double sweeps = QR_JOINT_WORK / ((double)d_out * (double)d_in * (double)d_in);
+    int full = QR_JOINT_SPACES * 2 * QR_JOINT_MAX_FITS, s;
+    s = sweeps >= full ? full : sweeps <= QR_JOINT_MIN_SWEEPS ? QR_JOINT_MIN_SWEEPS : (int)sweeps;
+    /* every space with at least 2 fits per start, else the fewest spaces */
+    *spaces = s >= QR_JOINT_SPACES * 2 * 2 ? QR_JOINT_SPACES : (abits == 4 ? 2 : 1);
+    *fits = s / (2 * *spaces);
+    *fits = *fits < 1 ? 1 : *fits > QR_JOINT_MAX_FITS ? QR_JOINT_MAX_FITS : *fits;
+}
+
 int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_in)
 {
     double m = (double)d_out, n = (double)d_in, extra, r;

@@ -152,12 +152,27 @@ double qr_qlayer_bits_per_weight(const qr_qlayer *ql);
  * smoothing vector (32 / d_out bits per weight more), the most that fits the budget o->bits, at
  * most o->rank; o->rank without a budget; -1 when the vector itself does not fit. */
 int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_in);
-/* The input spaces JOINT fits in: unsmoothed and four SmoothQuant strengths (src/methods/joint.c;
- * the plan's cost model counts them). */
+/* The input spaces JOINT's full search fits in: unsmoothed and four SmoothQuant strengths. */
 #define QR_JOINT_SPACES 5
-/* Fits per start the plan counts for JOINT (each start stops when its objective stops falling; at
- * most 10, src/methods/joint.c): measured means 8.2 (stories260K) and 5.1 (babyllama105). */
+/* Most fits per start (each a GPTQ sweep and a whitened SVD; a start stops when its objective
+ * stops falling): the full search's cap. */
+#define QR_JOINT_MAX_FITS 10
+/* Fits per start the plan counts for JOINT's full search (measured means 8.2 on stories260K and
+ * 5.1 on babyllama105). */
 #define QR_JOINT_FITS_TYPICAL 8
+/* JOINT's work bound, in d_out·d_in² units (one GPTQ sweep of a module costs one): the search gets
+ * QR_JOINT_WORK / (d_out d_in²) sweeps, at least QR_JOINT_MIN_SWEEPS, at most the full search's
+ * (QR_JOINT_SPACES × 2 starts × QR_JOINT_MAX_FITS = 100). 4 × 4096³: four sweeps at 4096 × 4096,
+ * the full search up to about 1400 × 1400. */
+#define QR_JOINT_WORK (4.0 * 4096.0 * 4096.0 * 4096.0)
+#define QR_JOINT_MIN_SWEEPS 4
+
+/* How much of its search JOINT runs on a module (d_out, d_in) at activation width abits: the
+ * input spaces (1: unsmoothed; 2: and alpha 0.5; QR_JOINT_SPACES: every strength) and the most
+ * fits per start, from the work bound above: the full search on small modules, four GPTQ sweeps
+ * (about four times QERA-exact+GPTQ) at 7B widths. Smoothing is kept at A4 down to 2 spaces,
+ * dropped first at A8 (where it gained a few percent on the small models). */
+void qr_joint_search(int abits, int64_t d_out, int64_t d_in, int *spaces, int *fits);
 
 int64_t qr_srr_kstar(const double *sw, double sw_total, const double *se, double se_total,
                      int64_t r);

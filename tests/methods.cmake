@@ -16,8 +16,8 @@ endforeach()
 
 # JOINT (src/methods/joint.c): never above QERA-exact+GPTQ on the calibration objective
 # (synthetic and real stories260K layers), bits under the budget and deterministic at A8 and A4,
-# and smoothing that pays off at A4 with outlier channels.
-foreach(case calib budget a4)
+# and smoothing that pays off at A4 with outlier channels; a search bounded by the module's size.
+foreach(case calib budget a4 search)
   qr_add_test(NAME methods.joint.${case} SOURCES methods/test_joint.c methods/fixture.c LIBS qr_io
               ARGS ${case})
 endforeach()

@@ -4,7 +4,7 @@
  * GPTQ (H = G) and the whitened rank-r SVD each minimise that objective given the other term, so
  * they are alternated: Q = GPTQ(W - L R), L R = whitened rank-r fit of W - deq(Q), from two
  * starts (L R = 0, which makes the first pair exactly QERA-exact with GPTQ; and L R = the
- * whitened rank-r part of W itself, SRR's full preservation), each for at most JOINT_ROUNDS fits
+ * whitened rank-r part of W itself, SRR's full preservation), each for at most fits_max fits
  * while its objective falls; the pair with the lowest objective is kept, so JOINT is never above
  * QERA-exact+GPTQ on the calibration objective.
  *
@@ -23,16 +23,15 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-/* Most fits per start (each one GPTQ sweep and one whitened SVD; a start stops at the first fit
- * that does not lower the objective). Against 3, 10 lowered the KL in 6 of the 8 cells of the
- * equal-bits benchmark (docs/methods.md). */
-#define JOINT_ROUNDS 10
 /* A token's largest squared |t_j|, estimated as this many times the largest channel mean square
  * (a peak of twice the rms of the strongest channel), capped by the calibration set's max². */
 #define JOINT_PEAK_FACTOR 4.0
 
-/* SmoothQuant strengths tried besides no smoothing (0.5 and 0.75 alone measured worse at A4). */
-static const double joint_alphas[] = {0.25, 0.5, 0.75, 1.0};
+/* SmoothQuant strengths tried besides no smoothing in the full search (0.5 and 0.75 alone measured
+ * worse at A4; 0.5 first: a search of 2 spaces tries it alone). Against 3 fits per start, 10
+ * lowered the KL in 6 of the 8 cells of the equal-bits benchmark (docs/methods.md); large modules
+ * run a smaller search (qr_joint_search). */
+static const double joint_alphas[] = {0.5, 0.25, 0.75, 1.0};
 _Static_assert(sizeof joint_alphas / sizeof joint_alphas[0] + 1 == QR_JOINT_SPACES,
                "QR_JOINT_SPACES counts the unsmoothed space and every strength");
 
@@ -69,6 +68,7 @@ typedef struct {
     const qr_scaling *S;
     int64_t r;
     double *Wm, *D; /* (d_out, d_in) scratch */
+    int fits_max;   /* fits per start (qr_joint_search) */
 } joint_space;
 
 /* One fit from L0 R0 (NULL: none): Q = quantize(W - L0 R0), then the whitened rank-r fit of
@@ -107,7 +107,7 @@ done:
     return st;
 }
 
-/* One start: fit while the objective falls (at most JOINT_ROUNDS fits); the chain's best pair
+/* One start: fit while the objective falls (at most sp->fits_max fits); the chain's best pair
  * competes with *best. */
 static qr_status joint_chain(const qr_method_opts *o, const qr_linalg_backend *be,
                              const joint_space *sp, int64_t d_out, int64_t d_in, const double *L0,
@@ -115,7 +115,7 @@ static qr_status joint_chain(const qr_method_opts *o, const qr_linalg_backend *b
 {
     qr_status st = QR_OK;
     joint_pair cur = {.err = INFINITY}, nw = {.err = INFINITY};
-    for (int k = 0; k < JOINT_ROUNDS; k++) {
+    for (int k = 0; k < sp->fits_max; k++) {
         QR_CHECK(
             joint_fit(o, be, sp, d_out, d_in, k == 0 ? L0 : cur.L, k == 0 ? R0 : cur.R, &nw, rep));
         if (!(nw.err < cur.err)) {
@@ -244,9 +244,11 @@ static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be,
     qr_status st = QR_OK;
     qr_scaling S = {0};
     joint_pair best = {.err = INFINITY};
-    joint_space sp = {W, calib->G, NULL, o->rank, NULL, NULL};
+    joint_space sp = {W, calib->G, NULL, o->rank, NULL, NULL, 1};
     double t0 = qr_now(), best_total;
     int64_t rs = qr_joint_smooth_rank(o, d_out, d_in);
+    int spaces;
+    qr_joint_search(o->abits, d_out, d_in, &spaces, &sp.fits_max);
     QR_CHECK(qr_scaling_for_method(be, QR_METHOD_QERA_EXACT, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
@@ -257,7 +259,7 @@ static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be,
     best_total = best.err;
     if (rs >= 0) {
         best_total += act_noise(calib, NULL, W, d_out, d_in, o->abits);
-        for (size_t a = 0; a < sizeof joint_alphas / sizeof joint_alphas[0]; a++) {
+        for (int a = 0; a + 1 < spaces; a++) {
             QR_CHECK(joint_try_smooth(o, be, W, d_out, d_in, calib, joint_alphas[a], rs, sp, &best,
                                       &best_total, out, rep));
         }

@@ -1,7 +1,7 @@
 /* test_joint.c: properties of JOINT (src/methods/joint.c), the GPTQ main matrix and whitened
  * correction fitted alternately, with A4 smoothing chosen per module.
  *
- *   test_joint CASE      CASE: calib | budget | a4 */
+ *   test_joint CASE      CASE: calib | budget | a4 | search */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +221,43 @@ static void case_a4(void)
     free(Xt);
 }
 
+/* How much of its search JOINT runs (qr_joint_search): the whole search on the small models'
+ * modules, a bounded one at 7B widths (at most max(QR_JOINT_MIN_SWEEPS, QR_JOINT_WORK / (m n²))
+ * GPTQ sweeps), smoothing kept at A4 longest, never more work for a larger module. */
+static void case_search(void)
+{
+    static const int64_t shapes[][2] = {{32, 64},      {64, 64},      {352, 128},    {128, 352},
+                                        {1024, 1024},  {2048, 2048},  {2048, 5504},  {4096, 4096},
+                                        {11008, 4096}, {4096, 11008}, {16384, 53248}};
+    int prev[2] = {1 << 30, 1 << 30};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        for (int a = 0; a < 2; a++) {
+            int abits = a ? 4 : 8, spaces, fits, sweeps;
+            double m = (double)shapes[i][0], n = (double)shapes[i][1];
+            qr_joint_search(abits, shapes[i][0], shapes[i][1], &spaces, &fits);
+            sweeps = 2 * spaces * fits;
+            QR_EXPECT(spaces >= 1 && spaces <= QR_JOINT_SPACES && fits >= 1 &&
+                          fits <= QR_JOINT_MAX_FITS,
+                      "%gx%g A%d: %d spaces, %d fits", m, n, abits, spaces, fits);
+            QR_EXPECT(sweeps <= (QR_JOINT_WORK / (m * n * n) > QR_JOINT_MIN_SWEEPS
+                                     ? QR_JOINT_WORK / (m * n * n)
+                                     : QR_JOINT_MIN_SWEEPS),
+                      "%gx%g A%d: %d sweeps over the work bound", m, n, abits, sweeps);
+            QR_EXPECT(sweeps <= prev[a], "%gx%g A%d: %d sweeps, more than a smaller module's %d", m,
+                      n, abits, sweeps, prev[a]);
+            QR_EXPECT(spaces >= (a ? 2 : 1), "%gx%g A%d: %d spaces", m, n, abits, spaces);
+            if (m * n <= 352 * 128) {
+                QR_EXPECT(spaces == QR_JOINT_SPACES && fits == QR_JOINT_MAX_FITS,
+                          "%gx%g: the small models get the full search (found %d spaces, %d fits)",
+                          m, n, spaces, fits);
+            }
+            printf("%6.0f x %-6.0f A%d: %d space(s), %2d fit(s) per start, %3d sweeps\n", m, n,
+                   abits, spaces, fits, sweeps);
+            prev[a] = sweeps;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *c = argc > 1 ? argv[1] : "";
@@ -230,8 +267,10 @@ int main(int argc, char **argv)
         case_budget();
     } else if (strcmp(c, "a4") == 0) {
         case_a4();
+    } else if (strcmp(c, "search") == 0) {
+        case_search();
     } else {
-        fprintf(stderr, "usage: test_joint calib|budget|a4\n");
+        fprintf(stderr, "usage: test_joint calib|budget|a4|search\n");
         return 2;
     }
     return qr_test_finish(c);
