@@ -124,7 +124,7 @@ static qr_status module_quantize(const qr_grid *g, const qr_method_opts *o, cons
             QR_CHECK(qr_grid_metric_ref_init(g, W, &h, ref));
         }
         h.agroup = agroup;
-        QR_CHECK(qr_grid_metrics(g, ref, &h, W, res.W_eff, NULL, NULL, &out->met));
+        QR_CHECK(qr_grid_metrics(g, ref, &h, W, res.W_eff, res.perm, res.smooth, &out->met));
         out->met.bits_per_weight = out->ql.bits_per_weight;
     }
 done:

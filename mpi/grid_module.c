@@ -30,8 +30,12 @@ int qr_grid_block_for_group(int64_t group, int q)
 
 void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2])
 {
-    layout[0] = o->gptq ? grid[0] * grid[1] : grid[0];
-    layout[1] = o->gptq ? 1 : grid[1];
+    /* GPTQ's sweep and SERQ's column permutation need whole rows; so does one group per row for
+     * ASER (its default) */
+    bool rows =
+        o->gptq || o->method == QR_METHOD_SERQ || (o->method == QR_METHOD_ASER && o->wq.group <= 0);
+    layout[0] = rows ? grid[0] * grid[1] : grid[0];
+    layout[1] = rows ? 1 : grid[1];
 }
 
 bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
@@ -39,8 +43,11 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
     qr_method_id m = o->method;
     *why = NULL;
     if (m != QR_METHOD_RTN && m != QR_METHOD_LQER && m != QR_METHOD_QERA_APPROX &&
-        m != QR_METHOD_QERA_EXACT && m != QR_METHOD_SRR) {
+        m != QR_METHOD_QERA_EXACT && m != QR_METHOD_SRR && m != QR_METHOD_ASER &&
+        m != QR_METHOD_SERQ) {
         *why = "the method is not yet divided over the grid";
+    } else if (m == QR_METHOD_SERQ && q > 1) {
+        *why = "SERQ's column permutation needs whole rows on a rank (a grid of P x 1)";
     } else if (o->gptq && q > 1) {
         *why = "GPTQ's column sweep needs whole rows on a rank (a grid of P x 1)";
     } else if (o->wq.group <= 0 && q > 1) {
@@ -54,10 +61,11 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
 /* ---- the module --------------------------------------------------------------------------------
  */
 
-/* This rank's blocks of W quantized with the group's options into qloc (mloc, nloc); W_eff gets
+/* This rank's blocks of W quantized with the group's options into qloc (mloc, nloc), the clip
+ * search weighting column j by colw[j] (n, whole; diag of the Hessian); W_eff gets
  * the dequantized values and E = W - deq. Groups never straddle ranks (the block size is a multiple
  * of the group), so the local quantization is the global one restricted to the blocks. */
-static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const double *colw,
                                 const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
 {
     qr_status st = QR_OK;
@@ -75,7 +83,7 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
     if (o->wq.clip_search) {
         QR_CHECK(qr_malloc(&cw, (size_t)nloc, sizeof *cw, "clip column weights"));
         for (int lj = 0; lj < nloc; lj++) {
-            cw[lj] = s->gram_diag[qr_dmat_global_col(g, lj)];
+            cw[lj] = colw[qr_dmat_global_col(g, lj)];
         }
     }
     /* Row by row the quantization is independent: a block of rows at a time keeps one staging
@@ -149,15 +157,17 @@ static qr_status gptq_panel(void *ctx, qr_status mine, int64_t b1, int64_t b2, c
 }
 
 /* GPTQ on a grid of one column (every rank holds whole rows): each rank sweeps its own rows, the
- * input group's factor arriving panel by panel (qr_gptq_sweep: the rows are independent given U).
- * Outputs as quantize_local's. */
-static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                            const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
+ * factor (the input group's, or ASER's / SERQ's of their transformed Gram; Hessian diagonal gdiag)
+ * arriving panel by panel (qr_gptq_sweep: the rows are independent given U). Outputs as
+ * quantize_local's. */
+static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_dmat *factor,
+                            const double *gdiag, const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff,
+                            qr_dmat *E)
 {
     qr_status st = QR_OK;
     int64_t n = W->n, m = W->mloc;
     double *Wt = NULL, *hdiag = NULL; /* (n, m): Wᵀ, then the dequantized rows (m, n); (n) */
-    gptq_panels p = {g, s->gptq, NULL};
+    gptq_panels p = {g, factor, NULL};
     memset(qloc, 0, sizeof *qloc);
     st = qr_qweight_alloc(qloc, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
     if (st == QR_OK) {
@@ -171,10 +181,9 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     for (int64_t j = 0; j < n; j++) { /* the local part is column-major: Wt row j is column j */
-        (void)qr_gptq_dead_channel(s->gram_diag[j], j, &hdiag[j]); /* checked by the factor */
+        (void)qr_gptq_dead_channel(gdiag[j], j, &hdiag[j]); /* checked by the factor */
         for (int64_t li = 0; li < m; li++) {
-            Wt[j * m + li] =
-                hdiag[j] == s->gram_diag[j] ? W->data[(size_t)j * qr_dmat_lld(W) + li] : 0.0;
+            Wt[j * m + li] = hdiag[j] == gdiag[j] ? W->data[(size_t)j * qr_dmat_lld(W) + li] : 0.0;
         }
     }
     QR_CHECK(qr_gptq_sweep(Wt, n, m, hdiag, &o->wq, gptq_panel, &p, qloc));
@@ -385,12 +394,12 @@ static void place_blocks(const qr_grid *g, int pr, int pc, int mloc, int nloc, i
 
 /* Gather every rank's quantized blocks into the whole main matrix on the group root (one rank's
  * blocks at a time, so the root holds the INT4 result and one staging buffer). */
-static qr_status gather_qweight(const qr_grid *g, const qr_method_opts *o, int64_t m, int64_t n,
+static qr_status gather_qweight(const qr_grid *g, const qr_wquant_opts *wq, int64_t m, int64_t n,
                                 const qr_qweight *qloc, qr_qweight *q)
 {
     qr_status st = QR_OK;
     int mmax = qr_dmat_extent(m, g->nb, 0, g->nprow), nmax = qr_dmat_extent(n, g->nb, 0, g->npcol);
-    int64_t lgroup = o->wq.group > 0 && o->wq.group < n ? o->wq.group : n;
+    int64_t lgroup = wq->group > 0 && wq->group < n ? wq->group : n;
     int64_t ngmax = (nmax + lgroup - 1) / lgroup;
     size_t nc = (size_t)mmax * (size_t)nmax, ns = (size_t)mmax * (size_t)ngmax;
     uint8_t *codes = NULL, *zeros = NULL;
@@ -403,7 +412,7 @@ static qr_status gather_qweight(const qr_grid *g, const qr_method_opts *o, int64
         st = qr_malloc(&scales, ns + 1, sizeof *scales, "gathered scales");
     }
     if (st == QR_OK && g->group_rank == 0) {
-        st = qr_qweight_alloc(q, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
+        st = qr_qweight_alloc(q, m, n, wq->group > 0 ? wq->group : n, wq->asym);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     for (int p = 0; p < g->nprow * g->npcol; p++) {
@@ -446,6 +455,24 @@ done:
     return st;
 }
 
+/* What the main quantization weighs columns by: GPTQ's factor (or NULL without --gptq) and the
+ * Hessian's diagonal (n, whole on every rank; the clip search's column weights). */
+typedef struct {
+    const qr_dmat *gptq;
+    const double *diag;
+} grid_hessian;
+
+/* qr_method_quantize on the grid: Wm's local blocks by GPTQ (collective: its panels are summed
+ * over the group) or RTN into qloc, W_eff := deq, E := Wm - deq. */
+static qr_status quantize_step(const qr_grid *g, const qr_method_opts *o, const grid_hessian *H,
+                               const qr_dmat *Wm, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
+{
+    if (o->gptq) {
+        return gptq_local(g, o, H->gptq, H->diag, Wm, qloc, W_eff, E);
+    }
+    return qr_mpi_agree(g->comm, quantize_local(g, o, H->diag, Wm, qloc, W_eff, E));
+}
+
 /* The QER step of the methods (qr_qer_step): quantize Wm locally into qloc, W_eff := deq, and
  * with r > 0 the rank-r correction of E = Wm - deq under S into L (m, r) and R (r, n). */
 static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
@@ -455,12 +482,9 @@ static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_ds
     qr_status st = QR_OK;
     qr_dmat *E = NULL; /* (m, n): Wm - deq */
     double t0 = qr_now();
+    grid_hessian H = {s->gptq, s->gram_diag};
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
-    if (o->gptq) { /* collective: its panels are summed over the group */
-        QR_CHECK(gptq_local(g, o, s, Wm, qloc, W_eff, E));
-    } else {
-        QR_CHECK(qr_mpi_agree(g->comm, quantize_local(g, o, s, Wm, qloc, W_eff, E)));
-    }
+    QR_CHECK(quantize_step(g, o, &H, Wm, qloc, W_eff, E));
     rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
         QR_CHECK(correction(g, o, S, E, r, L, R, rep));
@@ -671,6 +695,290 @@ done:
     return st;
 }
 
+/* ---- ASER and SERQ: a smoothed (and for SERQ permuted) weight, per-module Hessians ------------
+ */
+
+/* GPTQ's factor of a module's own transformed Gram Ht (ASER's G~, SERQ's permuted G_t; lower
+ * triangle read, factored in place), diag its diagonal: dead channels set to 1 first, as the
+ * input group's factor (grid_stats.c) and the serial GPTQ do. */
+static qr_status module_gptq_factor(const qr_grid *g, const qr_method_opts *o, qr_dmat *Ht,
+                                    const double *diag)
+{
+    qr_status st = QR_OK;
+    for (int lj = 0; lj < Ht->nloc && st == QR_OK; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        double used;
+        st = qr_gptq_dead_channel(diag[j], j, &used);
+        for (int li = 0; st == QR_OK && li < Ht->mloc; li++) {
+            if (qr_dmat_global_row(g, li) == j) {
+                Ht->data[(size_t)lj * qr_dmat_lld(Ht) + li] = used;
+            }
+        }
+    }
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    return qr_pdla_gptq_factor(g, Ht, o->wq.gptq_damp, NULL);
+}
+
+/* ASER (src/methods/aser.c) on the grid. The column maxima and squared norms of W are reduced over
+ * the process rows (each column's entries sit in one process column; the others add zeros), W~ =
+ * W diag(s) and G~ = diag(1/s) G diag(1/s) are local scalings of copies (G is the input group's),
+ * the salient columns of W~ are zeroed locally, the rest quantized locally (or by GPTQ with the
+ * module's own factor of G~), and E = W~ - deq corrected through the Cholesky factor of G~. On
+ * return W_eff = deq(main) in the smoothed space; smooth (n) on every rank. */
+static qr_status aser(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                      const qr_dmat *W, int64_t r, qr_qweight *qloc, qr_dmat *W_eff, double *L,
+                      double *R, float *smooth, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t n = W->n, f = o->n_salient < n ? o->n_salient : n;
+    size_t lld = qr_dmat_lld(W), count = qr_dmat_local_count(W);
+    double *wmax = NULL, *cn = NULL, *cw = NULL; /* (n) column max |W|, ||W[:, j]||², diag(G~) */
+    qr_channel_score *rk = NULL;                 /* (n) channels by salience */
+    qr_dmat *Ws = NULL, *Gt = NULL, *F = NULL, *E = NULL;
+    grid_scaling S = {NULL, NULL};
+    grid_hessian H = {NULL, NULL};
+    double t0 = qr_now();
+    st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "ASER column maxima");
+    if (st == QR_OK) {
+        st = qr_calloc(&cn, (size_t)n, sizeof *cn, "ASER column norms");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&cw, (size_t)n, sizeof *cw, "ASER Hessian diagonal");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&rk, (size_t)n, sizeof *rk, "ASER salience");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int lj = 0; lj < W->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        for (int li = 0; li < W->mloc; li++) {
+            double w = W->data[(size_t)lj * lld + (size_t)li], a = fabs(w);
+            wmax[j] = a > wmax[j] ? a : wmax[j];
+            cn[j] += w * w;
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, wmax, (int)n, MPI_DOUBLE, MPI_MAX, g->comm);
+    MPI_Allreduce(MPI_IN_PLACE, cn, (int)n, MPI_DOUBLE, MPI_SUM, g->comm);
+    qr_smooth_from_maxima(s->max_abs, wmax, n, o->smooth_alpha, smooth);
+    for (int64_t j = 0; j < n; j++) {
+        cw[j] = s->gram_diag[j] / ((double)smooth[j] * (double)smooth[j]);
+        rk[j].j = j;
+        rk[j].v = s->gram_diag[j] * cn[j];
+    }
+    qr_channel_sort_desc(rk, n);
+    QR_CHECK(dmat_copy(g, W, &Ws));
+    QR_CHECK(dmat_copy(g, s->G, &Gt));
+    for (int lj = 0; lj < W->nloc; lj++) {
+        double c = (double)smooth[qr_dmat_global_col(g, lj)];
+        for (int li = 0; li < W->mloc; li++) {
+            Ws->data[(size_t)lj * lld + (size_t)li] *= c;
+        }
+    }
+    for (int lj = 0; lj < Gt->nloc; lj++) {
+        double sb = (double)smooth[qr_dmat_global_col(g, lj)];
+        for (int li = 0; li < Gt->mloc; li++) {
+            double sa = (double)smooth[qr_dmat_global_row(g, li)];
+            size_t k = (size_t)lj * qr_dmat_lld(Gt) + (size_t)li;
+            Gt->data[k] = Gt->data[k] / (sa * sb);
+        }
+    }
+    if (o->gptq) {
+        QR_CHECK(dmat_copy(g, Gt, &F));
+        QR_CHECK(module_gptq_factor(g, o, F, cw));
+    }
+    /* the serial method factors G~ whether or not it corrects (and reports the damping) */
+    QR_CHECK(qr_pdla_cholesky_damped(g, Gt, o->whiten_lambda0, &rep->damping));
+    S.chol = Gt;
+    rep->n_salient_used = f;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+
+    /* Wz = W~ without the salient columns, in E's place: quantized, then E = W~ - deq */
+    t0 = qr_now();
+    QR_CHECK(dmat_copy(g, Ws, &E));
+    for (int64_t k = 0; k < f; k++) {
+        cn[rk[k].j] = -1.0; /* marks a salient column */
+    }
+    for (int lj = 0; lj < E->nloc; lj++) {
+        if (cn[qr_dmat_global_col(g, lj)] == -1.0) {
+            memset(E->data + (size_t)lj * lld, 0, (size_t)E->mloc * sizeof *E->data);
+        }
+    }
+    H.gptq = F;
+    H.diag = cw;
+    QR_CHECK(quantize_step(g, o, &H, E, qloc, W_eff, E));
+    for (size_t i = 0; i < count; i++) {
+        E->data[i] = Ws->data[i] - W_eff->data[i];
+    }
+    qr_dmat_free(&Ws);
+    qr_dmat_free(&F);
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+    if (r > 0) {
+        QR_CHECK(correction(g, o, &S, E, r, L, R, rep));
+    }
+done:
+    free(wmax);
+    free(cn);
+    free(cw);
+    free(rk);
+    qr_dmat_free(&Ws);
+    qr_dmat_free(&Gt);
+    qr_dmat_free(&F);
+    qr_dmat_free(&E);
+    return st;
+}
+
+/* SERQ's permuted, flattened Gram G_t[a][b] = G[perm a][perm b] / (s_a s_b) (lower triangle of G
+ * read) as a new distributed matrix, on a grid of one column: row block by row block, every rank
+ * puts the entries its rows of G hold into a buffer (each entry has exactly one contributor) that
+ * is summed to the block's owner. */
+static qr_status serq_gram(const qr_grid *g, const qr_dmat *G, const int32_t *perm,
+                           const int64_t *inv, const float *smooth, qr_dmat **out)
+{
+    qr_status st = QR_OK;
+    int64_t n = G->n, nb = g->nb;
+    size_t lld = qr_dmat_lld(G);
+    double *buf = NULL; /* (nb, n) one row block of G_t */
+    st = qr_dmat_create(g, n, n, out);
+    if (st == QR_OK) {
+        st = qr_malloc(&buf, (size_t)(nb * n), sizeof *buf, "SERQ permuted Gram rows");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t a0 = 0, b = 0; a0 < n; a0 += nb, b++) {
+        int64_t nr = n - a0 < nb ? n - a0 : nb;
+        int owner = (int)(b % g->nprow); /* group rank of process row b % P on a P x 1 grid */
+        memset(buf, 0, (size_t)(nr * n) * sizeof *buf);
+        for (int64_t ai = 0; ai < nr; ai++) {
+            int64_t a = a0 + ai, pa = perm[a];
+            double sa = (double)smooth[a];
+            double *row = buf + ai * n; /* (n) */
+            for (int li = 0; li < G->mloc; li++) {
+                int64_t gi = qr_dmat_global_row(g, li);
+                if (gi == pa) { /* G[pa][c], c <= pa */
+                    for (int64_t c = 0; c <= pa; c++) {
+                        int64_t bb = inv[c];
+                        row[bb] = G->data[(size_t)c * lld + (size_t)li] / (sa * (double)smooth[bb]);
+                    }
+                } else if (gi > pa) { /* G[pa][gi] = G[gi][pa] */
+                    int64_t bb = inv[gi];
+                    row[bb] = G->data[(size_t)pa * lld + (size_t)li] / (sa * (double)smooth[bb]);
+                }
+            }
+        }
+        QR_CHECK(qr_mpi_check(MPI_Reduce(g->group_rank == owner ? MPI_IN_PLACE : buf, buf,
+                                         (int)(nr * n), MPI_DOUBLE, MPI_SUM, owner, g->comm),
+                              "MPI_Reduce (SERQ permuted Gram)"));
+        if (g->group_rank == owner) {
+            qr_dmat_fill_rows(g, *out, a0, nr, buf);
+        }
+    }
+done:
+    free(buf);
+    if (st != QR_OK) {
+        qr_dmat_free(out);
+    }
+    return st;
+}
+
+/* SERQ (src/methods/serq.c) on a grid of one column, where every rank holds whole rows: the order
+ * and flattening from the reduced per-channel maxima (the same on every rank), W_t = W[:, perm]
+ * diag(s) local to each rank's rows, the side matrix (m, k) quantized per row locally into sideloc
+ * and its error folded into the main matrix, quantized locally (or by GPTQ with the module's own
+ * factor of G_t). On return W_eff = deq(main) + deq(side) in the permuted, flattened space; perm
+ * and smooth (n) on every rank. */
+static qr_status serq(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                      const qr_dmat *W, qr_qweight *qloc, qr_qweight *sideloc, qr_dmat *W_eff,
+                      float *smooth, int32_t *perm, qr_method_report *rep)
+{
+    qr_status st = QR_OK;
+    int64_t n = W->n, m = W->mloc, k = o->n_salient < n ? o->n_salient : n;
+    size_t lld = qr_dmat_lld(W);
+    double *cw = NULL, *ws = NULL; /* (n) diag(G_t); (m, k) the salient columns, then deq(side) */
+    int64_t *inv = NULL;           /* (n) inverse permutation */
+    qr_channel_score *rk = NULL;   /* (n) channels by flattening factor */
+    qr_dmat *Wt = NULL, *F = NULL;
+    grid_hessian H = {NULL, NULL};
+    double t0 = qr_now();
+    memset(sideloc, 0, sizeof *sideloc);
+    st = qr_malloc(&cw, (size_t)n, sizeof *cw, "SERQ Hessian diagonal");
+    if (st == QR_OK) {
+        st = qr_malloc(&inv, (size_t)n, sizeof *inv, "SERQ inverse permutation");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&rk, (size_t)n, sizeof *rk, "SERQ channel order");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&ws, (size_t)(m * k) + 1, sizeof *ws, "SERQ salient columns");
+    }
+    if (st == QR_OK) {
+        st = qr_dmat_create(g, W->m, n, &Wt);
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t j = 0; j < n; j++) {
+        float v = (float)s->max_abs[j];
+        rk[j].j = j; /* a channel that never fired (or underflows in float32) is left unscaled */
+        rk[j].v = (v > 0.0f && isfinite(v)) ? (double)v : 1.0;
+    }
+    qr_channel_sort_desc(rk, n);
+    for (int64_t j = 0; j < n; j++) {
+        perm[j] = (int32_t)rk[j].j;
+        smooth[j] = (float)rk[j].v;
+        inv[perm[j]] = j;
+        cw[j] = s->gram_diag[perm[j]] / ((double)smooth[j] * (double)smooth[j]);
+    }
+    for (int64_t j = 0; j < n; j++) { /* one grid column: every column is local */
+        for (int64_t li = 0; li < m; li++) {
+            Wt->data[(size_t)j * lld + (size_t)li] =
+                W->data[(size_t)perm[j] * lld + (size_t)li] * (double)smooth[j];
+        }
+    }
+    if (o->gptq) {
+        QR_CHECK(serq_gram(g, s->G, perm, inv, smooth, &F));
+        QR_CHECK(module_gptq_factor(g, o, F, cw));
+    }
+    rep->n_salient_used = k;
+    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
+    t0 = qr_now();
+    if (k > 0 && m > 0) {
+        qr_wquant_opts side = o->wq;
+        side.group = 0; /* one group per row */
+        for (int64_t li = 0; li < m; li++) {
+            for (int64_t j = 0; j < k; j++) {
+                ws[li * k + j] = Wt->data[(size_t)j * lld + (size_t)li];
+            }
+        }
+        st = qr_quantize_rtn(ws, m, k, &side, side.clip_search ? cw : NULL, sideloc);
+        if (st == QR_OK) {
+            qr_qweight_dequantize_f64(sideloc, ws);
+            for (int64_t li = 0; li < m; li++) {
+                for (int64_t j = 0; j < k; j++) {
+                    Wt->data[(size_t)j * lld + (size_t)li] -= ws[li * k + j];
+                }
+            }
+        }
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    H.gptq = F;
+    H.diag = cw;
+    QR_CHECK(quantize_step(g, o, &H, Wt, qloc, W_eff, Wt)); /* Wt := W_t - deq, unused */
+    for (int64_t li = 0; li < m; li++) {
+        for (int64_t j = 0; j < k; j++) {
+            W_eff->data[(size_t)j * lld + (size_t)li] += ws[li * k + j];
+        }
+    }
+    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
+done:
+    if (st != QR_OK) {
+        qr_qweight_free(sideloc);
+    }
+    free(cw);
+    free(ws);
+    free(inv);
+    free(rk);
+    qr_dmat_free(&Wt);
+    qr_dmat_free(&F);
+    return st;
+}
+
 qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const qr_dmat *W,
                              qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res)
 {
@@ -679,17 +987,20 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     const qr_method_opts *o = &ro;
     int64_t m = W->m, n = W->n, r;
     qr_method_id base = oin->method == QR_METHOD_SRR ? oin->srr_base : oin->method;
-    qr_qweight qloc;
+    qr_qweight qloc, sideloc; /* this rank's blocks of the main and SERQ's side matrix */
     grid_scaling S = {NULL, NULL};
     double *L = NULL, *R = NULL; /* (m, r), (r, n) on every rank */
     qr_qlayer ql;                /* every rank: L and R; the root also main */
+    bool smoothed;               /* ASER and SERQ: W_eff comes back in the transformed space */
     double t0 = qr_now();
     memset(&qloc, 0, sizeof qloc);
+    memset(&sideloc, 0, sizeof sideloc);
     memset(&ql, 0, sizeof ql);
     memset(root_ql, 0, sizeof *root_ql);
     memset(res, 0, sizeof *res);
     QR_TRY(qr_method_resolve(oin, oin->module_name ? oin->module_name : "module", m, n, &ro));
-    r = o->method == QR_METHOD_RTN ? 0 : o->rank;
+    r = o->method == QR_METHOD_RTN || o->method == QR_METHOD_SERQ ? 0 : o->rank;
+    smoothed = o->method == QR_METHOD_ASER || o->method == QR_METHOD_SERQ;
     ql.method = o->method;
     ql.d_out = m;
     ql.d_in = n;
@@ -706,12 +1017,22 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     if (st == QR_OK && r > 0) {
         st = qr_malloc(&R, (size_t)(r * n), sizeof *R, "correction R");
     }
+    if (st == QR_OK && smoothed) {
+        st = qr_malloc(&res->smooth, (size_t)n, sizeof *res->smooth, "smoothing vector");
+    }
+    if (st == QR_OK && o->method == QR_METHOD_SERQ) {
+        st = qr_malloc(&res->perm, (size_t)n, sizeof *res->perm, "channel permutation");
+    }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    if (r > 0) {
+    if (r > 0 && !smoothed) {
         QR_CHECK(scaling_make(g, base, s, &S, &res->rep));
     }
     res->rep.seconds[QR_STAGE_SCALE] += qr_now() - t0;
-    if (o->method == QR_METHOD_SRR) {
+    if (o->method == QR_METHOD_ASER) {
+        QR_CHECK(aser(g, o, s, W, r, &qloc, res->W_eff, L, R, res->smooth, &res->rep));
+    } else if (o->method == QR_METHOD_SERQ) {
+        QR_CHECK(serq(g, o, s, W, &qloc, &sideloc, res->W_eff, res->smooth, res->perm, &res->rep));
+    } else if (o->method == QR_METHOD_SRR) {
         QR_CHECK(srr(g, o, s, &S, W, &qloc, res->W_eff, L, R, &res->rep));
     } else {
         QR_CHECK(qer_step(g, o, s, &S, W, r, &qloc, res->W_eff, L, R, &res->rep));
@@ -720,8 +1041,27 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
         QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
     }
     QR_CHECK(qr_mpi_agree(g->comm, add_lowrank(g, &ql, res->W_eff)));
-    QR_CHECK(gather_qweight(g, o, m, n, &qloc, &ql.main));
+    QR_CHECK(gather_qweight(g, &o->wq, m, n, &qloc, &ql.main));
+    if (o->method == QR_METHOD_SERQ && res->rep.n_salient_used > 0) {
+        qr_wquant_opts side = o->wq;
+        side.group = 0;
+        QR_CHECK(gather_qweight(g, &side, m, res->rep.n_salient_used, &sideloc, &ql.side));
+        ql.n_salient = res->rep.n_salient_used;
+    }
     res->rep.rank_used = ql.rank;
+    if (g->group_rank == 0 && smoothed) {
+        st = qr_malloc(&ql.smooth, (size_t)n, sizeof *ql.smooth, "smoothing vector");
+        if (st == QR_OK && res->perm) {
+            st = qr_malloc(&ql.perm, (size_t)n, sizeof *ql.perm, "channel permutation");
+        }
+        if (st == QR_OK) {
+            memcpy(ql.smooth, res->smooth, (size_t)n * sizeof *ql.smooth);
+            if (res->perm) {
+                memcpy(ql.perm, res->perm, (size_t)n * sizeof *ql.perm);
+            }
+        }
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
     if (g->group_rank == 0) {
         ql.bits_per_weight = qr_qlayer_bits_per_weight(&ql);
         *root_ql = ql;
@@ -729,6 +1069,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     }
 done:
     qr_qweight_free(&qloc);
+    qr_qweight_free(&sideloc);
     qr_qlayer_free(&ql);
     free(S.diag);
     free(L);
@@ -743,4 +1084,6 @@ done:
 void qr_grid_result_free(qr_grid_result *res)
 {
     qr_dmat_free(&res->W_eff);
+    qr_free(&res->smooth);
+    qr_free(&res->perm);
 }

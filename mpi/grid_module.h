@@ -106,8 +106,11 @@ typedef struct {
 
 /* What a distributed module run leaves on every rank. */
 typedef struct {
-    qr_dmat *W_eff; /* (m, n) deq(main) + L R, distributed (for the metrics) */
+    qr_dmat *W_eff; /* (m, n) deq(main) + side + L R, distributed, in the module's transformed
+                       space (ASER, SERQ: W_eff[:, perm[j]] = this[:, j] / smooth[j]) */
     qr_method_report rep;
+    float *smooth; /* (n) ASER and SERQ: the module's smoothing vector, on every rank; else NULL */
+    int32_t *perm; /* (n) SERQ: its channel permutation, on every rank; else NULL */
 } qr_grid_result;
 
 /* Quantize the distributed weight W (m, n) with o (qr_grid_method_supported) and statistics s; the

@@ -243,7 +243,8 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
     whiten = (o->rank > 0 || o->rank == QR_AUTO) &&
              (o->method == QR_METHOD_QERA_EXACT ||
               (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
-    if (o->gptq) {
+    /* ASER and SERQ run GPTQ on their own transformed Gram, factored per module from G */
+    if (o->gptq && o->method != QR_METHOD_ASER && o->method != QR_METHOD_SERQ) {
         QR_TRY(gptq_factor(g, s, whiten, o->wq.gptq_damp));
     }
     if (!whiten) {

@@ -494,6 +494,12 @@ void qr_smooth_factors(const double *W, int64_t d_out, int64_t d_in, const doubl
             wmax[j] = a > wmax[j] ? a : wmax[j];
         }
     }
+    qr_smooth_from_maxima(max_abs, wmax, d_in, alpha, s);
+}
+
+void qr_smooth_from_maxima(const double *max_abs, const double *wmax, int64_t d_in, double alpha,
+                           float *s)
+{
     for (int64_t j = 0; j < d_in; j++) {
         double a = max_abs[j], v = 1.0;
         if (a > 0.0 && wmax[j] > 0.0) {

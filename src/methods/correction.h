@@ -137,4 +137,9 @@ qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, cons
 void qr_smooth_factors(const double *W, int64_t d_out, int64_t d_in, const double *max_abs,
                        double alpha, double *wmax, float *s);
 
+/* The rule of qr_smooth_factors from the column maxima wmax (d_in) already known (a grid reduces
+ * them over its process rows): s (d_in) float32. */
+void qr_smooth_from_maxima(const double *max_abs, const double *wmax, int64_t d_in, double alpha,
+                           float *s);
+
 #endif
