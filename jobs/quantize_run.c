@@ -630,7 +630,7 @@ static qr_status make_grid(qr_run *r)
                     r->job->grid[0], r->job->grid[1], qr_method_name(r->job->method.method), why);
         }
         if (lay[1] != r->job->grid[1] && r->rank == 0) {
-            QR_INFO("quantize: %s needs whole rows: each group of %dx%d ranks works as %dx%d",
+            QR_INFO("quantize: %s runs on whole rows: each group of %dx%d ranks works as %dx%d",
                     r->job->method.gptq ? "--gptq" : qr_method_name(r->job->method.method),
                     r->job->grid[0], r->job->grid[1], lay[0], lay[1]);
         }

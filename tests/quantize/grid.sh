@@ -1,10 +1,12 @@
 #!/bin/bash
 # quantize.grid: rank groups on grids agree with 1x1 (LAPACK, one process) within GRID_REL_TOL
 # relative on every module's effective weight and stored errors:
-# - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact, srr: statistics, weight,
-#   whitening, SVD and metrics block-cyclic) at 2x1 and 1x2 (-n 2) and 2x2 (-n 4);
-# - --gptq on grids of one column (2x1, 4x1; 1x2 works as 2x1);
-# - the others (aser here), where the group shares only the SVD and Cholesky, at 2x1;
+# - the methods divided over the grid (rtn, lqer, qera-approx, qera-exact, srr, aser, serq:
+#   statistics, weight, whitening, SVD and metrics block-cyclic; serq on whole rows) at 2x1 and 1x2
+#   (-n 2) and 2x2 (-n 4);
+# - --gptq on grids of one column (2x1, 4x1; 1x2 works as 2x1), also with SERQ's and ASER's own
+#   per-module factor of their transformed Gram, and ASER's one group per row (--group 0);
+# - the one left whole (flrq), where the group shares only the SVD and Cholesky, at 2x1;
 # - the exact SVD mode (PDGESVD) with two groups of 2x1 (-n 4).
 source "$(dirname "$0")/common.sh"
 # Distributed sums are ordered differently from the serial ones: measured differences are about
@@ -12,11 +14,11 @@ source "$(dirname "$0")/common.sh"
 # 1e-9 is the tolerance the docs promise.
 GRID_REL_TOL=1e-9
 make_calib "$WORK/calib"
-for m in rtn lqer qera-approx qera-exact srr aser; do
+for m in rtn lqer qera-approx qera-exact srr aser serq flrq; do
     QOPTS=(--method $m --group 32 --rank 8 --seed 3)
     quantize 1 "$WORK/$m-1x1.h5" || { cat "$WORK/log.$m-1x1.h5"; fail "$m 1x1"; }
     runs=("2 2x1" "2 1x2" "4 2x2")
-    [ $m = aser ] && runs=("2 2x1")
+    [ $m = flrq ] && runs=("2 2x1")
     for run in "${runs[@]}"; do
         set -- $run
         quantize "$1" "$WORK/$m-$2.h5" --grid "$2" || { cat "$WORK/log.$m-$2.h5"; fail "$m -n $1 --grid $2"; }
@@ -35,8 +37,25 @@ done
 grep -q "not yet divided\|needs whole rows" "$WORK/log.gptq-2x1.h5" "$WORK/log.gptq-1x2.h5" &&
     fail "gptq on a grid: warned as not divided"
 grep -q "works as 2x1" "$WORK/log.gptq-1x2.h5" || fail "gptq on 1x2: not laid out as 2x1"
-grep -q "aser.*not yet divided over the grid" "$WORK/log.aser-2x1.h5" || fail "aser on a grid: no warning that the module is not divided"
-grep -q "not yet divided" "$WORK/log.srr-2x1.h5" && fail "srr on a grid: warned as not divided"
+grep -q "flrq.*not yet divided over the grid" "$WORK/log.flrq-2x1.h5" || fail "flrq on a grid: no warning that the module is not divided"
+for m in srr aser serq; do
+    grep -q "not yet divided" "$WORK/log.$m-2x1.h5" "$WORK/log.$m-1x2.h5" && fail "$m on a grid: warned as not divided"
+done
+grep -q "serq runs on whole rows: each group of 2x2 ranks works as 4x1" "$WORK/log.serq-2x2.h5" || fail "serq on 2x2: not laid out as 4x1"
+# SERQ and ASER with GPTQ on their own transformed Gram (SERQ's permuted row block by row block),
+# with the clip search (its column weights: the transformed Gram's diagonal); ASER's default one
+# group per row needs whole rows too.
+against_1x1() { # against_1x1 TAG NP GRID: the run of QOPTS on GRID agrees with its 1x1 run
+    quantize 1 "$WORK/$1-1x1.h5" || { cat "$WORK/log.$1-1x1.h5"; fail "$1 1x1"; }
+    quantize "$2" "$WORK/$1-$3.h5" --grid "$3" || { cat "$WORK/log.$1-$3.h5"; fail "$1 -n $2 --grid $3"; }
+    "$CKPT_COMPARE" "$WORK/$1-1x1.h5" "$WORK/$1-$3.h5" --rel $GRID_REL_TOL || fail "$1: grid $3 differs from 1x1"
+}
+QOPTS=(--method serq --gptq --clip --group 32 --seed 3)
+against_1x1 serq-gptq-clip 4 2x2
+QOPTS=(--method aser --gptq --group 32 --rank 8 --seed 3)
+against_1x1 aser-gptq 2 1x2
+QOPTS=(--method aser --group 0 --rank 8 --seed 3)
+against_1x1 aser-group0 2 1x2
 # The second real model (babyllama105, 128 / 352): the divided path at 2x1 and 2x2.
 MODEL="$QRECON_TEST_DATA/models/babyllama105/hf-bf16-2shards"
 make_calib "$WORK/calib-bl"
@@ -52,6 +71,13 @@ for run in "2 2x1" "4 2x2"; do
     set -- $run
     run_bl "$1" "$WORK/bl-$2.h5" --grid "$2"
     "$CKPT_COMPARE" "$WORK/bl-1x1.h5" "$WORK/bl-$2.h5" --rel $GRID_REL_TOL || fail "babyllama105: grid $2 differs from 1x1"
+done
+# ASER and SERQ (with GPTQ) there: several row blocks per rank at 2x2 (352 rows, block 64).
+for m in aser serq; do
+    QOPTS=(--method $m --gptq --group 32 --rank 8 --seed 3)
+    run_bl 1 "$WORK/bl-$m-1x1.h5"
+    run_bl 4 "$WORK/bl-$m-2x2.h5" --grid 2x2
+    "$CKPT_COMPARE" "$WORK/bl-$m-1x1.h5" "$WORK/bl-$m-2x2.h5" --rel $GRID_REL_TOL || fail "babyllama105 $m: grid 2x2 differs from 1x1"
 done
 MODEL="$QRECON_TEST_DATA/models/stories260K/hf"
 QOPTS=(--method qera-exact --group 32 --rank 8 --seed 3 --svd exact)
