@@ -109,14 +109,22 @@ static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, u
     return add(c, f, mul(c, 2, mul3(c, m, l, r)));
 }
 
-/* Whether GPTQ's factor is computed once per input group (a divided grid, mpi/grid_stats.c)
- * rather than per module (one rank). */
-static bool gptq_factor_per_group(const qr_plan_opts *o)
+/* Whether the group divides the module over its grid (mpi/grid_module.c) rather than every rank
+ * holding it whole. */
+static bool divided(const qr_plan_opts *o)
 {
     const char *why = NULL;
     int lay[2];
     qr_grid_layout(&o->method, o->grid, lay);
     return lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
+}
+
+/* Whether GPTQ's factor is computed once per input group (a divided grid, mpi/grid_stats.c)
+ * rather than per module (one rank). */
+static bool gptq_factor_per_group(const qr_plan_opts *o)
+{
+    /* ASER and SERQ factor their own transformed Gram, per module */
+    return divided(o) && o->method.method != QR_METHOD_ASER && o->method.method != QR_METHOD_SERQ;
 }
 
 static qr_status module_cost(const qr_module *m, int first_of_input, const qr_plan_opts *o,
@@ -175,10 +183,16 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
         dec = add(&ctx, dec, mul3(&ctx, r, din, din));
         break;
     case QR_METHOD_ASER:
-        /* its own whitening of the smoothed Gram (d³/3), E S (d_out d_in²), the SVD, the map back
-         */
+        /* its own whitening of the smoothed Gram (d³/3), E S (d_out d_in²; divided over a grid:
+         * the SVD of E S through E and S, as qera-exact's), the SVD, the map back */
         dec = mul3(&ctx, din, din, din) / 3;
-        dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+        if (divided(o)) {
+            dec = add(&ctx, dec,
+                      mul(&ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
+                          mul3(&ctx, din, din, sketch_width(o, dout, din, r))));
+        } else {
+            dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
+        }
         dec = add(&ctx, dec, svd_trunc_flops(&ctx, o, dout, din, r));
         dec = add(&ctx, dec, mul3(&ctx, r, din, din));
         break;

@@ -121,6 +121,15 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     }
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
+    } else if (mo->method == QR_METHOD_ASER) {
+        /* the smoothed weight W~, G~ (a copy of the input group's G) and the copy its damped
+         * factorization keeps, or with GPTQ its own factor of G~ */
+        module += wloc + 2 * gloc;
+    } else if (mo->method == QR_METHOD_SERQ) {
+        /* the side matrix's columns (mloc, k); with GPTQ the permuted Gram, its factor's copy and
+         * a row block of it */
+        uint64_t k = mo->n_salient > 0 ? (uint64_t)mo->n_salient : 0;
+        module += 8 * mloc * (k < n ? k : n) + (mo->gptq ? 2 * gloc + 8 * nb * n : 0);
     }
     /* the metrics (mpi/grid_metrics.c): W, W_eff and its float32 copy, the local Y and Z, the
      * transformed rows whole and their local columns (float32) */
