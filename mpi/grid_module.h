@@ -18,8 +18,10 @@
  * The group root finally holds the module's INT4 codes (m n / 2 bytes, gathered to write its part)
  * and never a float copy of an m x n matrix.
  *
- * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx and
- * qera-exact. qr_grid_method_supported says which option sets it takes; the others run the
+ * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx,
+ * qera-exact, srr, aser (its smoothed weight and Gram local scalings, its own whitening factor per
+ * module) and serq (on whole rows: its column permutation is local there), each with or without
+ * --gptq. qr_grid_method_supported says which option sets it takes; the others (flrq) run the
  * replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky).
  * The statistics live in mpi/grid_stats.c, the module in mpi/grid_module.c, the metrics in
  * mpi/grid_metrics.c.
