@@ -76,8 +76,13 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
 /* After the last batch: diag(G) on every rank; with --gptq GPTQ's factor, and when o's method
  * whitens the whitening factor, each computed once for every module of the input group. The
  * factorizations take G's place (no other step of this path needs G itself; GPTQ factors a copy
- * when the whitening needs G too), so G is NULL afterwards. */
+ * when the whitening needs G too), so G is NULL afterwards, except for the methods that transform
+ * G per module (qr_dstats_keeps_gram). */
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
+
+/* Whether G itself outlives qr_dstats_finish: ASER scales a copy of it for every module, SERQ
+ * with --gptq permutes one. Not collective. */
+bool qr_dstats_keeps_gram(const qr_method_opts *o);
 
 /* The b-th row block this rank's grid row holds of a matrix with m rows: its rows [*r0, *r0 + n),
  * n returned (0 past the last block). Not collective. */

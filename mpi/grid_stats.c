@@ -225,6 +225,11 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, dou
     return qr_pdla_gptq_factor(g, s->gptq, damp, NULL);
 }
 
+bool qr_dstats_keeps_gram(const qr_method_opts *o)
+{
+    return o->method == QR_METHOD_ASER || (o->method == QR_METHOD_SERQ && o->gptq);
+}
+
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
 {
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
@@ -248,6 +253,9 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         QR_TRY(gptq_factor(g, s, whiten, o->wq.gptq_damp));
     }
     if (!whiten) {
+        if (!qr_dstats_keeps_gram(o)) { /* the clip search and the scalings read the vectors */
+            qr_dmat_free(&s->G);
+        }
         return QR_OK;
     }
     QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));

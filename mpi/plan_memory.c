@@ -66,8 +66,13 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     if (mo->method == QR_METHOD_SRR) {
         method += 16 * mn;
     } else if (mo->method == QR_METHOD_ASER || mo->method == QR_METHOD_FLRQ ||
-               mo->method == QR_METHOD_SERQ || mo->method == QR_METHOD_JOINT) {
+               mo->method == QR_METHOD_JOINT) {
         method += 8 * mn + 16 * n * n;
+    } else if (mo->method == QR_METHOD_SERQ) {
+        /* (the 8 mn above is its flattened weight, it forms no E) its salient columns (m, k), and
+         * the transformed Gram only when GPTQ or the clip search reads it */
+        uint64_t k = mo->n_salient > 0 ? (uint64_t)mo->n_salient : 0;
+        method += 8 * m * (k < n ? k : n) + (mo->gptq || mo->wq.clip_search ? 8 * n * n : 0);
     }
     if (mo->gptq) {
         method += 8 * (n * n + mn);
@@ -100,13 +105,18 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t share = (windows + per - 1) / per, round, input, stats, svd, module, metrics;
     bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
+    /* GPTQ's factor once per input group (not for ASER and SERQ: theirs is per module); G or a
+     * factor of it kept after the statistics (qr_dstats_finish, qr_dstats_keeps_gram) */
+    bool gptq_group = mo->gptq && mo->method != QR_METHOD_ASER && mo->method != QR_METHOD_SERQ;
+    bool keep = whiten || gptq_group || qr_dstats_keeps_gram(mo);
     /* qr_dstats (G or its factor, six vectors), the held-out sample (whole, float32) */
-    input = gloc + 8 * 6 * n + 4 * nh * n + (mo->gptq && whiten ? gloc : 0);
+    input = (keep ? gloc : 0) + 8 * 6 * n + 4 * nh * n + (gptq_group && whiten ? gloc : 0);
     /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
      * damped factorization keeps a copy of its input */
     round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
     round = umax(1, round < share ? round : share);
-    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten || mo->gptq ? gloc : 0);
+    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten || gptq_group ? gloc : 0) +
+            (keep ? 0 : gloc);
     /* the distributed SVD (sketch, test matrix, projection, small factors and staging on every
      * rank), L and R */
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
@@ -122,9 +132,15 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     if (mo->method == QR_METHOD_SRR) {
         module += 2 * wloc;
     } else if (mo->method == QR_METHOD_ASER) {
-        /* the smoothed weight W~, G~ (a copy of the input group's G) and the copy its damped
-         * factorization keeps, or with GPTQ its own factor of G~ */
-        module += wloc + 2 * gloc;
+        /* G~ (a copy of the input group's G) and, with GPTQ, its own factor of G~ throughout; the
+         * smoothed weight W~ until the error is formed. Phases: the damped factorization of G~
+         * (which keeps a copy), quantizing W~ without its salient columns (W, W~, W_eff, E), the
+         * SVD (W, W_eff, E) */
+        uint64_t f = mo->gptq ? gloc : 0;
+        uint64_t quant = mo->gptq ? mloc * nloc / 2 + 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n
+                                  : mloc * nloc / 2 + 16 * nb * nloc;
+        module = umax(3 * wloc + 2 * gloc + f, 4 * wloc + gloc + f + quant);
+        module = umax(module, 3 * wloc + gloc + f + svd) + 8 * nb * n;
     } else if (mo->method == QR_METHOD_SERQ) {
         /* the side matrix's columns (mloc, k); with GPTQ the permuted Gram, its factor's copy and
          * a row block of it */
