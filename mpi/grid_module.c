@@ -738,6 +738,9 @@ static qr_status aser(const qr_grid *g, const qr_method_opts *o, const qr_dstats
     grid_scaling S = {NULL, NULL};
     grid_hessian H = {NULL, NULL};
     double t0 = qr_now();
+    if (!s->G) { /* qr_dstats_finish keeps G for it (qr_dstats_keeps_gram) */
+        return qr_fail(QR_ERR_INPUT, "aser: needs the input group's Gram (found none)");
+    }
     st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "ASER column maxima");
     if (st == QR_OK) {
         st = qr_calloc(&cn, (size_t)n, sizeof *cn, "ASER column norms");
@@ -899,6 +902,9 @@ static qr_status serq(const qr_grid *g, const qr_method_opts *o, const qr_dstats
     grid_hessian H = {NULL, NULL};
     double t0 = qr_now();
     memset(sideloc, 0, sizeof *sideloc);
+    if (o->gptq && !s->G) { /* qr_dstats_finish keeps G for it (qr_dstats_keeps_gram) */
+        return qr_fail(QR_ERR_INPUT, "serq: --gptq needs the input group's Gram (found none)");
+    }
     st = qr_malloc(&cw, (size_t)n, sizeof *cw, "SERQ Hessian diagonal");
     if (st == QR_OK) {
         st = qr_malloc(&inv, (size_t)n, sizeof *inv, "SERQ inverse permutation");
