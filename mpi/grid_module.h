@@ -21,9 +21,9 @@
  * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx,
  * qera-exact, srr, aser (its smoothed weight and Gram local scalings, its own whitening factor per
  * module) and serq (on whole rows: its column permutation is local there), each with or without
- * --gptq. qr_grid_method_supported says which option sets it takes; the others (flrq) run the
- * replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky).
- * The statistics live in mpi/grid_stats.c, the module in mpi/grid_module.c, the metrics in
+ * --gptq. qr_grid_method_supported says which option sets it takes; the others (flrq, joint) run
+ * the replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky). The
+ * statistics live in mpi/grid_stats.c, the module in mpi/grid_module.c, the metrics in
  * mpi/grid_metrics.c.
  * Every function is collective over the grid's communicator unless it says otherwise. */
 #ifndef QR_MPI_GRID_MODULE_H
