@@ -107,24 +107,26 @@ static qr_status read_weight(const qr_grid *g, const qr_model *model, const qr_m
     return qr_mpi_agree(g->comm, st);
 }
 
-/* o on the distributed W into *out; with ref, its metrics (grouped A4 per agroup). */
+/* o on the distributed W into *out (the module gathered on the root when `gather`); with held-out
+ * rows, its metrics (grouped A4 per agroup; every width, or the one given) on ref, made by the
+ * first call. */
 static qr_status module_quantize(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
                                  qr_grid_input *in, qr_grid_metric_ref *ref, int64_t agroup,
-                                 qr_grid_module_out *out)
+                                 int width, bool gather, qr_grid_module_out *out)
 {
     qr_status st = QR_OK;
     qr_grid_result res;
     qr_grid_held h = in->held;
     memset(&res, 0, sizeof res);
-    QR_CHECK(qr_grid_method_run(g, o, W, in->stats, &out->ql, &res));
+    QR_CHECK(qr_grid_method_run(g, o, W, in->stats, gather ? &out->ql : NULL, &res));
     out->rep = res.rep;
     if (h.n > 0) {
+        qr_stage_mark("metrics");
         if (!ref->Y) {
-            qr_stage_mark("metrics");
             QR_CHECK(qr_grid_metric_ref_init(g, W, &h, ref));
         }
         h.agroup = agroup;
-        QR_CHECK(qr_grid_metrics(g, ref, &h, W, res.W_eff, res.perm, res.smooth, &out->met));
+        QR_CHECK(qr_grid_metrics(g, ref, &h, width, W, res.W_eff, res.perm, res.smooth, &out->met));
         out->met.bits_per_weight = out->ql.bits_per_weight;
     }
 done:
@@ -148,11 +150,11 @@ qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_m
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, m->d_out, m->d_in, &W)));
     QR_CHECK(read_weight(g, model, m, W));
     qr_stage_mark("method");
-    QR_CHECK(module_quantize(g, o, W, in, &ref, in->held.agroup, out));
+    QR_CHECK(module_quantize(g, o, W, in, &ref, in->held.agroup, QR_METRICS_ALL, true, out));
     if (rtn && *has_metrics) {
         qr_stage_mark("RTN comparison");
-        /* RTN's grouped-A4 error is neither compared nor stored. */
-        QR_CHECK(module_quantize(g, rtn, W, in, &ref, 0, rtn_out));
+        /* Measured only at the compared width (its codes are gathered on a fallback). */
+        QR_CHECK(module_quantize(g, rtn, W, in, &ref, 0, rtn->abits, false, rtn_out));
     }
 done:
     qr_dmat_free(&W);

@@ -36,8 +36,9 @@ typedef struct {
 
 /* Collective over the grid: read module m's weight (each rank its blocks) and quantize it from in
  * with o (module_name set by the caller) into *out; with rtn (else NULL) quantize the same weight
- * with it too, into *rtn_out, its metrics on the same reference outputs (no grouped A4).
- * *has_metrics: there were held-out rows. Free the outputs' layers with qr_qlayer_free. */
+ * with it too and measure it on the same reference outputs at rtn->abits only into *rtn_out, whose
+ * layer stays empty (nothing gathered: run rtn as o to store it). *has_metrics: there were
+ * held-out rows. Free the outputs' layers with qr_qlayer_free. */
 qr_status qr_grid_module_run(const qr_grid *g, const qr_model *model, const qr_module *m,
                              const qr_method_opts *o, const qr_method_opts *rtn, qr_grid_input *in,
                              qr_grid_module_out *out, qr_grid_module_out *rtn_out,

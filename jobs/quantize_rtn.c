@@ -20,6 +20,7 @@ static qr_method_opts rtn_opts(const qr_method_opts *o)
     qr_method_opts r;
     qr_method_opts_default(&r, QR_METHOD_RTN);
     r.wq = o->wq;
+    r.abits = o->abits; /* the width compared: the only error RTN is measured at */
     r.seed = o->seed;
     r.module_name = o->module_name;
     return r;
@@ -86,7 +87,7 @@ static qr_status rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, 
     qr_stage_mark("RTN comparison");
     QR_CHECK(qr_method_run(&ro, NULL, W, d_out, d_in, stats, &rq, NULL));
     /* RTN's grouped-A4 error is not compared or stored: one product fewer. */
-    QR_CHECK(qr_metrics_fast(ref, &rq, W, 0, NULL, &rm));
+    QR_CHECK(qr_metrics_fast(ref, &rq, W, 0, pol->abits, NULL, &rm));
     if (judge(pol, o->module_name, met, &rm, cmp)) {
         memcpy(rm.seconds, met->seconds, sizeof rm.seconds);
         rm.seconds_total = met->seconds_total;
@@ -113,7 +114,7 @@ qr_status qr_quantize_measure(const qr_rtn_policy *pol, const qr_method_opts *o,
     if (n_ho > 0) {
         qr_stage_mark("metrics");
         QR_CHECK(qr_metric_ref_init(&ref, W, m->d_out, m->d_in, held, n_ho));
-        QR_CHECK(qr_metrics_fast(&ref, ql, W, agroup, rep, met));
+        QR_CHECK(qr_metrics_fast(&ref, ql, W, agroup, QR_METRICS_ALL, rep, met));
     }
     QR_CHECK(rtn_compare(pol, o, W, m->d_out, m->d_in, stats, n_ho > 0 ? &ref : NULL, ql, met, rep,
                          cmp));
@@ -128,22 +129,26 @@ bool qr_rtn_opts(const qr_method_opts *o, qr_method_opts *rtn)
     return needs_compare(o);
 }
 
-void qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_module *m, bool ran,
-                         qr_grid_module_out *out, qr_grid_module_out *rtn, qr_rtn_cmp *cmp)
+bool qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_module *m, bool ran,
+                         const qr_grid_module_out *out, const qr_grid_module_out *rtn,
+                         qr_rtn_cmp *cmp)
 {
     cmp_reset(cmp);
     /* Every rank holds the same metrics (reduced), so every rank judges alike. */
-    if (ran && judge(pol, m->name, &out->met, &rtn->met, cmp)) {
-        double bits = g->group_rank == 0 ? rtn->ql.bits_per_weight : out->met.bits_per_weight;
-        memcpy(rtn->met.seconds, out->met.seconds, sizeof rtn->met.seconds);
-        rtn->met.seconds_total = out->met.seconds_total;
-        qr_qlayer_free(&out->ql);
-        out->ql = rtn->ql;
-        memset(&rtn->ql, 0, sizeof rtn->ql);
-        out->met = rtn->met;
-        out->met.bits_per_weight = bits;
-        report_as_rtn(&out->rep);
-    }
+    return ran && judge(pol, m->name, &out->met, &rtn->met, cmp);
+}
+
+void qr_rtn_take_grid(const qr_grid *g, qr_grid_module_out *out, qr_grid_module_out *rtn)
+{
+    double bits = g->group_rank == 0 ? rtn->ql.bits_per_weight : out->met.bits_per_weight;
+    memcpy(rtn->met.seconds, out->met.seconds, sizeof rtn->met.seconds);
+    rtn->met.seconds_total = out->met.seconds_total;
+    qr_qlayer_free(&out->ql);
+    out->ql = rtn->ql;
+    memset(&rtn->ql, 0, sizeof rtn->ql);
+    out->met = rtn->met;
+    out->met.bits_per_weight = bits;
+    report_as_rtn(&out->rep);
 }
 
 qr_status qr_rtn_cmp_kv(const qr_rtn_cmp *cmp, qr_kvlist *l)

@@ -49,10 +49,15 @@ qr_status qr_quantize_measure(const qr_rtn_policy *pol, const qr_method_opts *o,
 bool qr_rtn_opts(const qr_method_opts *o, qr_method_opts *rtn);
 
 /* The same judgement on the grid, from the method's and RTN's results of qr_grid_module_run (ran:
- * RTN was run and measured); on a fallback *out takes RTN's module (rtn->ql is moved). Not
- * collective: every rank holds the same metrics, so every rank judges alike. */
-void qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_grid *g, const qr_module *m, bool ran,
-                         qr_grid_module_out *out, qr_grid_module_out *rtn, qr_rtn_cmp *cmp);
+ * RTN was run and measured): whether RTN's module is to be stored. Not collective: every rank
+ * holds the same metrics, so every rank judges alike. */
+bool qr_rtn_compare_grid(const qr_rtn_policy *pol, const qr_module *m, bool ran,
+                         const qr_grid_module_out *out, const qr_grid_module_out *rtn,
+                         qr_rtn_cmp *cmp);
+
+/* On a fallback: *out takes RTN's module (rtn: RTN run with its codes gathered; rtn->ql moved),
+ * its metrics, and the report of a stored RTN module. Not collective. */
+void qr_rtn_take_grid(const qr_grid *g, qr_grid_module_out *out, qr_grid_module_out *rtn);
 
 /* The comparison as metric keys of the module's part (rtn_output_error, rtn_output_error_a8,
  * rtn_output_error_a4, method_output_error, worse_than_rtn, fallback_rtn; -1 / NaN when not

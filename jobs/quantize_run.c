@@ -505,15 +505,21 @@ static qr_status run_module_grid(const qr_quantize_job *job, const qr_grid *g,
     bool compare;
     mo.module_name = m->name;
     compare = qr_rtn_opts(&mo, &ro);
+    ro.abits = pol.abits; /* RTN is measured at the width the policy compares */
     st = qr_grid_module_run(g, model, m, &mo, compare ? &ro : NULL, in, &out, &rtn_out,
                             &has_metrics);
-    if (st == QR_OK) {
-        out.met.bits_per_weight = out.ql.bits_per_weight;
-        qr_rtn_compare_grid(&pol, g, m, compare && has_metrics, &out, &rtn_out, &cmp);
-        if (g->group_rank == 0) {
-            st = finish_module(m, &out.ql, &out.rep, &out.met, has_metrics, &cmp, stats_seconds,
-                               opts, part, t0, msg);
+    if (st == QR_OK && qr_rtn_compare_grid(&pol, m, compare && has_metrics, &out, &rtn_out, &cmp)) {
+        /* RTN was measured, not gathered: run it again to store it (fallback modules only) */
+        qr_grid_module_out unused;
+        qr_qlayer_free(&rtn_out.ql);
+        st = qr_grid_module_run(g, model, m, &ro, NULL, in, &rtn_out, &unused, &has_metrics);
+        if (st == QR_OK) {
+            qr_rtn_take_grid(g, &out, &rtn_out);
         }
+    }
+    if (st == QR_OK && g->group_rank == 0) {
+        st = finish_module(m, &out.ql, &out.rep, &out.met, has_metrics, &cmp, stats_seconds, opts,
+                           part, t0, msg);
     }
     qr_qlayer_free(&out.ql);
     qr_qlayer_free(&rtn_out.ql);

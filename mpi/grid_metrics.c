@@ -141,7 +141,7 @@ static double weight_err_sumsq(const qr_grid *g, const qr_dmat *W, const qr_dmat
 }
 
 qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
-                          const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
+                          int width, const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
                           const float *smooth, qr_metrics *m)
 {
     static const int bits[4] = {0, 8, 4, 4};
@@ -179,7 +179,8 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
     m->weight_rel_err = rel(sums[0], sums[1]);
     local_float(W_t, Wtf);
     for (int a = 0; a < 4; a++) {
-        if (a == 3 && h->agroup <= 0) {
+        if (!qr_metrics_wanted(a, h->agroup, width)) {
+            *out[a] = NAN;
             continue;
         }
         /* Every rank transforms and quantizes all n rows (per token, so it needs whole rows):

@@ -13,6 +13,7 @@
 #include "src/methods/correction.h"
 #include "src/progress.h"
 #include "src/quant.h"
+#include "src/stage.h"
 
 int qr_grid_block_for_group(int64_t group, int q)
 {
@@ -72,6 +73,7 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
     int64_t nloc = W->nloc, rows = g->nb; /* rows quantized at once: one block row */
     double *w = NULL, *cw = NULL;         /* (rows, nloc) row-major: W, then deq; (nloc) */
     qr_qweight qc;                        /* the chunk's quantized rows */
+    qr_stage_mark("quantize");
     memset(qloc, 0, sizeof *qloc);
     memset(&qc, 0, sizeof qc);
     if (W->mloc == 0 || nloc == 0) {
@@ -91,9 +93,12 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
     for (int64_t r0 = 0; r0 < W->mloc; r0 += rows) {
         int64_t nr = W->mloc - r0 < rows ? W->mloc - r0 : rows;
         size_t rb = (size_t)qr_qweight_row_bytes(qloc), ng = (size_t)qloc->n_groups;
-        for (int64_t i = 0; i < nr; i++) {
-            for (int64_t lj = 0; lj < nloc; lj++) {
-                w[i * nloc + lj] = W->data[(size_t)lj * qr_dmat_lld(W) + (size_t)(r0 + i)];
+        /* columns outer: the local part is column-major, so each column's nr rows are read
+         * contiguously (rows outer strode across the whole part: most of the step's time) */
+        for (int64_t lj = 0; lj < nloc; lj++) {
+            const double *col = W->data + (size_t)lj * qr_dmat_lld(W) + (size_t)r0;
+            for (int64_t i = 0; i < nr; i++) {
+                w[i * nloc + lj] = col[i];
             }
         }
         QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
@@ -104,8 +109,8 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         }
         qr_qweight_dequantize_f64(&qc, w);
         qr_qweight_free(&qc);
-        for (int64_t i = 0; i < nr; i++) {
-            for (int64_t lj = 0; lj < nloc; lj++) {
+        for (int64_t lj = 0; lj < nloc; lj++) {
+            for (int64_t i = 0; i < nr; i++) {
                 size_t k = (size_t)lj * qr_dmat_lld(W) + (size_t)(r0 + i);
                 W_eff->data[k] = w[i * nloc + lj];
                 E->data[k] = W->data[k] - W_eff->data[k];
@@ -168,6 +173,7 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
     int64_t n = W->n, m = W->mloc;
     double *Wt = NULL, *hdiag = NULL; /* (n, m): Wᵀ, then the dequantized rows (m, n); (n) */
     gptq_panels p = {g, factor, NULL};
+    qr_stage_mark("quantize");
     memset(qloc, 0, sizeof *qloc);
     st = qr_qweight_alloc(qloc, m, n, o->wq.group > 0 ? o->wq.group : n, o->wq.asym);
     if (st == QR_OK) {
@@ -293,6 +299,7 @@ static qr_status correction(const qr_grid *g, const qr_method_opts *o, const gri
     qr_status st = QR_OK;
     double *sv = NULL; /* (r) */
     double t0 = qr_now();
+    qr_stage_mark("SVD");
     QR_TRY(qr_mpi_agree(g->comm, qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values")));
     QR_CHECK(scaled_svd(g, o, S, "correction", E, r, L, sv, R));
     for (int64_t i = 0; i < E->m; i++) {
@@ -399,6 +406,7 @@ static qr_status gather_qweight(const qr_grid *g, const qr_wquant_opts *wq, int6
 {
     qr_status st = QR_OK;
     int mmax = qr_dmat_extent(m, g->nb, 0, g->nprow), nmax = qr_dmat_extent(n, g->nb, 0, g->npcol);
+    qr_stage_mark("gather");
     int64_t lgroup = wq->group > 0 && wq->group < n ? wq->group : n;
     int64_t ngmax = (nmax + lgroup - 1) / lgroup;
     size_t nc = (size_t)mmax * (size_t)nmax, ns = (size_t)mmax * (size_t)ngmax;
@@ -1002,7 +1010,9 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     memset(&qloc, 0, sizeof qloc);
     memset(&sideloc, 0, sizeof sideloc);
     memset(&ql, 0, sizeof ql);
-    memset(root_ql, 0, sizeof *root_ql);
+    if (root_ql) {
+        memset(root_ql, 0, sizeof *root_ql);
+    }
     memset(res, 0, sizeof *res);
     QR_TRY(qr_method_resolve(oin, oin->module_name ? oin->module_name : "module", m, n, &ro));
     r = o->method == QR_METHOD_RTN || o->method == QR_METHOD_SERQ ? 0 : o->rank;
@@ -1047,6 +1057,10 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
         QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
     }
     QR_CHECK(qr_mpi_agree(g->comm, add_lowrank(g, &ql, res->W_eff)));
+    res->rep.rank_used = ql.rank;
+    if (!root_ql) { /* measured only: no part to write */
+        goto done;
+    }
     QR_CHECK(gather_qweight(g, &o->wq, m, n, &qloc, &ql.main));
     if (o->method == QR_METHOD_SERQ && res->rep.n_salient_used > 0) {
         qr_wquant_opts side = o->wq;
@@ -1054,7 +1068,6 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
         QR_CHECK(gather_qweight(g, &side, m, res->rep.n_salient_used, &sideloc, &ql.side));
         ql.n_salient = res->rep.n_salient_used;
     }
-    res->rep.rank_used = ql.rank;
     if (g->group_rank == 0 && smoothed) {
         st = qr_malloc(&ql.smooth, (size_t)n, sizeof *ql.smooth, "smoothing vector");
         if (st == QR_OK && res->perm) {
@@ -1081,7 +1094,9 @@ done:
     free(L);
     free(R);
     if (st != QR_OK) {
-        qr_qlayer_free(root_ql);
+        if (root_ql) {
+            qr_qlayer_free(root_ql);
+        }
         qr_grid_result_free(res);
     }
     return st;

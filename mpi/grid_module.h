@@ -122,8 +122,9 @@ typedef struct {
 
 /* Quantize the distributed weight W (m, n) with o (qr_grid_method_supported) and statistics s; the
  * group root gets the whole module in *root_ql (INT4 codes, scales, L, R; other ranks get an empty
- * one), every rank gets res. o->module_name seeds the random streams as qr_method_run does, so the
- * result agrees with the serial one to rounding. */
+ * one; root_ql NULL: nothing is gathered, the module is only measured through res), every rank
+ * gets res. o->module_name seeds the random streams as qr_method_run does, so the result agrees
+ * with the serial one to rounding. */
 qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
                              qr_dstats *s, qr_qlayer *root_ql, qr_grid_result *res);
 
@@ -140,7 +141,7 @@ void qr_grid_metric_ref_free(qr_grid_metric_ref *ref); /* not collective; NULL-s
  * products, sums of squares in float64 reduced over the group. bits_per_weight and the stage
  * times come from the caller. */
 qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
-                          const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
+                          int width, const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
                           const float *smooth, qr_metrics *m);
 
 #endif

@@ -10,6 +10,7 @@
 #include "mpi/grid_module.h"
 #include "mpi/pdla.h"
 #include "src/alloc.h"
+#include "src/stage.h"
 #include "src/quant.h"
 
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
@@ -250,6 +251,7 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
               (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
     /* ASER and SERQ run GPTQ on their own transformed Gram, factored per module from G */
     if (o->gptq && o->method != QR_METHOD_ASER && o->method != QR_METHOD_SERQ) {
+        qr_stage_mark("GPTQ factor");
         QR_TRY(gptq_factor(g, s, whiten, o->wq.gptq_damp));
     }
     if (!whiten) {
@@ -258,6 +260,7 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         }
         return QR_OK;
     }
+    qr_stage_mark("whitening");
     QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));
     s->chol = s->G;
     s->G = NULL;

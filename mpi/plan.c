@@ -259,17 +259,17 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
         c->bytes_read = mul3(&ctx, n, din, 4);
     }
     /* the metrics (src/metrics.c qr_metrics_fast, mpi/grid_metrics.c) on the sample of nm rows:
-     * Y = X Wᵀ once and the float, A8 and A4 outputs (2 nm d_out d_in each, float32 products,
-     * which run at twice dgemm's rate: counted as half), and the weight in its transformed space
-     * (d_out d_in r) */
-    c->metrics_flops = add(&ctx, mul(&ctx, 4, mul3(&ctx, (uint64_t)o->metric_rows, dout, din)),
+     * Y = X Wᵀ once and the float, A8, A4 and grouped-A4 outputs (quantize's agroup; 2 nm d_out
+     * d_in each, float32 products, which run at about twice dgemm's rate: counted as half), and
+     * the weight in its transformed space (d_out d_in r) */
+    c->metrics_flops = add(&ctx, mul(&ctx, 5, mul3(&ctx, (uint64_t)o->metric_rows, dout, din)),
                            mul3(&ctx, dout, din, r));
     if (!(o->method.method == QR_METHOD_RTN && !o->method.gptq)) {
-        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its float, A8 and A4
-         * outputs (no grouped A4), on the same Y */
+        /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its output at the
+         * compared width, on the same Y */
         c->metrics_flops =
             add(&ctx, c->metrics_flops,
-                add(&ctx, mul(&ctx, 3, mul3(&ctx, (uint64_t)o->metric_rows, dout, din)),
+                add(&ctx, mul3(&ctx, (uint64_t)o->metric_rows, dout, din),
                     mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
     }
     c->decomp_flops = dec;

@@ -209,8 +209,17 @@ static double weight_err_sumsq(const qr_qlayer *ql, const double *W, const doubl
     return num;
 }
 
+bool qr_metrics_wanted(int a, int64_t agroup, int width)
+{
+    static const int widths[4] = {0, 8, 4, 4};
+    if (a == 3 && agroup <= 0) {
+        return false;
+    }
+    return width == QR_METRICS_ALL || (a < 3 && widths[a] == width);
+}
+
 qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const double *W,
-                          int64_t agroup, const qr_method_report *rep, qr_metrics *m)
+                          int64_t agroup, int width, const qr_method_report *rep, qr_metrics *m)
 {
     static const int bits[4] = {0, 8, 4, 4};
     qr_status st = QR_OK;
@@ -242,7 +251,8 @@ qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const dou
     m->weight_rel_err = rel_of(weight_err_sumsq(ql, W, Wt), den);
     for (int a = 0; a < 4; a++) {
         double num = 0.0;
-        if (a == 3 && agroup <= 0) {
+        if (!qr_metrics_wanted(a, agroup, width)) {
+            *out[a] = NAN;
             continue;
         }
         qr_metric_rows_transform(r->X, n, d_in, ql->perm, ql->smooth, bits[a], a == 3 ? agroup : 0,

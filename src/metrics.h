@@ -5,6 +5,7 @@
 #ifndef QR_METRICS_H
 #define QR_METRICS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "src/method.h"
@@ -52,9 +53,17 @@ qr_status qr_metric_ref_init(qr_metric_ref *r, const double *W, int64_t d_out, i
                              const float *X, int64_t n);
 void qr_metric_ref_free(qr_metric_ref *r); /* NULL-safe; clears r */
 
-/* qr_metrics_compute's figures through r (W is the weight r was made with). */
+/* The errors qr_metrics_fast measures: every setting, or one activation width (0 float, 8, 4; the
+ * others are NaN), which is all the RTN comparison needs. */
+#define QR_METRICS_ALL (-1)
+
+/* qr_metrics_compute's figures through r (W is the weight r was made with), for `width`. */
 qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const double *W,
-                          int64_t agroup, const qr_method_report *rep, qr_metrics *m);
+                          int64_t agroup, int width, const qr_method_report *rep, qr_metrics *m);
+
+/* Whether setting a (0 float, 1 A8, 2 A4, 3 grouped A4 when agroup > 0) is measured for width;
+ * not collective. */
+bool qr_metrics_wanted(int a, int64_t agroup, int width);
 
 /* T (n, d) float32 := x[perm[j]] / smooth[j] of X's rows (perm, smooth may be NULL), per-token
  * fake-quantized to `bits` (0 = none) per group of `agroup` channels (0 = the whole row): the rule

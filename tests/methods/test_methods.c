@@ -896,7 +896,8 @@ static int test_metrics_fast(void)
         QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s: %s",
                    qr_method_name((qr_method_id)m), qr_errmsg());
         QR_REQUIRE(qr_metrics_compute(&ql, W, Xt, NT, AG, NULL, &a) == QR_OK, "%s", qr_errmsg());
-        QR_REQUIRE(qr_metrics_fast(&ref, &ql, W, AG, NULL, &b) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_metrics_fast(&ref, &ql, W, AG, QR_METRICS_ALL, NULL, &b) == QR_OK, "%s",
+                   qr_errmsg());
         const double *ea = &a.out_rel_err, *eb = &b.out_rel_err;
         for (int k = -1; k < 4; k++) {
             double x = k < 0 ? a.weight_rel_err : ea[k], y = k < 0 ? b.weight_rel_err : eb[k];
@@ -913,7 +914,8 @@ static int test_metrics_fast(void)
             qr_metric_ref ex;
             QR_REQUIRE(qr_qlayer_effective_weight(&ql, We) == QR_OK, "%s", qr_errmsg());
             QR_REQUIRE(qr_metric_ref_init(&ex, We, DO, DI, Xt, NT) == QR_OK, "%s", qr_errmsg());
-            QR_REQUIRE(qr_metrics_fast(&ex, &ql, We, 0, NULL, &b) == QR_OK, "%s", qr_errmsg());
+            QR_REQUIRE(qr_metrics_fast(&ex, &ql, We, 0, QR_METRICS_ALL, NULL, &b) == QR_OK, "%s",
+                       qr_errmsg());
             QR_EXPECT(b.out_rel_err == 0.0 && b.weight_rel_err == 0.0 && isinf(b.sqnr_db),
                       "exact module: errors %g, %g, SQNR %g", b.out_rel_err, b.weight_rel_err,
                       b.sqnr_db);
