@@ -1082,7 +1082,8 @@ static void report_memory(qr_run *r)
                 "GFLOP/s, %.0f%% of this rank's dgemm rate)",
                 g, r->job->grid[0], r->job->grid[1], peak / 1048576.0,
                 (double)s->mem_per_rank / 1048576.0, (double)s->mem_root_extra / 1048576.0, cpu,
-                (double)s->flops / (rate * 1e9), rate, 100.0 * QR_PLAN_SUSTAINED);
+                (double)s->flops * qr_plan_cpu_factor(&r->plan->opts) / (rate * 1e9), rate,
+                100.0 * QR_PLAN_SUSTAINED);
     }
     free(all);
 }

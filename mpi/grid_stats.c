@@ -236,12 +236,12 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
     bool whiten;
     QR_TRY(qr_mpi_agree(g->comm, st));
-    for (int lj = 0; lj < s->G->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < s->G->mloc; li++) {
-            if (qr_dmat_global_row(g, li) == j) {
-                s->gram_diag[j] = s->G->data[(size_t)lj * qr_dmat_lld(s->G) + li];
-            }
+    for (int64_t j = 0; j < s->d; j++) { /* the diagonal entries this rank holds */
+        int64_t bj = j / g->nb;
+        if (bj % g->nprow == g->myrow && bj % g->npcol == g->mycol) {
+            int64_t li = (bj / g->nprow) * g->nb + j % g->nb,
+                    lj = (bj / g->npcol) * g->nb + j % g->nb;
+            s->gram_diag[j] = s->G->data[(size_t)lj * qr_dmat_lld(s->G) + (size_t)li];
         }
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);

@@ -119,6 +119,16 @@ static bool divided(const qr_plan_opts *o)
     return lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
 }
 
+double qr_plan_cpu_factor(const qr_plan_opts *o)
+{
+    int lay[2];
+    qr_grid_layout(&o->method, o->grid, lay);
+    if (lay[0] * lay[1] == 1) {
+        return 1.0;
+    }
+    return divided(o) ? 1.0 / QR_PLAN_GRID_EFFICIENCY : (double)(lay[0] * lay[1]);
+}
+
 /* Whether GPTQ's factor is computed once per input group (a divided grid, mpi/grid_stats.c)
  * rather than per module (one rank). */
 static bool gptq_factor_per_group(const qr_plan_opts *o)
@@ -267,10 +277,9 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
     if (!(o->method.method == QR_METHOD_RTN && !o->method.gptq)) {
         /* the RTN comparison (jobs/quantize_rtn.c): RTN's quantization and its output at the
          * compared width, on the same Y */
-        c->metrics_flops =
-            add(&ctx, c->metrics_flops,
-                add(&ctx, mul3(&ctx, (uint64_t)o->metric_rows, dout, din),
-                    mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
+        c->metrics_flops = add(&ctx, c->metrics_flops,
+                               add(&ctx, mul3(&ctx, (uint64_t)o->metric_rows, dout, din),
+                                   mul(&ctx, QR_PLAN_QUANT_FLOPS_PER_WEIGHT, mn)));
     }
     c->decomp_flops = dec;
     c->quant_flops = quant;
@@ -469,7 +478,7 @@ qr_status qr_plan_build(const qr_model_config *cfg, const qr_plan_opts *o, qr_pl
         for (int64_t l = s->layer_begin; l < s->layer_end; l++) {
             s->cost += p->layer_cost[l];
         }
-        s->seconds = (double)s->cost / group_rate;
+        s->seconds = (double)s->cost * qr_plan_cpu_factor(o) / group_rate;
     }
     p->imbalance =
         p->total_cost > 0 ? (double)p->max_cost * (double)p->n_groups / (double)p->total_cost : 1.0;

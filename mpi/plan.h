@@ -23,9 +23,16 @@
 /* Default flop rate of one BLAS thread (double-precision level-3 work on one modern core). */
 #define QR_PLAN_DEFAULT_GFLOPS 20.0
 /* The fraction of a large dgemm's rate (qr_blas_gflops) a quantize job sustains over its mix of
- * kernels (Cholesky, triangular products, QR, small SVDs, reads): measured 0.6 at 1x1 on the
- * synthetic 2048 / 5504 layer (tests/bench/grid_memory.sh, qera-exact and srr). */
-#define QR_PLAN_SUSTAINED 0.6
+ * kernels (Cholesky, triangular products, QR, small SVDs, float32 metrics, reads): measured 0.45
+ * (qera-exact), 0.55 (srr) and 0.57 (rtn --gptq) at 1x1 on the synthetic 2048 / 5504 layer
+ * (tests/bench/grid_memory.sh); 0.5 between them. A property of the machine: the bench prints
+ * the plan beside the measured CPU, to check it on another. */
+#define QR_PLAN_SUSTAINED 0.5
+/* The parallel efficiency of a module divided over a P x Q grid: its ranks wait for each other
+ * inside the distributed steps, and Open MPI's ranks poll while they wait, so a group's CPU time is
+ * its work divided by this. Measured 0.54-0.68 on 2 ranks of the same bench (qera-exact, srr,
+ * rtn --gptq at 2x1); the machine and the MPI decide it. */
+#define QR_PLAN_GRID_EFFICIENCY 0.6
 /* Default read rate of one rank group from the calibration shards (one client stream of a parallel
  * file system). */
 #define QR_PLAN_DEFAULT_READ_GBPS 2.0
@@ -87,6 +94,10 @@ void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *o, qr_module_
 int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
 /* The rows of the metrics' sample: quantize's --metric-rows cap (0: all) of the held-out rows. */
 int64_t qr_plan_metric_rows(int64_t held_tokens, int64_t cap);
+/* A rank group's CPU seconds (and wall time) per second of its flops at the sustained rate: 1 on
+ * one rank, 1 / QR_PLAN_GRID_EFFICIENCY for a module divided over a P x Q grid, P·Q when every rank
+ * of the grid holds and computes the module whole (the methods not divided). */
+double qr_plan_cpu_factor(const qr_plan_opts *o);
 
 /* Cost of module m, at its own rank and salient count (QR_AUTO values resolved by
  * qr_method_resolve, as quantize runs them); first_of_input = 1 when it is the first module of its
