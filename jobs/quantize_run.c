@@ -1065,9 +1065,11 @@ static void report_memory(qr_run *r)
     if (r->rank == 0 && !(all = malloc(2 * (size_t)r->size * sizeof *all))) {
         QR_WARN("quantize: no memory for the closing report");
     }
-    MPI_Gather(mine, 2, MPI_DOUBLE, all, all ? 2 : 0, MPI_DOUBLE, 0, r->comm);
-    /* The plan balances on its default rate; the prediction here uses this machine's. */
+    /* The plan balances on its default rate; the prediction here uses this machine's, measured
+     * while the other ranks wait asleep (polling ranks would share its cores). */
     double rate = r->rank == 0 ? QR_PLAN_SUSTAINED * qr_blas_gflops() : 0.0;
+    qr_mpi_idle_barrier(r->comm);
+    MPI_Gather(mine, 2, MPI_DOUBLE, all, all ? 2 : 0, MPI_DOUBLE, 0, r->comm);
     for (int g = 0; all && rate > 0 && g < r->plan->n_groups; g++) {
         const qr_plan_slice *s = &r->plan->slices[g];
         double peak = 0, cpu = 0;

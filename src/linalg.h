@@ -88,8 +88,8 @@ qr_status qr_eigh(double *A, int64_t n, double *w);
  * (m, n) overwrites A. */
 qr_status qr_orthonormalize(double *A, int64_t m, int64_t n);
 
-/* The float64 matrix-multiply rate of this process in GFLOP/s: the best of three 512 x 512 x 512
- * dgemm calls (about 0.1 s). What the plan's time estimates assume when a job measures them. */
+/* The float64 matrix-multiply rate of this process in GFLOP/s: the best of eight 512 x 512 x 512
+ * dgemm calls (about 0.05 s). What the plan's time estimates assume when a job measures them. */
 double qr_blas_gflops(void);
 
 /* Frobenius norm of A (m, n) (scaled, so no overflow for large entries). */
