@@ -129,6 +129,88 @@ double qr_plan_cpu_factor(const qr_plan_opts *o)
     return divided(o) ? 1.0 / QR_PLAN_GRID_EFFICIENCY : (double)(lay[0] * lay[1]);
 }
 
+/* The method's own decomposition flops and its quantization passes (the part of a module's cost
+ * that depends on the method; GPTQ, statistics and metrics are added by module_cost). False for an
+ * unknown method. */
+static bool method_cost(u64_ctx *ctx, const qr_module *m, const qr_plan_opts *o, uint64_t r,
+                        uint64_t *dec, uint64_t *quant, bool *whitened)
+{
+    uint64_t dout = (uint64_t)m->d_out, din = (uint64_t)m->d_in, mn = mul(ctx, dout, din);
+    switch (o->method.method) {
+    case QR_METHOD_RTN:
+        break;
+    case QR_METHOD_LQER:
+    case QR_METHOD_QERA_APPROX:
+        *dec = svd_trunc_flops(ctx, o, dout, din, r);
+        break;
+    case QR_METHOD_QERA_EXACT:
+        /* The SVD of E C through E and C (each of its 2q + 2 products also a triangular product,
+         * d_in² l), and the map back R C^-1 (r d_in²); the factor is the input group's. */
+        *whitened = true;
+        *dec = svd_trunc_flops(ctx, o, dout, din, r);
+        *dec = add(ctx, *dec,
+                   mul(ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
+                       mul3(ctx, din, din, sketch_width(o, dout, din, r))));
+        *dec = add(ctx, *dec, mul3(ctx, r, din, din));
+        break;
+    case QR_METHOD_ASER:
+        /* its own whitening of the smoothed Gram (d³/3), E S (d_out d_in²; divided over a grid:
+         * the SVD of E S through E and S, as qera-exact's), the SVD, the map back */
+        *dec = mul3(ctx, din, din, din) / 3;
+        if (divided(o)) {
+            *dec = add(ctx, *dec,
+                       mul(ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
+                           mul3(ctx, din, din, sketch_width(o, dout, din, r))));
+        } else {
+            *dec = add(ctx, *dec, mul3(ctx, dout, din, din));
+        }
+        *dec = add(ctx, *dec, svd_trunc_flops(ctx, o, dout, din, r));
+        *dec = add(ctx, *dec, mul3(ctx, r, din, din));
+        break;
+    case QR_METHOD_SERQ:
+        /* The side matrix is a second quantization of a few columns: at most one more pass. */
+        *quant = mul(ctx, *quant, 2);
+        break;
+    case QR_METHOD_FLRQ:
+        /* r rank-1 sketches of (2 it + 2) products each (it = 2), then three BLC rounds of an SVD
+         * and a quantization. */
+        *dec = mul(ctx, 6 * r, mul(ctx, 2, mn));
+        *dec = add(ctx, *dec, mul(ctx, 3, svd_trunc_flops(ctx, o, dout, din, r)));
+        *quant = mul(ctx, *quant, 4);
+        break;
+    case QR_METHOD_SRR:
+        /* SVDs of S W, S E_rand (for k*) and the residual, then the base method's own layer to
+         * check the split against (its quantization and SVD); W S and the two scaled errors are
+         * formed (with the whitening factor triangular products, d_out d_in² each) */
+        *dec = mul(ctx, 4, svd_trunc_flops(ctx, o, dout, din, r));
+        if (o->method.srr_base == QR_METHOD_QERA_EXACT) {
+            *dec = add(ctx, *dec, mul(ctx, 3, mul3(ctx, dout, din, din)));
+        }
+        *quant = mul(ctx, *quant, 2);
+        break;
+    case QR_METHOD_JOINT: {
+        /* in each of its input spaces (qr_joint_search: all five on small modules, one or two at
+         * 7B widths): 2 starts of fits (a GPTQ sweep, a whitened SVD and an objective, d_out d_in²
+         * with the triangular factor) while the objective falls, counted at
+         * QR_JOINT_FITS_TYPICAL per start when the cap allows more; the preserving SVD of the
+         * second start; the smoothed spaces' own whitening */
+        int spaces, fits;
+        qr_joint_search(o->method.abits, m->d_out, m->d_in, &spaces, &fits);
+        fits = fits < QR_JOINT_FITS_TYPICAL ? fits : QR_JOINT_FITS_TYPICAL;
+        *whitened = true;
+        *dec = mul(ctx, 2 * (uint64_t)fits + 1, svd_trunc_flops(ctx, o, dout, din, r));
+        *dec = add(ctx, *dec, mul(ctx, 4 * (uint64_t)fits, mul3(ctx, dout, din, din)));
+        *dec = mul(ctx, (uint64_t)spaces, *dec);
+        *dec = add(ctx, *dec, mul(ctx, (uint64_t)spaces - 1, mul3(ctx, din, din, din) / 3));
+        *quant = mul(ctx, *quant, 2 * (uint64_t)fits * (uint64_t)spaces);
+        break;
+    }
+    default:
+        return false;
+    }
+    return true;
+}
+
 /* Whether GPTQ's factor is computed once per input group (a divided grid, mpi/grid_stats.c)
  * rather than per module (one rank). */
 static bool gptq_factor_per_group(const qr_plan_opts *o)
@@ -175,76 +257,7 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
     if (r > kmin) {
         r = kmin;
     }
-    switch (o->method.method) {
-    case QR_METHOD_RTN:
-        break;
-    case QR_METHOD_LQER:
-    case QR_METHOD_QERA_APPROX:
-        dec = svd_trunc_flops(&ctx, o, dout, din, r);
-        break;
-    case QR_METHOD_QERA_EXACT:
-        /* The SVD of E C through E and C (each of its 2q + 2 products also a triangular product,
-         * d_in² l), and the map back R C^-1 (r d_in²); the factor is the input group's. */
-        whitened = true;
-        dec = svd_trunc_flops(&ctx, o, dout, din, r);
-        dec = add(&ctx, dec,
-                  mul(&ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
-                      mul3(&ctx, din, din, sketch_width(o, dout, din, r))));
-        dec = add(&ctx, dec, mul3(&ctx, r, din, din));
-        break;
-    case QR_METHOD_ASER:
-        /* its own whitening of the smoothed Gram (d³/3), E S (d_out d_in²; divided over a grid:
-         * the SVD of E S through E and S, as qera-exact's), the SVD, the map back */
-        dec = mul3(&ctx, din, din, din) / 3;
-        if (divided(o)) {
-            dec = add(&ctx, dec,
-                      mul(&ctx, 2 * (uint64_t)o->method.svd.power_iters + 2,
-                          mul3(&ctx, din, din, sketch_width(o, dout, din, r))));
-        } else {
-            dec = add(&ctx, dec, mul3(&ctx, dout, din, din));
-        }
-        dec = add(&ctx, dec, svd_trunc_flops(&ctx, o, dout, din, r));
-        dec = add(&ctx, dec, mul3(&ctx, r, din, din));
-        break;
-    case QR_METHOD_SERQ:
-        /* The side matrix is a second quantization of a few columns: at most one more pass. */
-        quant = mul(&ctx, quant, 2);
-        break;
-    case QR_METHOD_FLRQ:
-        /* r rank-1 sketches of (2 it + 2) products each (it = 2), then three BLC rounds of an SVD
-         * and a quantization. */
-        dec = mul(&ctx, 6 * r, mul(&ctx, 2, mn));
-        dec = add(&ctx, dec, mul(&ctx, 3, svd_trunc_flops(&ctx, o, dout, din, r)));
-        quant = mul(&ctx, quant, 4);
-        break;
-    case QR_METHOD_SRR:
-        /* SVDs of S W, S E_rand (for k*) and the residual, then the base method's own layer to
-         * check the split against (its quantization and SVD); W S and the two scaled errors are
-         * formed (with the whitening factor triangular products, d_out d_in² each) */
-        dec = mul(&ctx, 4, svd_trunc_flops(&ctx, o, dout, din, r));
-        if (o->method.srr_base == QR_METHOD_QERA_EXACT) {
-            dec = add(&ctx, dec, mul(&ctx, 3, mul3(&ctx, dout, din, din)));
-        }
-        quant = mul(&ctx, quant, 2);
-        break;
-    case QR_METHOD_JOINT: {
-        /* in each of its input spaces (qr_joint_search: all five on small modules, one or two at
-         * 7B widths): 2 starts of fits (a GPTQ sweep, a whitened SVD and an objective, d_out d_in²
-         * with the triangular factor) while the objective falls, counted at
-         * QR_JOINT_FITS_TYPICAL per start when the cap allows more; the preserving SVD of the
-         * second start; the smoothed spaces' own whitening */
-        int spaces, fits;
-        qr_joint_search(o->method.abits, m->d_out, m->d_in, &spaces, &fits);
-        fits = fits < QR_JOINT_FITS_TYPICAL ? fits : QR_JOINT_FITS_TYPICAL;
-        whitened = true;
-        dec = mul(&ctx, 2 * (uint64_t)fits + 1, svd_trunc_flops(&ctx, o, dout, din, r));
-        dec = add(&ctx, dec, mul(&ctx, 4 * (uint64_t)fits, mul3(&ctx, dout, din, din)));
-        dec = mul(&ctx, (uint64_t)spaces, dec);
-        dec = add(&ctx, dec, mul(&ctx, (uint64_t)spaces - 1, mul3(&ctx, din, din, din) / 3));
-        quant = mul(&ctx, quant, 2 * (uint64_t)fits * (uint64_t)spaces);
-        break;
-    }
-    default:
+    if (!method_cost(&ctx, m, o, r, &dec, &quant, &whitened)) {
         return qr_fail(QR_ERR_INPUT, "%s: unknown method %d", m->name, (int)o->method.method);
     }
     if (o->method.gptq) {
