@@ -164,7 +164,9 @@ int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_i
  * QR_JOINT_WORK / (d_out d_in²) sweeps, at least QR_JOINT_MIN_SWEEPS, at most the full search's
  * (QR_JOINT_SPACES × 2 starts × QR_JOINT_MAX_FITS = 100). 4 × 4096³: four sweeps at 4096 × 4096,
  * the full search up to about 1400 × 1400. */
+#ifndef QR_JOINT_WORK /* a compile-time override measures the bounded search on small models */
 #define QR_JOINT_WORK (4.0 * 4096.0 * 4096.0 * 4096.0)
+#endif
 #define QR_JOINT_MIN_SWEEPS 4
 
 /* How much of its search JOINT runs on a module (d_out, d_in) at activation width abits: the
