@@ -4,7 +4,8 @@
  * job's activation width: A8, A4 or float) is above RTN's is flagged in the part, the checkpoint
  * and quantize's output, and with --fallback-rtn RTN's module is stored in its place. Both quantize
  * paths: the serial one (the module whole on a process) and the grid one (jobs/quantize_grid.h,
- * each rank's weight blocks measured on the held-out sample). docs/quantize.md, "Never silently worse than RTN". */
+ * each rank's weight blocks measured on the held-out sample). docs/quantize.md, "Never silently
+ * worse than RTN". */
 #ifndef QR_JOBS_QUANTIZE_RTN_H
 #define QR_JOBS_QUANTIZE_RTN_H
 
