@@ -16,11 +16,6 @@ static int64_t global_index(int64_t l, int nb, int p, int nprocs)
     return ((l / nb) * nprocs + p) * nb + l % nb;
 }
 
-static double rel(double num, double den)
-{
-    return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
-}
-
 /* Columns of rows (n, d) that this rank's blocks hold, into out (n, nloc). */
 static void local_columns(const qr_grid *g, const qr_dmat *A, const float *rows, int64_t n,
                           int64_t d, float *out)
@@ -176,7 +171,7 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
     sums[0] = weight_err_sumsq(g, W, W_t, perm, smooth);
     sums[1] = qr_dmat_local_sumsq(W, NULL);
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
-    m->weight_rel_err = rel(sums[0], sums[1]);
+    m->weight_rel_err = qr_metrics_rel(sums[0], sums[1]);
     local_float(W_t, Wtf);
     for (int a = 0; a < 4; a++) {
         if (!qr_metrics_wanted(a, h->agroup, width)) {
@@ -196,7 +191,7 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
             memset(Z, 0, (size_t)(n * W_t->mloc) * sizeof *Z);
         }
         partial_product(W_t, Wtf, Tloc, n, -1.0f, 1.0f, ref->row, Z);
-        *out[a] = rel(group_sumsq(g, Z, n * W_t->mloc), ref->y_sumsq);
+        *out[a] = qr_metrics_rel(group_sumsq(g, Z, n * W_t->mloc), ref->y_sumsq);
     }
     m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;
 done:

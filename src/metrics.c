@@ -26,7 +26,7 @@ static qr_status reference_output(const double *W, int64_t d_out, int64_t d_in, 
     return QR_OK;
 }
 
-static double rel_of(double num, double den)
+double qr_metrics_rel(double num, double den)
 {
     return den > 0.0 ? sqrt(num / den) : (num > 0.0 ? INFINITY : 0.0);
 }
@@ -39,7 +39,7 @@ static double rel_diff(const double *Y, const double *Yh, int64_t n)
         num += d * d;
         den += Y[i] * Y[i];
     }
-    return rel_of(num, den);
+    return qr_metrics_rel(num, den);
 }
 
 /* SQNR, bits and the method's stage times: the same for both paths. */
@@ -107,7 +107,7 @@ qr_status qr_metrics_compute(const qr_qlayer *ql, const double *W, const float *
         num += d * d;
         den += W[i] * W[i];
     }
-    m->weight_rel_err = rel_of(num, den);
+    m->weight_rel_err = qr_metrics_rel(num, den);
     free(We);
     We = NULL;
 
@@ -248,7 +248,7 @@ qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const dou
         Wtf[i] = (float)Wt[i];
         den += W[i] * W[i];
     }
-    m->weight_rel_err = rel_of(weight_err_sumsq(ql, W, Wt), den);
+    m->weight_rel_err = qr_metrics_rel(weight_err_sumsq(ql, W, Wt), den);
     for (int a = 0; a < 4; a++) {
         double num = 0.0;
         if (!qr_metrics_wanted(a, agroup, width)) {
@@ -263,7 +263,7 @@ qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const dou
         for (int64_t i = 0; i < n * d_out; i++) {
             num += (double)Z[i] * (double)Z[i];
         }
-        *out[a] = rel_of(num, r->y_sumsq);
+        *out[a] = qr_metrics_rel(num, r->y_sumsq);
     }
     finish(ql, rep, m);
 done:
@@ -304,7 +304,7 @@ qr_status qr_metrics_calib_error(const double *W, const double *W_eff, const dou
         den += DG[i] * W[i];
     }
     num = num < 0.0 ? 0.0 : num; /* G is PSD: a negative value is rounding */
-    *rel = rel_of(num, den);
+    *rel = qr_metrics_rel(num, den);
 done:
     free(D);
     free(DG);

@@ -61,6 +61,9 @@ void qr_metric_ref_free(qr_metric_ref *r); /* NULL-safe; clears r */
 qr_status qr_metrics_fast(const qr_metric_ref *r, const qr_qlayer *ql, const double *W,
                           int64_t agroup, int width, const qr_method_report *rep, qr_metrics *m);
 
+/* sqrt(num / den), the relative error from sums of squares (infinite when only den is 0). */
+double qr_metrics_rel(double num, double den);
+
 /* Whether setting a (0 float, 1 A8, 2 A4, 3 grouped A4 when agroup > 0) is measured for width;
  * not collective. */
 bool qr_metrics_wanted(int a, int64_t agroup, int width);
