@@ -12,31 +12,27 @@
 #include "src/progress.h"
 #include "src/stage.h"
 
-/* Calibration rows each rank holds at once while accumulating (its windows come in rounds). */
-#define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
-
-/* The fitting windows, split over the group's ranks in contiguous shares; each rank reads only its
- * own, in rounds of whole windows, and the group accumulates them (one window a batch). */
+/* The fitting rows, split over the group's ranks in contiguous shares of rows (a window may
+ * straddle two ranks: qr_dstats combines its pieces); each rank reads only its own, in rounds, and
+ * the group accumulates them (one window a batch). */
 static qr_status input_stats(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
                              const qr_calib_split *sp, qr_dstats *s)
 {
     qr_status st = QR_OK;
-    int64_t per = (int64_t)g->nprow * g->npcol, W = sp->n_fit / sp->seq_len;
-    int64_t w_lo = W * g->group_rank / per, w_hi = W * (g->group_rank + 1) / per;
-    int64_t share = (W + per - 1) / per;
-    int64_t round = (int64_t)(QR_GRID_STATS_ROUND_BYTES / ((size_t)sp->seq_len * (size_t)d * 12));
-    float *rows = NULL; /* (round windows x seq_len, d) */
+    int64_t row0, mine = qr_dstats_share(g, sp->n_fit, &row0), most = 0;
+    int64_t round = (int64_t)(QR_GRID_STATS_ROUND_BYTES / ((size_t)d * 12));
+    float *rows = NULL; /* (round, d) */
+    QR_TRY(qr_mpi_check(MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, g->comm),
+                        "MPI_Allreduce (statistics rows)"));
     round = round < 1 ? 1 : round;
-    round = round > share ? (share > 0 ? share : 1) : round;
-    st = qr_malloc(&rows, (size_t)(round * sp->seq_len) * (size_t)d, sizeof *rows,
-                   "calibration rows");
+    round = round > most ? (most > 0 ? most : 1) : round;
+    st = qr_malloc(&rows, (size_t)round * (size_t)d, sizeof *rows, "calibration rows");
     QR_TRY(qr_mpi_agree(g->comm, st));
-    for (int64_t k = 0; k < share; k += round) {
-        int64_t a = w_lo + k, b = a + round < w_hi ? a + round : w_hi, n = b > a ? b - a : 0;
-        st = n > 0 ? qr_calib_set_read_rows(set, key, a * sp->seq_len, n * sp->seq_len, rows)
-                   : QR_OK;
+    for (int64_t k = 0; k < most; k += round) { /* the same number of rounds on every rank */
+        int64_t a = k < mine ? k : mine, n = (k + round < mine ? k + round : mine) - a;
+        st = n > 0 ? qr_calib_set_read_rows(set, key, row0 + a, n, rows) : QR_OK;
         QR_CHECK(qr_mpi_agree(g->comm, st));
-        QR_CHECK(qr_dstats_add_rows(g, s, rows, n * sp->seq_len, sp->seq_len));
+        QR_CHECK(qr_dstats_add_rows(g, s, rows, row0 + a, n));
     }
 done:
     free(rows);
@@ -67,7 +63,7 @@ qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *ke
     double t0 = qr_now();
     memset(in, 0, sizeof *in);
     in->held.agroup = agroup;
-    QR_CHECK(qr_mpi_agree(g->comm, qr_dstats_create(g, d, &in->stats)));
+    QR_CHECK(qr_mpi_agree(g->comm, qr_dstats_create(g, d, sp->n_fit, sp->seq_len, &in->stats)));
     QR_CHECK(input_stats(g, set, key, d, sp, in->stats));
     QR_CHECK(qr_dstats_finish(g, in->stats, o));
     if (sp->n_metric > 0) {

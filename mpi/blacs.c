@@ -37,7 +37,7 @@ qr_status qr_grid_create(MPI_Comm world, int p, int q, int nb, qr_grid **out)
         return qr_fail(QR_ERR_INPUT, "grid: block size (expected >= 1, found %d)", nb);
     }
     QR_CHECK(qr_calloc(&g, 1, sizeof *g, "grid"));
-    g->comm = MPI_COMM_NULL;
+    g->comm = g->row = g->col = MPI_COMM_NULL;
     g->ctxt = -1;
     g->sys_handle = -1;
     g->nb = nb > 0 ? nb : QR_GRID_DEFAULT_NB;
@@ -63,6 +63,10 @@ qr_status qr_grid_create(MPI_Comm world, int p, int q, int nb, qr_grid **out)
     }
     g->nprow = p;
     g->npcol = q;
+    QR_CHECK(qr_mpi_check(MPI_Comm_split(g->comm, g->myrow, g->mycol, &g->row),
+                          "MPI_Comm_split (process row)"));
+    QR_CHECK(qr_mpi_check(MPI_Comm_split(g->comm, g->mycol, g->myrow, &g->col),
+                          "MPI_Comm_split (process column)"));
     *out = g;
     g = NULL;
 done:
@@ -80,6 +84,12 @@ void qr_grid_free(qr_grid **g)
     }
     if ((*g)->sys_handle >= 0) {
         Cfree_blacs_system_handle((*g)->sys_handle);
+    }
+    if ((*g)->row != MPI_COMM_NULL) {
+        MPI_Comm_free(&(*g)->row);
+    }
+    if ((*g)->col != MPI_COMM_NULL) {
+        MPI_Comm_free(&(*g)->col);
     }
     if ((*g)->comm != MPI_COMM_NULL) {
         MPI_Comm_free(&(*g)->comm);
@@ -181,6 +191,49 @@ int64_t qr_dmat_global_row(const qr_grid *g, int li)
 int64_t qr_dmat_global_col(const qr_grid *g, int lj)
 {
     return qr_dmat_global_index(lj, g->nb, g->mycol, g->npcol);
+}
+
+/* Row-major rows <-> column-major columns in tiles of QR_TILE columns: the columns are read (or
+ * written) contiguously, and each row's QR_TILE entries share a cache line. One column at a time
+ * strode the rows instead, which alias in the cache when the row length is a power of two. */
+void qr_dmat_rows_get(const qr_dmat *d, int64_t r0, int64_t nr, double *rows)
+{
+    int64_t nloc = d->nloc;
+    size_t lld = qr_dmat_lld(d);
+    for (int64_t j0 = 0; j0 < nloc; j0 += QR_TILE) {
+        int64_t jw = nloc - j0 < QR_TILE ? nloc - j0 : QR_TILE;
+        const double *col = d->data + (size_t)j0 * lld + (size_t)r0;
+        for (int64_t i = 0; i < nr; i++) {
+            for (int64_t j = 0; j < jw; j++) {
+                rows[i * nloc + j0 + j] = col[(size_t)j * lld + (size_t)i];
+            }
+        }
+    }
+}
+
+void qr_dmat_rows_put(qr_dmat *d, int64_t r0, int64_t nr, const double *rows)
+{
+    int64_t nloc = d->nloc;
+    size_t lld = qr_dmat_lld(d);
+    for (int64_t j0 = 0; j0 < nloc; j0 += QR_TILE) {
+        int64_t jw = nloc - j0 < QR_TILE ? nloc - j0 : QR_TILE;
+        double *col = d->data + (size_t)j0 * lld + (size_t)r0;
+        for (int64_t i = 0; i < nr; i++) {
+            for (int64_t j = 0; j < jw; j++) {
+                col[(size_t)j * lld + (size_t)i] = rows[i * nloc + j0 + j];
+            }
+        }
+    }
+}
+
+double *qr_dmat_diag_entry(const qr_grid *g, const qr_dmat *a, int64_t j)
+{
+    int64_t bj = j / g->nb, off = j % g->nb;
+    if (bj % g->nprow != g->myrow || bj % g->npcol != g->mycol) {
+        return NULL;
+    }
+    return a->data + (size_t)((bj / g->npcol) * g->nb + off) * qr_dmat_lld(a) +
+           (size_t)((bj / g->nprow) * g->nb + off);
 }
 
 /* Pack the part of the row-major A (m, n) that process (pr, pc) holds into buf (mloc, nloc),

@@ -21,6 +21,10 @@
  * to balance a 4096-wide matrix over a handful of process rows/columns. */
 #define QR_GRID_DEFAULT_NB 64
 
+/* Columns copied together when a column-major local part is copied to or from row-major rows:
+ * one cache line of doubles per row, read from QR_TILE contiguous columns. */
+#define QR_TILE 8
+
 /* One rank's view of its group's grid. Plain data: read the fields, do not modify them. */
 typedef struct {
     MPI_Comm comm;  /* the group: P*Q consecutive ranks of the split communicator (owned) */
@@ -34,6 +38,8 @@ typedef struct {
     int nb;         /* square block size */
     int ctxt;       /* BLACS context of the grid */
     int sys_handle; /* BLACS system handle made from comm */
+    MPI_Comm row;   /* this rank's process row (rank = mycol) (owned) */
+    MPI_Comm col;   /* this rank's process column (rank = myrow) (owned) */
 } qr_grid;
 
 /* Collective over `world`: split it into groups of p*q consecutive ranks and make each group's
@@ -81,6 +87,15 @@ int64_t qr_dmat_global_index(int l, int nb, int iproc, int nprocs);
 /* Global row / column of local row li / local column lj on this rank. */
 int64_t qr_dmat_global_row(const qr_grid *g, int li);
 int64_t qr_dmat_global_col(const qr_grid *g, int lj);
+
+/* Local rows [r0, r0 + nr) of d's local part to or from row-major rows (nr, d->nloc), QR_TILE
+ * columns at a time. Not collective. */
+void qr_dmat_rows_get(const qr_dmat *d, int64_t r0, int64_t nr, double *rows);
+void qr_dmat_rows_put(qr_dmat *d, int64_t r0, int64_t nr, const double *rows);
+
+/* The diagonal entry (j, j) of a (square-blocked) distributed matrix a when this rank holds it,
+ * else NULL: O(1), where scanning the local part for it costs O(mloc nloc). */
+double *qr_dmat_diag_entry(const qr_grid *g, const qr_dmat *a, int64_t j);
 
 /* Collective over the group: distribute A (m, n) row-major, read on group rank 0 only (may be NULL
  * elsewhere), into d. */

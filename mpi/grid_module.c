@@ -64,62 +64,59 @@ bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
 
 /* This rank's blocks of W quantized with the group's options into qloc (mloc, nloc), the clip
  * search weighting column j by colw[j] (n, whole; diag of the Hessian); W_eff gets
- * the dequantized values and E = W - deq. Groups never straddle ranks (the block size is a multiple
- * of the group), so the local quantization is the global one restricted to the blocks. */
+ * the dequantized values and E (unless NULL; it may be W itself) = W - deq. Groups never straddle
+ * ranks (the block size is a multiple of the group), so the local quantization is the global one
+ * restricted to the blocks. */
 static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const double *colw,
                                 const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
 {
     qr_status st = QR_OK;
-    int64_t nloc = W->nloc, rows = g->nb; /* rows quantized at once: one block row */
-    double *w = NULL, *cw = NULL;         /* (rows, nloc) row-major: W, then deq; (nloc) */
-    qr_qweight qc;                        /* the chunk's quantized rows */
+    int64_t nloc = W->nloc, rows = QR_GRID_QUANT_CHUNK / (nloc > 0 ? nloc : 1);
+    double *w = NULL, *dq = NULL, *cw = NULL; /* (rows, nloc) row-major: W, deq; (nloc) */
+    qr_qweight qc;                            /* the chunk's quantized rows */
     qr_stage_mark("quantize");
     memset(qloc, 0, sizeof *qloc);
     memset(&qc, 0, sizeof qc);
     if (W->mloc == 0 || nloc == 0) {
         return QR_OK;
     }
+    rows = rows < 1 ? 1 : (rows > W->mloc ? W->mloc : rows);
     QR_CHECK(
         qr_qweight_alloc(qloc, W->mloc, nloc, o->wq.group > 0 ? o->wq.group : nloc, o->wq.asym));
     QR_CHECK(qr_malloc(&w, (size_t)(rows * nloc), sizeof *w, "local weight rows"));
+    QR_CHECK(qr_malloc(&dq, (size_t)(rows * nloc), sizeof *dq, "local dequantized rows"));
     if (o->wq.clip_search) {
         QR_CHECK(qr_malloc(&cw, (size_t)nloc, sizeof *cw, "clip column weights"));
         for (int lj = 0; lj < nloc; lj++) {
             cw[lj] = colw[qr_dmat_global_col(g, lj)];
         }
     }
-    /* Row by row the quantization is independent: a block of rows at a time keeps one staging
-     * buffer instead of a row-major copy of the whole local part. */
+    /* Row by row the quantization is independent: a chunk of rows at a time keeps two small
+     * staging buffers instead of a row-major copy of the whole local part. */
     for (int64_t r0 = 0; r0 < W->mloc; r0 += rows) {
         int64_t nr = W->mloc - r0 < rows ? W->mloc - r0 : rows;
         size_t rb = (size_t)qr_qweight_row_bytes(qloc), ng = (size_t)qloc->n_groups;
-        /* columns outer: the local part is column-major, so each column's nr rows are read
-         * contiguously (rows outer strode across the whole part: most of the step's time) */
-        for (int64_t lj = 0; lj < nloc; lj++) {
-            const double *col = W->data + (size_t)lj * qr_dmat_lld(W) + (size_t)r0;
-            for (int64_t i = 0; i < nr; i++) {
-                w[i * nloc + lj] = col[i];
-            }
-        }
+        qr_dmat_rows_get(W, r0, nr, w);
         QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
         memcpy(qloc->packed + (size_t)r0 * rb, qc.packed, (size_t)nr * rb);
         memcpy(qloc->scales + (size_t)r0 * ng, qc.scales, (size_t)nr * ng * sizeof *qc.scales);
         if (qc.zeros) {
             memcpy(qloc->zeros + (size_t)r0 * ng, qc.zeros, (size_t)nr * ng);
         }
-        qr_qweight_dequantize_f64(&qc, w);
+        qr_qweight_dequantize_f64(&qc, dq);
         qr_qweight_free(&qc);
-        for (int64_t lj = 0; lj < nloc; lj++) {
-            for (int64_t i = 0; i < nr; i++) {
-                size_t k = (size_t)lj * qr_dmat_lld(W) + (size_t)(r0 + i);
-                W_eff->data[k] = w[i * nloc + lj];
-                E->data[k] = W->data[k] - W_eff->data[k];
+        qr_dmat_rows_put(W_eff, r0, nr, dq);
+        if (E) {
+            for (int64_t k = 0; k < nr * nloc; k++) {
+                w[k] -= dq[k];
             }
+            qr_dmat_rows_put(E, r0, nr, w);
         }
     }
 done:
     qr_qweight_free(&qc);
     free(w);
+    free(dq);
     free(cw);
     return st;
 }
@@ -194,12 +191,9 @@ static qr_status gptq_local(const qr_grid *g, const qr_method_opts *o, const qr_
     }
     QR_CHECK(qr_gptq_sweep(Wt, n, m, hdiag, &o->wq, gptq_panel, &p, qloc));
     qr_qweight_dequantize_f64(qloc, Wt); /* the sweep is done with Wt */
-    for (int64_t li = 0; li < m; li++) {
-        for (int64_t j = 0; j < n; j++) {
-            size_t k = (size_t)j * qr_dmat_lld(W) + (size_t)li;
-            W_eff->data[k] = Wt[li * n + j];
-            E->data[k] = W->data[k] - W_eff->data[k];
-        }
+    qr_dmat_rows_put(W_eff, 0, m, Wt);
+    for (size_t k = 0; E && k < qr_dmat_local_count(W); k++) {
+        E->data[k] = W->data[k] - W_eff->data[k];
     }
 done:
     if (st != QR_OK) {
@@ -376,18 +370,30 @@ done:
     free(Rb);
     return st;
 }
-/* Place the local quantized blocks of process (pr, pc) (codes (mloc, nloc) one per byte, scales
- * and zeros (mloc, local groups)) into the whole matrix q on the root. */
+/* Place the local quantized blocks of process (pr, pc) (packed codes (mloc, nloc), two per byte
+ * as qr_qweight packs them, scales and zeros (mloc, local groups)) into the whole matrix q on the
+ * root. A block of even width starts on a byte in both (every block but the last of a row is nb
+ * wide), so with an even nb each block's codes are one copy. */
 static void place_blocks(const qr_grid *g, int pr, int pc, int mloc, int nloc, int64_t lgroup,
-                         const uint8_t *codes, const float *scales, const uint8_t *zeros,
+                         const uint8_t *packed, const float *scales, const uint8_t *zeros,
                          qr_qweight *q)
 {
-    int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
+    int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0, rb = (nloc + 1) / 2;
     for (int li = 0; li < mloc; li++) {
         int64_t i = qr_dmat_global_index(li, g->nb, pr, g->nprow);
-        for (int lj = 0; lj < nloc; lj++) {
-            qr_qweight_set_code(q, i, qr_dmat_global_index(lj, g->nb, pc, g->npcol),
-                                codes[(size_t)li * (size_t)nloc + (size_t)lj]);
+        const uint8_t *row = packed + (size_t)li * (size_t)rb;
+        for (int lj0 = 0; lj0 < nloc; lj0 += g->nb) {
+            int64_t gj0 = qr_dmat_global_index(lj0, g->nb, pc, g->npcol);
+            int bw = nloc - lj0 < g->nb ? nloc - lj0 : g->nb;
+            if (g->nb % 2 == 0) {
+                memcpy(q->packed + i * qr_qweight_row_bytes(q) + gj0 / 2, row + lj0 / 2,
+                       (size_t)(bw + 1) / 2);
+                continue;
+            }
+            for (int j = 0; j < bw; j++) {
+                int lj = lj0 + j;
+                qr_qweight_set_code(q, i, gj0 + j, (lj & 1) ? row[lj / 2] >> 4 : row[lj / 2] & 15u);
+            }
         }
         for (int64_t k = 0; k < ngl; k++) {
             int64_t G = qr_dmat_global_index((int)(k * lgroup), g->nb, pc, g->npcol) / q->group;
@@ -409,10 +415,10 @@ static qr_status gather_qweight(const qr_grid *g, const qr_wquant_opts *wq, int6
     qr_stage_mark("gather");
     int64_t lgroup = wq->group > 0 && wq->group < n ? wq->group : n;
     int64_t ngmax = (nmax + lgroup - 1) / lgroup;
-    size_t nc = (size_t)mmax * (size_t)nmax, ns = (size_t)mmax * (size_t)ngmax;
-    uint8_t *codes = NULL, *zeros = NULL;
+    size_t nc = (size_t)mmax * (size_t)((nmax + 1) / 2), ns = (size_t)mmax * (size_t)ngmax;
+    uint8_t *packed = NULL, *zeros = NULL;
     float *scales = NULL;
-    st = qr_malloc(&codes, nc + 1, 1, "gathered codes");
+    st = qr_malloc(&packed, nc + 1, 1, "gathered codes");
     if (st == QR_OK) {
         st = qr_calloc(&zeros, ns + 1, 1, "gathered zeros");
     }
@@ -428,36 +434,30 @@ static qr_status gather_qweight(const qr_grid *g, const qr_wquant_opts *wq, int6
         int mloc = qr_dmat_extent(m, g->nb, pr, g->nprow),
             nloc = qr_dmat_extent(n, g->nb, pc, g->npcol);
         int64_t ngl = nloc > 0 ? (nloc + lgroup - 1) / lgroup : 0;
-        int cnt = mloc * nloc, scnt = (int)(mloc * ngl);
-        if (p == g->group_rank) {
-            for (int li = 0; li < mloc; li++) {
-                for (int lj = 0; lj < nloc; lj++) {
-                    codes[(size_t)li * (size_t)nloc + lj] =
-                        (uint8_t)qr_qweight_get_code(qloc, li, lj);
-                }
-            }
-            if (scnt > 0) {
-                memcpy(scales, qloc->scales, (size_t)scnt * sizeof *scales);
-                if (qloc->zeros) {
-                    memcpy(zeros, qloc->zeros, (size_t)scnt);
-                }
-            }
+        int cnt = mloc * ((nloc + 1) / 2), scnt = (int)(mloc * ngl);
+        const uint8_t *codes = packed;
+        const float *sc = scales;
+        const uint8_t *ze = zeros;
+        if (p == g->group_rank && mloc > 0 && nloc > 0) { /* its own blocks: as they are */
+            codes = qloc->packed;
+            sc = qloc->scales;
+            ze = qloc->zeros ? qloc->zeros : zeros;
         }
         if (p != 0 && g->group_rank == p) {
             MPI_Send(codes, cnt, MPI_UINT8_T, 0, 1, g->comm);
-            MPI_Send(scales, scnt, MPI_FLOAT, 0, 2, g->comm);
-            MPI_Send(zeros, scnt, MPI_UINT8_T, 0, 3, g->comm);
+            MPI_Send(sc, scnt, MPI_FLOAT, 0, 2, g->comm);
+            MPI_Send(ze, scnt, MPI_UINT8_T, 0, 3, g->comm);
         } else if (p != 0 && g->group_rank == 0) {
-            MPI_Recv(codes, cnt, MPI_UINT8_T, p, 1, g->comm, MPI_STATUS_IGNORE);
+            MPI_Recv(packed, cnt, MPI_UINT8_T, p, 1, g->comm, MPI_STATUS_IGNORE);
             MPI_Recv(scales, scnt, MPI_FLOAT, p, 2, g->comm, MPI_STATUS_IGNORE);
             MPI_Recv(zeros, scnt, MPI_UINT8_T, p, 3, g->comm, MPI_STATUS_IGNORE);
         }
         if (g->group_rank == 0) {
-            place_blocks(g, pr, pc, mloc, nloc, lgroup, codes, scales, zeros, q);
+            place_blocks(g, pr, pc, mloc, nloc, lgroup, codes, sc, ze, q);
         }
     }
 done:
-    free(codes);
+    free(packed);
     free(zeros);
     free(scales);
     return st;
@@ -471,7 +471,7 @@ typedef struct {
 } grid_hessian;
 
 /* qr_method_quantize on the grid: Wm's local blocks by GPTQ (collective: its panels are summed
- * over the group) or RTN into qloc, W_eff := deq, E := Wm - deq. */
+ * over the group) or RTN into qloc, W_eff := deq, and E := Wm - deq unless E is NULL. */
 static qr_status quantize_step(const qr_grid *g, const qr_method_opts *o, const grid_hessian *H,
                                const qr_dmat *Wm, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
 {
@@ -488,10 +488,12 @@ static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_ds
                           qr_dmat *W_eff, double *L, double *R, qr_method_report *rep)
 {
     qr_status st = QR_OK;
-    qr_dmat *E = NULL; /* (m, n): Wm - deq */
+    qr_dmat *E = NULL; /* (m, n): Wm - deq, when there is a correction to fit to it */
     double t0 = qr_now();
     grid_hessian H = {s->gptq, s->gram_diag};
-    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
+    if (r > 0) {
+        QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
+    }
     QR_CHECK(quantize_step(g, o, &H, Wm, qloc, W_eff, E));
     rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
@@ -713,14 +715,11 @@ static qr_status module_gptq_factor(const qr_grid *g, const qr_method_opts *o, q
                                     const double *diag)
 {
     qr_status st = QR_OK;
-    for (int lj = 0; lj < Ht->nloc && st == QR_OK; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        double used;
+    for (int64_t j = 0; j < Ht->n && st == QR_OK; j++) {
+        double used, *e = qr_dmat_diag_entry(g, Ht, j);
         st = qr_gptq_dead_channel(diag[j], j, &used);
-        for (int li = 0; st == QR_OK && li < Ht->mloc; li++) {
-            if (qr_dmat_global_row(g, li) == j) {
-                Ht->data[(size_t)lj * qr_dmat_lld(Ht) + li] = used;
-            }
+        if (e && st == QR_OK) {
+            *e = used;
         }
     }
     QR_TRY(qr_mpi_agree(g->comm, st));
@@ -816,8 +815,8 @@ static qr_status aser(const qr_grid *g, const qr_method_opts *o, const qr_dstats
     }
     H.gptq = F;
     H.diag = cw;
-    QR_CHECK(quantize_step(g, o, &H, E, qloc, W_eff, E));
-    for (size_t i = 0; i < count; i++) {
+    QR_CHECK(quantize_step(g, o, &H, E, qloc, W_eff, NULL));
+    for (size_t i = 0; i < count; i++) { /* the error of W~ itself, salient columns included */
         E->data[i] = Ws->data[i] - W_eff->data[i];
     }
     qr_dmat_free(&Ws);
@@ -973,7 +972,7 @@ static qr_status serq(const qr_grid *g, const qr_method_opts *o, const qr_dstats
     QR_CHECK(qr_mpi_agree(g->comm, st));
     H.gptq = F;
     H.diag = cw;
-    QR_CHECK(quantize_step(g, o, &H, Wt, qloc, W_eff, Wt)); /* Wt := W_t - deq, unused */
+    QR_CHECK(quantize_step(g, o, &H, Wt, qloc, W_eff, NULL));
     for (int64_t li = 0; li < m; li++) {
         for (int64_t j = 0; j < k; j++) {
             W_eff->data[(size_t)j * lld + (size_t)li] += ws[li * k + j];

@@ -51,9 +51,35 @@ void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2]);
  * collective); *why gets the reason when it does not. */
 bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why);
 
+/* The batch (calibration window) this rank is summing |x| over, and the batches it holds only
+ * part of: the group's rows are split without regard to batches, so a batch may straddle ranks;
+ * its mean |x| needs the partial sums of every rank that holds a piece (qr_dstats_finish). */
+typedef struct {
+    int64_t index;   /* the batch, -1: none */
+    int64_t rows;    /* its rows summed here */
+    bool from_start; /* this rank holds its first row */
+    double *sum;     /* (d) sum |x_j| over those rows */
+} qr_dstats_batch;
+
+/* Calibration rows each rank holds at once while accumulating the statistics (its share comes
+ * in rounds), and the float64 bytes of one panel of the Gram (qr_grid_gram_panel). */
+#define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
+#define QR_GRID_GRAM_PANEL_BYTES ((size_t)16 << 20)
+
+/* Local weights the grid's RTN quantizes at once: about 256 KiB of float64 rows, so a chunk's rows
+ * and its dequantized copy stay in cache between the copies in and out of the local part. */
+#define QR_GRID_QUANT_CHUNK 32768
+
+/* Columns of G one product forms (a multiple of nb; at least nb): about
+ * QR_GRID_GRAM_PANEL_BYTES of float64 (d, panel). Not collective. */
+int64_t qr_grid_gram_panel(int64_t d, int nb);
+
 /* Statistics of one layer input, distributed. */
 typedef struct {
     int64_t d, count, n_batches;
+    int64_t batch, total;       /* rows per batch, rows over the group (the batches' bounds) */
+    qr_dstats_batch open;       /* the batch being summed */
+    qr_dstats_batch part[2];    /* the batches this rank holds only part of (the first, the last) */
     qr_dmat *G;                 /* (d, d): sum x xᵀ, lower triangle */
     double *max_abs, *sum_abs;  /* (d) whole on every rank */
     double *sum_sq;             /* (d) */
@@ -64,20 +90,29 @@ typedef struct {
     qr_dmat *gptq; /* (d, d) GPTQ's factor L2 (U = L2ᵀ, qr_pdla_gptq_factor), or NULL */
 } qr_dstats;
 
-qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out);
+/* Empty statistics of d channels over `total` rows in batches of `batch` (the last may be
+ * shorter). Not collective, but every rank of the group makes the same call. */
+qr_status qr_dstats_create(const qr_grid *g, int64_t d, int64_t total, int64_t batch,
+                           qr_dstats **out);
 void qr_dstats_free(qr_dstats **s); /* not collective; NULL-safe, clears the pointer */
 
-/* Add calibration rows: every rank passes its own rows (n, d) float32, whole batches (windows) of
- * `batch` rows, n may be 0; each rank's rows are read once, by it alone. G's blocks are reduced to
- * their owners block by block; the per-channel vectors to every rank. */
-qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
-                             int64_t batch);
+/* This rank's share of the `total` rows: [*row0, *row0 + count), contiguous, rank by rank in
+ * group order, the counts differing by at most one. Not collective. */
+int64_t qr_dstats_share(const qr_grid *g, int64_t total, int64_t *row0);
 
-/* After the last batch: diag(G) on every rank; with --gptq GPTQ's factor, and when o's method
- * whitens the whitening factor, each computed once for every module of the input group. The
- * factorizations take G's place (no other step of this path needs G itself; GPTQ factors a copy
- * when the whitening needs G too), so G is NULL afterwards, except for the methods that transform
- * G per module (qr_dstats_keeps_gram). */
+/* Add calibration rows: every rank passes rows [row0, row0 + n) of the group's total (n, d)
+ * float32, n may be 0; each rank's rows are read once, by it alone, in increasing row order.
+ * Collective (every rank makes the same number of calls): G's blocks are reduced to their owners
+ * block by block. The per-channel sums stay local until qr_dstats_finish. */
+qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t row0,
+                             int64_t n);
+
+/* After the last rows: the per-channel vectors reduced to every rank (a batch's mean |x| from the
+ * partial sums of the ranks that share it), diag(G) on every rank; with --gptq GPTQ's factor, and
+ * when o's method whitens the whitening factor, each computed once for every module of the input
+ * group. The factorizations take G's place (no other step of this path needs G itself; GPTQ factors
+ * a copy when the whitening needs G too), so G is NULL afterwards, except for the methods that
+ * transform G per module (qr_dstats_keeps_gram). */
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
 
 /* Whether G itself outlives qr_dstats_finish: ASER scales a copy of it for every module, SERQ

@@ -16,30 +16,46 @@
 void qr_dmat_fill_rows(const qr_grid *g, qr_dmat *d, int64_t row0, int64_t nrows,
                        const double *rows)
 {
-    for (int li = 0; li < d->mloc; li++) {
-        int64_t gi = qr_dmat_global_row(g, li);
-        if (gi < row0 || gi >= row0 + nrows) {
-            continue;
+    /* the local rows of [row0, row0 + nrows) are contiguous: local order follows global order */
+    int li0 = qr_dmat_extent(row0, g->nb, g->myrow, g->nprow),
+        li1 = qr_dmat_extent(row0 + nrows, g->nb, g->myrow, g->nprow);
+    /* QR_TILE local columns at a time (qr_dmat_rows_put) */
+    for (int lj0 = 0; lj0 < d->nloc; lj0 += QR_TILE) {
+        int jw = d->nloc - lj0 < QR_TILE ? d->nloc - lj0 : QR_TILE;
+        int64_t gj[QR_TILE];
+        for (int j = 0; j < jw; j++) {
+            gj[j] = qr_dmat_global_col(g, lj0 + j);
         }
-        for (int lj = 0; lj < d->nloc; lj++) {
-            d->data[(size_t)lj * qr_dmat_lld(d) + (size_t)li] =
-                rows[(gi - row0) * d->n + qr_dmat_global_col(g, lj)];
+        for (int li = li0; li < li1; li++) {
+            const double *row = rows + (qr_dmat_global_row(g, li) - row0) * d->n;
+            for (int j = 0; j < jw; j++) {
+                d->data[(size_t)(lj0 + j) * qr_dmat_lld(d) + (size_t)li] = row[gj[j]];
+            }
         }
     }
 }
 
-qr_status qr_dstats_create(const qr_grid *g, int64_t d, qr_dstats **out)
+qr_status qr_dstats_create(const qr_grid *g, int64_t d, int64_t total, int64_t batch,
+                           qr_dstats **out)
 {
     qr_status st = QR_OK;
     qr_dstats *s = NULL;
     *out = NULL;
     QR_CHECK(qr_calloc(&s, 1, sizeof *s, "distributed statistics"));
     s->d = d;
+    s->total = total;
+    s->batch = batch > 0 ? batch : 1;
     QR_CHECK(qr_dmat_create(g, d, d, &s->G));
     QR_CHECK(qr_calloc(&s->max_abs, (size_t)d, sizeof(double), "statistics max |x|"));
     QR_CHECK(qr_calloc(&s->sum_abs, (size_t)d, sizeof(double), "statistics sum |x|"));
     QR_CHECK(qr_calloc(&s->sum_sq, (size_t)d, sizeof(double), "statistics sum x^2"));
     QR_CHECK(qr_calloc(&s->batch_mean_abs_max, (size_t)d, sizeof(double), "statistics LQER s"));
+    QR_CHECK(qr_calloc(&s->open.sum, (size_t)d, sizeof(double), "statistics batch sum"));
+    for (int k = 0; k < 2; k++) {
+        QR_CHECK(qr_calloc(&s->part[k].sum, (size_t)d, sizeof(double), "statistics batch part"));
+        s->part[k].index = -1;
+    }
+    s->open.index = -1;
     *out = s;
     s = NULL;
 done:
@@ -60,111 +76,186 @@ void qr_dstats_free(qr_dstats **s)
     free((*s)->sum_abs);
     free((*s)->sum_sq);
     free((*s)->batch_mean_abs_max);
+    free((*s)->open.sum);
+    free((*s)->part[0].sum);
+    free((*s)->part[1].sum);
     free(*s);
     *s = NULL;
 }
 
-/* Per-channel sums of rows X (n, d) into acc (4 d: sum |x|, sum x², max |x|, and the largest
- * batch mean |x| over the whole batches of `batch` rows); the first non-finite value is named. */
-static qr_status channel_sums(const double *X, int64_t n, int64_t d, int64_t batch, double *acc)
+int64_t qr_dstats_share(const qr_grid *g, int64_t total, int64_t *row0)
 {
-    for (int64_t b0 = 0; b0 < n; b0 += batch) {
-        int64_t nb = n - b0 < batch ? n - b0 : batch;
-        for (int64_t j = 0; j < d; j++) {
-            double sa = 0.0;
-            for (int64_t i = b0; i < b0 + nb; i++) {
-                double v = X[i * d + j], a = fabs(v);
-                if (!isfinite(v)) {
-                    return qr_fail(QR_ERR_INPUT,
-                                   "statistics: activation (%lld, %lld) is not finite (expected a "
-                                   "finite value, found %g)",
-                                   (long long)i, (long long)j, v);
-                }
-                sa += a;
-                acc[d + j] += v * v;
-                acc[2 * d + j] = a > acc[2 * d + j] ? a : acc[2 * d + j];
-            }
-            acc[j] += sa;
-            acc[3 * d + j] = sa / (double)nb > acc[3 * d + j] ? sa / (double)nb : acc[3 * d + j];
-        }
+    int64_t per = (int64_t)g->nprow * g->npcol;
+    *row0 = total * g->group_rank / per;
+    return total * (g->group_rank + 1) / per - *row0;
+}
+
+/* Rows in batch k: `batch`, the last one shorter. */
+static int64_t batch_rows(const qr_dstats *s, int64_t k)
+{
+    int64_t r0 = k * s->batch;
+    return s->total - r0 < s->batch ? s->total - r0 : s->batch;
+}
+
+/* The open batch is done on this rank: its mean |x| into the running maximum when this rank held
+ * all of it, else kept as a part for qr_dstats_finish. */
+static void close_batch(qr_dstats *s)
+{
+    qr_dstats_batch *b = &s->open;
+    if (b->index < 0) {
+        return;
     }
+    if (b->from_start && b->rows == batch_rows(s, b->index)) {
+        for (int64_t j = 0; j < s->d; j++) {
+            double mean = b->sum[j] / (double)b->rows;
+            s->batch_mean_abs_max[j] =
+                mean > s->batch_mean_abs_max[j] ? mean : s->batch_mean_abs_max[j];
+        }
+    } else {
+        qr_dstats_batch *p = s->part[0].index < 0 ? &s->part[0] : &s->part[1];
+        double *sum = p->sum;
+        p->sum = b->sum;
+        b->sum = sum;
+        p->index = b->index;
+        p->rows = b->rows;
+    }
+    memset(b->sum, 0, (size_t)s->d * sizeof *b->sum);
+    b->index = -1;
+    b->rows = 0;
+}
+
+/* Per-channel sums of rows [row0, row0 + n) X (n, d) into s's local vectors, row by row (the
+ * channels inner: contiguous), |x| into the open batch; the first non-finite value is named. */
+static qr_status channel_sums(qr_dstats *s, const double *X, int64_t row0, int64_t n)
+{
+    int64_t d = s->d;
+    for (int64_t i = 0; i < n; i++) {
+        const double *x = X + i * d;
+        int64_t k = (row0 + i) / s->batch;
+        if (k != s->open.index) {
+            close_batch(s);
+            s->open.index = k;
+            s->open.from_start = (row0 + i) % s->batch == 0;
+        }
+        for (int64_t j = 0; j < d; j++) {
+            if (!isfinite(x[j])) {
+                return qr_fail(QR_ERR_INPUT,
+                               "statistics: activation (%lld, %lld) is not finite (expected a "
+                               "finite value, found %g)",
+                               (long long)(row0 + i), (long long)j, x[j]);
+            }
+        }
+        for (int64_t j = 0; j < d; j++) {
+            double a = fabs(x[j]);
+            s->open.sum[j] += a;
+            s->sum_abs[j] += a;
+            s->sum_sq[j] += x[j] * x[j];
+            s->max_abs[j] = a > s->max_abs[j] ? a : s->max_abs[j];
+        }
+        s->open.rows++;
+    }
+    s->count += n;
     return QR_OK;
 }
 
-/* G += Xᵀ X summed over the group: each rank multiplies its own rows block column by block column
- * (lower blocks only), and one reduce-scatter per block column sends every nb x nb block to the
- * rank that owns it, so no rank holds more of G than its blocks and one panel. C, Cs and blk hold
- * (d, nb) each. */
-static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
-                          double *Cs, double *blk, int *counts)
+int64_t qr_grid_gram_panel(int64_t d, int nb)
 {
-    int64_t d = s->d, nb = g->nb;
+    int64_t blocks =
+        (int64_t)(QR_GRID_GRAM_PANEL_BYTES / (sizeof(double) * (size_t)d * (size_t)nb));
+    return (blocks < 1 ? 1 : blocks) * nb;
+}
+
+/* G += Xᵀ X summed over the group: each rank multiplies its own rows one panel of block columns
+ * at a time (qr_grid_gram_panel wide: a narrow product packs all of X again for few columns),
+ * lower blocks only: dsyrk for the panel's diagonal part, dgemm below it. One reduce-scatter per
+ * panel sends every nb x nb block to the rank that owns it, so no rank holds more of G than its
+ * blocks and two panels. C and Cs hold (d, panel) each; the diagonal blocks are kept whole. */
+static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
+                          double *Cs, int *counts)
+{
+    int64_t d = s->d, nb = g->nb, pw = qr_grid_gram_panel(d, g->nb);
     int size = g->nprow * g->npcol;
-    for (int64_t bj = 0; bj * nb < d; bj++) {
-        int64_t c0 = bj * nb, w = d - c0 < nb ? d - c0 : nb, h = d - c0, off = 0, got = 0;
-        int pc = (int)(bj % g->npcol);
+    for (int64_t c0 = 0; c0 < d; c0 += pw) {
+        int64_t w = d - c0 < pw ? d - c0 : pw, h = d - c0, off = 0, got = 0;
+        int64_t b0 = c0 / nb, b1 = (c0 + w + nb - 1) / nb; /* the panel's block columns */
         if (n > 0) {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)w, (int)n, 1.0,
-                        X + c0, (int)d, X + c0, (int)d, 0.0, C, (int)w);
+            cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, (int)w, (int)n, 1.0, X + c0, (int)d,
+                        0.0, C, (int)w);
+            if (h > w) {
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(h - w), (int)w, (int)n,
+                            1.0, X + c0 + w, (int)d, X + c0, (int)d, 0.0, C + w * w, (int)w);
+            }
+            for (int64_t j0 = 0; j0 < w; j0 += nb) { /* the diagonal blocks' upper triangles */
+                for (int64_t i = j0; i < j0 + nb && i < w; i++) {
+                    for (int64_t j = i + 1; j < j0 + nb && j < w; j++) {
+                        C[i * w + j] = C[j * w + i];
+                    }
+                }
+            }
         } else {
             memset(C, 0, (size_t)(h * w) * sizeof *C);
         }
-        /* the blocks in the order of their owners' ranks (pr * Q + pc, pr ascending) */
+        /* the blocks in the order of their owners' ranks (pr * Q + pc), then bj, bi ascending */
         memset(counts, 0, (size_t)size * sizeof *counts);
-        for (int pr = 0; pr < g->nprow; pr++) {
-            for (int64_t bi = bj; bi * nb < d; bi++) {
-                int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
-                if (bi % g->nprow != pr) {
-                    continue;
+        for (int p = 0; p < size; p++) {
+            int pr = p / g->npcol, pc = p % g->npcol;
+            for (int64_t bj = b0; bj < b1; bj++) {
+                int64_t bw = (bj + 1) * nb < c0 + w ? nb : c0 + w - bj * nb;
+                for (int64_t bi = bj; bi * nb < d && bj % g->npcol == pc; bi++) {
+                    int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
+                    if (bi % g->nprow != pr) {
+                        continue;
+                    }
+                    for (int64_t i = 0; i < bh; i++) {
+                        memcpy(Cs + off + i * bw, C + (r0 - c0 + i) * w + (bj * nb - c0),
+                               (size_t)bw * sizeof *C);
+                    }
+                    off += bh * bw;
+                    counts[p] += (int)(bh * bw);
                 }
-                memcpy(Cs + off, C + (r0 - c0) * w, (size_t)(bh * w) * sizeof *C);
-                off += bh * w;
-                counts[pr * g->npcol + pc] += (int)(bh * w);
             }
         }
-        MPI_Reduce_scatter(Cs, blk, counts, MPI_DOUBLE, MPI_SUM, g->comm);
-        if (g->mycol != pc) {
-            continue;
-        }
-        /* this rank's blocks of the column, bi ascending: local rows (bi / P) nb + i */
-        for (int64_t bi = bj; bi * nb < d; bi++) {
-            int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
-            if (bi % g->nprow != g->myrow) {
+        QR_TRY(qr_mpi_check(MPI_Reduce_scatter(Cs, C, counts, MPI_DOUBLE, MPI_SUM, g->comm),
+                            "MPI_Reduce_scatter (Gram)"));
+        /* this rank's blocks, in the order packed: local rows (bi / P) nb + i, columns
+         * (bj / Q) nb + j */
+        for (int64_t bj = b0; bj < b1; bj++) {
+            int64_t bw = (bj + 1) * nb < c0 + w ? nb : c0 + w - bj * nb;
+            if (bj % g->npcol != g->mycol) {
                 continue;
             }
-            for (int64_t j = 0; j < w; j++) {
-                double *col = s->G->data + (size_t)((bj / g->npcol) * nb + j) * qr_dmat_lld(s->G);
-                for (int64_t i = 0; i < bh; i++) {
-                    col[(bi / g->nprow) * nb + i] += blk[got + i * w + j];
+            for (int64_t bi = bj; bi * nb < d; bi++) {
+                int64_t r0 = bi * nb, bh = d - r0 < nb ? d - r0 : nb;
+                if (bi % g->nprow != g->myrow) {
+                    continue;
                 }
+                for (int64_t j = 0; j < bw; j++) {
+                    double *col =
+                        s->G->data + (size_t)((bj / g->npcol) * nb + j) * qr_dmat_lld(s->G);
+                    for (int64_t i = 0; i < bh; i++) {
+                        col[(bi / g->nprow) * nb + i] += C[got + i * bw + j];
+                    }
+                }
+                got += bh * bw;
             }
-            got += bh * w;
         }
     }
     return QR_OK;
 }
 
-qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t n,
-                             int64_t batch)
+qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, int64_t row0,
+                             int64_t n)
 {
     qr_status st = QR_OK;
-    int64_t d = s->d, nb = g->nb;
-    double *X = NULL, *acc = NULL, *C = NULL, *Cs = NULL,
-           *blk = NULL; /* (n, d), (4 d), 3 (d, nb) */
-    int *sizes = NULL;  /* (P Q) */
-    int64_t counts[2] = {n, n > 0 ? (n + batch - 1) / batch : 0};
+    int64_t d = s->d, pw = qr_grid_gram_panel(d, g->nb);
+    double *X = NULL, *C = NULL, *Cs = NULL; /* (n, d), 2 (d, panel) */
+    int *sizes = NULL;                       /* (P Q) */
     st = qr_malloc(&X, (size_t)(n > 0 ? n : 1) * (size_t)d, sizeof *X, "calibration rows");
     if (st == QR_OK) {
-        st = qr_calloc(&acc, 4 * (size_t)d, sizeof *acc, "batch statistics");
+        st = qr_malloc(&C, (size_t)d * (size_t)pw, sizeof *C, "Gram panel");
     }
     if (st == QR_OK) {
-        st = qr_malloc(&C, (size_t)d * (size_t)nb, sizeof *C, "Gram panel");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&Cs, (size_t)d * (size_t)nb, sizeof *Cs, "Gram panel");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&blk, (size_t)d * (size_t)nb, sizeof *blk, "Gram blocks");
+        st = qr_malloc(&Cs, (size_t)d * (size_t)pw, sizeof *Cs, "Gram panel blocks");
     }
     if (st == QR_OK) {
         st = qr_calloc(&sizes, (size_t)(g->nprow * g->npcol), sizeof *sizes, "Gram counts");
@@ -173,29 +264,80 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
         for (int64_t i = 0; i < n * d; i++) {
             X[i] = (double)rows[i];
         }
-        st = channel_sums(X, n, d, batch, acc);
+        st = channel_sums(s, X, row0, n);
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    MPI_Allreduce(MPI_IN_PLACE, acc, 2 * (int)d, MPI_DOUBLE, MPI_SUM, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, acc + 2 * d, 2 * (int)d, MPI_DOUBLE, MPI_MAX, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INT64_T, MPI_SUM, g->comm);
-    QR_CHECK(gram_add(g, s, X, n, C, Cs, blk, sizes));
-    for (int64_t j = 0; j < d; j++) {
-        s->sum_abs[j] += acc[j];
-        s->sum_sq[j] += acc[d + j];
-        s->max_abs[j] = acc[2 * d + j] > s->max_abs[j] ? acc[2 * d + j] : s->max_abs[j];
-        s->batch_mean_abs_max[j] =
-            acc[3 * d + j] > s->batch_mean_abs_max[j] ? acc[3 * d + j] : s->batch_mean_abs_max[j];
-    }
-    s->count += counts[0];
-    s->n_batches += counts[1];
+    QR_CHECK(gram_add(g, s, X, n, C, Cs, sizes));
 done:
     free(X);
-    free(acc);
     free(C);
     free(Cs);
-    free(blk);
     free(sizes);
+    return st;
+}
+
+/* The per-channel vectors summed (or maximised) over the group, once after the last rows. A batch
+ * that straddles ranks has its |x| sums added over the ranks that hold a piece (every rank learns
+ * which batches those are), so its mean is the serial one up to the order of the sums. */
+static qr_status reduce_vectors(const qr_grid *g, qr_dstats *s)
+{
+    qr_status st = QR_OK;
+    int per = g->nprow * g->npcol;
+    int64_t d = s->d, mine[2], *parts = NULL, count = s->count; /* parts: (P Q, 2) */
+    double *sum = NULL;                                         /* (d) */
+    close_batch(s);
+    mine[0] = s->part[0].index;
+    mine[1] = s->part[1].index;
+    st = qr_malloc(&parts, 2 * (size_t)per, sizeof *parts, "statistics batch parts");
+    if (st == QR_OK) {
+        st = qr_malloc(&sum, (size_t)d, sizeof *sum, "statistics batch sum");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_CHECK(qr_mpi_check(MPI_Allgather(mine, 2, MPI_INT64_T, parts, 2, MPI_INT64_T, g->comm),
+                          "MPI_Allgather (statistics batch parts)"));
+    /* each straddling batch once, in the order the ranks name them (the same on every rank) */
+    for (int t = 0; t < 2 * per; t++) {
+        int64_t k = parts[t];
+        bool first = k >= 0;
+        for (int u = 0; u < t && first; u++) {
+            first = parts[u] != k;
+        }
+        if (!first) {
+            continue;
+        }
+        memset(sum, 0, (size_t)d * sizeof *sum);
+        for (int p = 0; p < 2; p++) {
+            if (s->part[p].index == k) {
+                memcpy(sum, s->part[p].sum, (size_t)d * sizeof *sum);
+            }
+        }
+        QR_CHECK(
+            qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, sum, (int)d, MPI_DOUBLE, MPI_SUM, g->comm),
+                         "MPI_Allreduce (statistics batch)"));
+        for (int64_t j = 0; j < d; j++) {
+            double mean = sum[j] / (double)batch_rows(s, k);
+            s->batch_mean_abs_max[j] =
+                mean > s->batch_mean_abs_max[j] ? mean : s->batch_mean_abs_max[j];
+        }
+    }
+    QR_CHECK(
+        qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, s->sum_abs, (int)d, MPI_DOUBLE, MPI_SUM, g->comm),
+                     "MPI_Allreduce (statistics sum |x|)"));
+    QR_CHECK(
+        qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, s->sum_sq, (int)d, MPI_DOUBLE, MPI_SUM, g->comm),
+                     "MPI_Allreduce (statistics sum x^2)"));
+    QR_CHECK(
+        qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, s->max_abs, (int)d, MPI_DOUBLE, MPI_MAX, g->comm),
+                     "MPI_Allreduce (statistics max |x|)"));
+    QR_CHECK(qr_mpi_check(
+        MPI_Allreduce(MPI_IN_PLACE, s->batch_mean_abs_max, (int)d, MPI_DOUBLE, MPI_MAX, g->comm),
+        "MPI_Allreduce (statistics batch mean)"));
+    QR_CHECK(qr_mpi_check(MPI_Allreduce(&count, &s->count, 1, MPI_INT64_T, MPI_SUM, g->comm),
+                          "MPI_Allreduce (statistics rows)"));
+    s->n_batches = (s->count + s->batch - 1) / s->batch;
+done:
+    free(parts);
+    free(sum);
     return st;
 }
 
@@ -212,14 +354,11 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, dou
         s->gptq = s->G;
         s->G = NULL;
     }
-    for (int lj = 0; lj < s->gptq->nloc && st == QR_OK; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        double used;
+    for (int64_t j = 0; j < s->d && st == QR_OK; j++) {
+        double used, *e = qr_dmat_diag_entry(g, s->gptq, j);
         st = qr_gptq_dead_channel(s->gram_diag[j], j, &used);
-        for (int li = 0; st == QR_OK && li < s->gptq->mloc; li++) {
-            if (qr_dmat_global_row(g, li) == j) {
-                s->gptq->data[(size_t)lj * qr_dmat_lld(s->gptq) + li] = used;
-            }
+        if (e && st == QR_OK) {
+            *e = used;
         }
     }
     QR_TRY(qr_mpi_agree(g->comm, st));
@@ -236,13 +375,10 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
     bool whiten;
     QR_TRY(qr_mpi_agree(g->comm, st));
+    QR_TRY(reduce_vectors(g, s));
     for (int64_t j = 0; j < s->d; j++) { /* the diagonal entries this rank holds */
-        int64_t bj = j / g->nb;
-        if (bj % g->nprow == g->myrow && bj % g->npcol == g->mycol) {
-            int64_t li = (bj / g->nprow) * g->nb + j % g->nb,
-                    lj = (bj / g->npcol) * g->nb + j % g->nb;
-            s->gram_diag[j] = s->G->data[(size_t)lj * qr_dmat_lld(s->G) + (size_t)li];
-        }
+        const double *e = qr_dmat_diag_entry(g, s->G, j);
+        s->gram_diag[j] = e ? *e : 0.0;
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
     /* QR_AUTO: each module's rank comes from its shape (qr_method_resolve); factor for them all */

@@ -208,13 +208,9 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
     memcpy(saved, G->data, count * sizeof *saved);
     /* Each diagonal entry lives on exactly one rank; the others add zeros, so the sum is exact and
      * every rank gets the serial routine's diagonal bit for bit. */
-    for (int lj = 0; lj < G->nloc; lj++) {
-        int64_t gj = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < G->mloc; li++) {
-            if (qr_dmat_global_row(g, li) == gj) {
-                diag[gj] = G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li];
-            }
-        }
+    for (int64_t j = 0; j < n; j++) {
+        const double *e = qr_dmat_diag_entry(g, G, j);
+        diag[j] = e ? *e : 0.0;
     }
     QR_CHECK(qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, diag, ni, MPI_DOUBLE, MPI_SUM, g->comm),
                           "MPI_Allreduce (Cholesky diagonal)"));
@@ -234,24 +230,17 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
     for (int t = 0; t < QR_CHOL_MAX_TRIES; t++) {
         add = lambda * mean;
         memcpy(G->data, saved, count * sizeof *saved);
-        for (int lj = 0; lj < G->nloc; lj++) {
-            int64_t gj = qr_dmat_global_col(g, lj);
-            for (int li = 0; li < G->mloc; li++) {
-                if (qr_dmat_global_row(g, li) == gj) {
-                    G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li] =
-                        diag[gj] + add;
-                }
+        for (int64_t j = 0; j < n; j++) {
+            double *e = qr_dmat_diag_entry(g, G, j);
+            if (e) {
+                *e = diag[j] + add;
             }
         }
         QR_CHECK(potrf_lower(g, G, &info));
         if (info == 0) {
-            for (int lj = 0; lj < G->nloc; lj++) {
-                int64_t gj = qr_dmat_global_col(g, lj);
-                for (int li = 0; li < G->mloc; li++) {
-                    if (qr_dmat_global_row(g, li) < gj) {
-                        G->data[(size_t)lj * (size_t)G->desc[QR_DESC_LLD] + (size_t)li] = 0.0;
-                    }
-                }
+            for (int lj = 0; lj < G->nloc; lj++) { /* the local rows above the diagonal */
+                int above = qr_dmat_extent(qr_dmat_global_col(g, lj), g->nb, g->myrow, g->nprow);
+                memset(G->data + (size_t)lj * qr_dmat_lld(G), 0, (size_t)above * sizeof(double));
             }
             if (damping_used) {
                 *damping_used = add;
@@ -297,6 +286,75 @@ qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double 
     return QR_OK;
 }
 
+/* A := A L in place, L (n, n) lower triangular (its upper triangle not read), by SUMMA: step by
+ * step, a panel of A's block columns K goes along the process rows and L's block rows K (their
+ * upper triangle zeroed) along the process columns, and every rank adds the panel's product to
+ * its local columns J <= K. Out[:, J] = sum over K >= J of A[:, K] L[K, J]: column K of A is
+ * read only at its own step, so it is copied to the panel and zeroed there, and Out accumulates
+ * in A's place. One dgemm a step of inner dimension QR_PDLA_SUMMA_WIDTH; ScaLAPACK's PDTRMM runs
+ * nb-wide PB-BLAS pieces at about a third of that. */
+static qr_status trmm_right_lower(const qr_grid *g, qr_dmat *A, const qr_dmat *L)
+{
+    qr_status st = QR_OK;
+    int64_t n = A->n, nb = g->nb,
+            kw = nb * (QR_PDLA_SUMMA_WIDTH / nb > 1 ? QR_PDLA_SUMMA_WIDTH / nb : 1);
+    size_t lld = qr_dmat_lld(A), llld = qr_dmat_lld(L);
+    double *ap = NULL; /* (mloc, kw) A's panel, column-major */
+    double *lp =
+        NULL; /* (nloc, kw) L's panel transposed, column-major: a block row is contiguous */
+    st = qr_malloc(&ap, (size_t)(A->mloc > 0 ? A->mloc : 1) * (size_t)kw, sizeof *ap,
+                   "triangular product panel");
+    if (st == QR_OK) {
+        st = qr_malloc(&lp, (size_t)kw * (size_t)(L->nloc > 0 ? L->nloc : 1), sizeof *lp,
+                       "triangular product factor panel");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t k0 = 0; k0 < n; k0 += kw) {
+        int64_t w = n - k0 < kw ? n - k0 : kw;
+        int ncols = qr_dmat_extent(k0 + w, (int)nb, g->mycol, g->npcol); /* local J < k0 + w */
+        for (int64_t b = k0; b < k0 + w; b += nb) {
+            int64_t bw = k0 + w - b < nb ? k0 + w - b : nb, blk = b / nb;
+            int pc = (int)(blk % g->npcol), pr = (int)(blk % g->nprow);
+            double *a = ap + (size_t)(b - k0) * (size_t)A->mloc;
+            double *l = lp + (size_t)(b - k0) * (size_t)L->nloc;
+            if (g->mycol == pc) { /* A's block column: to the panel, zeroed in place */
+                int lj = qr_dmat_extent(b, (int)nb, g->mycol, g->npcol);
+                for (int64_t j = 0; j < bw; j++) {
+                    double *col = A->data + (size_t)(lj + j) * lld;
+                    memcpy(a + j * A->mloc, col, (size_t)A->mloc * sizeof *a);
+                    memset(col, 0, (size_t)A->mloc * sizeof *col);
+                }
+            }
+            if (A->mloc > 0) {
+                QR_CHECK(qr_mpi_check(MPI_Bcast(a, (int)(bw * A->mloc), MPI_DOUBLE, pc, g->row),
+                                      "MPI_Bcast (triangular product panel)"));
+            }
+            if (g->myrow == pr) { /* L's block row, entries above the diagonal as zeros */
+                int li = qr_dmat_extent(b, (int)nb, g->myrow, g->nprow);
+                for (int lj = 0; lj < L->nloc; lj++) {
+                    int64_t gj = qr_dmat_global_col(g, lj);
+                    const double *col = L->data + (size_t)lj * llld + (size_t)li;
+                    for (int64_t i = 0; i < bw; i++) {
+                        l[(size_t)i * (size_t)L->nloc + (size_t)lj] = gj > b + i ? 0.0 : col[i];
+                    }
+                }
+            }
+            if (L->nloc > 0) {
+                QR_CHECK(qr_mpi_check(MPI_Bcast(l, (int)(bw * L->nloc), MPI_DOUBLE, pr, g->col),
+                                      "MPI_Bcast (triangular product factor panel)"));
+            }
+        }
+        if (A->mloc > 0 && ncols > 0) {
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, A->mloc, ncols, (int)w, 1.0, ap,
+                        A->mloc, lp, L->nloc, 1.0, A->data, (int)lld);
+        }
+    }
+done:
+    free(ap);
+    free(lp);
+    return st;
+}
+
 qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
                             int inverse)
 {
@@ -316,6 +374,8 @@ qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int 
     if (inverse) {
         pdtrsm_("R", "L", op, "N", &mi, &ni, &alpha, L->data, &one, &one, L->desc, A->data, &one,
                 &one, A->desc);
+    } else if (!transpose) {
+        return trmm_right_lower(g, A, L);
     } else {
         pdtrmm_("R", "L", op, "N", &mi, &ni, &alpha, L->data, &one, &one, L->desc, A->data, &one,
                 &one, A->desc);
@@ -593,39 +653,100 @@ done:
     return st;
 }
 
+/* The whitening factor C (n, n) lower, distributed, times a thin operand whole on every rank,
+ * summed over the group into the thin result, whole too: ScaLAPACK's PDTRMM on an (n, l) operand
+ * runs its nb-wide pieces at a fraction of a local product, and the thin operands are small (an
+ * allgather and an allreduce of n x l). Each rank multiplies its own blocks of C on and below the
+ * block diagonal (entries above the diagonal are zero, as qr_pdla_cholesky_damped leaves them) by
+ * the rows or columns of the operand they meet, one dgemm per local block column:
+ *   THIN_CX  F (n, l) row-major = C X,  X (n, l) row-major;
+ *   THIN_CTX F (n, l) row-major = Cᵀ X, X (n, l) row-major;
+ *   THIN_XC  F (l, n) row-major = X C,  X (l, n) row-major (= (Cᵀ Xᵀ)ᵀ). */
+typedef enum { THIN_CX, THIN_CTX, THIN_XC } thin_op;
+
+static qr_status thin_product(const qr_grid *g, const qr_dmat *C, thin_op op, int64_t l,
+                              const double *X, double *F)
+{
+    qr_status st = QR_OK;
+    int64_t n = C->n, mloc = C->mloc;
+    size_t lld = qr_dmat_lld(C);
+    double *T = NULL; /* (mloc, l) column-major: C X at the local rows, or X at them */
+    st = qr_calloc(&T, (size_t)(mloc > 0 ? mloc : 1) * (size_t)l, sizeof *T, "thin product rows");
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    memset(F, 0, (size_t)(n * l) * sizeof *F);
+    for (int li = 0; op != THIN_CX && li < mloc; li++) { /* X's rows (columns) at C's local rows */
+        int64_t gi = qr_dmat_global_row(g, li);
+        for (int64_t k = 0; k < l; k++) {
+            T[(size_t)k * (size_t)mloc + (size_t)li] =
+                op == THIN_CTX ? X[gi * l + k] : X[k * n + gi];
+        }
+    }
+    for (int lj0 = 0; lj0 < C->nloc; lj0 += g->nb) {
+        int64_t j0 = qr_dmat_global_col(g, lj0);
+        int bw = C->nloc - lj0 < g->nb ? C->nloc - lj0 : g->nb;
+        int ls = qr_dmat_extent(j0, g->nb, g->myrow, g->nprow); /* local rows on or below */
+        const double *c = C->data + (size_t)lj0 * lld + (size_t)ls;
+        if (ls >= mloc) {
+            continue;
+        }
+        if (op == THIN_CX) { /* T[ls:, :] += C[ls:, blk] X[blk, :] */
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)(mloc - ls), (int)l, bw, 1.0,
+                        c, (int)lld, X + j0 * l, (int)l, 1.0, T + ls, (int)mloc);
+        } else if (op == THIN_CTX) { /* F[blk, :]ᵀ += T[ls:, :]ᵀ C[ls:, blk] */
+            cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)l, bw, (int)(mloc - ls), 1.0,
+                        T + ls, (int)mloc, c, (int)lld, 1.0, F + j0 * l, (int)l);
+        } else { /* F[:, blk]ᵀ += C[ls:, blk]ᵀ T[ls:, :] */
+            cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, bw, (int)l, (int)(mloc - ls), 1.0,
+                        c, (int)lld, T + ls, (int)mloc, 1.0, F + j0, (int)n);
+        }
+    }
+    for (int li = 0; op == THIN_CX && li < mloc; li++) {
+        int64_t gi = qr_dmat_global_row(g, li);
+        for (int64_t k = 0; k < l; k++) {
+            F[gi * l + k] = T[(size_t)k * (size_t)mloc + (size_t)li];
+        }
+    }
+    free(T);
+    return qr_mpi_check(MPI_Allreduce(MPI_IN_PLACE, F, (int)(n * l), MPI_DOUBLE, MPI_SUM, g->comm),
+                        "MPI_Allreduce (thin product)");
+}
+
+/* D (the distributed thin matrix) := op applied to it, through thin_product; X and F are staging
+ * of D's size. */
+static qr_status thin_apply(const qr_grid *g, const qr_dmat *C, thin_op op, qr_dmat *D, double *X,
+                            double *F)
+{
+    QR_TRY(qr_dmat_allgather(g, D, X));
+    QR_TRY(thin_product(g, C, op, op == THIN_XC ? D->m : D->n, X, F));
+    qr_dmat_fill_local(g, D, F);
+    return QR_OK;
+}
+
 /* Products with the operator A = E C (C (n, n) lower triangular, or the identity when NULL)
- * without forming it: out = A Z (Z (n, l) is overwritten by C Z), out = Aᵀ Y, out = Yᵀ A. */
-static void op_apply(const qr_dmat *E, const qr_dmat *C, qr_dmat *Z, qr_dmat *out)
+ * without forming it: out = A Z (Z (n, l) is overwritten by C Z), out = Aᵀ Y, out = Yᵀ A. X and F
+ * are staging of max(m, n) x l. */
+static qr_status op_apply(const qr_grid *g, const qr_dmat *E, const qr_dmat *C, qr_dmat *Z,
+                          qr_dmat *out, double *X, double *F)
 {
     if (C) {
-        int ni = (int)C->n, li = (int)Z->n, one = 1;
-        double alpha = 1.0;
-        pdtrmm_("L", "L", "N", "N", &ni, &li, &alpha, C->data, &one, &one, C->desc, Z->data, &one,
-                &one, Z->desc);
+        QR_TRY(thin_apply(g, C, THIN_CX, Z, X, F));
     }
     pgemm("N", "N", E->n, E, Z, out);
+    return QR_OK;
 }
 
-static void op_apply_t(const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y, qr_dmat *out)
+static qr_status op_apply_t(const qr_grid *g, const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y,
+                            qr_dmat *out, double *X, double *F)
 {
     pgemm("T", "N", E->m, E, Y, out);
-    if (C) {
-        int ni = (int)C->n, li = (int)out->n, one = 1;
-        double alpha = 1.0;
-        pdtrmm_("L", "L", "T", "N", &ni, &li, &alpha, C->data, &one, &one, C->desc, out->data, &one,
-                &one, out->desc);
-    }
+    return C ? thin_apply(g, C, THIN_CTX, out, X, F) : QR_OK;
 }
 
-static void op_project(const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y, qr_dmat *B)
+static qr_status op_project(const qr_grid *g, const qr_dmat *E, const qr_dmat *C, const qr_dmat *Y,
+                            qr_dmat *B, double *X, double *F)
 {
     pgemm("T", "N", E->m, Y, E, B);
-    if (C) {
-        int li = (int)B->m, ni = (int)B->n, one = 1;
-        double alpha = 1.0;
-        pdtrmm_("R", "L", "N", "N", &li, &ni, &alpha, C->data, &one, &one, C->desc, B->data, &one,
-                &one, B->desc);
-    }
+    return C ? thin_apply(g, C, THIN_XC, B, X, F) : QR_OK;
 }
 
 static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, const qr_dmat *C,
@@ -643,6 +764,7 @@ static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, c
     double *Ub = NULL;   /* (l, l) */
     double *Sb = NULL;   /* (l) */
     double *Vb = NULL;   /* (l, n) */
+    double *F = NULL;    /* (max(n, m) * l) the whitened products' result, whole (C only) */
     size_t stage = (size_t)(m > n ? m : n) * (size_t)l;
     st = qr_dmat_create(g, m, l, &Y);
     if (st == QR_OK) {
@@ -669,22 +791,25 @@ static qr_status psvd_truncated_randomized(const qr_grid *g, const qr_dmat *A, c
     if (st == QR_OK) {
         st = qr_malloc(&Vb, (size_t)l * (size_t)n, sizeof *Vb, "randomized SVD Vt_B");
     }
+    if (st == QR_OK && C) {
+        st = qr_malloc(&F, stage, sizeof *F, "randomized SVD whitened products");
+    }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     /* Omega (n, l) drawn row by row exactly as the serial routine draws it. */
     for (size_t i = 0; i < (size_t)n * (size_t)l; i++) {
         full[i] = qr_rng_normal(rng);
     }
     qr_dmat_fill_local(g, Z, full);
-    op_apply(A, C, Z, Y);
+    QR_CHECK(op_apply(g, A, C, Z, Y, full, F));
     QR_CHECK(porthonormalize(g, Y));
     for (int it = 0; it < q; it++) {
         /* Re-orthonormalise after every product, as the serial routine does. */
-        op_apply_t(A, C, Y, Z);
+        QR_CHECK(op_apply_t(g, A, C, Y, Z, full, F));
         QR_CHECK(porthonormalize(g, Z));
-        op_apply(A, C, Z, Y);
+        QR_CHECK(op_apply(g, A, C, Z, Y, full, F));
         QR_CHECK(porthonormalize(g, Y));
     }
-    op_project(A, C, Y, B);
+    QR_CHECK(op_project(g, A, C, Y, B, full, F));
     /* The small SVD once, on the group root, then broadcast: every rank returns the same bits. */
     QR_CHECK(qr_dmat_gather(g, B, full));
     if (g->group_rank == 0) {
@@ -712,6 +837,7 @@ done:
     free(Ub);
     free(Sb);
     free(Vb);
+    free(F);
     return st;
 }
 

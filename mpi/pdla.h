@@ -40,9 +40,15 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
  * Entries above the diagonal are left undefined. QR_ERR_NUMERIC as the serial routine. */
 qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double *damping_used);
 
+/* Columns one step of the distributed A L multiplies by (a multiple of the block size, at least
+ * one block): the output is read and written once a step, so a narrow step is bound by memory, not
+ * by the flops. Its two panels hold (mloc + nloc) x this many doubles. */
+#define QR_PDLA_SUMMA_WIDTH 256
+
 /* The distributed twin of qr_tri_right: A (m, n) := A op(L), or A op(L)^-1 when inverse, with L
  * (n, n) lower triangular as left by qr_pdla_cholesky_damped (its upper triangle is not read) and
- * op(L) = L, or Lᵀ when transpose (PDTRMM / PDTRSM). Whitening: E L is the whitened error. */
+ * op(L) = L, or Lᵀ when transpose (A L by SUMMA, the others by PDTRMM / PDTRSM). Whitening: E L is
+ * the whitened error. */
 qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
                             int inverse);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mpi/grid_module.h"
+#include "mpi/pdla.h"
 #include "src/quant.h"
 
 /* The largest local extent of n rows (or columns) in blocks of nb over p processes (numroc of
@@ -101,8 +102,9 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t mloc = lmax(m, nb, P), nloc = lmax(n, nb, Q), nrow = lmax(n, nb, P);
     uint64_t wloc = 8 * mloc * nloc; /* one distributed m x n matrix */
     uint64_t gloc = 8 * nrow * nloc; /* one distributed n x n matrix */
-    uint64_t windows = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1), per = P * Q;
-    uint64_t share = (windows + per - 1) / per, round, input, stats, svd, module, metrics;
+    uint64_t fit = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1) * s, per = P * Q;
+    uint64_t share = (fit + per - 1) / per, round, input, stats, svd, module, metrics;
+    uint64_t panel = (uint64_t)qr_grid_gram_panel((int64_t)n, (int)nb);
     bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
     /* GPTQ's factor once per input group (not for ASER and SERQ: theirs is per module); G or a
@@ -111,26 +113,26 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     bool keep = whiten || gptq_group || qr_dstats_keeps_gram(mo);
     /* qr_dstats (G or its factor, six vectors), the held-out sample (whole, float32) */
     input = (keep ? gloc : 0) + 8 * 6 * n + 4 * nh * n + (gptq_group && whiten ? gloc : 0);
-    /* streaming: a round of whole windows (float and float64), a panel and a block of G; the
-     * damped factorization keeps a copy of its input */
-    round = ((uint64_t)64 << 20) / (s * n * 12 + 1); /* QR_GRID_STATS_ROUND_BYTES */
+    /* streaming: a round of rows (float and float64) and two Gram panels; the damped
+     * factorization keeps a copy of its input */
+    round = QR_GRID_STATS_ROUND_BYTES / (n * 12 + 1);
     round = umax(1, round < share ? round : share);
-    stats = 12 * round * s * n + 8 * (n * nb + nb * nb) + (whiten || gptq_group ? gloc : 0) +
-            (keep ? 0 : gloc);
+    stats = 12 * round * n + 16 * n * panel + (whiten || gptq_group ? gloc : 0) + (keep ? 0 : gloc);
     /* the distributed SVD (sketch, test matrix, projection, small factors and staging on every
-     * rank), L and R */
+     * rank; whitened: the thin products' result and its rows), L and R */
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
-                   lmax(l, nb, P) * nloc + umax(m, n) * l + l * l + l * n + r * (m + n))
+                   lmax(l, nb, P) * nloc + umax(m, n) * l + l * l + l * n + r * (m + n) +
+                   (whiten ? umax(m, n) * l + nrow * l : 0))
             : 0;
-    /* W, E, W_eff; while quantizing the local codes and a block row of staging; then the SVD;
+    /* W, E, W_eff; while quantizing the local codes and a chunk of staging; then the SVD;
      * SRR adds the scaled weight and, while probing k*, its random matrix */
-    module = 3 * wloc + umax(mloc * nloc / 2 + 16 * nb * nloc, svd) + 8 * nb * n;
+    module = 3 * wloc + umax(mloc * nloc / 2 + 16 * QR_GRID_QUANT_CHUNK, svd) + 8 * nb * n;
     if (mo->gptq) { /* its sweep: the rows transposed (then dequantized), one panel */
         module = umax(module,
                       3 * wloc + mloc * nloc / 2 + 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n);
     }
-    if (mo->method == QR_METHOD_SRR) {
-        module += 2 * wloc;
+    if (mo->method == QR_METHOD_SRR) { /* and W S's product panels (mpi/pdla.c) */
+        module += 2 * wloc + (whiten ? 8 * QR_PDLA_SUMMA_WIDTH * (mloc + nloc) : 0);
     } else if (mo->method == QR_METHOD_ASER) {
         /* G~ (a copy of the input group's G) and, with GPTQ, its own factor of G~ throughout; the
          * smoothed weight W~ until the error is formed. Phases: the damped factorization of G~

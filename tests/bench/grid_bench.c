@@ -2,7 +2,7 @@
  * it runs on (N x 1), next to the serial LAPACK routine on rank 0 when run on one rank. Driven by
  * tests/bench/grid_bench.sh, which runs it under mpiexec -n 1 and -n 2 in one go and prints ratios.
  *
- * usage: mpiexec -n N grid_bench rsvd M N R | chol N | pdgesvd M N   [repeats]
+ * usage: mpiexec -n N grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N   [repeats]
  * Environment: GRID_BENCH_NB = block size, GRID_BENCH_P = grid rows (default N; the grid is
  * P x 1 and N / P groups run the same work at once, so P = 1 measures the machine's capacity).
  * Prints one line per measurement: "<what> <grid> best <seconds> s" (best of the repeats). */
@@ -191,6 +191,68 @@ static void bench_pdgesvd(const qr_grid *g, int64_t m, int64_t n, int reps)
     free(S);
 }
 
+/* A (m, n) := A L, L (n, n) lower triangular: the distributed product (qr_pdla_tri_right, SUMMA)
+ * and, on one rank, the serial one (qr_tri_right, dtrmm) with their largest relative difference. */
+static void bench_trmm(const qr_grid *g, int64_t m, int64_t n, int reps)
+{
+    double *A = make_matrix(g, m, n, 5), *L = make_matrix(g, n, n, 6), best = 1e30, bestl = 1e30;
+    double *out = g->group_rank == 0 ? malloc((size_t)(m * n) * sizeof *out) : NULL;
+    qr_dmat *d = NULL, *dl = NULL;
+    char what[64];
+    for (int64_t i = 0; L && i < n; i++) {
+        for (int64_t j = i + 1; j < n; j++) {
+            L[i * n + j] = 0.0;
+        }
+    }
+    if (qr_dmat_create(g, m, n, &d) != QR_OK || qr_dmat_create(g, n, n, &dl) != QR_OK ||
+        qr_dmat_scatter(g, L, dl) != QR_OK) {
+        die("scatter");
+    }
+    for (int i = 0; i < reps; i++) {
+        double t0;
+        if (qr_dmat_scatter(g, A, d) != QR_OK) {
+            die("scatter");
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        if (qr_pdla_tri_right(g, d, dl, 0, 0) != QR_OK) {
+            die("distributed triangular product");
+        }
+        best = fmin(best, MPI_Wtime() - t0);
+        if (size_ == 1) {
+            double *C = malloc((size_t)(m * n) * sizeof *C);
+            memcpy(C, A, (size_t)(m * n) * sizeof *C);
+            t0 = MPI_Wtime();
+            if (qr_tri_right(C, m, n, L, false, false) != QR_OK) {
+                die("serial triangular product");
+            }
+            bestl = fmin(bestl, MPI_Wtime() - t0);
+            free(out);
+            out = C;
+        }
+    }
+    snprintf(what, sizeof what, "trmm %lldx%lld", (long long)m, (long long)n);
+    report(what, g, best);
+    if (size_ == 1) {
+        double *D = malloc((size_t)(m * n) * sizeof *D), num = 0.0, den = 0.0;
+        if (qr_dmat_gather(g, d, D) != QR_OK) {
+            die("gather");
+        }
+        for (int64_t i = 0; i < m * n; i++) {
+            num += (D[i] - out[i]) * (D[i] - out[i]);
+            den += out[i] * out[i];
+        }
+        report(what, NULL, bestl);
+        printf("%s relative difference (Frobenius) %.2e\n", what, sqrt(num / den));
+        free(D);
+    }
+    qr_dmat_free(&d);
+    qr_dmat_free(&dl);
+    free(A);
+    free(L);
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     qr_grid *g = NULL;
@@ -211,10 +273,12 @@ int main(int argc, char **argv)
         bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3);
     } else if (strcmp(mode, "chol") == 0 && argc >= 3) {
         bench_chol(g, atoll(argv[2]), argc > 3 ? atoi(argv[3]) : 3);
+    } else if (strcmp(mode, "trmm") == 0 && argc >= 4) {
+        bench_trmm(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 3);
     } else if (strcmp(mode, "pdgesvd") == 0 && argc >= 4) {
         bench_pdgesvd(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
     } else if (rank_ == 0) {
-        fprintf(stderr, "usage: grid_bench rsvd M N R | chol N | pdgesvd M N  [repeats]\n");
+        fprintf(stderr, "usage: grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N  [repeats]\n");
     }
     qr_grid_free(&g);
     qr_blacs_shutdown();

@@ -261,6 +261,8 @@ static void case_cholesky(const qr_grid *g)
     }
 }
 
+static void rsvd_whitened_compare(const qr_grid *g, int64_t m, int64_t n, int64_t r, uint64_t seed);
+
 static void case_rsvd(const qr_grid *g)
 {
     static const int64_t rs[] = {8, 4, 16, 1, 3};
@@ -311,7 +313,55 @@ static void case_rsvd(const qr_grid *g)
             qr_dmat_free(&d);
             free(A), free(Us), free(Ud), free(Vs), free(Vd), free(Ss), free(Sd), free(Ps), free(Pd);
         }
+        rsvd_whitened_compare(g, m, n, r, 700 + s + GROUP_SEED(g));
     }
+    /* fewer rows than one block: the ranks of the other process rows hold none */
+    rsvd_whitened_compare(g, TEST_NB / 2, 3 * TEST_NB + 5, 4, 800 + GROUP_SEED(g));
+}
+
+/* The whitened randomized SVD: the distributed one multiplies E and the factor C (from the
+ * distributed damped Cholesky) without forming E C; the serial one runs on E C formed whole. */
+static void rsvd_whitened_compare(const qr_grid *g, int64_t m, int64_t n, int64_t r, uint64_t seed)
+{
+    double *E = malloc((size_t)(m * n) * sizeof *E), *G = malloc((size_t)(n * n) * sizeof *G);
+    double *U = malloc((size_t)(m * r) * 2 * sizeof *U), *S = malloc((size_t)r * 2 * sizeof *S);
+    double *Vt = malloc((size_t)(r * n) * 2 * sizeof *Vt),
+           *P = malloc((size_t)(m * n) * 2 * sizeof *P);
+    double damping = 0.0;
+    qr_svd_opts o;
+    qr_rng rs, rd;
+    qr_dmat *Ed = NULL, *Cd = NULL;
+    qr_svd_opts_default(&o);
+    o.mode = QR_SVD_RANDOMIZED;
+    make_decaying(E, m, n, seed);
+    make_gram(G, n, 0.1, seed + 1);
+    QR_EXPECT(qr_dmat_create(g, m, n, &Ed) == QR_OK && qr_dmat_create(g, n, n, &Cd) == QR_OK,
+              "create: %s", qr_errmsg());
+    QR_EXPECT(qr_dmat_scatter(g, E, Ed) == QR_OK && qr_dmat_scatter(g, G, Cd) == QR_OK,
+              "scatter: %s", qr_errmsg());
+    QR_EXPECT(qr_pdla_cholesky_damped(g, Cd, 0.0, &damping) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_dmat_allgather(g, Cd, G) == QR_OK, "gather: %s", qr_errmsg());
+    qr_rng_for_name(&rs, "model.layers.0.self_attn.o_proj", 5);
+    rd = rs;
+    QR_EXPECT(qr_pdla_svd_truncated_scaled(g, Ed, Cd, r, &o, &rd, U + m * r, S + r, Vt + r * n) ==
+                  QR_OK,
+              "distributed: %s", qr_errmsg());
+    QR_EXPECT(qr_tri_right(E, m, n, G, false, false) == QR_OK, "%s", qr_errmsg());
+    QR_EXPECT(qr_svd_truncated(E, m, n, r, &o, &rs, U, S, Vt) == QR_OK, "serial: %s", qr_errmsg());
+    reconstruct(U, S, Vt, m, n, r, P);
+    reconstruct(U + m * r, S + r, Vt + r * n, m, n, r, P + m * n);
+    {
+        double eS = rel_diff(S + r, S, (size_t)r), eP = rel_diff(P + m * n, P, (size_t)(m * n));
+        QR_EXPECT(eS <= TOL_REL && eP <= TOL_REL,
+                  "whitened randomized %lldx%lld r=%lld grid %dx%d: singular values differ by "
+                  "%.3g, rank-r product by %.3g (tolerance %g)",
+                  (long long)m, (long long)n, (long long)r, g->nprow, g->npcol, eS, eP, TOL_REL);
+    }
+    QR_EXPECT(qr_rng_u64(&rs) == qr_rng_u64(&rd),
+              "whitened: the random stream advanced differently (serial vs distributed)");
+    qr_dmat_free(&Ed);
+    qr_dmat_free(&Cd);
+    free(E), free(G), free(U), free(S), free(Vt), free(P);
 }
 
 static void case_pdgesvd(const qr_grid *g)

@@ -53,6 +53,9 @@ against_1x1() { # against_1x1 TAG NP GRID: the run of QOPTS on GRID agrees with 
 }
 QOPTS=(--method serq --gptq --clip --group 32 --seed 3)
 against_1x1 serq-gptq-clip 4 2x2
+# groups of 5 on 1x2: blocks of 65 columns, odd, so the gathered codes straddle bytes
+QOPTS=(--method rtn --group 5 --seed 3)
+against_1x1 rtn-odd-blocks 2 1x2
 QOPTS=(--method aser --gptq --group 32 --rank 8 --seed 3)
 against_1x1 aser-gptq 2 1x2
 QOPTS=(--method aser --group 0 --rank 8 --seed 3)
