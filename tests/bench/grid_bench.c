@@ -278,7 +278,8 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "pdgesvd") == 0 && argc >= 4) {
         bench_pdgesvd(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
     } else if (rank_ == 0) {
-        fprintf(stderr, "usage: grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N  [repeats]\n");
+        fprintf(stderr,
+                "usage: grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N  [repeats]\n");
     }
     qr_grid_free(&g);
     qr_blacs_shutdown();
