@@ -59,34 +59,33 @@ static int local_before(int64_t blk, int nb, int iproc, int nprocs, int extent)
     return l < extent ? (int)l : extent;
 }
 
-/* Right-looking blocked Cholesky of the lower triangle of G in place, the block size the layout's
- * nb. ScaLAPACK's PDPOTRF runs its trailing updates through PB-BLAS in nb-sized pieces, at about a
- * third of OpenBLAS's dpotrf on one rank here (tests/bench/grid_bench chol); this one factors the
- * diagonal block on its owner, broadcasts it, solves the panel on its process column, sums the
- * panel to every rank (one allreduce of (n - k) x nb) and updates each local block column of the
- * trailing lower part with one dgemm of inner dimension nb. *info as LAPACK: 0, or the first
- * global column (1-based) whose pivot is not positive; the same on every rank. Blocks above the
- * diagonal blocks are not touched (the upper triangle inside a diagonal block is). */
+/* Right-looking blocked Cholesky of the lower triangle of G in place, in panels of
+ * QR_PDLA_SUMMA_WIDTH columns (a multiple of the layout's nb). ScaLAPACK's PDPOTRF runs its
+ * trailing updates through PB-BLAS in nb-sized pieces, at about a third of OpenBLAS's dpotrf on
+ * one rank here (tests/bench/grid_bench chol). Here each step sums the panel (its rows from the
+ * diagonal down) to every rank (one allreduce of (n - k) x w, every entry from its one owner),
+ * every rank factors its diagonal block and solves the rows below it (w³/3 + (n - k) w² flops,
+ * repeated on each rank: cheaper than a second reduction), keeps its own entries, and updates
+ * each local block column of the trailing lower part with one dgemm of inner dimension w. *info
+ * as LAPACK: 0, or the first global column (1-based) whose pivot is not positive; the same on
+ * every rank. The upper triangle is left undefined. */
 static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
 {
     qr_status st = QR_OK;
-    int64_t n = G->m, nb = g->nb, nblk = (n + nb - 1) / nb;
+    int64_t n = G->m, nb = g->nb,
+            kw = nb * (QR_PDLA_SUMMA_WIDTH / nb > 1 ? QR_PDLA_SUMMA_WIDTH / nb : 1);
     size_t lld = qr_dmat_lld(G);
-    double *diag = NULL;  /* (nb * nb + 1) the factored diagonal block, column-major, and info */
-    double *panel = NULL; /* (n, nb) the solved panel by global row, column-major, ld n */
-    double *lrow = NULL;  /* (mloc, nb) the panel at this rank's local rows, ld mloc */
-    double *lcol = NULL;  /* (nloc, nb) the panel at this rank's local columns, ld nloc */
+    double *panel = NULL; /* (n, kw) the panel by global row from its diagonal down, ld n - k0 */
+    double *lrow = NULL;  /* (mloc, kw) the panel at this rank's local rows, ld mloc */
+    double *lcol = NULL;  /* (nloc, kw) the panel at this rank's local columns, ld nloc */
     *info = 0;
-    st = qr_malloc(&diag, (size_t)(nb * nb + 1), sizeof *diag, "Cholesky diagonal block");
+    st = qr_malloc(&panel, (size_t)n * (size_t)kw, sizeof *panel, "Cholesky panel");
     if (st == QR_OK) {
-        st = qr_malloc(&panel, (size_t)n * (size_t)nb, sizeof *panel, "Cholesky panel");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&lrow, (size_t)(G->mloc > 0 ? G->mloc : 1) * (size_t)nb, sizeof *lrow,
+        st = qr_malloc(&lrow, (size_t)(G->mloc > 0 ? G->mloc : 1) * (size_t)kw, sizeof *lrow,
                        "Cholesky panel rows");
     }
     if (st == QR_OK) {
-        st = qr_malloc(&lcol, (size_t)(G->nloc > 0 ? G->nloc : 1) * (size_t)nb, sizeof *lcol,
+        st = qr_malloc(&lcol, (size_t)(G->nloc > 0 ? G->nloc : 1) * (size_t)kw, sizeof *lcol,
                        "Cholesky panel columns");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
@@ -94,81 +93,70 @@ static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
         *info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)n, G->data, (int)lld);
         goto done;
     }
-    for (int64_t k = 0; k < nblk; k++) {
-        int64_t k0 = k * nb, b = n - k0 < nb ? n - k0 : nb, below = n - k0 - b;
-        int kr = (int)(k % g->nprow), kc = (int)(k % g->npcol);
-        int li0 = local_before(k, (int)nb, g->myrow, g->nprow, G->mloc);
-        int lj0 = local_before(k, (int)nb, g->mycol, g->npcol, G->nloc);
-        int lr = local_before(k + 1, (int)nb, g->myrow, g->nprow, G->mloc); /* first row below */
-        int lc = local_before(k + 1, (int)nb, g->mycol, g->npcol, G->nloc); /* first col right */
-        int bi = (int)b;
-        /* 1. the diagonal block, factored on its owner and sent to all */
-        if (g->myrow == kr && g->mycol == kc) {
-            for (int j = 0; j < bi; j++) {
-                memcpy(diag + (size_t)j * (size_t)b, G->data + (size_t)(lj0 + j) * lld + li0,
-                       (size_t)b * sizeof *diag);
-            }
-            int rc = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', bi, diag, bi);
-            diag[b * b] = rc;
-            for (int j = 0; j < bi; j++) {
-                memcpy(G->data + (size_t)(lj0 + j) * lld + li0, diag + (size_t)j * (size_t)b,
-                       (size_t)b * sizeof *diag);
+    for (int64_t k0 = 0; k0 < n; k0 += kw) {
+        int64_t w = n - k0 < kw ? n - k0 : kw, h = n - k0; /* panel: rows [k0, n), w columns */
+        int lr = qr_dmat_extent(k0, (int)nb, g->myrow, g->nprow);      /* first local row */
+        int lc = qr_dmat_extent(k0, (int)nb, g->mycol, g->npcol);      /* first local column */
+        int lr2 = qr_dmat_extent(k0 + w, (int)nb, g->myrow, g->nprow); /* rows below it */
+        int lc2 = qr_dmat_extent(k0 + w, (int)nb, g->mycol, g->npcol); /* columns right of it */
+        int rc = 0;
+        /* 1. the panel to every rank */
+        memset(panel, 0, (size_t)(h * w) * sizeof *panel);
+        for (int lj = lc; lj < lc2; lj++) {
+            int64_t c = qr_dmat_global_col(g, lj) - k0;
+            for (int li = lr; li < G->mloc; li++) {
+                panel[c * h + (qr_dmat_global_row(g, li) - k0)] = G->data[(size_t)lj * lld + li];
             }
         }
-        QR_CHECK(
-            qr_mpi_check(MPI_Bcast(diag, (int)(b * b + 1), MPI_DOUBLE, kr * g->npcol + kc, g->comm),
-                         "MPI_Bcast (Cholesky diagonal block)"));
-        if (diag[b * b] != 0.0) {
-            *info = diag[b * b] > 0.0 ? (int)(k0 + (int64_t)diag[b * b]) : (int)diag[b * b];
+        QR_CHECK(qr_mpi_check(
+            MPI_Allreduce(MPI_IN_PLACE, panel, (int)(h * w), MPI_DOUBLE, MPI_SUM, g->comm),
+            "MPI_Allreduce (Cholesky panel)"));
+        /* 2. its diagonal block factored, the rows below solved: A_ik <- A_ik L_kk^-T */
+        rc = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)w, panel, (int)h);
+        if (rc != 0) {
+            *info = rc > 0 ? (int)(k0 + rc) : rc;
             goto done;
         }
-        if (below == 0) {
+        if (h > w) {
+            cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
+                        (int)(h - w), (int)w, 1.0, panel, (int)h, panel + w, (int)h);
+        }
+        for (int lj = lc; lj < lc2; lj++) { /* this rank's entries of the factored panel */
+            int64_t c = qr_dmat_global_col(g, lj) - k0;
+            for (int li = lr; li < G->mloc; li++) {
+                G->data[(size_t)lj * lld + li] = panel[c * h + (qr_dmat_global_row(g, li) - k0)];
+            }
+        }
+        if (h == w) {
             break;
         }
-        /* 2. the panel below it, solved on its process column: A_ik <- A_ik L_kk^-T */
-        memset(panel, 0, (size_t)below * (size_t)b * sizeof *panel);
-        if (g->mycol == kc && G->mloc > lr) {
-            double *a = G->data + (size_t)lj0 * lld + lr;
-            cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
-                        G->mloc - lr, bi, 1.0, diag, bi, a, (int)lld);
-            for (int li = lr; li < G->mloc; li++) {
-                int64_t gi = qr_dmat_global_row(g, li) - (k0 + b);
-                for (int j = 0; j < bi; j++) {
-                    panel[(size_t)j * (size_t)below + (size_t)gi] = a[(size_t)j * lld + (li - lr)];
-                }
+        /* 3. the trailing lower part: A_ij -= L_ik L_jkᵀ, one dgemm per local block column */
+        for (int64_t c = 0; c < w; c++) {
+            for (int li = lr2; li < G->mloc; li++) {
+                lrow[(size_t)c * (size_t)G->mloc + (size_t)li] =
+                    panel[c * h + (qr_dmat_global_row(g, li) - k0)];
+            }
+            for (int lj = lc2; lj < G->nloc; lj++) {
+                lcol[(size_t)c * (size_t)G->nloc + (size_t)lj] =
+                    panel[c * h + (qr_dmat_global_col(g, lj) - k0)];
             }
         }
-        /* 3. the panel to every rank (the other process columns add zeros) */
-        QR_CHECK(qr_mpi_check(
-            MPI_Allreduce(MPI_IN_PLACE, panel, (int)(below * b), MPI_DOUBLE, MPI_SUM, g->comm),
-            "MPI_Allreduce (Cholesky panel)"));
-        /* 4. the trailing lower part: A_ij -= L_ik L_jkᵀ, one dgemm per local block column */
-        for (int li = lr; li < G->mloc; li++) {
-            int64_t gi = qr_dmat_global_row(g, li) - (k0 + b);
-            for (int j = 0; j < bi; j++) {
-                lrow[(size_t)j * (size_t)G->mloc + (size_t)li] = panel[(size_t)j * below + gi];
-            }
-        }
-        for (int lj = lc; lj < G->nloc; lj++) {
-            int64_t gj = qr_dmat_global_col(g, lj) - (k0 + b);
-            for (int j = 0; j < bi; j++) {
-                lcol[(size_t)j * (size_t)G->nloc + (size_t)lj] = panel[(size_t)j * below + gj];
-            }
-        }
-        for (int lj = lc; lj < G->nloc; lj += (int)nb) {
+        /* kw local columns a product (a narrow one packs its rows again for few columns); the
+         * rows start at the group's first diagonal block, so a few upper blocks get products too
+         * (they are not part of the factor: qr_pdla_cholesky_damped zeroes them) */
+        for (int lj = lc2; lj < G->nloc; lj += (int)kw) {
             int64_t gblk = qr_dmat_global_col(g, lj) / nb;
-            int w = G->nloc - lj < nb ? G->nloc - lj : (int)nb;
+            int bw = G->nloc - lj < kw ? G->nloc - lj : (int)kw;
             int r0 = local_before(gblk, (int)nb, g->myrow, g->nprow, G->mloc);
-            r0 = r0 > lr ? r0 : lr;
+            r0 = r0 > lr2 ? r0 : lr2;
             if (G->mloc > r0) {
-                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, G->mloc - r0, w, bi, -1.0,
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, G->mloc - r0, bw, (int)w, -1.0,
                             lrow + r0, G->mloc, lcol + lj, G->nloc, 1.0,
                             G->data + (size_t)lj * lld + r0, (int)lld);
             }
         }
     }
 done:
-    free(diag);
     free(panel);
     free(lrow);
     free(lcol);
