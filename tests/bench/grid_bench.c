@@ -2,7 +2,7 @@
  * it runs on (N x 1), next to the serial LAPACK routine on rank 0 when run on one rank. Driven by
  * tests/bench/grid_bench.sh, which runs it under mpiexec -n 1 and -n 2 in one go and prints ratios.
  *
- * usage: mpiexec -n N grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N   [repeats]
+ * usage: mpiexec -n N grid_bench rsvd M N R | chol N | gptq N | trmm M N | pdgesvd M N   [repeats]
  * Environment: GRID_BENCH_NB = block size, GRID_BENCH_P = grid rows (default N; the grid is
  * P x 1 and N / P groups run the same work at once, so P = 1 measures the machine's capacity).
  * Prints one line per measurement: "<what> <grid> best <seconds> s" (best of the repeats). */
@@ -147,6 +147,41 @@ static void bench_chol(const qr_grid *g, int64_t n, int reps)
     free(G);
 }
 
+/* GPTQ's factor of an SPD (n, n) (qr_pdla_gptq_factor: damped Cholesky, PDPOTRI, Cholesky). */
+static void bench_gptq(const qr_grid *g, int64_t n, int reps)
+{
+    double *G = make_matrix(g, n, n, 3), best = 1e30;
+    qr_dmat *d = NULL;
+    char what[64];
+    if (G) {
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t j = 0; j < i; j++) {
+                G[i * n + j] = G[j * n + i] = 0.5 * (fabs(G[i * n + j]) + fabs(G[j * n + i]));
+            }
+            G[i * n + i] = 2.0 * (double)n;
+        }
+    }
+    if (qr_dmat_create(g, n, n, &d) != QR_OK) {
+        die("create");
+    }
+    for (int i = 0; i < reps; i++) {
+        double t0;
+        if (qr_dmat_scatter(g, G, d) != QR_OK) {
+            die("scatter");
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        if (qr_pdla_gptq_factor(g, d, 0.01, NULL) != QR_OK) {
+            die("distributed GPTQ factor");
+        }
+        best = fmin(best, MPI_Wtime() - t0);
+    }
+    snprintf(what, sizeof what, "gptq-factor %lld", (long long)n);
+    report(what, g, best);
+    qr_dmat_free(&d);
+    free(G);
+}
+
 static void bench_pdgesvd(const qr_grid *g, int64_t m, int64_t n, int reps)
 {
     int64_t k = m < n ? m : n;
@@ -273,13 +308,16 @@ int main(int argc, char **argv)
         bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3);
     } else if (strcmp(mode, "chol") == 0 && argc >= 3) {
         bench_chol(g, atoll(argv[2]), argc > 3 ? atoi(argv[3]) : 3);
+    } else if (strcmp(mode, "gptq") == 0 && argc >= 3) {
+        bench_gptq(g, atoll(argv[2]), argc > 3 ? atoi(argv[3]) : 3);
     } else if (strcmp(mode, "trmm") == 0 && argc >= 4) {
         bench_trmm(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 3);
     } else if (strcmp(mode, "pdgesvd") == 0 && argc >= 4) {
         bench_pdgesvd(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
     } else if (rank_ == 0) {
-        fprintf(stderr,
-                "usage: grid_bench rsvd M N R | chol N | trmm M N | pdgesvd M N  [repeats]\n");
+        fprintf(
+            stderr,
+            "usage: grid_bench rsvd M N R | chol N | gptq N | trmm M N | pdgesvd M N  [repeats]\n");
     }
     qr_grid_free(&g);
     qr_blacs_shutdown();
