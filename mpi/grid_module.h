@@ -64,7 +64,7 @@ typedef struct {
 /* Calibration rows each rank holds at once while accumulating the statistics (its share comes
  * in rounds), and the float64 bytes of one panel of the Gram (qr_grid_gram_panel). */
 #define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
-#define QR_GRID_GRAM_PANEL_BYTES ((size_t)16 << 20)
+#define QR_GRID_GRAM_PANEL_BYTES ((size_t)8 << 20)
 
 /* Local weights the grid's RTN quantizes at once: about 256 KiB of float64 rows, so a chunk's rows
  * and its dequantized copy stay in cache between the copies in and out of the local part. */

@@ -253,6 +253,79 @@ done:
     return st;
 }
 
+/* X := the lower triangle of Xᵀ X in place, X (n, n) lower triangular (entries above the diagonal
+ * read as zeros): LAPACK's LAUUM, which PDPOTRI runs after PDTRTRI, by steps over the block rows
+ * of X like trmm_right_lower. Out[i, j] = sum over k >= i of X[k, i] X[k, j] (j <= i): row i of X
+ * is read only at its own step, so it is copied to the panel and zeroed there, and Out accumulates
+ * in X's place. Each step sums the panel X[k0 : k0 + w, 0 : k0 + w] to every rank (one allreduce,
+ * every entry from its owner) and adds its product to the local lower blocks of the leading
+ * k0 + w rows and columns, QR_PDLA_SUMMA_WIDTH local columns a dgemm. The upper triangle is left
+ * undefined. */
+static qr_status lauum_lower(const qr_grid *g, qr_dmat *X)
+{
+    qr_status st = QR_OK;
+    int64_t n = X->m, nb = g->nb,
+            kw = nb * (QR_PDLA_SUMMA_WIDTH / nb > 1 ? QR_PDLA_SUMMA_WIDTH / nb : 1);
+    size_t lld = qr_dmat_lld(X);
+    double *panel = NULL; /* (kw, n) the step's rows of X, column-major, ld kw */
+    double *lrow = NULL;  /* (kw, mloc) the panel at this rank's local rows' indices */
+    double *lcol = NULL;  /* (kw, nloc) the panel at this rank's local columns */
+    st = qr_malloc(&panel, (size_t)kw * (size_t)n, sizeof *panel, "LAUUM panel");
+    if (st == QR_OK) {
+        st = qr_malloc(&lrow, (size_t)kw * (size_t)(X->mloc > 0 ? X->mloc : 1), sizeof *lrow,
+                       "LAUUM panel rows");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&lcol, (size_t)kw * (size_t)(X->nloc > 0 ? X->nloc : 1), sizeof *lcol,
+                       "LAUUM panel columns");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t k0 = 0; k0 < n; k0 += kw) {
+        int64_t w = n - k0 < kw ? n - k0 : kw, c1 = k0 + w; /* rows [k0, c1), columns [0, c1) */
+        int lr0 = qr_dmat_extent(k0, (int)nb, g->myrow, g->nprow);
+        int lr1 = qr_dmat_extent(c1, (int)nb, g->myrow, g->nprow);
+        int lc1 = qr_dmat_extent(c1, (int)nb, g->mycol, g->npcol);
+        /* 1. the panel to every rank, then its rows zeroed in place: Out's rows from here on */
+        memset(panel, 0, (size_t)(w * c1) * sizeof *panel);
+        for (int lj = 0; lj < lc1; lj++) {
+            int64_t gj = qr_dmat_global_col(g, lj);
+            double *col = X->data + (size_t)lj * lld;
+            for (int li = lr0; li < lr1; li++) {
+                int64_t gi = qr_dmat_global_row(g, li);
+                panel[gj * w + (gi - k0)] = gj > gi ? 0.0 : col[li];
+            }
+            memset(col + lr0, 0, (size_t)(lr1 - lr0) * sizeof *col);
+        }
+        QR_CHECK(qr_mpi_check(
+            MPI_Allreduce(MPI_IN_PLACE, panel, (int)(w * c1), MPI_DOUBLE, MPI_SUM, g->comm),
+            "MPI_Allreduce (LAUUM panel)"));
+        /* 2. Out[i, j] += panel[:, i]ᵀ panel[:, j] on the local lower blocks with i, j < c1 */
+        for (int li = 0; li < lr1; li++) {
+            memcpy(lrow + (size_t)li * (size_t)w, panel + qr_dmat_global_row(g, li) * w,
+                   (size_t)w * sizeof *lrow);
+        }
+        for (int lj = 0; lj < lc1; lj++) {
+            memcpy(lcol + (size_t)lj * (size_t)w, panel + qr_dmat_global_col(g, lj) * w,
+                   (size_t)w * sizeof *lcol);
+        }
+        for (int lj = 0; lj < lc1; lj += (int)kw) {
+            int64_t gblk = qr_dmat_global_col(g, lj) / nb;
+            int bw = lc1 - lj < kw ? lc1 - lj : (int)kw;
+            int r0 = local_before(gblk, (int)nb, g->myrow, g->nprow, X->mloc);
+            if (lr1 > r0) {
+                cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, lr1 - r0, bw, (int)w, 1.0,
+                            lrow + (size_t)r0 * (size_t)w, (int)w, lcol + (size_t)lj * (size_t)w,
+                            (int)w, 1.0, X->data + (size_t)lj * lld + r0, (int)lld);
+            }
+        }
+    }
+done:
+    free(panel);
+    free(lrow);
+    free(lcol);
+    return st;
+}
+
 qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double *damping_used)
 {
     int ni = (int)H->m, one = 1, info = 0;
@@ -260,8 +333,12 @@ qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double 
         return QR_OK;
     }
     QR_TRY(qr_pdla_cholesky_damped(g, H, damp, damping_used));
-    pdpotri_("L", &ni, H->data, &one, &one, H->desc, &info, 1);
+    /* PDPOTRI is PDTRTRI then PDLAUUM; the LAUUM here runs at dgemm speed */
+    pdtrtri_("L", "N", &ni, H->data, &one, &one, H->desc, &info, 1, 1);
     QR_TRY(agree_info(g->comm, &info));
+    if (info == 0) {
+        QR_TRY(lauum_lower(g, H));
+    }
     if (info != 0) {
         return qr_fail(QR_ERR_NUMERIC, "GPTQ: inverting the Hessian failed (pdpotri info %d)",
                        info);

@@ -67,6 +67,8 @@ void pdtrmm_(const char *side, const char *uplo, const char *transa, const char 
  */
 void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
               const int *desca, int *info, size_t uplo_len);
+void pdtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *ia,
+              const int *ja, const int *desca, int *info, size_t uplo_len, size_t diag_len);
 void pdpotri_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
               const int *desca, int *info, size_t uplo_len);
 void pdgeqrf_(const int *m, const int *n, double *a, const int *ia, const int *ja, const int *desca,
