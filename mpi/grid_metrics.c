@@ -75,10 +75,7 @@ qr_status qr_grid_metric_ref_init(const qr_grid *g, const qr_dmat *W, const qr_g
     float *Wf = NULL, *Xloc = NULL;
     size_t ny = (size_t)h->n * (size_t)(W->mloc > 0 ? W->mloc : 1);
     memset(ref, 0, sizeof *ref);
-    ref->row = MPI_COMM_NULL;
-    if (g->npcol > 1) {
-        MPI_Comm_split(g->comm, g->myrow, g->mycol, &ref->row);
-    }
+    ref->row = g->npcol > 1 ? g->row : MPI_COMM_NULL;
     st = qr_malloc(&ref->Y, ny, sizeof *ref->Y, "metrics output");
     if (st == QR_OK) {
         st = qr_malloc(&Wf,
@@ -109,9 +106,6 @@ void qr_grid_metric_ref_free(qr_grid_metric_ref *ref)
         return;
     }
     free(ref->Y);
-    if (ref->row != MPI_COMM_NULL) {
-        MPI_Comm_free(&ref->row);
-    }
     memset(ref, 0, sizeof *ref);
     ref->row = MPI_COMM_NULL;
 }

@@ -143,7 +143,7 @@ typedef struct {
 typedef struct {
     float *Y;       /* (n, mloc) summed over the process row */
     double y_sumsq; /* ||X Wᵀ||² over the group */
-    MPI_Comm row;   /* the process row (Q > 1), else MPI_COMM_NULL */
+    MPI_Comm row;   /* the grid's process row (Q > 1; not owned), else MPI_COMM_NULL */
 } qr_grid_metric_ref;
 
 /* What a distributed module run leaves on every rank. */
