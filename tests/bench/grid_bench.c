@@ -99,12 +99,11 @@ static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int re
     free(A), free(U), free(S), free(Vt);
 }
 
-static void bench_chol(const qr_grid *g, int64_t n, int reps)
+/* On the group root: (B + Bᵀ) / 2 with |B| uniform, plus 2n I: symmetric and diagonally dominant
+ * (SPD). */
+static double *make_spd(const qr_grid *g, int64_t n)
 {
-    /* G = B + Bᵀ + 2n I with B uniform in [0, 1): symmetric and diagonally dominant (SPD). */
-    double *G = make_matrix(g, n, n, 3), best = 1e30, bestl = 1e30, damping = 0.0;
-    qr_dmat *d = NULL;
-    char what[64];
+    double *G = make_matrix(g, n, n, 3);
     if (G) {
         for (int64_t i = 0; i < n; i++) {
             for (int64_t j = 0; j < i; j++) {
@@ -113,6 +112,14 @@ static void bench_chol(const qr_grid *g, int64_t n, int reps)
             G[i * n + i] = 2.0 * (double)n;
         }
     }
+    return G;
+}
+
+static void bench_chol(const qr_grid *g, int64_t n, int reps)
+{
+    double *G = make_spd(g, n), best = 1e30, bestl = 1e30, damping = 0.0;
+    qr_dmat *d = NULL;
+    char what[64];
     if (qr_dmat_create(g, n, n, &d) != QR_OK) {
         die("create");
     }
@@ -147,20 +154,12 @@ static void bench_chol(const qr_grid *g, int64_t n, int reps)
     free(G);
 }
 
-/* GPTQ's factor of an SPD (n, n) (qr_pdla_gptq_factor: damped Cholesky, PDPOTRI, Cholesky). */
+/* GPTQ's factor of an SPD (n, n) (qr_pdla_gptq_factor: damped Cholesky, inverse, Cholesky). */
 static void bench_gptq(const qr_grid *g, int64_t n, int reps)
 {
-    double *G = make_matrix(g, n, n, 3), best = 1e30;
+    double *G = make_spd(g, n), best = 1e30;
     qr_dmat *d = NULL;
     char what[64];
-    if (G) {
-        for (int64_t i = 0; i < n; i++) {
-            for (int64_t j = 0; j < i; j++) {
-                G[i * n + j] = G[j * n + i] = 0.5 * (fabs(G[i * n + j]) + fabs(G[j * n + i]));
-            }
-            G[i * n + i] = 2.0 * (double)n;
-        }
-    }
     if (qr_dmat_create(g, n, n, &d) != QR_OK) {
         die("create");
     }
