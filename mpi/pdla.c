@@ -66,7 +66,7 @@ static int local_before(int64_t blk, int nb, int iproc, int nprocs, int extent)
  * diagonal down) to every rank (one allreduce of (n - k) x w, every entry from its one owner),
  * every rank factors its diagonal block and solves the rows below it (w³/3 + (n - k) w² flops,
  * repeated on each rank: cheaper than a second reduction), keeps its own entries, and updates
- * each local block column of the trailing lower part with one dgemm of inner dimension w. *info
+ * the trailing lower part, w local columns a dgemm of inner dimension w. *info
  * as LAPACK: 0, or the first global column (1-based) whose pivot is not positive; the same on
  * every rank. The upper triangle is left undefined. */
 static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
@@ -130,7 +130,7 @@ static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
         if (h == w) {
             break;
         }
-        /* 3. the trailing lower part: A_ij -= L_ik L_jkᵀ, one dgemm per local block column */
+        /* 3. the trailing lower part: A_ij -= L_ik L_jkᵀ */
         for (int64_t c = 0; c < w; c++) {
             for (int li = lr2; li < G->mloc; li++) {
                 lrow[(size_t)c * (size_t)G->mloc + (size_t)li] =
