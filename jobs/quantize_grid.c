@@ -19,11 +19,10 @@ static qr_status input_stats(const qr_grid *g, qr_calib_set *set, const char *ke
                              const qr_calib_split *sp, qr_dstats *s)
 {
     qr_status st = QR_OK;
-    int64_t row0, mine = qr_dstats_share(g, sp->n_fit, &row0), most = 0;
+    int64_t per = (int64_t)g->nprow * g->npcol, row0;
+    int64_t mine = qr_dstats_share(g, sp->n_fit, &row0), most = (sp->n_fit + per - 1) / per;
     int64_t round = (int64_t)(QR_GRID_STATS_ROUND_BYTES / ((size_t)d * 12));
     float *rows = NULL; /* (round, d) */
-    QR_TRY(qr_mpi_check(MPI_Allreduce(&mine, &most, 1, MPI_INT64_T, MPI_MAX, g->comm),
-                        "MPI_Allreduce (statistics rows)"));
     round = round < 1 ? 1 : round;
     round = round > most ? (most > 0 ? most : 1) : round;
     st = qr_malloc(&rows, (size_t)round * (size_t)d, sizeof *rows, "calibration rows");
