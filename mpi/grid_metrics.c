@@ -82,14 +82,16 @@ qr_status qr_grid_metric_ref_init(const qr_grid *g, const qr_dmat *W, const qr_g
                        (size_t)(W->mloc > 0 ? W->mloc : 1) * (size_t)(W->nloc > 0 ? W->nloc : 1),
                        sizeof *Wf, "metrics weight");
     }
-    if (st == QR_OK) {
+    if (st == QR_OK && g->npcol > 1) {
         st = qr_malloc(&Xloc, (size_t)h->n * (size_t)(W->nloc > 0 ? W->nloc : 1), sizeof *Xloc,
                        "metrics rows");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
     local_float(W, Wf);
-    local_columns(g, W, h->X, h->n, h->d, Xloc);
-    partial_product(W, Wf, Xloc, h->n, 1.0f, 0.0f, ref->row, ref->Y);
+    if (Xloc) {
+        local_columns(g, W, h->X, h->n, h->d, Xloc);
+    }
+    partial_product(W, Wf, Xloc ? Xloc : h->X, h->n, 1.0f, 0.0f, ref->row, ref->Y);
     ref->y_sumsq = group_sumsq(g, ref->Y, h->n * W->mloc);
 done:
     free(Wf);
@@ -152,7 +154,7 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
     if (st == QR_OK) {
         st = qr_malloc(&T, (size_t)n * (size_t)d, sizeof *T, "metrics rows");
     }
-    if (st == QR_OK) {
+    if (st == QR_OK && g->npcol > 1) { /* one process column: every column is local, in order */
         st = qr_malloc(&Tloc, (size_t)n * (size_t)nloc, sizeof *Tloc, "metrics rows");
     }
     if (st == QR_OK) {
@@ -175,7 +177,9 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
         /* Every rank transforms and quantizes all n rows (per token, so it needs whole rows):
          * n·d work against the n·d·m/(P·Q) of its products. */
         qr_metric_rows_transform(h->X, n, d, perm, smooth, bits[a], a == 3 ? h->agroup : 0, tmp, T);
-        local_columns(g, W_t, T, n, d, Tloc);
+        if (Tloc) {
+            local_columns(g, W_t, T, n, d, Tloc);
+        }
         if (W_t->mloc > 0) {
             memcpy(Z, ref->Y, (size_t)(n * W_t->mloc) * sizeof *Z);
         }
@@ -184,7 +188,7 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
         if (g->mycol != 0 && W_t->mloc > 0) {
             memset(Z, 0, (size_t)(n * W_t->mloc) * sizeof *Z);
         }
-        partial_product(W_t, Wtf, Tloc, n, -1.0f, 1.0f, ref->row, Z);
+        partial_product(W_t, Wtf, Tloc ? Tloc : T, n, -1.0f, 1.0f, ref->row, Z);
         *out[a] = qr_metrics_rel(group_sumsq(g, Z, n * W_t->mloc), ref->y_sumsq);
     }
     m->sqnr_db = m->out_rel_err > 0.0 ? -20.0 * log10(m->out_rel_err) : INFINITY;

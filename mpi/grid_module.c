@@ -106,12 +106,9 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         qr_qweight_dequantize_f64(&qc, dq);
         qr_qweight_free(&qc);
         qr_dmat_rows_put(W_eff, r0, nr, dq);
-        if (E) {
-            for (int64_t k = 0; k < nr * nloc; k++) {
-                w[k] -= dq[k];
-            }
-            qr_dmat_rows_put(E, r0, nr, w);
-        }
+    }
+    for (size_t k = 0; E && k < qr_dmat_local_count(W); k++) { /* in the local layout: no copy */
+        E->data[k] = W->data[k] - W_eff->data[k];
     }
 done:
     qr_qweight_free(&qc);

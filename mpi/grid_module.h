@@ -65,14 +65,18 @@ typedef struct {
  * in rounds), and the float64 bytes of one panel of the Gram (qr_grid_gram_panel). */
 #define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
 #define QR_GRID_GRAM_PANEL_BYTES ((size_t)8 << 20)
+/* The panel width at which the Gram's products run near a single dsyrk's rate: a narrower panel
+ * packs all of X again for few columns (128 columns ran at 70% of it, 512 at 90%). */
+#define QR_GRID_GRAM_PANEL_COLS 512
 
 /* Local weights the grid's RTN quantizes at once: about 256 KiB of float64 rows, so a chunk's rows
  * and its dequantized copy stay in cache between the copies in and out of the local part. */
 #define QR_GRID_QUANT_CHUNK 32768
 
-/* Columns of G one product forms (a multiple of nb; at least nb): about
- * QR_GRID_GRAM_PANEL_BYTES of float64 (d, panel). Not collective. */
-int64_t qr_grid_gram_panel(int64_t d, int nb);
+/* Columns of G one product forms on a group of `ranks` (a multiple of nb; at least nb):
+ * QR_GRID_GRAM_PANEL_COLS while two (d, panel) float64 panels fit in the rank's share of G, at
+ * least QR_GRID_GRAM_PANEL_BYTES of them. Not collective. */
+int64_t qr_grid_gram_panel(int64_t d, int nb, int ranks);
 
 /* Statistics of one layer input, distributed. */
 typedef struct {

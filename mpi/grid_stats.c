@@ -158,10 +158,14 @@ static qr_status channel_sums(qr_dstats *s, const double *X, int64_t row0, int64
     return QR_OK;
 }
 
-int64_t qr_grid_gram_panel(int64_t d, int nb)
+int64_t qr_grid_gram_panel(int64_t d, int nb, int ranks)
 {
-    int64_t blocks =
-        (int64_t)(QR_GRID_GRAM_PANEL_BYTES / (sizeof(double) * (size_t)d * (size_t)nb));
+    /* QR_GRID_GRAM_PANEL_COLS wide when two panels fit in this rank's share of G (d² / ranks),
+     * else as wide as they fit; never under QR_GRID_GRAM_PANEL_BYTES */
+    int64_t share = d / (2 * (int64_t)(ranks > 0 ? ranks : 1));
+    int64_t cols = share < QR_GRID_GRAM_PANEL_COLS ? share : QR_GRID_GRAM_PANEL_COLS;
+    int64_t budget = (int64_t)(QR_GRID_GRAM_PANEL_BYTES / (sizeof(double) * (size_t)d));
+    int64_t blocks = (cols > budget ? cols : budget) / nb;
     return (blocks < 1 ? 1 : blocks) * nb;
 }
 
@@ -173,7 +177,7 @@ int64_t qr_grid_gram_panel(int64_t d, int nb)
 static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
                           double *Cs, int *counts)
 {
-    int64_t d = s->d, nb = g->nb, pw = qr_grid_gram_panel(d, g->nb);
+    int64_t d = s->d, nb = g->nb, pw = qr_grid_gram_panel(d, g->nb, g->nprow * g->npcol);
     int size = g->nprow * g->npcol;
     for (int64_t c0 = 0; c0 < d; c0 += pw) {
         int64_t w = d - c0 < pw ? d - c0 : pw, h = d - c0, off = 0, got = 0;
@@ -247,7 +251,7 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
                              int64_t n)
 {
     qr_status st = QR_OK;
-    int64_t d = s->d, pw = qr_grid_gram_panel(d, g->nb);
+    int64_t d = s->d, pw = qr_grid_gram_panel(d, g->nb, g->nprow * g->npcol);
     double *X = NULL, *C = NULL, *Cs = NULL; /* (n, d), 2 (d, panel) */
     int *sizes = NULL;                       /* (P Q) */
     st = qr_malloc(&X, (size_t)(n > 0 ? n : 1) * (size_t)d, sizeof *X, "calibration rows");

@@ -50,8 +50,6 @@ qr_status qr_pdla_agree_info(MPI_Comm comm, int *info)
 /* ---- Cholesky -----------------------------------------------------------------------------------
  */
 
-/* Local rows (or columns) of this process before global block `blk`: the blocks blk' < blk it
- * owns (blk' = iproc + t nprocs) times nb, clipped to the local extent. */
 /* Columns (rows) one step of the panel algorithms below takes: QR_PDLA_SUMMA_WIDTH rounded down
  * to whole blocks, at least one. */
 static int64_t step_width(const qr_grid *g)
@@ -60,6 +58,8 @@ static int64_t step_width(const qr_grid *g)
     return (int64_t)g->nb * (blocks > 1 ? blocks : 1);
 }
 
+/* Local rows (or columns) of this process before global block `blk`: the blocks blk' < blk it
+ * owns (blk' = iproc + t nprocs) times nb, clipped to the local extent. */
 static int local_before(int64_t blk, int nb, int iproc, int nprocs, int extent)
 {
     int64_t owned = blk > iproc ? (blk - 1 - iproc) / nprocs + 1 : 0;
@@ -67,106 +67,152 @@ static int local_before(int64_t blk, int nb, int iproc, int nprocs, int extent)
     return l < extent ? (int)l : extent;
 }
 
+/* Local index of global index i on the process that owns it (block-cyclic, first block on 0). */
+static int64_t local_index(int64_t i, int nb, int nprocs)
+{
+    return (i / nb) / nprocs * nb + i % nb;
+}
+
 /* Right-looking blocked Cholesky of the lower triangle of G in place, in panels of
  * QR_PDLA_SUMMA_WIDTH columns (a multiple of the layout's nb). ScaLAPACK's PDPOTRF runs its
  * trailing updates through PB-BLAS in nb-sized pieces, at about a third of OpenBLAS's dpotrf on
- * one rank here (tests/bench/grid_bench chol). Here each step sums the panel (its rows from the
- * diagonal down) to every rank (one allreduce of (n - k) x w, every entry from its one owner),
- * every rank factors its diagonal block and solves the rows below it (w³/3 + (n - k) w² flops,
- * repeated on each rank: cheaper than a second reduction), keeps its own entries, and updates
- * the trailing lower part, w local columns a dgemm of inner dimension w. *info
- * as LAPACK: 0, or the first global column (1-based) whose pivot is not positive; the same on
- * every rank. The upper triangle is left undefined. */
+ * one rank here (tests/bench/grid_bench chol). Each step: the diagonal block (w x w) summed to
+ * every rank (each entry from its one owner) and factored there; each process row's panel rows
+ * below it summed over the process row (when Q > 1) and solved by its ranks, A_ik L_kk^-T
+ * ((n - k) w² / P flops a rank); the solved rows gathered over the process column; then each rank
+ * keeps its own entries and updates its trailing lower part, QR_PDLA_SUMMA_WIDTH local columns a
+ * dgemm of inner dimension w. *info as LAPACK: 0, or the first global column (1-based) whose
+ * pivot is not positive; the same on every rank. The upper triangle is left undefined. */
 static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
 {
     qr_status st = QR_OK;
-    int64_t n = G->m, nb = g->nb, kw = step_width(g);
+    int64_t n = G->m, kw = step_width(g);
+    int nb = g->nb, P = g->nprow, mloc = G->mloc;
     size_t lld = qr_dmat_lld(G);
-    double *panel = NULL; /* (n, kw) the panel by global row from its diagonal down, ld n - k0 */
-    double *lrow = NULL;  /* (mloc, kw) the panel at this rank's local rows, ld mloc */
-    double *lcol = NULL;  /* (nloc, kw) the panel at this rank's local columns, ld nloc */
+    double *dblk = NULL; /* (w, w): the diagonal block, then L_kk */
+    double *mine = NULL; /* (rows, w): this rank's panel rows below the block */
+    double *all = NULL;  /* every process row's solved rows, its (rows, w) one after another */
+    double *lcol = NULL; /* (nloc, w): the solved rows at this rank's local columns */
+    int *counts = NULL, *displs = NULL; /* (P) */
     *info = 0;
-    st = qr_malloc(&panel, (size_t)n * (size_t)kw, sizeof *panel, "Cholesky panel");
+    if (g->nprow * g->npcol == 1) { /* the whole matrix is local: LAPACK's own blocking */
+        *info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)n, G->data, (int)lld);
+        return QR_OK;
+    }
+    st = qr_malloc(&dblk, (size_t)(kw * kw), sizeof *dblk, "Cholesky diagonal block");
     if (st == QR_OK) {
-        st = qr_malloc(&lrow, (size_t)(G->mloc > 0 ? G->mloc : 1) * (size_t)kw, sizeof *lrow,
+        st = qr_malloc(&mine, (size_t)(mloc > 0 ? mloc : 1) * (size_t)kw, sizeof *mine,
                        "Cholesky panel rows");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&all, (size_t)n * (size_t)kw, sizeof *all, "Cholesky panel");
     }
     if (st == QR_OK) {
         st = qr_malloc(&lcol, (size_t)(G->nloc > 0 ? G->nloc : 1) * (size_t)kw, sizeof *lcol,
                        "Cholesky panel columns");
     }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    if (g->nprow * g->npcol == 1) { /* the whole matrix is local: LAPACK's own blocking */
-        *info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)n, G->data, (int)lld);
-        goto done;
+    if (st == QR_OK) {
+        st = qr_malloc(&counts, (size_t)P, sizeof *counts, "Cholesky counts");
     }
+    if (st == QR_OK) {
+        st = qr_malloc(&displs, (size_t)P, sizeof *displs, "Cholesky offsets");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
     for (int64_t k0 = 0; k0 < n; k0 += kw) {
-        int64_t w = n - k0 < kw ? n - k0 : kw, h = n - k0; /* panel: rows [k0, n), w columns */
-        int lr = qr_dmat_extent(k0, (int)nb, g->myrow, g->nprow);      /* first local row */
-        int lc = qr_dmat_extent(k0, (int)nb, g->mycol, g->npcol);      /* first local column */
-        int lr2 = qr_dmat_extent(k0 + w, (int)nb, g->myrow, g->nprow); /* rows below it */
-        int lc2 = qr_dmat_extent(k0 + w, (int)nb, g->mycol, g->npcol); /* columns right of it */
-        int rc = 0;
-        /* 1. the panel to every rank */
-        memset(panel, 0, (size_t)(h * w) * sizeof *panel);
+        int64_t w = n - k0 < kw ? n - k0 : kw;
+        int lr = qr_dmat_extent(k0, nb, g->myrow, P);             /* first local row */
+        int lc = qr_dmat_extent(k0, nb, g->mycol, g->npcol);      /* first local column */
+        int lr2 = qr_dmat_extent(k0 + w, nb, g->myrow, P);        /* rows below the block */
+        int lc2 = qr_dmat_extent(k0 + w, nb, g->mycol, g->npcol); /* columns right of it */
+        int rows = mloc - lr2, at = 0, rc = 0;
+        /* 1. the diagonal block to every rank, factored there */
+        memset(dblk, 0, (size_t)(w * w) * sizeof *dblk);
         for (int lj = lc; lj < lc2; lj++) {
             int64_t c = qr_dmat_global_col(g, lj) - k0;
-            for (int li = lr; li < G->mloc; li++) {
-                panel[c * h + (qr_dmat_global_row(g, li) - k0)] = G->data[(size_t)lj * lld + li];
+            for (int li = lr; li < lr2; li++) {
+                dblk[c * w + qr_dmat_global_row(g, li) - k0] = G->data[(size_t)lj * lld + li];
             }
         }
         QR_CHECK(qr_mpi_check(
-            MPI_Allreduce(MPI_IN_PLACE, panel, (int)(h * w), MPI_DOUBLE, MPI_SUM, g->comm),
-            "MPI_Allreduce (Cholesky panel)"));
-        /* 2. its diagonal block factored, the rows below solved: A_ik <- A_ik L_kk^-T */
-        rc = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)w, panel, (int)h);
+            MPI_Allreduce(MPI_IN_PLACE, dblk, (int)(w * w), MPI_DOUBLE, MPI_SUM, g->comm),
+            "MPI_Allreduce (Cholesky diagonal block)"));
+        rc = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', (int)w, dblk, (int)w);
         if (rc != 0) {
             *info = rc > 0 ? (int)(k0 + rc) : rc;
             goto done;
         }
-        if (h > w) {
-            cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit,
-                        (int)(h - w), (int)w, 1.0, panel, (int)h, panel + w, (int)h);
-        }
-        for (int lj = lc; lj < lc2; lj++) { /* this rank's entries of the factored panel */
+        for (int lj = lc; lj < lc2; lj++) { /* this rank's entries of L_kk */
             int64_t c = qr_dmat_global_col(g, lj) - k0;
-            for (int li = lr; li < G->mloc; li++) {
-                G->data[(size_t)lj * lld + li] = panel[c * h + (qr_dmat_global_row(g, li) - k0)];
+            for (int li = lr; li < lr2; li++) {
+                G->data[(size_t)lj * lld + li] = dblk[c * w + qr_dmat_global_row(g, li) - k0];
             }
         }
-        if (h == w) {
+        if (k0 + w == n) {
             break;
         }
-        /* 3. the trailing lower part: A_ij -= L_ik L_jkᵀ */
-        for (int64_t c = 0; c < w; c++) {
-            for (int li = lr2; li < G->mloc; li++) {
-                lrow[(size_t)c * (size_t)G->mloc + (size_t)li] =
-                    panel[c * h + (qr_dmat_global_row(g, li) - k0)];
-            }
-            for (int lj = lc2; lj < G->nloc; lj++) {
-                lcol[(size_t)c * (size_t)G->nloc + (size_t)lj] =
-                    panel[c * h + (qr_dmat_global_col(g, lj) - k0)];
+        /* 2. this process row's panel rows, whole (summed over the row), solved */
+        if (g->npcol > 1) {
+            memset(mine, 0, (size_t)rows * (size_t)w * sizeof *mine);
+        }
+        for (int lj = lc; lj < lc2; lj++) {
+            int64_t c = qr_dmat_global_col(g, lj) - k0;
+            memcpy(mine + c * rows, G->data + (size_t)lj * lld + lr2, (size_t)rows * sizeof *mine);
+        }
+        if (g->npcol > 1 && rows > 0) {
+            QR_CHECK(qr_mpi_check(
+                MPI_Allreduce(MPI_IN_PLACE, mine, rows * (int)w, MPI_DOUBLE, MPI_SUM, g->row),
+                "MPI_Allreduce (Cholesky panel rows)"));
+        }
+        if (rows > 0) {
+            cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, rows,
+                        (int)w, 1.0, dblk, (int)w, mine, rows);
+        }
+        for (int lj = lc; lj < lc2; lj++) { /* this rank's entries of the solved panel */
+            int64_t c = qr_dmat_global_col(g, lj) - k0;
+            memcpy(G->data + (size_t)lj * lld + lr2, mine + c * rows, (size_t)rows * sizeof *mine);
+        }
+        /* 3. every process row's solved rows to every rank of the process column */
+        for (int p = 0; p < P; p++) {
+            counts[p] = (qr_dmat_extent(n, nb, p, P) - qr_dmat_extent(k0 + w, nb, p, P)) * (int)w;
+            displs[p] = at;
+            at += counts[p];
+        }
+        QR_CHECK(qr_mpi_check(MPI_Allgatherv(mine, rows * (int)w, MPI_DOUBLE, all, counts, displs,
+                                             MPI_DOUBLE, g->col),
+                              "MPI_Allgatherv (Cholesky panel)"));
+        for (int lj = lc2; lj < G->nloc; lj += nb) { /* the solved rows at this rank's columns */
+            int64_t gj = qr_dmat_global_col(g, lj);  /* a block's nb columns: one process row's */
+            int p = (int)((gj / nb) % P), rp = counts[p] / (int)w;
+            int bw = G->nloc - lj < nb ? G->nloc - lj : nb;
+            const double *src =
+                all + displs[p] + local_index(gj, nb, P) - qr_dmat_extent(k0 + w, nb, p, P);
+            for (int64_t c = 0; c < w; c++) {
+                memcpy(lcol + c * G->nloc + lj, src + c * rp, (size_t)bw * sizeof *lcol);
             }
         }
-        /* kw local columns a product (a narrow one packs its rows again for few columns); the
-         * rows start at the group's first diagonal block, so a few upper blocks get products too
-         * (they are not part of the factor: qr_pdla_cholesky_damped zeroes them) */
+        /* 4. the trailing lower part, A_ij -= L_ik L_jkᵀ: kw local columns a product (a narrow
+         * one packs its rows again for few columns); the rows start at the columns' first
+         * diagonal block, so a few upper blocks get products too (they are not part of the
+         * factor: qr_pdla_cholesky_damped zeroes them) */
         for (int lj = lc2; lj < G->nloc; lj += (int)kw) {
             int64_t gblk = qr_dmat_global_col(g, lj) / nb;
             int bw = G->nloc - lj < kw ? G->nloc - lj : (int)kw;
-            int r0 = local_before(gblk, (int)nb, g->myrow, g->nprow, G->mloc);
+            int r0 = local_before(gblk, nb, g->myrow, P, mloc);
             r0 = r0 > lr2 ? r0 : lr2;
-            if (G->mloc > r0) {
-                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, G->mloc - r0, bw, (int)w, -1.0,
-                            lrow + r0, G->mloc, lcol + lj, G->nloc, 1.0,
+            if (mloc > r0) {
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, mloc - r0, bw, (int)w, -1.0,
+                            mine + (r0 - lr2), rows, lcol + lj, G->nloc, 1.0,
                             G->data + (size_t)lj * lld + r0, (int)lld);
             }
         }
     }
 done:
-    free(panel);
-    free(lrow);
+    free(dblk);
+    free(mine);
+    free(all);
     free(lcol);
+    free(counts);
+    free(displs);
     return st;
 }
 
@@ -224,7 +270,9 @@ qr_status qr_pdla_cholesky_damped(const qr_grid *g, qr_dmat *G, double lambda0,
     }
     for (int t = 0; t < QR_CHOL_MAX_TRIES; t++) {
         add = lambda * mean;
-        memcpy(G->data, saved, count * sizeof *saved);
+        if (t > 0) { /* a failed try left a partial factor */
+            memcpy(G->data, saved, count * sizeof *saved);
+        }
         for (int64_t j = 0; j < n; j++) {
             double *e = qr_dmat_diag_entry(g, G, j);
             if (e) {

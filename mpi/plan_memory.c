@@ -104,7 +104,7 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t gloc = 8 * nrow * nloc; /* one distributed n x n matrix */
     uint64_t fit = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1) * s, per = P * Q;
     uint64_t share = (fit + per - 1) / per, round, input, stats, svd, module, metrics;
-    uint64_t panel = (uint64_t)qr_grid_gram_panel((int64_t)n, (int)nb);
+    uint64_t panel = (uint64_t)qr_grid_gram_panel((int64_t)n, (int)nb, (int)(P * Q));
     bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
                             (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
     /* GPTQ's factor once per input group (not for ASER and SERQ: theirs is per module); G or a

@@ -2,7 +2,9 @@
  * it runs on (N x 1), next to the serial LAPACK routine on rank 0 when run on one rank. Driven by
  * tests/bench/grid_bench.sh, which runs it under mpiexec -n 1 and -n 2 in one go and prints ratios.
  *
- * usage: mpiexec -n N grid_bench rsvd M N R | chol N | gptq N | trmm M N | pdgesvd M N   [repeats]
+ * usage: mpiexec -n N grid_bench rsvd M N R | wrsvd M N R | chol N | gptq N | trmm M N |
+ *        pdgesvd M N   [repeats]
+ * (wrsvd: the whitened randomized SVD of A C, C the Cholesky factor of an SPD (N, N)).
  * Environment: GRID_BENCH_NB = block size, GRID_BENCH_P = grid rows (default N; the grid is
  * P x 1 and N / P groups run the same work at once, so P = 1 measures the machine's capacity).
  * Prints one line per measurement: "<what> <grid> best <seconds> s" (best of the repeats). */
@@ -17,6 +19,7 @@
 #include "mpi/comm.h"
 #include "mpi/pdla.h"
 #include "src/linalg.h"
+#include "src/methods/correction.h"
 #include "src/rng.h"
 
 static int rank_, size_;
@@ -113,6 +116,56 @@ static double *make_spd(const qr_grid *g, int64_t n)
         }
     }
     return G;
+}
+
+/* The whitened randomized SVD (qr_pdla_svd_truncated_scaled with C, and qr_scaled_svd's implicit
+ * path on one rank): A (m, n) seeded, C the Cholesky factor of make_spd(n). */
+static void bench_wrsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int reps)
+{
+    double *A = make_matrix(g, m, n, 1), *G = make_spd(g, n), best = 1e30, bestl = 1e30;
+    double *U = malloc((size_t)(m * r) * sizeof *U), *S = malloc((size_t)r * sizeof *S);
+    double *Vt = malloc((size_t)(r * n) * sizeof *Vt);
+    qr_dmat *d = NULL, *C = NULL;
+    qr_scaling sc = {n, NULL, G, 0.0, false};
+    qr_svd_opts o;
+    char what[96];
+    qr_svd_opts_default(&o);
+    o.mode = QR_SVD_RANDOMIZED;
+    if (qr_dmat_create(g, m, n, &d) != QR_OK || qr_dmat_scatter(g, A, d) != QR_OK ||
+        qr_dmat_create(g, n, n, &C) != QR_OK || qr_dmat_scatter(g, G, C) != QR_OK ||
+        qr_pdla_cholesky_damped(g, C, 0.0, NULL) != QR_OK) {
+        die("scatter");
+    }
+    if (size_ == 1 && qr_cholesky_damped(G, n, 0.0, NULL) != QR_OK) {
+        die("serial Cholesky");
+    }
+    for (int i = 0; i < reps; i++) {
+        qr_rng rng;
+        double t0;
+        qr_rng_seed(&rng, 2);
+        MPI_Barrier(MPI_COMM_WORLD);
+        t0 = MPI_Wtime();
+        if (qr_pdla_svd_truncated_scaled(g, d, C, r, &o, &rng, U, S, Vt) != QR_OK) {
+            die("distributed whitened SVD");
+        }
+        best = fmin(best, MPI_Wtime() - t0);
+        if (size_ == 1) {
+            qr_rng_seed(&rng, 2);
+            t0 = MPI_Wtime();
+            if (qr_scaled_svd(NULL, A, m, n, &sc, r, &o, &rng, U, S, Vt) != QR_OK) {
+                die("serial whitened SVD");
+            }
+            bestl = fmin(bestl, MPI_Wtime() - t0);
+        }
+    }
+    snprintf(what, sizeof what, "wrsvd %lldx%lld r=%lld", (long long)m, (long long)n, (long long)r);
+    report(what, g, best);
+    if (size_ == 1) {
+        report(what, NULL, bestl);
+    }
+    qr_dmat_free(&d);
+    qr_dmat_free(&C);
+    free(A), free(G), free(U), free(S), free(Vt);
 }
 
 static void bench_chol(const qr_grid *g, int64_t n, int reps)
@@ -303,7 +356,10 @@ int main(int argc, char **argv)
             die("grid");
         }
     }
-    if (strcmp(mode, "rsvd") == 0 && argc >= 5) {
+    if (strcmp(mode, "wrsvd") == 0 && argc >= 5) {
+        bench_wrsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]),
+                    argc > 5 ? atoi(argv[5]) : 3);
+    } else if (strcmp(mode, "rsvd") == 0 && argc >= 5) {
         bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3);
     } else if (strcmp(mode, "chol") == 0 && argc >= 3) {
         bench_chol(g, atoll(argv[2]), argc > 3 ? atoi(argv[3]) : 3);
@@ -314,9 +370,9 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "pdgesvd") == 0 && argc >= 4) {
         bench_pdgesvd(g, atoll(argv[2]), atoll(argv[3]), argc > 4 ? atoi(argv[4]) : 1);
     } else if (rank_ == 0) {
-        fprintf(
-            stderr,
-            "usage: grid_bench rsvd M N R | chol N | gptq N | trmm M N | pdgesvd M N  [repeats]\n");
+        fprintf(stderr, "usage: grid_bench rsvd M N R | wrsvd M N R | chol N | gptq N | trmm M N | "
+                        "pdgesvd M N  "
+                        "[repeats]\n");
     }
     qr_grid_free(&g);
     qr_blacs_shutdown();
