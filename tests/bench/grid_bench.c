@@ -10,6 +10,7 @@
  * Prints one line per measurement: "<what> <grid> best <seconds> s" (best of the repeats). */
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,47 +62,6 @@ static double *make_matrix(const qr_grid *g, int64_t m, int64_t n, uint64_t seed
     return A;
 }
 
-static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int reps)
-{
-    double *A = make_matrix(g, m, n, 1), best = 1e30, bestl = 1e30;
-    double *U = malloc((size_t)(m * r) * sizeof *U), *S = malloc((size_t)r * sizeof *S);
-    double *Vt = malloc((size_t)(r * n) * sizeof *Vt);
-    qr_dmat *d = NULL;
-    qr_svd_opts o;
-    char what[96];
-    qr_svd_opts_default(&o);
-    o.mode = QR_SVD_RANDOMIZED;
-    if (qr_dmat_create(g, m, n, &d) != QR_OK || qr_dmat_scatter(g, A, d) != QR_OK) {
-        die("scatter");
-    }
-    for (int i = 0; i < reps; i++) {
-        qr_rng rng;
-        double t0;
-        qr_rng_seed(&rng, 2);
-        MPI_Barrier(MPI_COMM_WORLD);
-        t0 = MPI_Wtime();
-        if (qr_pdla_svd_truncated(g, d, r, &o, &rng, U, S, Vt) != QR_OK) {
-            die("distributed randomized SVD");
-        }
-        best = fmin(best, MPI_Wtime() - t0);
-        if (size_ == 1) {
-            qr_rng_seed(&rng, 2);
-            t0 = MPI_Wtime();
-            if (qr_svd_truncated(A, m, n, r, &o, &rng, U, S, Vt) != QR_OK) {
-                die("serial randomized SVD");
-            }
-            bestl = fmin(bestl, MPI_Wtime() - t0);
-        }
-    }
-    snprintf(what, sizeof what, "rsvd %lldx%lld r=%lld", (long long)m, (long long)n, (long long)r);
-    report(what, g, best);
-    if (size_ == 1) {
-        report(what, NULL, bestl);
-    }
-    qr_dmat_free(&d);
-    free(A), free(U), free(S), free(Vt);
-}
-
 /* On the group root: (B + Bᵀ) / 2 with |B| uniform, plus 2n I: symmetric and diagonally dominant
  * (SPD). */
 static double *make_spd(const qr_grid *g, int64_t n)
@@ -118,26 +78,27 @@ static double *make_spd(const qr_grid *g, int64_t n)
     return G;
 }
 
-/* The whitened randomized SVD (qr_pdla_svd_truncated_scaled with C, and qr_scaled_svd's implicit
- * path on one rank): A (m, n) seeded, C the Cholesky factor of make_spd(n). */
-static void bench_wrsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int reps)
+/* The randomized SVD of A (m, n) seeded (qr_pdla_svd_truncated, and qr_svd_truncated on one
+ * rank), or with whiten of A C, C the Cholesky factor of make_spd(n) (the scaled twins, the
+ * serial one qr_scaled_svd's implicit path). */
+static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int reps, bool whiten)
 {
-    double *A = make_matrix(g, m, n, 1), *G = make_spd(g, n), best = 1e30, bestl = 1e30;
+    double *A = make_matrix(g, m, n, 1), *G = whiten ? make_spd(g, n) : NULL;
     double *U = malloc((size_t)(m * r) * sizeof *U), *S = malloc((size_t)r * sizeof *S);
-    double *Vt = malloc((size_t)(r * n) * sizeof *Vt);
+    double *Vt = malloc((size_t)(r * n) * sizeof *Vt), best = 1e30, bestl = 1e30;
     qr_dmat *d = NULL, *C = NULL;
     qr_scaling sc = {n, NULL, G, 0.0, false};
     qr_svd_opts o;
     char what[96];
     qr_svd_opts_default(&o);
     o.mode = QR_SVD_RANDOMIZED;
-    if (qr_dmat_create(g, m, n, &d) != QR_OK || qr_dmat_scatter(g, A, d) != QR_OK ||
-        qr_dmat_create(g, n, n, &C) != QR_OK || qr_dmat_scatter(g, G, C) != QR_OK ||
-        qr_pdla_cholesky_damped(g, C, 0.0, NULL) != QR_OK) {
+    if (qr_dmat_create(g, m, n, &d) != QR_OK || qr_dmat_scatter(g, A, d) != QR_OK) {
         die("scatter");
     }
-    if (size_ == 1 && qr_cholesky_damped(G, n, 0.0, NULL) != QR_OK) {
-        die("serial Cholesky");
+    if (whiten && (qr_dmat_create(g, n, n, &C) != QR_OK || qr_dmat_scatter(g, G, C) != QR_OK ||
+                   qr_pdla_cholesky_damped(g, C, 0.0, NULL) != QR_OK ||
+                   (size_ == 1 && qr_cholesky_damped(G, n, 0.0, NULL) != QR_OK))) {
+        die("whitening factor");
     }
     for (int i = 0; i < reps; i++) {
         qr_rng rng;
@@ -146,19 +107,21 @@ static void bench_wrsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int r
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
         if (qr_pdla_svd_truncated_scaled(g, d, C, r, &o, &rng, U, S, Vt) != QR_OK) {
-            die("distributed whitened SVD");
+            die("distributed randomized SVD");
         }
         best = fmin(best, MPI_Wtime() - t0);
         if (size_ == 1) {
             qr_rng_seed(&rng, 2);
             t0 = MPI_Wtime();
-            if (qr_scaled_svd(NULL, A, m, n, &sc, r, &o, &rng, U, S, Vt) != QR_OK) {
-                die("serial whitened SVD");
+            if ((whiten ? qr_scaled_svd(NULL, A, m, n, &sc, r, &o, &rng, U, S, Vt)
+                        : qr_svd_truncated(A, m, n, r, &o, &rng, U, S, Vt)) != QR_OK) {
+                die("serial randomized SVD");
             }
             bestl = fmin(bestl, MPI_Wtime() - t0);
         }
     }
-    snprintf(what, sizeof what, "wrsvd %lldx%lld r=%lld", (long long)m, (long long)n, (long long)r);
+    snprintf(what, sizeof what, "%s %lldx%lld r=%lld", whiten ? "wrsvd" : "rsvd", (long long)m,
+             (long long)n, (long long)r);
     report(what, g, best);
     if (size_ == 1) {
         report(what, NULL, bestl);
@@ -356,11 +319,9 @@ int main(int argc, char **argv)
             die("grid");
         }
     }
-    if (strcmp(mode, "wrsvd") == 0 && argc >= 5) {
-        bench_wrsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]),
-                    argc > 5 ? atoi(argv[5]) : 3);
-    } else if (strcmp(mode, "rsvd") == 0 && argc >= 5) {
-        bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3);
+    if ((strcmp(mode, "rsvd") == 0 || strcmp(mode, "wrsvd") == 0) && argc >= 5) {
+        bench_rsvd(g, atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), argc > 5 ? atoi(argv[5]) : 3,
+                   mode[0] == 'w');
     } else if (strcmp(mode, "chol") == 0 && argc >= 3) {
         bench_chol(g, atoll(argv[2]), argc > 3 ? atoi(argv[3]) : 3);
     } else if (strcmp(mode, "gptq") == 0 && argc >= 3) {
