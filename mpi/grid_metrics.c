@@ -112,23 +112,28 @@ void qr_grid_metric_ref_free(qr_grid_metric_ref *ref)
     ref->row = MPI_COMM_NULL;
 }
 
-/* ||W - W_eff||² of this rank's blocks, W_eff[:, perm[j]] = W_t[:, j] / smooth[j] (with a
- * permutation every column is local: Q = 1). */
-static double weight_err_sumsq(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_t,
-                               const int32_t *perm, const float *smooth)
+/* One pass over this rank's blocks: sums[0] = ||W - W_eff||², sums[1] = ||W||² (the columns
+ * permuted or not, the same sum), and Wtf the float32 copy of W_t (leading dimension mloc);
+ * W_eff[:, perm[j]] = W_t[:, j] / smooth[j] (with a permutation every column is local: Q = 1). */
+static void weight_pass(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
+                        const float *smooth, float *Wtf, double *sums)
 {
-    double s = 0.0;
+    sums[0] = sums[1] = 0.0;
     for (int lj = 0; lj < W->nloc; lj++) {
         int64_t j = global_index(lj, g->nb, g->mycol, g->npcol);
-        int64_t src = perm ? perm[j] : lj;
-        double sc = smooth ? (double)smooth[j] : 1.0;
+        const double *w = W->data + (size_t)(perm ? perm[j] : lj) * qr_dmat_lld(W);
+        const double *t = W_t->data + (size_t)lj * qr_dmat_lld(W_t);
+        float *out = Wtf + (size_t)lj * (size_t)W_t->mloc;
+        double sc = smooth ? (double)smooth[j] : 1.0, e = 0.0, a = 0.0;
         for (int li = 0; li < W->mloc; li++) {
-            double d = W->data[(size_t)src * qr_dmat_lld(W) + li] -
-                       W_t->data[(size_t)lj * qr_dmat_lld(W_t) + li] / sc;
-            s += d * d;
+            double d = w[li] - t[li] / sc;
+            e += d * d;
+            a += w[li] * w[li];
+            out[li] = (float)t[li];
         }
+        sums[0] += e;
+        sums[1] += a;
     }
-    return s;
 }
 
 qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
@@ -164,11 +169,9 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
         st = qr_malloc(&tmp, (size_t)d, sizeof *tmp, "metrics rows");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    sums[0] = weight_err_sumsq(g, W, W_t, perm, smooth);
-    sums[1] = qr_dmat_local_sumsq(W, NULL);
+    weight_pass(g, W, W_t, perm, smooth, Wtf, sums);
     MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, g->comm);
     m->weight_rel_err = qr_metrics_rel(sums[0], sums[1]);
-    local_float(W_t, Wtf);
     for (int a = 0; a < 4; a++) {
         if (!qr_metrics_wanted(a, h->agroup, width)) {
             *out[a] = NAN;

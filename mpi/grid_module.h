@@ -66,7 +66,8 @@ typedef struct {
 #define QR_GRID_STATS_ROUND_BYTES ((size_t)64 << 20)
 #define QR_GRID_GRAM_PANEL_BYTES ((size_t)8 << 20)
 /* The panel width at which the Gram's products run near a single dsyrk's rate: a narrower panel
- * packs all of X again for few columns (128 columns ran at 70% of it, 512 at 90%). */
+ * packs all of X again for few columns (128 columns ran at 70% of it, 256 at 80%, 384 and 512
+ * at 85-90%). */
 #define QR_GRID_GRAM_PANEL_COLS 512
 
 /* Local weights the grid's RTN quantizes at once: about 256 KiB of float64 rows, so a chunk's rows
@@ -74,8 +75,9 @@ typedef struct {
 #define QR_GRID_QUANT_CHUNK 32768
 
 /* Columns of G one product forms on a group of `ranks` (a multiple of nb; at least nb):
- * QR_GRID_GRAM_PANEL_COLS while two (d, panel) float64 panels fit in the rank's share of G, at
- * least QR_GRID_GRAM_PANEL_BYTES of them. Not collective. */
+ * QR_GRID_GRAM_PANEL_COLS while two (d, panel) float64 panels fit in a quarter of the rank's
+ * share of G (the statistics must not raise the rank's peak), at least QR_GRID_GRAM_PANEL_BYTES
+ * of them. Not collective. */
 int64_t qr_grid_gram_panel(int64_t d, int nb, int ranks);
 
 /* Statistics of one layer input, distributed. */

@@ -160,9 +160,9 @@ static qr_status channel_sums(qr_dstats *s, const double *X, int64_t row0, int64
 
 int64_t qr_grid_gram_panel(int64_t d, int nb, int ranks)
 {
-    /* QR_GRID_GRAM_PANEL_COLS wide when two panels fit in this rank's share of G (d² / ranks),
-     * else as wide as they fit; never under QR_GRID_GRAM_PANEL_BYTES */
-    int64_t share = d / (2 * (int64_t)(ranks > 0 ? ranks : 1));
+    /* QR_GRID_GRAM_PANEL_COLS wide when two panels fit in a quarter of this rank's share of G
+     * (d² / ranks), else as wide as they fit; never under QR_GRID_GRAM_PANEL_BYTES */
+    int64_t share = d / (8 * (int64_t)(ranks > 0 ? ranks : 1));
     int64_t cols = share < QR_GRID_GRAM_PANEL_COLS ? share : QR_GRID_GRAM_PANEL_COLS;
     int64_t budget = (int64_t)(QR_GRID_GRAM_PANEL_BYTES / (sizeof(double) * (size_t)d));
     int64_t blocks = (cols > budget ? cols : budget) / nb;
@@ -171,9 +171,10 @@ int64_t qr_grid_gram_panel(int64_t d, int nb, int ranks)
 
 /* G += Xᵀ X summed over the group: each rank multiplies its own rows one panel of block columns
  * at a time (qr_grid_gram_panel wide: a narrow product packs all of X again for few columns),
- * lower blocks only: dsyrk for the panel's diagonal part, dgemm below it. One reduce-scatter per
- * panel sends every nb x nb block to the rank that owns it, so no rank holds more of G than its
- * blocks and two panels. C and Cs hold (d, panel) each; the diagonal blocks are kept whole. */
+ * lower blocks only: dsyrk for the panel's diagonal part, dgemm below it, column-major like G's
+ * local part, so every block moves a column at a time. One reduce-scatter per panel sends every
+ * nb x nb block to the rank that owns it, so no rank holds more of G than its blocks and two
+ * panels. C and Cs hold (d, panel) each; the diagonal blocks are kept whole. */
 static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64_t n, double *C,
                           double *Cs, int *counts)
 {
@@ -182,17 +183,17 @@ static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64
     for (int64_t c0 = 0; c0 < d; c0 += pw) {
         int64_t w = d - c0 < pw ? d - c0 : pw, h = d - c0, off = 0, got = 0;
         int64_t b0 = c0 / nb, b1 = (c0 + w + nb - 1) / nb; /* the panel's block columns */
-        if (n > 0) {
-            cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, (int)w, (int)n, 1.0, X + c0, (int)d,
-                        0.0, C, (int)w);
+        if (n > 0) { /* C (h, w) column-major; X (n, d) row-major is Xᵀ (d, n) column-major */
+            cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, (int)w, (int)n, 1.0, X + c0,
+                        (int)d, 0.0, C, (int)h);
             if (h > w) {
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(h - w), (int)w, (int)n,
-                            1.0, X + c0 + w, (int)d, X + c0, (int)d, 0.0, C + w * w, (int)w);
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)(h - w), (int)w, (int)n,
+                            1.0, X + c0 + w, (int)d, X + c0, (int)d, 0.0, C + w, (int)h);
             }
             for (int64_t j0 = 0; j0 < w; j0 += nb) { /* the diagonal blocks' upper triangles */
-                for (int64_t i = j0; i < j0 + nb && i < w; i++) {
-                    for (int64_t j = i + 1; j < j0 + nb && j < w; j++) {
-                        C[i * w + j] = C[j * w + i];
+                for (int64_t j = j0; j < j0 + nb && j < w; j++) {
+                    for (int64_t i = j0; i < j; i++) {
+                        C[j * h + i] = C[i * h + j];
                     }
                 }
             }
@@ -210,9 +211,9 @@ static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64
                     if (bi % g->nprow != pr) {
                         continue;
                     }
-                    for (int64_t i = 0; i < bh; i++) {
-                        memcpy(Cs + off + i * bw, C + (r0 - c0 + i) * w + (bj * nb - c0),
-                               (size_t)bw * sizeof *C);
+                    for (int64_t j = 0; j < bw; j++) { /* the block column-major */
+                        memcpy(Cs + off + j * bh, C + (bj * nb - c0 + j) * h + (r0 - c0),
+                               (size_t)bh * sizeof *C);
                     }
                     off += bh * bw;
                     counts[p] += (int)(bh * bw);
@@ -234,10 +235,12 @@ static qr_status gram_add(const qr_grid *g, qr_dstats *s, const double *X, int64
                     continue;
                 }
                 for (int64_t j = 0; j < bw; j++) {
-                    double *col =
-                        s->G->data + (size_t)((bj / g->npcol) * nb + j) * qr_dmat_lld(s->G);
+                    double *col = s->G->data +
+                                  (size_t)((bj / g->npcol) * nb + j) * qr_dmat_lld(s->G) +
+                                  (size_t)((bi / g->nprow) * nb);
+                    const double *in = C + got + j * bh;
                     for (int64_t i = 0; i < bh; i++) {
-                        col[(bi / g->nprow) * nb + i] += C[got + i * bw + j];
+                        col[i] += in[i];
                     }
                 }
                 got += bh * bw;

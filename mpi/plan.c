@@ -126,7 +126,8 @@ double qr_plan_cpu_factor(const qr_plan_opts *o)
     if (lay[0] * lay[1] == 1) {
         return 1.0;
     }
-    return divided(o) ? 1.0 / QR_PLAN_GRID_EFFICIENCY : (double)(lay[0] * lay[1]);
+    return divided(o) ? pow(QR_PLAN_GRID_EFFICIENCY, -log2((double)(lay[0] * lay[1])))
+                      : (double)(lay[0] * lay[1]);
 }
 
 /* The method's own decomposition flops and its quantization passes (the part of a module's cost

@@ -28,12 +28,12 @@
  * (tests/bench/grid_memory.sh); 0.5 between them. A property of the machine: the bench prints
  * the plan beside the measured CPU, to check it on another. */
 #define QR_PLAN_SUSTAINED 0.5
-/* The parallel efficiency of a module divided over a P x Q grid: its ranks wait for each other
- * inside the distributed steps, and Open MPI's ranks poll while they wait, so a group's CPU time is
- * its work divided by this. Measured 0.72-0.85 at 2x1 and 0.51-0.74 at 2x2 (4 ranks on 2 cores)
- * in two runs of the same bench (qera-exact, srr, rtn --gptq); the machine and the MPI decide it.
- */
-#define QR_PLAN_GRID_EFFICIENCY 0.7
+/* The parallel efficiency of a module divided over a grid, per doubling of its ranks: they wait
+ * for each other inside the distributed steps, and Open MPI's ranks poll while they wait, so a
+ * group of P·Q ranks spends its work divided by this to the power log2(P·Q) in CPU time.
+ * tests/bench/grid_memory.sh measured 1.19-1.35 x the 1x1 CPU at 2x1 and 1.38-1.58 x at 2x2 (4
+ * ranks on 2 cores) over five methods; the machine and the MPI decide it. */
+#define QR_PLAN_GRID_EFFICIENCY 0.8
 /* Default read rate of one rank group from the calibration shards (one client stream of a parallel
  * file system). */
 #define QR_PLAN_DEFAULT_READ_GBPS 2.0
@@ -96,8 +96,8 @@ int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
 /* The rows of the metrics' sample: quantize's --metric-rows cap (0: all) of the held-out rows. */
 int64_t qr_plan_metric_rows(int64_t held_tokens, int64_t cap);
 /* A rank group's CPU seconds (and wall time) per second of its flops at the sustained rate: 1 on
- * one rank, 1 / QR_PLAN_GRID_EFFICIENCY for a module divided over a P x Q grid, P·Q when every rank
- * of the grid holds and computes the module whole (the methods not divided). */
+ * one rank, QR_PLAN_GRID_EFFICIENCY^-log2(P·Q) for a module divided over a P x Q grid, P·Q when
+ * every rank of the grid holds and computes the module whole (the methods not divided). */
 double qr_plan_cpu_factor(const qr_plan_opts *o);
 
 /* Cost of module m, at its own rank and salient count (QR_AUTO values resolved by
