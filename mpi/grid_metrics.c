@@ -136,6 +136,34 @@ static void weight_pass(const qr_grid *g, const qr_dmat *W, const qr_dmat *W_t, 
     }
 }
 
+/* T (n, d) = the held-out rows transformed (qr_metric_rows_transform), whole on every rank: each
+ * rank of the process column transforms its share of the rows, then they are gathered. */
+static qr_status transform_rows(const qr_grid *g, const qr_grid_held *h, const int32_t *perm,
+                                const float *smooth, int bits, int64_t agroup, double *tmp,
+                                float *T)
+{
+    int P = g->nprow, *all = NULL;
+    int64_t t0 = h->n * g->myrow / P, t1 = h->n * (g->myrow + 1) / P;
+    qr_status st = QR_OK;
+    qr_metric_rows_transform(h->X + t0 * h->d, t1 - t0, h->d, perm, smooth, bits, agroup, tmp,
+                             T + t0 * h->d);
+    if (P == 1) {
+        return QR_OK;
+    }
+    st = qr_malloc(&all, 2 * (size_t)P, sizeof *all, "metrics row counts");
+    QR_TRY(qr_mpi_agree(g->comm, st));
+    for (int p = 0; p < P; p++) { /* counts, then offsets */
+        int64_t a = h->n * p / P, b = h->n * (p + 1) / P;
+        all[p] = (int)((b - a) * h->d);
+        all[P + p] = (int)(a * h->d);
+    }
+    st =
+        qr_mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, T, all, all + P, MPI_FLOAT, g->col),
+                     "MPI_Allgatherv (metrics rows)");
+    free(all);
+    return st;
+}
+
 qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const qr_grid_held *h,
                           int width, const qr_dmat *W, const qr_dmat *W_t, const int32_t *perm,
                           const float *smooth, qr_metrics *m)
@@ -177,9 +205,10 @@ qr_status qr_grid_metrics(const qr_grid *g, const qr_grid_metric_ref *ref, const
             *out[a] = NAN;
             continue;
         }
-        /* Every rank transforms and quantizes all n rows (per token, so it needs whole rows):
-         * n·d work against the n·d·m/(P·Q) of its products. */
-        qr_metric_rows_transform(h->X, n, d, perm, smooth, bits[a], a == 3 ? h->agroup : 0, tmp, T);
+        /* The rows are transformed and quantized per token, so whole: each rank of a process
+         * column does its share of them, gathered over the column (n·d / P work a rank against
+         * the n·d·m / (P·Q) of its products). */
+        QR_CHECK(transform_rows(g, h, perm, smooth, bits[a], a == 3 ? h->agroup : 0, tmp, T));
         if (Tloc) {
             local_columns(g, W_t, T, n, d, Tloc);
         }
