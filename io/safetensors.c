@@ -4,12 +4,14 @@
  *
  * Reading maps the file read-only (MAP_PRIVATE); tensors point into the mapping and are converted
  * on request, one at a time, so a 405B shard costs address space, not memory. */
+#define _DEFAULT_SOURCE /* madvise(MADV_DONTNEED): posix_madvise's is a no-op on Linux */
 #include "io/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,6 +374,16 @@ done:
     }
     qr_st_close(&f);
     return st;
+}
+
+void qr_st_release(const void *data, size_t bytes)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = (uintptr_t)data & ~(page - 1),
+              hi = ((uintptr_t)data + bytes + page - 1) & ~(page - 1);
+    if (bytes > 0) { /* read-only private file pages: nothing is lost (advice, so not checked) */
+        (void)madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
 }
 
 void qr_st_close(qr_st_file **fp)

@@ -43,6 +43,10 @@ const qr_st_tensor *qr_st_find(const qr_st_file *f, const char *name); /* NULL i
 const char *qr_st_path(const qr_st_file *f);
 /* A string of the header's "__metadata__" object (e.g. "format"), or NULL when absent. */
 const char *qr_st_metadata(const qr_st_file *f, const char *key);
+/* Drop this process's mapping of bytes [data, data + bytes) of a tensor already read (rounded out
+ * to whole pages): the pages stay in the page cache, a later access faults them back in, and the
+ * process's resident set no longer counts them. Only for spans inside a file's mapping. */
+void qr_st_release(const void *data, size_t bytes);
 
 /* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ------- */
 typedef struct qr_st_model qr_st_model;

@@ -248,8 +248,6 @@ static qr_status scaling_apply(const qr_grid *g, const grid_scaling *S, qr_dmat 
 static qr_status scaling_unapply_rows(const qr_grid *g, const grid_scaling *S, double *R, int64_t k,
                                       int64_t n)
 {
-    qr_status st = QR_OK;
-    qr_dmat *Rd = NULL;
     if (S->diag) {
         for (int64_t i = 0; i < k; i++) {
             for (int64_t j = 0; j < n; j++) {
@@ -258,13 +256,7 @@ static qr_status scaling_unapply_rows(const qr_grid *g, const grid_scaling *S, d
         }
         return QR_OK;
     }
-    QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, k, n, &Rd)));
-    qr_dmat_fill_local(g, Rd, R);
-    QR_CHECK(qr_pdla_tri_right(g, Rd, S->chol, 0, 1));
-    QR_CHECK(qr_dmat_allgather(g, Rd, R));
-done:
-    qr_dmat_free(&Rd);
-    return st;
+    return qr_pdla_thin_solve_right(g, S->chol, R, k);
 }
 
 /* Rank-r truncated SVD of A S from `stage`'s stream: U (m, r) and sv (r) and Vt (r, n) on every

@@ -472,6 +472,71 @@ done:
     return st;
 }
 
+qr_status qr_pdla_thin_solve_right(const qr_grid *g, const qr_dmat *L, double *R, int64_t k)
+{
+    qr_status st = QR_OK;
+    int64_t n = L->n, nb = g->nb, nblk = (n + nb - 1) / nb;
+    int mloc = L->mloc, ki = (int)k;
+    size_t lld = qr_dmat_lld(L);
+    double *Xl = NULL;  /* (k, mloc): the solved R at the global rows of L's local rows */
+    double *buf = NULL; /* (k, nb) the sum of the solved blocks' products, then (nb, nb) L_JJ */
+    double *blk = NULL; /* (k, nb): the block being solved */
+    if (k == 0 || n == 0) {
+        return QR_OK;
+    }
+    st = qr_calloc(&Xl, (size_t)k * (size_t)(mloc > 0 ? mloc : 1), sizeof *Xl, "solve rows");
+    if (st == QR_OK) {
+        st = qr_malloc(&buf, (size_t)((k + nb) * nb), sizeof *buf, "solve block sums");
+    }
+    if (st == QR_OK) {
+        st = qr_malloc(&blk, (size_t)(k * nb), sizeof *blk, "solve block");
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, st));
+    for (int64_t J = nblk - 1; J >= 0; J--) {
+        int64_t j0 = J * nb, bw = n - j0 < nb ? n - j0 : nb;
+        double *D = buf + k * bw; /* L_JJ, (bw, bw) */
+        memset(buf, 0, (size_t)((k + bw) * bw) * sizeof *buf);
+        if (J % g->npcol == g->mycol) { /* Σ_{I > J} X_I L_IJ over this rank's rows I */
+            const double *col = L->data + (size_t)((J / g->npcol) * nb) * lld;
+            int ls = qr_dmat_extent(j0 + bw, (int)nb, g->myrow, g->nprow);
+            if (mloc > ls) {
+                cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, ki, (int)bw, mloc - ls, 1.0,
+                            Xl + (size_t)ls * (size_t)k, ki, col + ls, (int)lld, 0.0, buf, ki);
+            }
+            if (J % g->nprow == g->myrow) {
+                for (int64_t j = 0; j < bw; j++) {
+                    memcpy(D + j * bw, col + (size_t)j * lld + (size_t)((J / g->nprow) * nb),
+                           (size_t)bw * sizeof *D);
+                }
+            }
+        }
+        QR_CHECK(qr_mpi_check(
+            MPI_Allreduce(MPI_IN_PLACE, buf, (int)((k + bw) * bw), MPI_DOUBLE, MPI_SUM, g->comm),
+            "MPI_Allreduce (thin solve)"));
+        for (int64_t j = 0; j < bw; j++) { /* X_J = (R_J - Σ) L_JJ^-1, column-major (k, bw) */
+            for (int64_t c = 0; c < k; c++) {
+                blk[j * k + c] = R[c * n + j0 + j] - buf[j * k + c];
+            }
+        }
+        cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, ki, (int)bw,
+                    1.0, D, (int)bw, blk, ki);
+        for (int64_t j = 0; j < bw; j++) {
+            for (int64_t c = 0; c < k; c++) {
+                R[c * n + j0 + j] = blk[j * k + c];
+            }
+        }
+        if (J % g->nprow == g->myrow) { /* its rows are local here */
+            memcpy(Xl + (size_t)((J / g->nprow) * nb) * (size_t)k, blk,
+                   (size_t)(k * bw) * sizeof *Xl);
+        }
+    }
+done:
+    free(Xl);
+    free(buf);
+    free(blk);
+    return st;
+}
+
 qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
                             int inverse)
 {

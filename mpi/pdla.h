@@ -52,6 +52,13 @@ qr_status qr_pdla_gptq_factor(const qr_grid *g, qr_dmat *H, double damp, double 
 qr_status qr_pdla_tri_right(const qr_grid *g, qr_dmat *A, const qr_dmat *L, int transpose,
                             int inverse);
 
+/* R (k, n) row-major, whole and the same on every rank, := R L^-1 with L (n, n) lower triangular
+ * distributed (its upper triangle is not read): the correction's R = Vt C^-1. Block columns from
+ * the last: each rank multiplies the solved blocks at its local rows by its blocks of L's block
+ * column, one allreduce of (k + nb) x nb a block (the diagonal block rides along), every rank
+ * solves the block. For a thin R this replaces PDTRSM on a distributed copy and its gather. */
+qr_status qr_pdla_thin_solve_right(const qr_grid *g, const qr_dmat *L, double *R, int64_t k);
+
 /* Collective over comm (any communicator, e.g. a group's or the world's): G (d, d) = sum over the
  * ranks of X_rᵀ X_r, where X_r (n_local, d) float32 row-major is this rank's block of rows (n_local
  * may be 0). Each rank forms its part with dsyrk in float64; the parts are summed along a fixed

@@ -169,6 +169,18 @@ static void tri_compare(const qr_grid *g, const qr_dmat *Ld, const double *L, in
                   transpose ? "T" : "", inverse ? "^-1" : "", (long long)n, g->nprow, g->npcol, e,
                   TOL_REL);
     }
+    /* the thin solve: R (k, n) L^-1 with R whole on every rank, against dtrsm */
+    for (int64_t k = 1; k <= 9 && d; k += 8) {
+        memcpy(As, A, (size_t)(k * n) * sizeof *A);
+        memcpy(Ad, A, (size_t)(k * n) * sizeof *A);
+        QR_EXPECT(qr_tri_right(As, k, n, L, 0, 1) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(qr_pdla_thin_solve_right(g, Ld, Ad, k) == QR_OK, "%s", qr_errmsg());
+        QR_EXPECT(rel_diff(Ad, As, (size_t)(k * n)) <= TOL_REL,
+                  "R L^-1 (thin, k=%lld) n=%lld grid %dx%d differs from the serial one by %.3g "
+                  "(tolerance %g)",
+                  (long long)k, (long long)n, g->nprow, g->npcol, rel_diff(Ad, As, (size_t)(k * n)),
+                  TOL_REL);
+    }
     qr_dmat_free(&d);
     free(A), free(As), free(Ad);
 }
