@@ -721,22 +721,13 @@ qr_status qr_model_tensor_info(const qr_model *m, const char *name, qr_dtype *dt
     return QR_OK;
 }
 
-/* A span just converted into the caller's buffer leaves the process's resident set (a safetensors
- * file is mapped whole: left in place, every tensor read would stay resident to the end). */
-static void release(const qr_model *m, const void *src, size_t bytes)
-{
-    if (m->st) {
-        qr_st_release(src, bytes);
-    }
-}
-
 qr_status qr_model_read_f32(const qr_model *m, const char *name, float *dst, size_t n)
 {
     const qr_st_tensor *t;
     QR_TRY(find_or_fail(m, name, &t));
     QR_TRY(qr_st_read_f32(t, dst, n));
     QR_TRY(check_span(t, t->data, (size_t)t->numel, 0));
-    release(m, t->data, t->nbytes);
+    qr_st_release(t->data, t->nbytes); /* read once: not resident to the end */
     return QR_OK;
 }
 
@@ -746,7 +737,7 @@ qr_status qr_model_read_f64(const qr_model *m, const char *name, double *dst, si
     QR_TRY(find_or_fail(m, name, &t));
     QR_TRY(qr_st_read_f64(t, dst, n));
     QR_TRY(check_span(t, t->data, (size_t)t->numel, 0));
-    release(m, t->data, t->nbytes);
+    qr_st_release(t->data, t->nbytes);
     return QR_OK;
 }
 
@@ -789,7 +780,7 @@ qr_status qr_model_read_rows_f32(const qr_model *m, const char *name, int64_t ro
                       (size_t)((const unsigned char *)src - (const unsigned char *)t->data) /
                           qr_dtype_size(t->dtype)));
     qr_convert_to_f32(t->dtype, src, count, dst);
-    release(m, src, count * qr_dtype_size(t->dtype));
+    qr_st_release(src, count * qr_dtype_size(t->dtype));
     return QR_OK;
 }
 
@@ -804,6 +795,6 @@ qr_status qr_model_read_rows_f64(const qr_model *m, const char *name, int64_t ro
                       (size_t)((const unsigned char *)src - (const unsigned char *)t->data) /
                           qr_dtype_size(t->dtype)));
     qr_convert_to_f64(t->dtype, src, count, dst);
-    release(m, src, count * qr_dtype_size(t->dtype));
+    qr_st_release(src, count * qr_dtype_size(t->dtype));
     return QR_OK;
 }

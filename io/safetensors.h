@@ -45,7 +45,8 @@ const char *qr_st_path(const qr_st_file *f);
 const char *qr_st_metadata(const qr_st_file *f, const char *key);
 /* Drop this process's mapping of bytes [data, data + bytes) of a tensor already read (rounded out
  * to whole pages): the pages stay in the page cache, a later access faults them back in, and the
- * process's resident set no longer counts them. Only for spans inside a file's mapping. */
+ * process's resident set no longer counts them (each tensor is read once; the model readers of
+ * io/model.h call it). Only for spans inside a read-only file mapping (safetensors, llama2.c). */
 void qr_st_release(const void *data, size_t bytes);
 
 /* ---- a model folder: model.safetensors, or model.safetensors.index.json and its shards ------- */

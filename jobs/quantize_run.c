@@ -15,8 +15,6 @@
  *             tell rank 0, which prints one line per module;
  *   assemble  all ranks write the shared checkpoint collectively;
  *   close     free everything (every rank, always). */
-/* madvise and MADV_DONTNEED are not POSIX (posix_madvise's DONTNEED is a no-op in glibc). */
-#define _DEFAULT_SOURCE
 #include "jobs/quantize_run.h"
 
 #include <errno.h>
@@ -26,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -403,22 +400,6 @@ static qr_status metrics_list(const qr_method_report *rep, const qr_metrics *m, 
     return QR_OK;
 }
 
-/* Drop this process's mapping of a tensor's pages once it has been read. The weights are
- * memory-mapped; touched pages would otherwise stay in the resident set for the rest of the job
- * although each is read once. They are clean file pages: a later access reads them again. */
-static void release_tensor_pages(const qr_model *model, const char *name)
-{
-    const qr_st_tensor *t = qr_model_tensor(model, name);
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t b, e;
-    if (!t || !t->data || t->nbytes == 0 || page <= 0) {
-        return;
-    }
-    b = (uintptr_t)t->data & ~((uintptr_t)page - 1);
-    e = (uintptr_t)t->data + t->nbytes;
-    madvise((void *)b, e - b, MADV_DONTNEED);
-}
-
 /* The module's metrics list, its part (when part is given) and its progress message. */
 static qr_status finish_module(const qr_module *m, const qr_qlayer *ql, const qr_method_report *rep,
                                const qr_metrics *met, int has_metrics, const qr_rtn_cmp *cmp,
@@ -473,7 +454,6 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     qr_stage_mark("weight");
     QR_CHECK(qr_malloc(&W, n, sizeof(double), tensor));
     QR_CHECK(qr_model_read_f64(model, tensor, W, n));
-    release_tensor_pages(model, tensor);
     qr_stage_mark("method");
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
@@ -934,9 +914,7 @@ typedef struct {
 
 static qr_status read_tensor_cb(void *ctx, const char *name, float *dst, size_t n)
 {
-    qr_status st = qr_model_read_f32(((tensor_ctx *)ctx)->model, name, dst, n);
-    release_tensor_pages(((tensor_ctx *)ctx)->model, name);
-    return st;
+    return qr_model_read_f32(((tensor_ctx *)ctx)->model, name, dst, n);
 }
 
 /* The non-quantized tensors: every model tensor that is not a module's weight. */
@@ -1206,9 +1184,4 @@ qr_status qr_quantize_force(const qr_quantize_job *job, const qr_module *mods, s
     r.mods = (qr_module *)mods;
     r.n_mods = n_mods;
     return phase_force(&r); /* rank 0 is the caller: r.rank 0 */
-}
-
-void qr_quantize_release_tensor(const qr_model *model, const char *name)
-{
-    release_tensor_pages(model, name);
 }

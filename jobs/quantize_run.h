@@ -72,9 +72,6 @@ qr_status qr_quantize_part_metrics(const qr_method_report *rep, const qr_metrics
  * reused); otherwise the error, saying the job will not overwrite it. */
 qr_status qr_quantize_check_part(const char *path, const qr_module *m, const qr_kvlist *opts);
 
-/* Drop this process's mapped pages of tensor `name` once read (they would stay resident). */
-void qr_quantize_release_tensor(const qr_model *model, const char *name);
-
 /* Collective over comm: the shared checkpoint job->out_path from the parts (part_paths, one per
  * module of mods), as quantize assembles it; then, unless job->keep_parts, the checkpoint checked
  * in full and the parts, *lock (rank 0's, released: *lock becomes NULL) and the parts folder

@@ -227,11 +227,8 @@ static qr_status phase_load(seq_run *r)
         (size_t)r->L * (size_t)r->dim > (size_t)INT32_MAX) {
         return qr_fail(QR_ERR_INPUT, "--seq-len %lld: the hidden states overflow", (long long)r->L);
     }
+    /* the float32 copy is what the passes use (the reader drops the mapped source pages) */
     QR_TRY(qr_llama_load_slice(r->lj.model, lb, le, r->group == 0, false, &r->lj.w));
-    /* the float32 copy is what the passes use: the mapped source pages need not stay resident */
-    for (size_t i = 0; i < qr_model_tensor_count(r->lj.model); i++) {
-        qr_quantize_release_tensor(r->lj.model, qr_model_tensor_name(r->lj.model, i));
-    }
     QR_TRY(qr_malloc(&r->x, n, sizeof *r->x, "hidden states"));
     QR_TRY(qr_malloc(&r->xin, (size_t)(r->L * r->dim), sizeof *r->xin, "hidden states"));
     QR_TRY(qr_malloc(&r->window, (size_t)r->L, sizeof *r->window, "window"));
@@ -415,7 +412,6 @@ static qr_status quantize_module(seq_run *r, const qr_module *m, const qr_stats 
     memset(&met, 0, sizeof met);
     snprintf(tensor, sizeof tensor, "%s.weight", m->name);
     QR_CHECK(qr_model_read_f64(r->lj.model, tensor, W, (size_t)(m->d_out * m->d_in)));
-    qr_quantize_release_tensor(r->lj.model, tensor);
     mo.module_name = m->name;
     QR_CHECK(qr_method_run(&mo, NULL, W, m->d_out, m->d_in, s, &ql, &rep));
     QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, s, held, n_ho, r->job->q.agroup, &ql, &met, &rep,
