@@ -31,7 +31,7 @@
 /* The parallel efficiency of a module divided over a grid, per doubling of its ranks: they wait
  * for each other inside the distributed steps, and Open MPI's ranks poll while they wait, so a
  * group of P·Q ranks spends its work divided by this to the power log2(P·Q) in CPU time.
- * tests/bench/grid_memory.sh measured 1.19-1.35 x the 1x1 CPU at 2x1 and 1.38-1.58 x at 2x2 (4
+ * tests/bench/grid_memory.sh measured 1.13-1.27 x the 1x1 CPU at 2x1 and 1.31-1.53 x at 2x2 (4
  * ranks on 2 cores) over five methods; the machine and the MPI decide it. */
 #define QR_PLAN_GRID_EFFICIENCY 0.8
 /* Default read rate of one rank group from the calibration shards (one client stream of a parallel
