@@ -18,8 +18,10 @@
 #include "src/checked.h"
 #include "src/progress.h"
 
-/* Rows per collective write of a copied tensor: keeps every MPI-IO request far below 2 GiB. */
-#define QR_CKPT_TENSOR_BLOCK_BYTES ((size_t)256 << 20)
+/* Bytes of rows per collective write of a copied tensor, and the owner's staging buffer: far below
+ * MPI-IO's 2 GiB requests, and small next to a rank's working set (32 MiB: an embedding of 405B is
+ * 254 such blocks). */
+#define QR_CKPT_TENSOR_BLOCK_BYTES ((size_t)32 << 20)
 
 /* ---- sharing what the owners read: layouts and metrics of every module -------------------------
  */
@@ -180,7 +182,9 @@ done:
     return st;
 }
 
-/* Create /tensors/<name> and write it in row blocks (every rank makes the same calls). */
+/* Create /tensors/<name> and write it in row blocks (every rank makes the same calls): the owner
+ * reads, checksums and writes one block at a time, so it never holds the whole float32 tensor (an
+ * embedding of 405B is 8 GiB in float32); the checksum attribute follows the data. */
 static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt_spec *spec,
                               size_t i, int owner)
 {
@@ -189,6 +193,7 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
     hsize_t dims[8], start[8] = {0}, count[8];
     size_t n = 1, row = 1, rows_per_block;
     float *data = NULL;
+    void *hash = NULL;
     hid_t dcpl = -1, space = -1, ds = -1;
     uint64_t sum = 0;
     int root = 0, nranks = 1;
@@ -207,38 +212,44 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
             row *= (size_t)t->shape[d];
         }
     }
+    rows_per_block = row ? QR_CKPT_TENSOR_BLOCK_BYTES / (row * sizeof(float)) : dims[0];
+    if (rows_per_block < 1) {
+        rows_per_block = 1;
+    }
+    if (rows_per_block > dims[0]) {
+        rows_per_block = dims[0] > 0 ? dims[0] : 1;
+    }
     if (owner) {
-        st = qr_malloc(&data, n, sizeof(float), t->name);
-        if (st == QR_OK) {
-            st = spec->read_tensor(spec->read_ctx, t->name, data, n);
+        st = qr_malloc(&data, rows_per_block * (row ? row : 1), sizeof(float), t->name);
+        if (st == QR_OK && !(hash = qr_h5_checksum_begin())) {
+            st = QR_ERR_NOMEM;
         }
     }
-    QR_CHECK(spec->agree(comm, st));
-    if (owner) {
-        sum = qr_h5_checksum(data, n * sizeof(float));
-    }
-    MPI_Bcast(&sum, 1, MPI_UINT64_T, root, comm); /* the attribute is written by every rank */
     dcpl = qr_h5_dcpl_plain();
     space = H5Screate_simple(t->ndim, dims, NULL);
     ds = (dcpl >= 0 && space >= 0)
              ? H5Dcreate2(tg, t->name, H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)
              : -1;
-    if (ds < 0) {
+    if (ds < 0 && st == QR_OK) {
         st = qr_fail(QR_ERR_IO, "tensor '%s': cannot create its dataset", t->name);
     }
-    if (st == QR_OK) {
-        st = qr_h5_checksum_write(ds, t->name, sum);
-    }
-    QR_CHECK(
-        spec->agree(comm, st)); /* every rank leaves together: no rank waits in the next write */
-    rows_per_block = row ? QR_CKPT_TENSOR_BLOCK_BYTES / (row * sizeof(float)) : dims[0];
-    if (rows_per_block < 1) {
-        rows_per_block = 1;
-    }
+    QR_CHECK(spec->agree(comm, st));
     for (hsize_t r0 = 0; r0 < dims[0] || (dims[0] == 0 && r0 == 0); r0 += rows_per_block) {
         hsize_t nr = dims[0] - r0 < rows_per_block ? dims[0] - r0 : rows_per_block;
         hid_t fsel = H5Scopy(space), msel = -1;
         herr_t rc;
+        if (owner && nr > 0) {
+            st = spec->read_tensor(spec->read_ctx, t->name, (int64_t)r0, (int64_t)nr, data,
+                                   (size_t)nr * row);
+            if (st == QR_OK) {
+                qr_h5_checksum_add(hash, data, (size_t)nr * row * sizeof(float));
+            }
+        }
+        st = spec->agree(comm, st); /* every rank writes, or none */
+        if (st != QR_OK) {
+            H5Sclose(fsel);
+            goto done;
+        }
         start[0] = r0;
         count[0] = nr;
         if (owner && nr > 0) {
@@ -251,7 +262,7 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
         }
         if (rc >= 0) {
             rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, msel, fsel, dxpl,
-                          data ? data + (size_t)r0 * row : (const void *)&rows_per_block);
+                          owner && nr > 0 ? (const void *)data : (const void *)&rows_per_block);
         }
         H5Sclose(msel);
         H5Sclose(fsel);
@@ -263,7 +274,17 @@ static qr_status write_tensor(MPI_Comm comm, hid_t tg, hid_t dxpl, const qr_ckpt
             break;
         }
     }
+    if (owner) {
+        sum = qr_h5_checksum_end(hash);
+        hash = NULL;
+    }
+    MPI_Bcast(&sum, 1, MPI_UINT64_T, root, comm); /* the attribute is written by every rank */
+    st = qr_h5_checksum_write(ds, t->name, sum);
+    QR_CHECK(spec->agree(comm, st)); /* every rank leaves together: no rank waits in the next */
 done:
+    if (hash) {
+        (void)qr_h5_checksum_end(hash);
+    }
     if (ds >= 0) {
         H5Dclose(ds);
     }

@@ -38,8 +38,11 @@ typedef struct {
     int64_t shape[8];
 } qr_ckpt_tensor;
 
-/* Read the whole tensor `name` as float32 into dst (n elements). Called on one rank at a time. */
-typedef qr_status (*qr_ckpt_read_fn)(void *ctx, const char *name, float *dst, size_t n);
+/* Read rows [row0, row0 + nrows) of tensor `name` (its first dimension) as float32 into dst (n
+ * elements: nrows times the product of the other dimensions). Called on the tensor's owner rank,
+ * one block of rows at a time, so no rank holds a whole float32 copy of an embedding. */
+typedef qr_status (*qr_ckpt_read_fn)(void *ctx, const char *name, int64_t row0, int64_t nrows,
+                                     float *dst, size_t n);
 
 /* The root attributes a job writes, typed: one writer (qr_ckpt_header_write) and one reader
  * (qr_ckpt_header_read), so every consumer sees the same values. */

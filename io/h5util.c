@@ -502,6 +502,29 @@ uint64_t qr_h5_checksum(const void *data, size_t n)
     return h ? h : 1;
 }
 
+void *qr_h5_checksum_begin(void)
+{
+    XXH3_state_t *s = XXH3_createState();
+    if (!s) {
+        qr_fail(QR_ERR_NOMEM, "cannot allocate a checksum state");
+    } else {
+        XXH3_64bits_reset(s);
+    }
+    return s;
+}
+
+void qr_h5_checksum_add(void *state, const void *data, size_t n)
+{
+    XXH3_64bits_update(state, data, n);
+}
+
+uint64_t qr_h5_checksum_end(void *state)
+{
+    uint64_t h = XXH3_64bits_digest(state);
+    XXH3_freeState(state);
+    return h ? h : 1;
+}
+
 qr_status qr_h5_checksum_write(hid_t ds, const char *name, uint64_t xxh3)
 {
     qr_status st = QR_OK;

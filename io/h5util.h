@@ -107,6 +107,13 @@ qr_status qr_h5_dataset_write(hid_t loc, const char *name, hid_t ftype, hid_t mt
 /* XXH3_64bits of n bytes, never 0 (0 means "no checksum"). */
 uint64_t qr_h5_checksum(const void *data, size_t n);
 
+/* The same checksum over bytes given in pieces, in order: begin (NULL when out of memory: a
+ * QR_ERR_NOMEM is set), add each piece, end (frees the state; its value equals qr_h5_checksum of
+ * the pieces joined). */
+void *qr_h5_checksum_begin(void);
+void qr_h5_checksum_add(void *state, const void *data, size_t n);
+uint64_t qr_h5_checksum_end(void *state);
+
 /* Write the checksum attribute on dataset ds (collective on a parallel file). */
 qr_status qr_h5_checksum_write(hid_t ds, const char *name, uint64_t xxh3);
 

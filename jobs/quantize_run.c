@@ -912,9 +912,10 @@ typedef struct {
     const qr_model *model;
 } tensor_ctx;
 
-static qr_status read_tensor_cb(void *ctx, const char *name, float *dst, size_t n)
+static qr_status read_tensor_cb(void *ctx, const char *name, int64_t row0, int64_t nrows,
+                                float *dst, size_t n)
 {
-    return qr_model_read_f32(((tensor_ctx *)ctx)->model, name, dst, n);
+    return qr_model_read_rows_f32(((tensor_ctx *)ctx)->model, name, row0, nrows, dst, n);
 }
 
 /* The non-quantized tensors: every model tensor that is not a module's weight. */

@@ -19,7 +19,7 @@
 #include "tests/test_util.h"
 
 #define N_MODULES 5
-#define N_TENSORS 3
+#define N_TENSORS 4
 
 static const char *module_names[N_MODULES] = {
     "model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.o_proj",
@@ -39,18 +39,32 @@ static const qr_ckpt_tensor tensors[N_TENSORS] = {
     {"model.embed_tokens.weight", 2, {512, 64}},
     {"model.layers.0.input_layernorm.weight", 1, {64}},
     {"model.norm.weight", 1, {64}},
+    /* 37.7 MB of float32: two blocks of the owner's streamed copy, the second one partial */
+    {"lm_head.weight", 2, {131072, 72}},
 };
 
 /* Tensor values: a seeded stream per name, so any rank can make any tensor. */
-static qr_status fake_tensor(void *ctx, const char *name, float *dst, size_t n)
+/* Tensor `name` is the seeded stream of its name, row-major; rows [row0, row0 + nrows) of it (n
+ * elements) into dst, the rows before them drawn and dropped. */
+static qr_status fake_rows(void *ctx, const char *name, int64_t row0, int64_t nrows, float *dst,
+                           size_t n)
 {
     qr_rng rng;
+    size_t skip = nrows > 0 ? (size_t)row0 * (n / (size_t)nrows) : 0;
     (void)ctx;
     qr_rng_for_name(&rng, name, 5);
+    for (size_t i = 0; i < skip; i++) {
+        (void)qr_rng_normal(&rng);
+    }
     for (size_t i = 0; i < n; i++) {
         dst[i] = (float)qr_rng_normal(&rng);
     }
     return QR_OK;
+}
+
+static qr_status fake_tensor(void *ctx, const char *name, float *dst, size_t n)
+{
+    return fake_rows(ctx, name, 0, 1, dst, n);
 }
 
 static int check_readback(const char *out, char parts[][1024])
@@ -178,7 +192,7 @@ int main(int argc, char **argv)
     spec.n_modules = N_MODULES;
     spec.tensors = tensors;
     spec.n_tensors = N_TENSORS;
-    spec.read_tensor = fake_tensor;
+    spec.read_tensor = fake_rows;
     st = qr_ckpt_assemble(MPI_COMM_WORLD, out, &spec, NULL);
     QR_EXPECT(st == QR_OK, "assemble on %d ranks: %s", size, qr_errmsg());
     if (rank == 0 && st == QR_OK) {
