@@ -73,6 +73,38 @@ static int64_t local_index(int64_t i, int nb, int nprocs)
     return (i / nb) / nprocs * nb + i % nb;
 }
 
+/* Step 3 of potrf_lower: every process row's solved panel rows mine (rows, w), column-major,
+ * gathered over the process column into all (one piece per process row, counts / displs its
+ * elements), then the rows this rank's local columns right of the panel meet copied into lcol
+ * (nloc, w), column-major. */
+static qr_status gather_solved(const qr_grid *g, const qr_dmat *G, int64_t k0, int64_t w,
+                               const double *mine, int rows, double *all, int *counts, int *displs,
+                               double *lcol)
+{
+    int64_t n = G->m;
+    int nb = g->nb, P = g->nprow, at = 0;
+    int lc2 = qr_dmat_extent(k0 + w, nb, g->mycol, g->npcol);
+    for (int p = 0; p < P; p++) {
+        counts[p] = (qr_dmat_extent(n, nb, p, P) - qr_dmat_extent(k0 + w, nb, p, P)) * (int)w;
+        displs[p] = at;
+        at += counts[p];
+    }
+    QR_TRY(qr_mpi_check(
+        MPI_Allgatherv(mine, rows * (int)w, MPI_DOUBLE, all, counts, displs, MPI_DOUBLE, g->col),
+        "MPI_Allgatherv (Cholesky panel)"));
+    for (int lj = lc2; lj < G->nloc; lj += nb) { /* a block's nb columns: one process row's */
+        int64_t gj = qr_dmat_global_col(g, lj);
+        int p = (int)((gj / nb) % P), rp = counts[p] / (int)w;
+        int bw = G->nloc - lj < nb ? G->nloc - lj : nb;
+        const double *src =
+            all + displs[p] + local_index(gj, nb, P) - qr_dmat_extent(k0 + w, nb, p, P);
+        for (int64_t c = 0; c < w; c++) {
+            memcpy(lcol + c * G->nloc + lj, src + c * rp, (size_t)bw * sizeof *lcol);
+        }
+    }
+    return QR_OK;
+}
+
 /* Right-looking blocked Cholesky of the lower triangle of G in place, in panels of
  * QR_PDLA_SUMMA_WIDTH columns (a multiple of the layout's nb). ScaLAPACK's PDPOTRF runs its
  * trailing updates through PB-BLAS in nb-sized pieces, at about a third of OpenBLAS's dpotrf on
@@ -124,7 +156,7 @@ static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
         int lc = qr_dmat_extent(k0, nb, g->mycol, g->npcol);      /* first local column */
         int lr2 = qr_dmat_extent(k0 + w, nb, g->myrow, P);        /* rows below the block */
         int lc2 = qr_dmat_extent(k0 + w, nb, g->mycol, g->npcol); /* columns right of it */
-        int rows = mloc - lr2, at = 0, rc = 0;
+        int rows = mloc - lr2, rc = 0;
         /* 1. the diagonal block to every rank, factored there */
         memset(dblk, 0, (size_t)(w * w) * sizeof *dblk);
         for (int lj = lc; lj < lc2; lj++) {
@@ -172,24 +204,7 @@ static qr_status potrf_lower(const qr_grid *g, qr_dmat *G, int *info)
             memcpy(G->data + (size_t)lj * lld + lr2, mine + c * rows, (size_t)rows * sizeof *mine);
         }
         /* 3. every process row's solved rows to every rank of the process column */
-        for (int p = 0; p < P; p++) {
-            counts[p] = (qr_dmat_extent(n, nb, p, P) - qr_dmat_extent(k0 + w, nb, p, P)) * (int)w;
-            displs[p] = at;
-            at += counts[p];
-        }
-        QR_CHECK(qr_mpi_check(MPI_Allgatherv(mine, rows * (int)w, MPI_DOUBLE, all, counts, displs,
-                                             MPI_DOUBLE, g->col),
-                              "MPI_Allgatherv (Cholesky panel)"));
-        for (int lj = lc2; lj < G->nloc; lj += nb) { /* the solved rows at this rank's columns */
-            int64_t gj = qr_dmat_global_col(g, lj);  /* a block's nb columns: one process row's */
-            int p = (int)((gj / nb) % P), rp = counts[p] / (int)w;
-            int bw = G->nloc - lj < nb ? G->nloc - lj : nb;
-            const double *src =
-                all + displs[p] + local_index(gj, nb, P) - qr_dmat_extent(k0 + w, nb, p, P);
-            for (int64_t c = 0; c < w; c++) {
-                memcpy(lcol + c * G->nloc + lj, src + c * rp, (size_t)bw * sizeof *lcol);
-            }
-        }
+        QR_CHECK(gather_solved(g, G, k0, w, mine, rows, all, counts, displs, lcol));
         /* 4. the trailing lower part, A_ij -= L_ik L_jkᵀ: kw local columns a product (a narrow
          * one packs its rows again for few columns); the rows start at the columns' first
          * diagonal block, so a few upper blocks get products too (they are not part of the
