@@ -85,7 +85,7 @@ static qr_status rtn_compare(const qr_rtn_policy *pol, const qr_method_opts *o, 
         return QR_OK;
     }
     qr_stage_mark("RTN comparison");
-    QR_CHECK(qr_method_run(&ro, NULL, W, d_out, d_in, stats, &rq, NULL));
+    QR_CHECK(qr_method_run(&ro, W, d_out, d_in, stats, &rq, NULL));
     /* RTN is measured at the compared width only (its other errors are NaN): one product. */
     QR_CHECK(qr_metrics_fast(ref, &rq, W, 0, pol->abits, NULL, &rm));
     if (judge(pol, o->module_name, met, &rm, cmp)) {

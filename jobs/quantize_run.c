@@ -5,7 +5,7 @@
  *   open      the model, its modules and the calibration shards on every rank;
  *   check     every shard dataset against its module, the options that identify the result;
  *   plan      the layer slices of the rank groups (checking every option against every module's
- *             shape), the group's grid and linear-algebra backend;
+ *             shape), the group's grid;
  *   lock      rank 0 takes the job lock;
  *   resume    every group checks the existing parts of its slice (a part made with other options
  *             stops the job naming the option);
@@ -43,7 +43,6 @@
 #include "jobs/quantize_rtn.h"
 #include "mpi/blacs.h"
 #include "mpi/comm.h"
-#include "mpi/linalg_backend.h"
 #include "mpi/plan.h"
 #include "src/alloc.h"
 #include "src/checked.h"
@@ -426,12 +425,11 @@ done:
     return st;
 }
 
-/* Quantize one module on this process (the ScaLAPACK backend, when given, runs its SVDs and
- * Cholesky factorizations on the group) and write its part. */
-static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend *backend,
-                            const qr_model *model, const qr_module *m, const qr_stats *stats,
-                            const float *held, int64_t n_ho, double stats_seconds,
-                            const qr_kvlist *opts, const char *part, progress_msg *msg)
+/* Quantize one module on this process and write its part. */
+static qr_status run_module(const qr_quantize_job *job, const qr_model *model, const qr_module *m,
+                            const qr_stats *stats, const float *held, int64_t n_ho,
+                            double stats_seconds, const qr_kvlist *opts, const char *part,
+                            progress_msg *msg)
 {
     qr_status st = QR_OK;
     char tensor[QR_MODULE_NAME_MAX + 16];
@@ -456,7 +454,7 @@ static qr_status run_module(const qr_quantize_job *job, const qr_linalg_backend 
     QR_CHECK(qr_model_read_f64(model, tensor, W, n));
     qr_stage_mark("method");
     mo.module_name = m->name;
-    QR_CHECK(qr_method_run(&mo, backend, W, m->d_out, m->d_in, stats, &ql, &rep));
+    QR_CHECK(qr_method_run(&mo, W, m->d_out, m->d_in, stats, &ql, &rep));
     QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, stats, held, n_ho, job->agroup, &ql, &met, &rep,
                                  &cmp));
     free(W);
@@ -522,9 +520,8 @@ typedef struct {
     qr_kvlist opts; /* what identifies the result: parts and the checkpoint carry it */
     qr_plan *plan;
     const qr_plan_slice *slice; /* this rank's group's share */
-    qr_grid *grid;              /* the group's grid when it has more than one rank */
-    qr_linalg_backend backend;  /* ScaLAPACK on grid */
-    bool divided;               /* modules divided over the grid (jobs/quantize_grid.h) */
+    qr_grid *grid;              /* the group's grid when it has more than one rank: every
+                                   module divided over it (jobs/quantize_grid.h) */
     qr_lock *lock;
     char parts_dir[QR_PATH_MAX];
     char **part_paths; /* (n_mods) */
@@ -598,27 +595,18 @@ static qr_status phase_plan(qr_run *r)
     return QR_OK;
 }
 
-/* The group's BLACS grid and backend (collective over the job: BLACS makes every context). */
+/* The group's BLACS grid (collective over the job: BLACS makes every context). */
 static qr_status make_grid(qr_run *r)
 {
-    const char *why = NULL;
     int lay[2];
-    qr_grid_layout(&r->job->method, r->job->grid, lay);
+    const char *rows = qr_grid_layout(&r->job->method, r->job->grid, lay);
     if (r->gsize > 1) {
         /* Blocks hold whole weight groups, so the main quantization is local to each rank. */
         int nb = qr_grid_block_for_group(r->job->method.wq.group, lay[1]);
         QR_TRY(qr_grid_create(r->comm, lay[0], lay[1], nb, &r->grid));
-        qr_scalapack_backend(&r->backend, r->grid);
-        r->divided = qr_grid_method_supported(&r->job->method, lay[1], &why);
-        if (!r->divided && r->rank == 0) {
-            QR_WARN("quantize: --grid %dx%d with %s: %s; every rank of a group holds the whole "
-                    "module and only its SVDs and Cholesky factorizations are distributed",
-                    r->job->grid[0], r->job->grid[1], qr_method_name(r->job->method.method), why);
-        }
-        if (lay[1] != r->job->grid[1] && r->rank == 0) {
+        if (rows && r->rank == 0) {
             QR_INFO("quantize: %s runs on whole rows: each group of %dx%d ranks works as %dx%d",
-                    r->job->method.gptq ? "--gptq" : qr_method_name(r->job->method.method),
-                    r->job->grid[0], r->job->grid[1], lay[0], lay[1]);
+                    rows, r->job->grid[0], r->job->grid[1], lay[0], lay[1]);
         }
     }
     if (r->rank == 0) {
@@ -812,7 +800,7 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
         progress_at(prog, r->mods[first].name, module_weight(r, first));
         qr_stage_mark("statistics");
     }
-    if (need > 0 && r->divided) {
+    if (need > 0 && r->grid) {
         QR_CHECK(qr_grid_input_open(r->grid, r->calib, r->mods[i].input_key, r->mods[i].d_in,
                                     &r->sp, &r->job->method, r->job->agroup, &gin));
         stats_seconds = gin.seconds;
@@ -829,13 +817,12 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
         if (k != first) {
             progress_at(prog, r->mods[k].name, module_weight(r, k));
         }
-        if (r->divided) {
+        if (r->grid) {
             st = run_module_grid(r->job, r->grid, r->model, &r->mods[k], &gin, stats_seconds,
                                  &r->opts, r->is_root ? r->part_paths[k] : NULL, &msg);
         } else {
-            st = run_module(r->job, r->grid ? &r->backend : NULL, r->model, &r->mods[k], stats,
-                            held, r->sp.n_metric, stats_seconds, &r->opts,
-                            r->is_root ? r->part_paths[k] : NULL, &msg);
+            st = run_module(r->job, r->model, &r->mods[k], stats, held, r->sp.n_metric,
+                            stats_seconds, &r->opts, r->is_root ? r->part_paths[k] : NULL, &msg);
         }
         if (r->grid) {
             /* The group's ranks leave together: the next module's calls are collective. */

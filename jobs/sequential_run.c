@@ -413,7 +413,7 @@ static qr_status quantize_module(seq_run *r, const qr_module *m, const qr_stats 
     snprintf(tensor, sizeof tensor, "%s.weight", m->name);
     QR_CHECK(qr_model_read_f64(r->lj.model, tensor, W, (size_t)(m->d_out * m->d_in)));
     mo.module_name = m->name;
-    QR_CHECK(qr_method_run(&mo, NULL, W, m->d_out, m->d_in, s, &ql, &rep));
+    QR_CHECK(qr_method_run(&mo, W, m->d_out, m->d_in, s, &ql, &rep));
     QR_CHECK(qr_quantize_measure(&pol, &mo, W, m, s, held, n_ho, r->job->q.agroup, &ql, &met, &rep,
                                  &cmp));
     QR_CHECK(qr_quantize_part_metrics(&rep, &met, n_ho > 0, stats_seconds, &ml));

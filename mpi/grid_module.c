@@ -1,8 +1,8 @@
 /* grid_module.c: a module divided over a rank group's grid (mpi/grid_module.h). */
 #include "mpi/grid_module.h"
+#include "mpi/grid_module_internal.h"
 
 #include <cblas.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,46 +29,33 @@ int qr_grid_block_for_group(int64_t group, int q)
     return (int)(group * ((QR_GRID_DEFAULT_NB + group - 1) / group));
 }
 
-void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2])
+const char *qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2])
 {
-    /* GPTQ's sweep and SERQ's column permutation need whole rows; so does one group per row for
-     * ASER (its default) */
-    bool rows =
-        o->gptq || o->method == QR_METHOD_SERQ || (o->method == QR_METHOD_ASER && o->wq.group <= 0);
-    layout[0] = rows ? grid[0] * grid[1] : grid[0];
-    layout[1] = rows ? 1 : grid[1];
-}
-
-bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why)
-{
-    qr_method_id m = o->method;
-    *why = NULL;
-    if (m != QR_METHOD_RTN && m != QR_METHOD_LQER && m != QR_METHOD_QERA_APPROX &&
-        m != QR_METHOD_QERA_EXACT && m != QR_METHOD_SRR && m != QR_METHOD_ASER &&
-        m != QR_METHOD_SERQ) {
-        *why = "the method is not yet divided over the grid";
-    } else if (m == QR_METHOD_SERQ && q > 1) {
-        *why = "SERQ's column permutation needs whole rows on a rank (a grid of P x 1)";
-    } else if (o->gptq && q > 1) {
-        *why = "GPTQ's column sweep needs whole rows on a rank (a grid of P x 1)";
-    } else if (o->wq.group <= 0 && q > 1) {
-        *why = "one group per row (--group 0) needs whole rows on a rank (a grid of P x 1)";
-    } else if (o->wq.group > INT32_MAX / 2) {
-        *why = "the group is too large for a block size";
+    const char *why = NULL; /* what needs whole rows on a rank */
+    if (o->gptq) {
+        why = "--gptq"; /* GPTQ's column sweep */
+    } else if (o->method == QR_METHOD_SERQ) {
+        why = "serq"; /* its column permutation */
+    } else if (o->wq.group <= 0 || o->wq.group > INT32_MAX / 2) {
+        why = "one group per row"; /* (or a group too wide for a block size) */
     }
-    return *why == NULL;
+    layout[0] = why ? grid[0] * grid[1] : grid[0];
+    layout[1] = why ? 1 : grid[1];
+    return layout[1] == grid[1] ? NULL : why;
 }
 
 /* ---- the module --------------------------------------------------------------------------------
  */
 
 /* This rank's blocks of W quantized with the group's options into qloc (mloc, nloc), the clip
- * search weighting column j by colw[j] (n, whole; diag of the Hessian); W_eff gets
+ * search weighting column j by colw[j] (n, whole; diag of the Hessian), or with every group's
+ * range shrunk by the fixed factor clip when clip > 0 (qr_quantize_fixed_clip); W_eff gets
  * the dequantized values and E (unless NULL; it may be W itself) = W - deq. Groups never straddle
  * ranks (the block size is a multiple of the group), so the local quantization is the global one
  * restricted to the blocks. */
 static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const double *colw,
-                                const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
+                                const qr_dmat *W, double clip, qr_qweight *qloc, qr_dmat *W_eff,
+                                qr_dmat *E)
 {
     qr_status st = QR_OK;
     int64_t nloc = W->nloc, rows = QR_GRID_QUANT_CHUNK / (nloc > 0 ? nloc : 1);
@@ -85,7 +72,7 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         qr_qweight_alloc(qloc, W->mloc, nloc, o->wq.group > 0 ? o->wq.group : nloc, o->wq.asym));
     QR_CHECK(qr_malloc(&w, (size_t)(rows * nloc), sizeof *w, "local weight rows"));
     QR_CHECK(qr_malloc(&dq, (size_t)(rows * nloc), sizeof *dq, "local dequantized rows"));
-    if (o->wq.clip_search) {
+    if (o->wq.clip_search && clip <= 0.0) {
         QR_CHECK(qr_malloc(&cw, (size_t)nloc, sizeof *cw, "clip column weights"));
         for (int lj = 0; lj < nloc; lj++) {
             cw[lj] = colw[qr_dmat_global_col(g, lj)];
@@ -97,7 +84,11 @@ static qr_status quantize_local(const qr_grid *g, const qr_method_opts *o, const
         int64_t nr = W->mloc - r0 < rows ? W->mloc - r0 : rows;
         size_t rb = (size_t)qr_qweight_row_bytes(qloc), ng = (size_t)qloc->n_groups;
         qr_dmat_rows_get(W, r0, nr, w);
-        QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
+        if (clip > 0.0) {
+            QR_CHECK(qr_quantize_fixed_clip(w, nr, nloc, &o->wq, clip, &qc, NULL));
+        } else {
+            QR_CHECK(qr_quantize_rtn(w, nr, nloc, &o->wq, cw, &qc));
+        }
         memcpy(qloc->packed + (size_t)r0 * rb, qc.packed, (size_t)nr * rb);
         memcpy(qloc->scales + (size_t)r0 * ng, qc.scales, (size_t)nr * ng * sizeof *qc.scales);
         if (qc.zeros) {
@@ -117,6 +108,29 @@ done:
     free(cw);
     return st;
 }
+
+qr_status qr_grid_dequantize(const qr_qweight *qloc, qr_dmat *A)
+{
+    int64_t rows = QR_GRID_QUANT_CHUNK / (A->nloc > 0 ? A->nloc : 1);
+    double *buf = NULL; /* (rows, nloc) row-major */
+    if (A->mloc == 0 || A->nloc == 0) {
+        return QR_OK;
+    }
+    rows = rows < 1 ? 1 : (rows > A->mloc ? A->mloc : rows);
+    QR_TRY(qr_malloc(&buf, (size_t)(rows * A->nloc), sizeof *buf, "dequantized rows"));
+    for (int64_t r0 = 0; r0 < A->mloc; r0 += rows) { /* a view of the chunk's rows */
+        qr_qweight v = *qloc;
+        v.rows = A->mloc - r0 < rows ? A->mloc - r0 : rows;
+        v.packed += (size_t)r0 * (size_t)qr_qweight_row_bytes(qloc);
+        v.scales += (size_t)r0 * (size_t)qloc->n_groups;
+        v.zeros = v.zeros ? v.zeros + (size_t)r0 * (size_t)qloc->n_groups : NULL;
+        qr_qweight_dequantize_f64(&v, buf);
+        qr_dmat_rows_put(A, r0, v.rows, buf);
+    }
+    free(buf);
+    return QR_OK;
+}
+
 /* GPTQ's panel on the grid: rows [b1, b2) of U = L2ᵀ, i.e. columns [b1, b2) of the input group's
  * distributed L2 from row b1 down, summed to every rank (the ranks that do not hold a piece add
  * zeros), row-major (b2 - b1, n - b1). */
@@ -202,15 +216,8 @@ done:
     return st;
 }
 
-/* The input scaling S of a base method on the grid: a diagonal (lqer, qera-approx, whole on every
- * rank) or the input group's whitening factor (qera-exact, distributed). */
-typedef struct {
-    double *diag;        /* (n) or NULL */
-    const qr_dmat *chol; /* (n, n) lower, or NULL */
-} grid_scaling;
-
 static qr_status scaling_make(const qr_grid *g, qr_method_id base, const qr_dstats *s,
-                              grid_scaling *S, qr_method_report *rep)
+                              qr_grid_scaling *S, qr_method_report *rep)
 {
     qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
                      s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
@@ -227,8 +234,7 @@ static qr_status scaling_make(const qr_grid *g, qr_method_id base, const qr_dsta
     return qr_mpi_agree(g->comm, st);
 }
 
-/* A (m, n) := A S, or A S^-1 when inverse (local column scaling, or PDTRMM / PDTRSM). */
-static qr_status scaling_apply(const qr_grid *g, const grid_scaling *S, qr_dmat *A, int inverse)
+qr_status qr_grid_scaling_apply(const qr_grid *g, const qr_grid_scaling *S, qr_dmat *A, int inverse)
 {
     if (S->chol) {
         return qr_pdla_tri_right(g, A, S->chol, 0, inverse);
@@ -244,9 +250,8 @@ static qr_status scaling_apply(const qr_grid *g, const grid_scaling *S, qr_dmat 
     return QR_OK;
 }
 
-/* R (k, n), whole on every rank, := R S^-1. */
-static qr_status scaling_unapply_rows(const qr_grid *g, const grid_scaling *S, double *R, int64_t k,
-                                      int64_t n)
+qr_status qr_grid_scaling_unapply_rows(const qr_grid *g, const qr_grid_scaling *S, double *R,
+                                       int64_t k, int64_t n)
 {
     if (S->diag) {
         for (int64_t i = 0; i < k; i++) {
@@ -262,44 +267,42 @@ static qr_status scaling_unapply_rows(const qr_grid *g, const grid_scaling *S, d
 /* Rank-r truncated SVD of A S from `stage`'s stream: U (m, r) and sv (r) and Vt (r, n) on every
  * rank. Whitened: A C is never formed, every product goes through A and C; a diagonal scaling
  * scales A's local columns in place. */
-static qr_status scaled_svd(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
+static qr_status scaled_svd(const qr_grid *g, const qr_method_opts *o, const qr_grid_scaling *S,
                             const char *stage, qr_dmat *A, int64_t r, double *U, double *sv,
                             double *Vt)
 {
     qr_rng rng;
     if (!S->chol) {
-        QR_TRY(scaling_apply(g, S, A, 0));
+        QR_TRY(qr_grid_scaling_apply(g, S, A, 0));
     }
     qr_method_rng(o, stage, &rng);
     return qr_pdla_svd_truncated_scaled(g, A, S->chol, r, &o->svd, &rng, U, sv, Vt);
 }
 
-/* The scaled error's correction: L (m, r) and R (r, n) on every rank, as qr_corr_lowrank. A
- * diagonal scaling overwrites E by E S. */
-static qr_status correction(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
-                            qr_dmat *E, int64_t r, double *L, double *R, qr_method_report *rep)
+qr_status qr_grid_correction(const qr_grid *g, const qr_method_opts *o, const qr_grid_scaling *S,
+                             const char *stage, qr_dmat *E, int64_t r, double *L, double *R,
+                             qr_method_report *rep)
 {
     qr_status st = QR_OK;
     double *sv = NULL; /* (r) */
     double t0 = qr_now();
     qr_stage_mark("SVD");
     QR_TRY(qr_mpi_agree(g->comm, qr_malloc(&sv, (size_t)r, sizeof *sv, "singular values")));
-    QR_CHECK(scaled_svd(g, o, S, "correction", E, r, L, sv, R));
+    QR_CHECK(scaled_svd(g, o, S, stage, E, r, L, sv, R));
     for (int64_t i = 0; i < E->m; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
         }
     }
-    QR_CHECK(scaling_unapply_rows(g, S, R, r, E->n));
+    QR_CHECK(qr_grid_scaling_unapply_rows(g, S, R, r, E->n));
     rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 done:
     free(sv);
     return st;
 }
 
-/* A += alpha L[:, :k] R[:k, :] on the local blocks (L (m, ldl) with row stride ldl, R (k, n)). */
-static qr_status add_product(const qr_grid *g, const double *L, int64_t ldl, const double *R,
-                             int64_t k, double alpha, qr_dmat *A)
+qr_status qr_grid_add_product(const qr_grid *g, const double *L, int64_t ldl, const double *R,
+                              int64_t k, double alpha, qr_dmat *A)
 {
     int64_t n = A->n;
     double *Lb = NULL, *Rb = NULL; /* (mloc, k) and (k, nloc), column-major */
@@ -452,256 +455,59 @@ done:
     return st;
 }
 
-/* What the main quantization weighs columns by: GPTQ's factor (or NULL without --gptq) and the
- * Hessian's diagonal (n, whole on every rank; the clip search's column weights). */
-typedef struct {
-    const qr_dmat *gptq;
-    const double *diag;
-} grid_hessian;
-
-/* qr_method_quantize on the grid: Wm's local blocks by GPTQ (collective: its panels are summed
- * over the group) or RTN into qloc, W_eff := deq, and E := Wm - deq unless E is NULL. */
-static qr_status quantize_step(const qr_grid *g, const qr_method_opts *o, const grid_hessian *H,
-                               const qr_dmat *Wm, qr_qweight *qloc, qr_dmat *W_eff, qr_dmat *E)
+qr_status qr_grid_quantize(const qr_grid *g, const qr_method_opts *o, const qr_grid_hessian *H,
+                           const qr_dmat *Wm, double clip, qr_qweight *qloc, qr_dmat *W_eff,
+                           qr_dmat *E)
 {
-    if (o->gptq) {
+    if (o->gptq && clip <= 0.0) {
         return gptq_local(g, o, H->gptq, H->diag, Wm, qloc, W_eff, E);
     }
-    return qr_mpi_agree(g->comm, quantize_local(g, o, H->diag, Wm, qloc, W_eff, E));
+    return qr_mpi_agree(g->comm, quantize_local(g, o, H->diag, Wm, clip, qloc, W_eff, E));
 }
 
-/* The QER step of the methods (qr_qer_step): quantize Wm locally into qloc, W_eff := deq, and
- * with r > 0 the rank-r correction of E = Wm - deq under S into L (m, r) and R (r, n). */
-static qr_status qer_step(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                          const grid_scaling *S, const qr_dmat *Wm, int64_t r, qr_qweight *qloc,
-                          qr_dmat *W_eff, double *L, double *R, qr_method_report *rep)
+qr_status qr_grid_qer_step(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
+                           const qr_grid_scaling *S, const qr_dmat *Wm, int64_t r, qr_qweight *qloc,
+                           qr_dmat *W_eff, double *L, double *R, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     qr_dmat *E = NULL; /* (m, n): Wm - deq, when there is a correction to fit to it */
     double t0 = qr_now();
-    grid_hessian H = {s->gptq, s->gram_diag};
+    qr_grid_hessian H = {s->gptq, s->gram_diag};
     if (r > 0) {
         QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, Wm->m, Wm->n, &E)));
     }
-    QR_CHECK(quantize_step(g, o, &H, Wm, qloc, W_eff, E));
+    QR_CHECK(qr_grid_quantize(g, o, &H, Wm, 0.0, qloc, W_eff, E));
     rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     if (r > 0) {
-        QR_CHECK(correction(g, o, S, E, r, L, R, rep));
+        QR_CHECK(qr_grid_correction(g, o, S, "correction", E, r, L, R, rep));
     }
 done:
     qr_dmat_free(&E);
     return st;
 }
 
-/* A copy of the distributed A. */
-static qr_status dmat_copy(const qr_grid *g, const qr_dmat *A, qr_dmat **out)
+qr_status qr_grid_dmat_copy(const qr_grid *g, const qr_dmat *A, qr_dmat **out)
 {
     QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, A->m, A->n, out)));
     memcpy((*out)->data, A->data, qr_dmat_local_count(A) * sizeof *A->data);
     return QR_OK;
 }
 
-/* SRR's k* probe (src/methods/srr.c random_spectrum): the top-r singular values of E_rand S, with
- * E_rand ~ U[-1, 1] drawn from the module's stream in row-major order (every rank draws the whole
- * stream and keeps its entries), and the squared norm of E_rand S (for a whitening factor on the
- * randomized path its expectation (m / 3) ||C||_F², as the serial method takes it). */
-static qr_status srr_probe(const qr_grid *g, const qr_method_opts *o, const grid_scaling *S,
-                           int64_t m, int64_t n, int64_t r, double *se, double *total)
+qr_status qr_grid_scaled_error(const qr_grid *g, const qr_grid_scaling *S, const double *L,
+                               const double *R, int64_t r, qr_dmat *D, double *err)
 {
-    qr_status st = QR_OK;
-    qr_dmat *Er = NULL;
-    double *U = NULL, *Vt = NULL; /* (m, r), (r, n) */
-    bool implicit = S->chol && qr_svd_path(&o->svd, m, n, r, NULL) == QR_SVD_RANDOMIZED;
-    qr_rng rng;
-    st = qr_dmat_create(g, m, n, &Er);
-    if (st == QR_OK) {
-        st = qr_malloc(&U, (size_t)(m * r), sizeof *U, "SRR random U");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&Vt, (size_t)(r * n), sizeof *Vt, "SRR random Vt");
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    qr_method_rng(o, "srr-random", &rng);
-    for (int64_t i = 0, li = 0; i < m; i++) {
-        bool mine = li < Er->mloc && qr_dmat_global_row(g, (int)li) == i;
-        for (int64_t j = 0, lj = 0; j < n; j++) {
-            double v = 2.0 * qr_rng_uniform(&rng) - 1.0;
-            if (mine && lj < Er->nloc && qr_dmat_global_col(g, (int)lj) == j) {
-                Er->data[(size_t)lj * qr_dmat_lld(Er) + (size_t)li] = v;
-                lj++;
-            }
-        }
-        li += mine;
-    }
-    if (implicit) {
-        total[0] = qr_dmat_local_sumsq(S->chol, NULL);
-        MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_DOUBLE, MPI_SUM, g->comm);
-        total[0] *= (double)m / 3.0;
-    } else {
-        QR_CHECK(scaling_apply(g, S, Er, 0));
-        total[0] = qr_dmat_local_sumsq(Er, NULL);
-        MPI_Allreduce(MPI_IN_PLACE, total, 1, MPI_DOUBLE, MPI_SUM, g->comm);
-    }
-    qr_method_rng(o, "srr-random-svd", &rng);
-    QR_CHECK(qr_pdla_svd_truncated_scaled(g, Er, implicit ? S->chol : NULL, r, &o->svd, &rng, U, se,
-                                          Vt));
-done:
-    qr_dmat_free(&Er);
-    free(U);
-    free(Vt);
-    return st;
-}
-
-/* ||(D_in - L R) S||_F² over the group, D (= W - W_eff on entry) overwritten (src/methods/srr.c
- * scaled_error). */
-static qr_status srr_scaled_error(const qr_grid *g, const grid_scaling *S, const double *L,
-                                  const double *R, int64_t r, qr_dmat *D, double *err)
-{
-    QR_TRY(qr_mpi_agree(g->comm, add_product(g, L, r, R, r, -1.0, D)));
-    QR_TRY(scaling_apply(g, S, D, 0));
+    QR_TRY(qr_mpi_agree(g->comm, qr_grid_add_product(g, L, r, R, r, -1.0, D)));
+    QR_TRY(qr_grid_scaling_apply(g, S, D, 0));
     *err = qr_dmat_local_sumsq(D, NULL);
     MPI_Allreduce(MPI_IN_PLACE, err, 1, MPI_DOUBLE, MPI_SUM, g->comm);
     return QR_OK;
 }
 
-/* src/methods/srr.c keep_if_better_than_base on the grid: the k* split (qloc, W_eff, L, R) is
- * replaced by the base method's own layer when that has the lower scaled calibration error. D is
- * the only m x n scratch (the base layer's W_eff is rebuilt from its codes when it wins). */
-static qr_status srr_keep_if_better(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                                    const grid_scaling *S, const qr_dmat *W, qr_qweight *qloc,
-                                    qr_dmat *W_eff, double *L, double *R, qr_dmat *D,
-                                    qr_method_report *rep)
-{
-    qr_status st = QR_OK;
-    int64_t m = W->m, n = W->n, r = o->rank;
-    size_t count = qr_dmat_local_count(W), lld = qr_dmat_lld(W);
-    qr_qweight qb;
-    double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
-    memset(&qb, 0, sizeof qb);
-    for (size_t i = 0; i < count; i++) {
-        D->data[i] = W->data[i] - W_eff->data[i];
-    }
-    QR_CHECK(srr_scaled_error(g, S, L, R, r, D, &e_split));
-    st = qr_malloc(&Lb, (size_t)(m * r), sizeof *Lb, "SRR base L");
-    if (st == QR_OK) {
-        st = qr_malloc(&Rb, (size_t)(r * n), sizeof *Rb, "SRR base R");
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(qer_step(g, o, s, S, W, r, &qb, D, Lb, Rb, rep)); /* D = the base's W_eff */
-    for (size_t i = 0; i < count; i++) {
-        D->data[i] = W->data[i] - D->data[i];
-    }
-    QR_CHECK(srr_scaled_error(g, S, Lb, Rb, r, D, &e_base));
-    if (e_base < e_split) {
-        qr_qweight_free(qloc);
-        *qloc = qb;
-        memset(&qb, 0, sizeof qb);
-        for (int lj = 0; lj < W->nloc; lj++) {
-            for (int li = 0; li < W->mloc; li++) {
-                W_eff->data[(size_t)lj * lld + (size_t)li] = qr_qweight_value(qloc, li, lj);
-            }
-        }
-        memcpy(L, Lb, (size_t)(m * r) * sizeof *L);
-        memcpy(R, Rb, (size_t)(r * n) * sizeof *R);
-        rep->srr_k_used = 0;
-    }
-    rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
-done:
-    qr_qweight_free(&qb);
-    free(Lb);
-    free(Rb);
-    return st;
-}
-
-/* SRR (src/methods/srr.c) on the grid: the top-k subspace of W S kept, the residual quantized and
- * corrected with the remaining rank. L (m, r), R (r, n) on every rank. */
-static qr_status srr(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                     const grid_scaling *S, const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff,
-                     double *L, double *R, qr_method_report *rep)
-{
-    qr_status st = QR_OK;
-    int64_t m = W->m, n = W->n, r = o->rank, k = o->srr_k;
-    qr_dmat *WS = NULL;                       /* W S, then W - L1 R1 */
-    double *U = NULL, *sw = NULL, *Vt = NULL; /* (m, r), (r), (r, n) of W S */
-    double *se = NULL, *L2 = NULL, *R2 = NULL, t0 = qr_now();
-    if (r > 0 && k != 0) {
-        double tw = 0.0, te = 0.0;
-        st = qr_malloc(&U, (size_t)(m * r), sizeof *U, "SRR U");
-        if (st == QR_OK) {
-            st = qr_malloc(&sw, (size_t)r, sizeof *sw, "SRR singular values");
-        }
-        if (st == QR_OK) {
-            st = qr_malloc(&Vt, (size_t)(r * n), sizeof *Vt, "SRR Vt");
-        }
-        if (st == QR_OK) {
-            st = qr_malloc(&se, (size_t)r, sizeof *se, "SRR random singular values");
-        }
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        QR_CHECK(dmat_copy(g, W, &WS));
-        QR_CHECK(scaling_apply(g, S, WS, 0)); /* the serial method forms W S too */
-        tw = qr_dmat_local_sumsq(WS, NULL);
-        MPI_Allreduce(MPI_IN_PLACE, &tw, 1, MPI_DOUBLE, MPI_SUM, g->comm);
-        {
-            qr_rng rng;
-            qr_method_rng(o, "srr-preserve", &rng);
-            QR_CHECK(qr_pdla_svd_truncated(g, WS, r, &o->svd, &rng, U, sw, Vt));
-        }
-        if (k < 0) {
-            QR_CHECK(srr_probe(g, o, S, m, n, r, se, &te));
-            k = qr_srr_kstar(sw, tw, se, te, r);
-        }
-        rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
-    }
-    k = k < 0 ? 0 : k;
-    rep->srr_k_used = rep->srr_k_rule = k;
-    if (k == 0) {
-        QR_CHECK(qer_step(g, o, s, S, W, r, qloc, W_eff, L, R, rep));
-        goto done;
-    }
-    /* L1 = U_k Σ_k, R1 = Vt_k S^-1, W - L1 R1 into WS. */
-    QR_CHECK(scaling_unapply_rows(g, S, Vt, k, n));
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t c = 0; c < k; c++) {
-            L[i * r + c] = U[i * r + c] * sw[c];
-        }
-    }
-    memcpy(R, Vt, (size_t)(k * n) * sizeof *R);
-    memcpy(WS->data, W->data, qr_dmat_local_count(W) * sizeof *W->data);
-    QR_CHECK(qr_mpi_agree(g->comm, add_product(g, L, r, R, k, -1.0, WS)));
-    st = qr_malloc(&L2, (size_t)(m * (r - k)) + 1, sizeof *L2, "SRR L2");
-    if (st == QR_OK) {
-        st = qr_malloc(&R2, (size_t)((r - k) * n) + 1, sizeof *R2, "SRR R2");
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    QR_CHECK(qer_step(g, o, s, S, WS, r - k, qloc, W_eff, L2, R2, rep));
-    for (int64_t i = 0; i < m; i++) {
-        for (int64_t c = k; c < r; c++) {
-            L[i * r + c] = L2[i * (r - k) + (c - k)];
-        }
-    }
-    memcpy(R + k * n, R2, (size_t)((r - k) * n) * sizeof *R);
-    if (o->srr_k < 0) {
-        QR_CHECK(srr_keep_if_better(g, o, s, S, W, qloc, W_eff, L, R, WS, rep));
-    }
-done:
-    qr_dmat_free(&WS);
-    free(U);
-    free(sw);
-    free(Vt);
-    free(se);
-    free(L2);
-    free(R2);
-    return st;
-}
-
-/* ---- ASER and SERQ: a smoothed (and for SERQ permuted) weight, per-module Hessians ------------
- */
-
 /* GPTQ's factor of a module's own transformed Gram Ht (ASER's G~, SERQ's permuted G_t; lower
  * triangle read, factored in place), diag its diagonal: dead channels set to 1 first, as the
  * input group's factor (grid_stats.c) and the serial GPTQ do. */
-static qr_status module_gptq_factor(const qr_grid *g, const qr_method_opts *o, qr_dmat *Ht,
-                                    const double *diag)
+qr_status qr_grid_module_gptq_factor(const qr_grid *g, const qr_method_opts *o, qr_dmat *Ht,
+                                     const double *diag)
 {
     qr_status st = QR_OK;
     for (int64_t j = 0; j < Ht->n && st == QR_OK; j++) {
@@ -715,270 +521,35 @@ static qr_status module_gptq_factor(const qr_grid *g, const qr_method_opts *o, q
     return qr_pdla_gptq_factor(g, Ht, o->wq.gptq_damp, NULL);
 }
 
-/* ASER (src/methods/aser.c) on the grid. The column maxima and squared norms of W are reduced over
- * the process rows (each column's entries sit in one process column; the others add zeros), W~ =
- * W diag(s) and G~ = diag(1/s) G diag(1/s) are local scalings of copies (G is the input group's),
- * the salient columns of W~ are zeroed locally, the rest quantized locally (or by GPTQ with the
- * module's own factor of G~), and E = W~ - deq corrected through the Cholesky factor of G~. On
- * return W_eff = deq(main) in the smoothed space; smooth (n) on every rank. */
-static qr_status aser(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                      const qr_dmat *W, int64_t r, qr_qweight *qloc, qr_dmat *W_eff, double *L,
-                      double *R, float *smooth, qr_method_report *rep)
+qr_status qr_grid_smooth_space(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                               const qr_dstats *s, const float *sv, double *cw, qr_dmat **Wt,
+                               qr_dmat **Gt, qr_dmat **F)
 {
-    qr_status st = QR_OK;
-    int64_t n = W->n, f = o->n_salient < n ? o->n_salient : n;
-    size_t lld = qr_dmat_lld(W), count = qr_dmat_local_count(W);
-    double *wmax = NULL, *cn = NULL, *cw = NULL; /* (n) column max |W|, ||W[:, j]||², diag(G~) */
-    qr_channel_score *rk = NULL;                 /* (n) channels by salience */
-    qr_dmat *Ws = NULL, *Gt = NULL, *F = NULL, *E = NULL;
-    grid_scaling S = {NULL, NULL};
-    grid_hessian H = {NULL, NULL};
-    double t0 = qr_now();
-    if (!s->G) { /* qr_dstats_finish keeps G for it (qr_dstats_keeps_gram) */
-        return qr_fail(QR_ERR_INPUT, "aser: needs the input group's Gram (found none)");
+    *F = NULL;
+    for (int64_t j = 0; j < W->n; j++) {
+        cw[j] = s->gram_diag[j] / ((double)sv[j] * (double)sv[j]);
     }
-    st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "ASER column maxima");
-    if (st == QR_OK) {
-        st = qr_calloc(&cn, (size_t)n, sizeof *cn, "ASER column norms");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&cw, (size_t)n, sizeof *cw, "ASER Hessian diagonal");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&rk, (size_t)n, sizeof *rk, "ASER salience");
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
+    QR_TRY(qr_grid_dmat_copy(g, W, Wt));
+    QR_TRY(qr_grid_dmat_copy(g, s->G, Gt));
     for (int lj = 0; lj < W->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
+        double c = (double)sv[qr_dmat_global_col(g, lj)];
+        double *col = (*Wt)->data + (size_t)lj * qr_dmat_lld(*Wt);
         for (int li = 0; li < W->mloc; li++) {
-            double w = W->data[(size_t)lj * lld + (size_t)li], a = fabs(w);
-            wmax[j] = a > wmax[j] ? a : wmax[j];
-            cn[j] += w * w;
+            col[li] *= c;
         }
     }
-    MPI_Allreduce(MPI_IN_PLACE, wmax, (int)n, MPI_DOUBLE, MPI_MAX, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, cn, (int)n, MPI_DOUBLE, MPI_SUM, g->comm);
-    qr_smooth_from_maxima(s->max_abs, wmax, n, o->smooth_alpha, smooth);
-    for (int64_t j = 0; j < n; j++) {
-        cw[j] = s->gram_diag[j] / ((double)smooth[j] * (double)smooth[j]);
-        rk[j].j = j;
-        rk[j].v = s->gram_diag[j] * cn[j];
-    }
-    qr_channel_sort_desc(rk, n);
-    QR_CHECK(dmat_copy(g, W, &Ws));
-    QR_CHECK(dmat_copy(g, s->G, &Gt));
-    for (int lj = 0; lj < W->nloc; lj++) {
-        double c = (double)smooth[qr_dmat_global_col(g, lj)];
-        for (int li = 0; li < W->mloc; li++) {
-            Ws->data[(size_t)lj * lld + (size_t)li] *= c;
-        }
-    }
-    for (int lj = 0; lj < Gt->nloc; lj++) {
-        double sb = (double)smooth[qr_dmat_global_col(g, lj)];
-        for (int li = 0; li < Gt->mloc; li++) {
-            double sa = (double)smooth[qr_dmat_global_row(g, li)];
-            size_t k = (size_t)lj * qr_dmat_lld(Gt) + (size_t)li;
-            Gt->data[k] = Gt->data[k] / (sa * sb);
+    for (int lj = 0; lj < (*Gt)->nloc; lj++) {
+        double sb = (double)sv[qr_dmat_global_col(g, lj)];
+        double *col = (*Gt)->data + (size_t)lj * qr_dmat_lld(*Gt);
+        for (int li = 0; li < (*Gt)->mloc; li++) {
+            col[li] /= (double)sv[qr_dmat_global_row(g, li)] * sb;
         }
     }
     if (o->gptq) {
-        QR_CHECK(dmat_copy(g, Gt, &F));
-        QR_CHECK(module_gptq_factor(g, o, F, cw));
+        QR_TRY(qr_grid_dmat_copy(g, *Gt, F));
+        QR_TRY(qr_grid_module_gptq_factor(g, o, *F, cw));
     }
-    /* the serial method factors G~ whether or not it corrects (and reports the damping) */
-    QR_CHECK(qr_pdla_cholesky_damped(g, Gt, o->whiten_lambda0, &rep->damping));
-    S.chol = Gt;
-    rep->n_salient_used = f;
-    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
-
-    /* Wz = W~ without the salient columns, in E's place: quantized, then E = W~ - deq */
-    t0 = qr_now();
-    QR_CHECK(dmat_copy(g, Ws, &E));
-    for (int64_t k = 0; k < f; k++) {
-        cn[rk[k].j] = -1.0; /* marks a salient column */
-    }
-    for (int lj = 0; lj < E->nloc; lj++) {
-        if (cn[qr_dmat_global_col(g, lj)] == -1.0) {
-            memset(E->data + (size_t)lj * lld, 0, (size_t)E->mloc * sizeof *E->data);
-        }
-    }
-    H.gptq = F;
-    H.diag = cw;
-    QR_CHECK(quantize_step(g, o, &H, E, qloc, W_eff, NULL));
-    for (size_t i = 0; i < count; i++) { /* the error of W~ itself, salient columns included */
-        E->data[i] = Ws->data[i] - W_eff->data[i];
-    }
-    qr_dmat_free(&Ws);
-    qr_dmat_free(&F);
-    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
-    if (r > 0) {
-        QR_CHECK(correction(g, o, &S, E, r, L, R, rep));
-    }
-done:
-    free(wmax);
-    free(cn);
-    free(cw);
-    free(rk);
-    qr_dmat_free(&Ws);
-    qr_dmat_free(&Gt);
-    qr_dmat_free(&F);
-    qr_dmat_free(&E);
-    return st;
-}
-
-/* SERQ's permuted, flattened Gram G_t[a][b] = G[perm a][perm b] / (s_a s_b) (lower triangle of G
- * read) as a new distributed matrix, on a grid of one column: row block by row block, every rank
- * puts the entries its rows of G hold into a buffer (each entry has exactly one contributor) that
- * is summed to the block's owner. */
-static qr_status serq_gram(const qr_grid *g, const qr_dmat *G, const int32_t *perm,
-                           const int64_t *inv, const float *smooth, qr_dmat **out)
-{
-    qr_status st = QR_OK;
-    int64_t n = G->n, nb = g->nb;
-    size_t lld = qr_dmat_lld(G);
-    double *buf = NULL; /* (nb, n) one row block of G_t */
-    st = qr_dmat_create(g, n, n, out);
-    if (st == QR_OK) {
-        st = qr_malloc(&buf, (size_t)(nb * n), sizeof *buf, "SERQ permuted Gram rows");
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    for (int64_t a0 = 0, b = 0; a0 < n; a0 += nb, b++) {
-        int64_t nr = n - a0 < nb ? n - a0 : nb;
-        int owner = (int)(b % g->nprow); /* group rank of process row b % P on a P x 1 grid */
-        memset(buf, 0, (size_t)(nr * n) * sizeof *buf);
-        for (int64_t ai = 0; ai < nr; ai++) {
-            int64_t a = a0 + ai, pa = perm[a];
-            double sa = (double)smooth[a];
-            double *row = buf + ai * n; /* (n) */
-            for (int li = 0; li < G->mloc; li++) {
-                int64_t gi = qr_dmat_global_row(g, li);
-                if (gi == pa) { /* G[pa][c], c <= pa */
-                    for (int64_t c = 0; c <= pa; c++) {
-                        int64_t bb = inv[c];
-                        row[bb] = G->data[(size_t)c * lld + (size_t)li] / (sa * (double)smooth[bb]);
-                    }
-                } else if (gi > pa) { /* G[pa][gi] = G[gi][pa] */
-                    int64_t bb = inv[gi];
-                    row[bb] = G->data[(size_t)pa * lld + (size_t)li] / (sa * (double)smooth[bb]);
-                }
-            }
-        }
-        QR_CHECK(qr_mpi_check(MPI_Reduce(g->group_rank == owner ? MPI_IN_PLACE : buf, buf,
-                                         (int)(nr * n), MPI_DOUBLE, MPI_SUM, owner, g->comm),
-                              "MPI_Reduce (SERQ permuted Gram)"));
-        if (g->group_rank == owner) {
-            qr_dmat_fill_rows(g, *out, a0, nr, buf);
-        }
-    }
-done:
-    free(buf);
-    if (st != QR_OK) {
-        qr_dmat_free(out);
-    }
-    return st;
-}
-
-/* SERQ (src/methods/serq.c) on a grid of one column, where every rank holds whole rows: the order
- * and flattening from the reduced per-channel maxima (the same on every rank), W_t = W[:, perm]
- * diag(s) local to each rank's rows, the side matrix (m, k) quantized per row locally into sideloc
- * and its error folded into the main matrix, quantized locally (or by GPTQ with the module's own
- * factor of G_t). On return W_eff = deq(main) + deq(side) in the permuted, flattened space; perm
- * and smooth (n) on every rank. */
-static qr_status serq(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
-                      const qr_dmat *W, qr_qweight *qloc, qr_qweight *sideloc, qr_dmat *W_eff,
-                      float *smooth, int32_t *perm, qr_method_report *rep)
-{
-    qr_status st = QR_OK;
-    int64_t n = W->n, m = W->mloc, k = o->n_salient < n ? o->n_salient : n;
-    size_t lld = qr_dmat_lld(W);
-    double *cw = NULL, *ws = NULL; /* (n) diag(G_t); (m, k) the salient columns, then deq(side) */
-    int64_t *inv = NULL;           /* (n) inverse permutation */
-    qr_channel_score *rk = NULL;   /* (n) channels by flattening factor */
-    qr_dmat *Wt = NULL, *F = NULL;
-    grid_hessian H = {NULL, NULL};
-    double t0 = qr_now();
-    memset(sideloc, 0, sizeof *sideloc);
-    if (o->gptq && !s->G) { /* qr_dstats_finish keeps G for it (qr_dstats_keeps_gram) */
-        return qr_fail(QR_ERR_INPUT, "serq: --gptq needs the input group's Gram (found none)");
-    }
-    st = qr_malloc(&cw, (size_t)n, sizeof *cw, "SERQ Hessian diagonal");
-    if (st == QR_OK) {
-        st = qr_malloc(&inv, (size_t)n, sizeof *inv, "SERQ inverse permutation");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&rk, (size_t)n, sizeof *rk, "SERQ channel order");
-    }
-    if (st == QR_OK) {
-        st = qr_malloc(&ws, (size_t)(m * k) + 1, sizeof *ws, "SERQ salient columns");
-    }
-    if (st == QR_OK) {
-        st = qr_dmat_create(g, W->m, n, &Wt);
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    for (int64_t j = 0; j < n; j++) {
-        float v = (float)s->max_abs[j];
-        rk[j].j = j; /* a channel that never fired (or underflows in float32) is left unscaled */
-        rk[j].v = (v > 0.0f && isfinite(v)) ? (double)v : 1.0;
-    }
-    qr_channel_sort_desc(rk, n);
-    for (int64_t j = 0; j < n; j++) {
-        perm[j] = (int32_t)rk[j].j;
-        smooth[j] = (float)rk[j].v;
-        inv[perm[j]] = j;
-        cw[j] = s->gram_diag[perm[j]] / ((double)smooth[j] * (double)smooth[j]);
-    }
-    for (int64_t j = 0; j < n; j++) { /* one grid column: every column is local */
-        for (int64_t li = 0; li < m; li++) {
-            Wt->data[(size_t)j * lld + (size_t)li] =
-                W->data[(size_t)perm[j] * lld + (size_t)li] * (double)smooth[j];
-        }
-    }
-    if (o->gptq) {
-        QR_CHECK(serq_gram(g, s->G, perm, inv, smooth, &F));
-        QR_CHECK(module_gptq_factor(g, o, F, cw));
-    }
-    rep->n_salient_used = k;
-    rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
-    t0 = qr_now();
-    if (k > 0 && m > 0) {
-        qr_wquant_opts side = o->wq;
-        side.group = 0; /* one group per row */
-        for (int64_t li = 0; li < m; li++) {
-            for (int64_t j = 0; j < k; j++) {
-                ws[li * k + j] = Wt->data[(size_t)j * lld + (size_t)li];
-            }
-        }
-        st = qr_quantize_rtn(ws, m, k, &side, side.clip_search ? cw : NULL, sideloc);
-        if (st == QR_OK) {
-            qr_qweight_dequantize_f64(sideloc, ws);
-            for (int64_t li = 0; li < m; li++) {
-                for (int64_t j = 0; j < k; j++) {
-                    Wt->data[(size_t)j * lld + (size_t)li] -= ws[li * k + j];
-                }
-            }
-        }
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, st));
-    H.gptq = F;
-    H.diag = cw;
-    QR_CHECK(quantize_step(g, o, &H, Wt, qloc, W_eff, NULL));
-    for (int64_t li = 0; li < m; li++) {
-        for (int64_t j = 0; j < k; j++) {
-            W_eff->data[(size_t)j * lld + (size_t)li] += ws[li * k + j];
-        }
-    }
-    rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
-done:
-    if (st != QR_OK) {
-        qr_qweight_free(sideloc);
-    }
-    free(cw);
-    free(ws);
-    free(inv);
-    free(rk);
-    qr_dmat_free(&Wt);
-    qr_dmat_free(&F);
-    return st;
+    return QR_OK;
 }
 
 qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const qr_dmat *W,
@@ -990,10 +561,11 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     int64_t m = W->m, n = W->n, r;
     qr_method_id base = oin->method == QR_METHOD_SRR ? oin->srr_base : oin->method;
     qr_qweight qloc, sideloc; /* this rank's blocks of the main and SERQ's side matrix */
-    grid_scaling S = {NULL, NULL};
+    qr_grid_scaling S = {NULL, NULL};
     double *L = NULL, *R = NULL; /* (m, r), (r, n) on every rank */
     qr_qlayer ql;                /* every rank: L and R; the root also main */
-    bool smoothed;               /* ASER and SERQ: W_eff comes back in the transformed space */
+    bool smoothed; /* ASER and SERQ always store a smoothing vector (JOINT may: its own) */
+    bool qer;      /* LQER, QERA and SRR: a correction under the base method's scaling */
     double t0 = qr_now();
     memset(&qloc, 0, sizeof qloc);
     memset(&sideloc, 0, sizeof sideloc);
@@ -1005,6 +577,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
     QR_TRY(qr_method_resolve(oin, oin->module_name ? oin->module_name : "module", m, n, &ro));
     r = o->method == QR_METHOD_RTN || o->method == QR_METHOD_SERQ ? 0 : o->rank;
     smoothed = o->method == QR_METHOD_ASER || o->method == QR_METHOD_SERQ;
+    qer = base == QR_METHOD_LQER || base == QR_METHOD_QERA_APPROX || base == QR_METHOD_QERA_EXACT;
     ql.method = o->method;
     ql.d_out = m;
     ql.d_in = n;
@@ -1028,18 +601,25 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
         st = qr_malloc(&res->perm, (size_t)n, sizeof *res->perm, "channel permutation");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    if (r > 0 && !smoothed) {
+    if (r > 0 && qer) {
         QR_CHECK(scaling_make(g, base, s, &S, &res->rep));
     }
     res->rep.seconds[QR_STAGE_SCALE] += qr_now() - t0;
     if (o->method == QR_METHOD_ASER) {
-        QR_CHECK(aser(g, o, s, W, r, &qloc, res->W_eff, L, R, res->smooth, &res->rep));
+        QR_CHECK(qr_grid_aser(g, o, s, W, r, &qloc, res->W_eff, L, R, res->smooth, &res->rep));
     } else if (o->method == QR_METHOD_SERQ) {
-        QR_CHECK(serq(g, o, s, W, &qloc, &sideloc, res->W_eff, res->smooth, res->perm, &res->rep));
+        QR_CHECK(qr_grid_serq(g, o, s, W, &qloc, &sideloc, res->W_eff, res->smooth, res->perm,
+                              &res->rep));
+    } else if (o->method == QR_METHOD_FLRQ) {
+        QR_CHECK(qr_grid_flrq(g, o, s, W, &qloc, res->W_eff, L, R, &res->rep));
+        r = res->rep.rank_used; /* its flexible rank, at most o->rank */
+    } else if (o->method == QR_METHOD_JOINT) {
+        QR_CHECK(qr_grid_joint(g, o, s, W, &qloc, res->W_eff, L, R, &res->smooth, &res->rep));
+        r = res->rep.rank_used;
     } else if (o->method == QR_METHOD_SRR) {
-        QR_CHECK(srr(g, o, s, &S, W, &qloc, res->W_eff, L, R, &res->rep));
+        QR_CHECK(qr_grid_srr(g, o, s, &S, W, &qloc, res->W_eff, L, R, &res->rep));
     } else {
-        QR_CHECK(qer_step(g, o, s, &S, W, r, &qloc, res->W_eff, L, R, &res->rep));
+        QR_CHECK(qr_grid_qer_step(g, o, s, &S, W, r, &qloc, res->W_eff, L, R, &res->rep));
     }
     if (r > 0) {
         QR_CHECK(qr_mpi_agree(g->comm, qr_qlayer_set_lowrank(&ql, L, R, r)));
@@ -1056,7 +636,7 @@ qr_status qr_grid_method_run(const qr_grid *g, const qr_method_opts *oin, const 
         QR_CHECK(gather_qweight(g, &side, m, res->rep.n_salient_used, &sideloc, &ql.side));
         ql.n_salient = res->rep.n_salient_used;
     }
-    if (g->group_rank == 0 && smoothed) {
+    if (g->group_rank == 0 && res->smooth) {
         st = qr_malloc(&ql.smooth, (size_t)n, sizeof *ql.smooth, "smoothing vector");
         if (st == QR_OK && res->perm) {
             st = qr_malloc(&ql.perm, (size_t)n, sizeof *ql.perm, "channel permutation");

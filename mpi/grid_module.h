@@ -20,11 +20,13 @@
  *
  * Methods on this path: rtn (round to nearest, optional clip search), lqer, qera-approx,
  * qera-exact, srr, aser (its smoothed weight and Gram local scalings, its own whitening factor per
- * module) and serq (on whole rows: its column permutation is local there), each with or without
- * --gptq. qr_grid_method_supported says which option sets it takes; the others (flrq, joint) run
- * the replicated path (every rank holds the module, ScaLAPACK does the SVD and Cholesky). The
- * statistics live in mpi/grid_stats.c, the module in mpi/grid_module.c, the metrics in
- * mpi/grid_metrics.c.
+ * module), serq (on whole rows: its column permutation is local there), flrq (its sketches'
+ * products local, their vectors summed; its output error through the input group's whitening
+ * factor) and joint (its fits on distributed matrices, a smoothed space's Gram factored per
+ * module), each with or without --gptq: every method, on the layout qr_grid_layout gives. The
+ * statistics live in mpi/grid_stats.c, the module's shared steps in
+ * mpi/grid_module.c (mpi/grid_module_internal.h), the methods in mpi/grid_<method>.c, the metrics
+ * in mpi/grid_metrics.c.
  * Every function is collective over the grid's communicator unless it says otherwise. */
 #ifndef QR_MPI_GRID_MODULE_H
 #define QR_MPI_GRID_MODULE_H
@@ -43,13 +45,11 @@
  * with q == 1, QR_GRID_DEFAULT_NB (rows are whole on every rank). */
 int qr_grid_block_for_group(int64_t group, int q);
 
-/* The grid a group of grid[0] x grid[1] ranks is laid out as for options o: GPTQ sweeps whole
- * rows, so with --gptq a P x Q group works as (P·Q) x 1; otherwise P x Q. Not collective. */
-void qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2]);
-
-/* Whether the distributed path runs method options o on a grid with q process columns (not
- * collective); *why gets the reason when it does not. */
-bool qr_grid_method_supported(const qr_method_opts *o, int q, const char **why);
+/* The grid a group of grid[0] x grid[1] ranks is laid out as for options o: GPTQ's column sweep,
+ * SERQ's column permutation and one group per row (--group 0) need whole rows on a rank, so
+ * there a P x Q group works as (P·Q) x 1; otherwise P x Q. Returns what needs whole rows ("--gptq",
+ * "serq", "one group per row") when the layout differs from grid, else NULL. Not collective. */
+const char *qr_grid_layout(const qr_method_opts *o, const int grid[2], int layout[2]);
 
 /* The batch (calibration window) this rank is summing |x| over, and the batches it holds only
  * part of: the group's rows are split without regard to batches, so a batch may straddle ranks;
@@ -121,8 +121,8 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
  * transform G per module (qr_dstats_keeps_gram). */
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
 
-/* Whether G itself outlives qr_dstats_finish: ASER scales a copy of it for every module, SERQ
- * with --gptq permutes one. Not collective. */
+/* Whether G itself outlives qr_dstats_finish: ASER scales a copy of it for every module, JOINT
+ * for every smoothed space, SERQ with --gptq permutes one. Not collective. */
 bool qr_dstats_keeps_gram(const qr_method_opts *o);
 
 /* The b-th row block this rank's grid row holds of a matrix with m rows: its rows [*r0, *r0 + n),
@@ -161,7 +161,7 @@ typedef struct {
     int32_t *perm; /* (n) SERQ: its channel permutation, on every rank; else NULL */
 } qr_grid_result;
 
-/* Quantize the distributed weight W (m, n) with o (qr_grid_method_supported) and statistics s; the
+/* Quantize the distributed weight W (m, n) with o (on its qr_grid_layout) and statistics s; the
  * group root gets the whole module in *root_ql (INT4 codes, scales, L, R; other ranks get an empty
  * one; root_ql NULL: nothing is gathered, the module is only measured through res), every rank
  * gets res. o->module_name seeds the random streams as qr_method_run does, so the result agrees

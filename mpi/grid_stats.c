@@ -374,7 +374,8 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, dou
 
 bool qr_dstats_keeps_gram(const qr_method_opts *o)
 {
-    return o->method == QR_METHOD_ASER || (o->method == QR_METHOD_SERQ && o->gptq);
+    return o->method == QR_METHOD_ASER || (o->method == QR_METHOD_SERQ && o->gptq) ||
+           o->method == QR_METHOD_JOINT;
 }
 
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
@@ -389,13 +390,15 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
     }
     MPI_Allreduce(MPI_IN_PLACE, s->gram_diag, (int)s->d, MPI_DOUBLE, MPI_SUM, g->comm);
     /* QR_AUTO: each module's rank comes from its shape (qr_method_resolve); factor for them all */
-    whiten = (o->rank > 0 || o->rank == QR_AUTO) &&
-             (o->method == QR_METHOD_QERA_EXACT ||
-              (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT));
+    whiten = ((o->rank > 0 || o->rank == QR_AUTO) &&
+              (o->method == QR_METHOD_QERA_EXACT ||
+               (o->method == QR_METHOD_SRR && o->srr_base == QR_METHOD_QERA_EXACT))) ||
+             o->method == QR_METHOD_FLRQ || /* FLRQ's output error is measured through it */
+             o->method == QR_METHOD_JOINT;
     /* ASER and SERQ run GPTQ on their own transformed Gram, factored per module from G */
     if (o->gptq && o->method != QR_METHOD_ASER && o->method != QR_METHOD_SERQ) {
         qr_stage_mark("GPTQ factor");
-        QR_TRY(gptq_factor(g, s, whiten, o->wq.gptq_damp));
+        QR_TRY(gptq_factor(g, s, whiten || qr_dstats_keeps_gram(o), o->wq.gptq_damp));
     }
     if (!whiten) {
         if (!qr_dstats_keeps_gram(o)) { /* the clip search and the scalings read the vectors */
@@ -404,10 +407,14 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
         return QR_OK;
     }
     qr_stage_mark("whitening");
-    QR_TRY(qr_pdla_cholesky_damped(g, s->G, o->whiten_lambda0, &s->chol_damping));
-    s->chol = s->G;
-    s->G = NULL;
-    return QR_OK;
+    if (qr_dstats_keeps_gram(o)) { /* JOINT's smoothed spaces transform G itself */
+        QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, s->d, s->d, &s->chol)));
+        memcpy(s->chol->data, s->G->data, qr_dmat_local_count(s->G) * sizeof *s->G->data);
+    } else {
+        s->chol = s->G;
+        s->G = NULL;
+    }
+    return qr_pdla_cholesky_damped(g, s->chol, o->whiten_lambda0, &s->chol_damping);
 }
 
 int64_t qr_grid_row_block(const qr_grid *g, int64_t m, int64_t b, int64_t *r0)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "src/alloc.h"
+#include "src/methods/flrq.h"
 #include "src/llama.h"
 
 /* ---- overflow-checked uint64 arithmetic: a sticky flag instead of a check at every step
@@ -109,25 +110,15 @@ static uint64_t svd_trunc_flops(u64_ctx *c, const qr_plan_opts *o, uint64_t m, u
     return add(c, f, mul(c, 2, mul3(c, m, l, r)));
 }
 
-/* Whether the group divides the module over its grid (mpi/grid_module.c) rather than every rank
- * holding it whole. */
+/* Whether the module is divided over a grid (mpi/grid_module.c) rather than whole on one rank. */
 static bool divided(const qr_plan_opts *o)
 {
-    const char *why = NULL;
-    int lay[2];
-    qr_grid_layout(&o->method, o->grid, lay);
-    return lay[0] * lay[1] > 1 && qr_grid_method_supported(&o->method, lay[1], &why);
+    return o->grid[0] * o->grid[1] > 1;
 }
 
 double qr_plan_cpu_factor(const qr_plan_opts *o)
 {
-    int lay[2];
-    qr_grid_layout(&o->method, o->grid, lay);
-    if (lay[0] * lay[1] == 1) {
-        return 1.0;
-    }
-    return divided(o) ? pow(QR_PLAN_GRID_EFFICIENCY, -log2((double)(lay[0] * lay[1])))
-                      : (double)(lay[0] * lay[1]);
+    return pow(QR_PLAN_GRID_EFFICIENCY, -log2((double)(o->grid[0] * o->grid[1])));
 }
 
 /* The method's own decomposition flops and its quantization passes (the part of a module's cost
@@ -172,13 +163,26 @@ static bool method_cost(u64_ctx *ctx, const qr_module *m, const qr_plan_opts *o,
         /* The side matrix is a second quantization of a few columns: at most one more pass. */
         *quant = mul(ctx, *quant, 2);
         break;
-    case QR_METHOD_FLRQ:
+    case QR_METHOD_FLRQ: {
         /* r rank-1 sketches of (2 it + 2) products each (it = 2), then three BLC rounds of an SVD
-         * and a quantization. */
-        *dec = mul(ctx, 6 * r, mul(ctx, 2, mn));
-        *dec = add(ctx, *dec, mul(ctx, 3, svd_trunc_flops(ctx, o, dout, din, r)));
-        *quant = mul(ctx, *quant, 4);
+         * and the candidates' quantization (QR_FLRQ_CLIP_STEPS clip ratios, one GPTQ sweep with
+         * --gptq) and output error through Z (d_in, p) (2 d_out d_in p each, and the reference);
+         * Z = C Omega (d_in² p); its whitening factor is the input group's on a grid, the
+         * module's own on one rank (src/methods/flrq.c) */
+        uint64_t p = (uint64_t)qr_flrq_error_width(m->d_in);
+        uint64_t cands =
+            (uint64_t)(o->method.flrq_blc_iters + 1) * (o->method.gptq ? 1 : QR_FLRQ_CLIP_STEPS);
+        *whitened = divided(o);
+        *dec = divided(o) ? 0 : mul3(ctx, din, din, din) / 3;
+        *dec = add(ctx, *dec, mul(ctx, 6 * r, mul(ctx, 2, mn)));
+        *dec = add(
+            ctx, *dec,
+            mul(ctx, (uint64_t)o->method.flrq_blc_iters, svd_trunc_flops(ctx, o, dout, din, r)));
+        *dec = add(ctx, *dec, mul(ctx, 2 * (cands + 1), mul(ctx, mn, p)));
+        *dec = add(ctx, *dec, mul3(ctx, din, din, p));
+        *quant = mul(ctx, *quant, cands);
         break;
+    }
     case QR_METHOD_SRR:
         /* SVDs of S W, S E_rand (for k*) and the residual, then the base method's own layer to
          * check the split against (its quantization and SVD); W S and the two scaled errors are

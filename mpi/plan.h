@@ -69,8 +69,8 @@ typedef struct {
 void qr_plan_opts_default(qr_plan_opts *o);
 
 /* Memory of one module on one rank, beyond QR_PLAN_BASE_BYTES: the peak over its phases on the
- * path quantize takes (the module divided over the grid when qr_grid_method_supported, else whole
- * on every rank), and what the group root holds in addition. */
+ * path quantize takes (whole on one rank at 1x1, divided over the grid laid out by qr_grid_layout
+ * otherwise), and what the group root holds in addition. */
 typedef struct {
     uint64_t rank_bytes;
     uint64_t root_bytes;
@@ -96,8 +96,7 @@ int64_t qr_plan_held_tokens(int64_t tokens, int64_t seq_len, double holdout);
 /* The rows of the metrics' sample: quantize's --metric-rows cap (0: all) of the held-out rows. */
 int64_t qr_plan_metric_rows(int64_t held_tokens, int64_t cap);
 /* A rank group's CPU seconds (and wall time) per second of its flops at the sustained rate: 1 on
- * one rank, QR_PLAN_GRID_EFFICIENCY^-log2(P·Q) for a module divided over a P x Q grid, P·Q when
- * every rank of the grid holds and computes the module whole (the methods not divided). */
+ * one rank, QR_PLAN_GRID_EFFICIENCY^-log2(P·Q) for a module divided over a P x Q grid. */
 double qr_plan_cpu_factor(const qr_plan_opts *o);
 
 /* Cost of module m, at its own rank and salient count (QR_AUTO values resolved by

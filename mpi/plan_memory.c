@@ -7,6 +7,7 @@
 
 #include "mpi/grid_module.h"
 #include "mpi/pdla.h"
+#include "src/methods/flrq.h"
 #include "src/quant.h"
 
 /* The largest local extent of n rows (or columns) in blocks of nb over p processes (numroc of
@@ -40,8 +41,8 @@ static bool has_correction(qr_method_id m)
     return m != QR_METHOD_RTN && m != QR_METHOD_SERQ;
 }
 
-/* One process holds the whole module (1x1, or every rank of a grid the method is not divided
- * over): jobs/quantize_run.c input_stats and run_module, src/methods, src/metrics.c. */
+/* One process holds the whole module (1x1): jobs/quantize_run.c input_stats and run_module,
+ * src/methods, src/metrics.c. */
 static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_memory *out)
 {
     const qr_method_opts *mo = &o->method;
@@ -105,19 +106,25 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     uint64_t fit = (uint64_t)(o->tokens - o->held_tokens) / (s ? s : 1) * s, per = P * Q;
     uint64_t share = (fit + per - 1) / per, round, input, stats, svd, module, metrics;
     uint64_t panel = (uint64_t)qr_grid_gram_panel((int64_t)n, (int)nb, (int)(P * Q));
-    bool whiten = r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
-                            (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT));
+    /* the correction's SVD through a whitening factor (JOINT's in every space) */
+    bool whiten =
+        (r > 0 && (mo->method == QR_METHOD_QERA_EXACT ||
+                   (mo->method == QR_METHOD_SRR && mo->srr_base == QR_METHOD_QERA_EXACT))) ||
+        mo->method == QR_METHOD_JOINT;
+    /* the input group's whitening factor (FLRQ measures its output error through it) */
+    bool factor = whiten || mo->method == QR_METHOD_FLRQ;
     /* GPTQ's factor once per input group (not for ASER and SERQ: theirs is per module); G or a
      * factor of it kept after the statistics (qr_dstats_finish, qr_dstats_keeps_gram) */
     bool gptq_group = mo->gptq && mo->method != QR_METHOD_ASER && mo->method != QR_METHOD_SERQ;
-    bool keep = whiten || gptq_group || qr_dstats_keeps_gram(mo);
-    /* qr_dstats (G or its factor, six vectors), the held-out sample (whole, float32) */
-    input = (keep ? gloc : 0) + 8 * 6 * n + 4 * nh * n + (gptq_group && whiten ? gloc : 0);
+    bool keep = factor || gptq_group || qr_dstats_keeps_gram(mo);
+    /* qr_dstats (G or its factors, six vectors), the held-out sample (whole, float32) */
+    input = (keep ? gloc : 0) + 8 * 6 * n + 4 * nh * n + (gptq_group && factor ? gloc : 0) +
+            (factor && qr_dstats_keeps_gram(mo) ? gloc : 0);
     /* streaming: a round of rows (float and float64) and two Gram panels; the damped
      * factorization keeps a copy of its input */
     round = QR_GRID_STATS_ROUND_BYTES / (n * 12 + 1);
     round = umax(1, round < share ? round : share);
-    stats = 12 * round * n + 16 * n * panel + (whiten || gptq_group ? gloc : 0) + (keep ? 0 : gloc);
+    stats = 12 * round * n + 16 * n * panel + (factor || gptq_group ? gloc : 0) + (keep ? 0 : gloc);
     /* the distributed SVD (sketch, test matrix, projection, small factors and staging on every
      * rank; whitened: the thin products' result and its rows), L and R */
     svd = l ? 8 * (lmax(m, nb, P) * lmax(l, nb, Q) + lmax(n, nb, P) * lmax(l, nb, Q) +
@@ -148,6 +155,28 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
          * a row block of it */
         uint64_t k = mo->n_salient > 0 ? (uint64_t)mo->n_salient : 0;
         module += 8 * mloc * (k < n ? k : n) + (mo->gptq ? 2 * gloc + 8 * nb * n : 0);
+    } else if (mo->method == QR_METHOD_FLRQ) {
+        /* (mpi/grid_flrq.c) the components (m, r_max), (r_max, n) whole while the sketches deflate
+         * a scaled copy of W; the error factor's rows at the local columns and a product's
+         * (mloc, p); then the alternation: W, W - L R, L R, the candidate (in W_eff), three sets
+         * of local codes, two low-rank pairs, and the quantizer's staging or the refit's SVD */
+        uint64_t rmax = (uint64_t)qr_flrq_max_rank(mo, (int64_t)m, (int64_t)n);
+        uint64_t p = (uint64_t)qr_flrq_error_width((int64_t)n);
+        uint64_t zf = 8 * p * (nloc + mloc) + 8 * p * n + 8 * lmax(p, nb, P) * nloc;
+        uint64_t sketch = 3 * wloc + 8 * rmax * (m + n) + 16 * (m + n);
+        uint64_t codes = 3 * (mloc * nloc / 2 + 4 * mloc * ((nloc + nb - 1) / nb + 1));
+        module = umax(2 * wloc + zf, sketch + 8 * p * (nloc + mloc));
+        module = umax(module, 4 * wloc + 8 * p * (nloc + mloc) + codes + 16 * r * (m + n) +
+                                  umax(16 * QR_GRID_QUANT_CHUNK, svd));
+    } else if (mo->method == QR_METHOD_JOINT) {
+        /* (mpi/grid_joint.c) W, W_eff, the fit's target and error; a smoothed space adds its
+         * weight, its Gram's Cholesky factor and, with GPTQ, its factor of that Gram; three pairs
+         * (local codes, L and R) and the preserving start's pair; the GPTQ sweep or the SVD */
+        uint64_t sweep =
+            mo->gptq ? 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n : 16 * QR_GRID_QUANT_CHUNK;
+        uint64_t pairs =
+            4 * (mloc * nloc / 2 + 4 * mloc * ((nloc + nb - 1) / nb + 1)) + 32 * r * (m + n);
+        module = 5 * wloc + (mo->gptq ? 2 : 1) * gloc + pairs + umax(sweep, svd) + 8 * nb * n;
     }
     /* the metrics (mpi/grid_metrics.c): W, W_eff and its float32 copy, the local Y and Z, the
      * transformed rows whole and their local columns (float32) */
@@ -159,7 +188,6 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
 
 void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *opts, qr_module_memory *out)
 {
-    const char *why = NULL;
     qr_plan_opts lo = *opts; /* the module's own rank (QR_AUTO resolved, as quantize runs it) and
                                 the grid as the group lays it out */
     const qr_plan_opts *o = &lo;
@@ -167,8 +195,8 @@ void qr_plan_module_memory(const qr_module *m, const qr_plan_opts *opts, qr_modu
     if (qr_method_resolve(&opts->method, m->name, m->d_out, m->d_in, &lo.method) != QR_OK) {
         lo.method.rank = 0; /* a budget the module cannot meet: the plan refuses it anyway */
     }
-    qr_grid_layout(&opts->method, opts->grid, lo.grid);
-    if (lo.grid[0] * lo.grid[1] > 1 && qr_grid_method_supported(&lo.method, lo.grid[1], &why)) {
+    (void)qr_grid_layout(&opts->method, opts->grid, lo.grid);
+    if (lo.grid[0] * lo.grid[1] > 1) {
         memory_divided(m, o, out);
     } else {
         memory_whole(m, o, out);

@@ -204,9 +204,8 @@ done:
     return st;
 }
 
-static qr_status svd_truncated_lapack(const double *A, int64_t m, int64_t n, int64_t r,
-                                      const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
-                                      double *Vt)
+qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
+                           qr_rng *rng, double *U, double *S, double *Vt)
 {
     int mi = 0, ni = 0;
     int64_t l = 0;
@@ -229,7 +228,7 @@ static qr_status svd_truncated_lapack(const double *A, int64_t m, int64_t n, int
     return svd_truncated_randomized(A, m, n, r, l, o->power_iters, rng, U, S, Vt);
 }
 
-static qr_status cholesky_damped_lapack(double *G, int64_t n, double lambda0, double *damping_used)
+qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used)
 {
     qr_status st = QR_OK;
     int ni = 0;
@@ -311,8 +310,8 @@ done:
     return st;
 }
 
-static qr_status tri_right_blas(double *A, int64_t m, int64_t n, const double *L, bool transpose,
-                                bool inverse)
+qr_status qr_tri_right(double *A, int64_t m, int64_t n, const double *L, bool transpose,
+                       bool inverse)
 {
     int mi = 0, ni = 0;
     QR_TRY(to_ints("triangular product", m, n, &mi, &ni));
@@ -422,48 +421,3 @@ double qr_blas_gflops(void)
 }
 
 /* The serial entry points (src/linalg.h). */
-qr_status qr_svd_truncated(const double *A, int64_t m, int64_t n, int64_t r, const qr_svd_opts *o,
-                           qr_rng *rng, double *U, double *S, double *Vt)
-{
-    return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
-}
-
-qr_status qr_cholesky_damped(double *G, int64_t n, double lambda0, double *damping_used)
-{
-    return cholesky_damped_lapack(G, n, lambda0, damping_used);
-}
-
-qr_status qr_tri_right(double *A, int64_t m, int64_t n, const double *L, bool transpose,
-                       bool inverse)
-{
-    return tri_right_blas(A, m, n, L, transpose, inverse);
-}
-
-/* The same through a backend: its routine when it has one, else the serial one. */
-qr_status qr_la_svd_truncated(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
-                              int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
-                              double *Vt)
-{
-    if (be && be->svd_truncated) {
-        return be->svd_truncated(be->ctx, A, m, n, r, o, rng, U, S, Vt);
-    }
-    return svd_truncated_lapack(A, m, n, r, o, rng, U, S, Vt);
-}
-
-qr_status qr_la_cholesky_damped(const qr_linalg_backend *be, double *G, int64_t n, double lambda0,
-                                double *damping_used)
-{
-    if (be && be->cholesky_damped) {
-        return be->cholesky_damped(be->ctx, G, n, lambda0, damping_used);
-    }
-    return cholesky_damped_lapack(G, n, lambda0, damping_used);
-}
-
-qr_status qr_la_tri_right(const qr_linalg_backend *be, double *A, int64_t m, int64_t n,
-                          const double *L, bool transpose, bool inverse)
-{
-    if (be && be->tri_right) {
-        return be->tri_right(be->ctx, A, m, n, L, transpose, inverse);
-    }
-    return tri_right_blas(A, m, n, L, transpose, inverse);
-}

@@ -95,32 +95,4 @@ double qr_blas_gflops(void);
 /* Frobenius norm of A (m, n) (scaled, so no overflow for large entries). */
 double qr_frobenius(const double *A, int64_t m, int64_t n);
 
-/* ---- a distributed backend (for `quantize --grid PxQ`) ------------------------------------------
- */
-
-/* Replacements for qr_svd_truncated, qr_cholesky_damped and qr_tri_right with the same contracts,
- * e.g. ScaLAPACK on a rank group's grid (mpi/linalg_backend.h). A NULL function pointer keeps
- * LAPACK for that routine. A collective backend requires every rank of its group to make the same
- * calls in the same order with the same arguments. */
-typedef struct {
-    qr_status (*svd_truncated)(void *ctx, const double *A, int64_t m, int64_t n, int64_t r,
-                               const qr_svd_opts *o, qr_rng *rng, double *U, double *S, double *Vt);
-    qr_status (*cholesky_damped)(void *ctx, double *G, int64_t n, double lambda0,
-                                 double *damping_used);
-    qr_status (*tri_right)(void *ctx, double *A, int64_t m, int64_t n, const double *L,
-                           bool transpose, bool inverse);
-    void *ctx;
-} qr_linalg_backend;
-
-/* qr_svd_truncated, qr_cholesky_damped and qr_tri_right through backend be: its routine when it
- * has one, else the serial one (be NULL = serial). The backend is always an argument, never a
- * process-wide setting, so a caller that passes NULL (GPTQ's Hessian) stays serial on a grid. */
-qr_status qr_la_svd_truncated(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
-                              int64_t r, const qr_svd_opts *o, qr_rng *rng, double *U, double *S,
-                              double *Vt);
-qr_status qr_la_cholesky_damped(const qr_linalg_backend *be, double *G, int64_t n, double lambda0,
-                                double *damping_used);
-qr_status qr_la_tri_right(const qr_linalg_backend *be, double *A, int64_t m, int64_t n,
-                          const double *L, bool transpose, bool inverse);
-
 #endif

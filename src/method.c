@@ -350,9 +350,8 @@ static qr_status check_inputs(const qr_method_opts *o, const qr_method_impl *imp
     return QR_OK;
 }
 
-qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                        int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                        qr_method_report *rep)
+qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     const char *who = o->module_name ? o->module_name : "module";
     qr_status st;
@@ -378,7 +377,7 @@ qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, co
     out->method = o->method;
     out->d_out = d_out;
     out->d_in = d_in;
-    st = impl->run(&ro, be, W, d_out, d_in, calib, out, rep);
+    st = impl->run(&ro, W, d_out, d_in, calib, out, rep);
     if (st != QR_OK) {
         qr_qlayer_free(out);
         return st;

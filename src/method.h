@@ -112,9 +112,9 @@ typedef struct {
  * calib_out_err = -1; it adds its stage times to rep->seconds. On failure qr_method_run frees
  * whatever run allocated in out. Sizes were checked to fit a BLAS int, so methods may narrow
  * d_out, d_in and ranks with a plain cast. */
-typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const qr_linalg_backend *be,
-                                      const double *W, int64_t d_out, int64_t d_in,
-                                      const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
+typedef qr_status (*qr_method_run_fn)(const qr_method_opts *o, const double *W, int64_t d_out,
+                                      int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                                      qr_method_report *rep);
 typedef struct {
     const char *name; /* as qr_method_name() */
     qr_method_id id;
@@ -125,16 +125,13 @@ typedef struct {
 /* The table entry of method m, NULL when there is none. */
 const qr_method_impl *qr_method_lookup(qr_method_id m);
 
-/* Quantize one module with method o->method. be: where the method's SVDs, Cholesky factorizations
- * and triangular products run (NULL = LAPACK on this process; `quantize --grid PxQ` passes
- * ScaLAPACK on the rank group, mpi/linalg_backend.h, and then every rank of the group must make
- * the same call). W (d_out, d_in) float64 row-major; calib: statistics
+/* Quantize one module with method o->method on this process (a module divided over a grid runs
+ * mpi/grid_module.h's twin). W (d_out, d_in) float64 row-major; calib: statistics
  * of this module's calibration input (d == d_in; may be NULL only for plain RTN). Fills *out (owned
  * by the caller, free with qr_qlayer_free; zeroed on failure) including bits_per_weight; rep may be
  * NULL. Not collective. QR_ERR_INPUT for bad shapes or options. */
-qr_status qr_method_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                        int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                        qr_method_report *rep);
+qr_status qr_method_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                        const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
 
 /* Bits stored for a quantized matrix: 4 per code, 32 per float32 scale, 4 per zero point. */
 double qr_qweight_bits(const qr_qweight *q);

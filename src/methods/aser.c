@@ -12,9 +12,8 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                          qr_method_report *rep)
+static qr_status aser_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t f = o->n_salient < d_in ? o->n_salient : d_in;
@@ -48,7 +47,7 @@ static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, 
         rk[j].v = calib->G[j * d_in + j] * c;
     }
     qr_channel_sort_desc(rk, d_in);
-    QR_CHECK(qr_scaling_whiten(be, Gt, d_in, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_whiten(Gt, d_in, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->n_salient_used = f;
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
@@ -79,7 +78,7 @@ static qr_status aser_run(const qr_method_opts *o, const qr_linalg_backend *be, 
             QR_CHECK(qr_alloc_f64(&L, d_out, o->rank, "correction L"));
             QR_CHECK(qr_alloc_f64(&R, o->rank, d_in, "correction R"));
             qr_method_rng(o, "correction", &rng);
-            QR_CHECK(qr_corr_lowrank(be, E, d_out, d_in, &S, o->rank, &o->svd, &rng, L, R, NULL));
+            QR_CHECK(qr_corr_lowrank(E, d_out, d_in, &S, o->rank, &o->svd, &rng, L, R, NULL));
             rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
         }
     }

@@ -78,15 +78,14 @@ qr_status qr_scaling_qera_approx(const qr_stats *st, qr_scaling *S)
     return st_;
 }
 
-qr_status qr_scaling_whiten(const qr_linalg_backend *be, const double *G, int64_t d, double lambda0,
-                            qr_scaling *S)
+qr_status qr_scaling_whiten(const double *G, int64_t d, double lambda0, qr_scaling *S)
 {
     qr_status st = QR_OK;
     memset(S, 0, sizeof *S);
     QR_CHECK(qr_alloc_f64(&S->chol, d, d, "whitening factor"));
     memcpy(S->chol, G, (size_t)(d * d) * sizeof(double));
     S->d = d;
-    QR_CHECK(qr_la_cholesky_damped(be, S->chol, d, lambda0, &S->damping));
+    QR_CHECK(qr_cholesky_damped(S->chol, d, lambda0, &S->damping));
 done:
     if (st != QR_OK) {
         qr_scaling_free(S);
@@ -95,19 +94,18 @@ done:
 }
 
 /* The whitening of st, factored once per input group (the statistics' cache). */
-static qr_status whitening_cached(const qr_linalg_backend *be, const qr_stats *st, double lambda0,
-                                  qr_scaling *S)
+static qr_status whitening_cached(const qr_stats *st, double lambda0, qr_scaling *S)
 {
     qr_stats_cache *c = st->cache;
     if (!c) {
         qr_stage_mark("whitening");
-        return qr_scaling_whiten(be, st->G, st->d, lambda0, S);
+        return qr_scaling_whiten(st->G, st->d, lambda0, S);
     }
     if (!c->chol || c->lambda0 != lambda0) {
         qr_stage_mark("whitening");
         free(c->chol);
         c->chol = NULL;
-        QR_TRY(qr_scaling_whiten(be, st->G, st->d, lambda0, S));
+        QR_TRY(qr_scaling_whiten(st->G, st->d, lambda0, S));
         c->chol = S->chol;
         c->lambda0 = lambda0;
         c->damping = S->damping;
@@ -122,8 +120,7 @@ static qr_status whitening_cached(const qr_linalg_backend *be, const qr_stats *s
     return QR_OK;
 }
 
-qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, const qr_stats *st,
-                                double lambda0, qr_scaling *S)
+qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambda0, qr_scaling *S)
 {
     switch (m) {
     case QR_METHOD_LQER:
@@ -131,7 +128,7 @@ qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, con
     case QR_METHOD_QERA_APPROX:
         return qr_scaling_qera_approx(st, S);
     case QR_METHOD_QERA_EXACT:
-        return whitening_cached(be, st, lambda0, S);
+        return whitening_cached(st, lambda0, S);
     default:
         memset(S, 0, sizeof *S);
         return qr_fail(QR_ERR_INPUT,
@@ -141,12 +138,11 @@ qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, con
     }
 }
 
-qr_status qr_scaling_apply(const qr_linalg_backend *be, const qr_scaling *S, double *A, int64_t m,
-                           bool inverse)
+qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inverse)
 {
     int64_t d = S->d;
     if (S->chol) {
-        return qr_la_tri_right(be, A, m, d, S->chol, false, inverse);
+        return qr_tri_right(A, m, d, S->chol, false, inverse);
     }
     if (S->diag) {
         for (int64_t i = 0; i < m; i++) {
@@ -236,9 +232,8 @@ bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r
     return S->chol != NULL && svd_is_randomized(svd, m, n, r);
 }
 
-qr_status qr_scaled_svd(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
-                        const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
-                        double *U, double *sv, double *Vt)
+qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
+                        const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt)
 {
     qr_status st = QR_OK;
     double *AS = NULL; /* (m, n) A S when formed */
@@ -253,16 +248,16 @@ qr_status qr_scaled_svd(const qr_linalg_backend *be, const double *A, int64_t m,
     }
     QR_CHECK(qr_alloc_f64(&AS, m, n, "scaled matrix"));
     memcpy(AS, A, (size_t)(m * n) * sizeof(double));
-    QR_CHECK(qr_scaling_apply(be, S, AS, m, false));
-    QR_CHECK(qr_la_svd_truncated(be, AS, m, n, r, svd, rng, U, sv, Vt));
+    QR_CHECK(qr_scaling_apply(S, AS, m, false));
+    QR_CHECK(qr_svd_truncated(AS, m, n, r, svd, rng, U, sv, Vt));
 done:
     free(AS);
     return st;
 }
 
-qr_status qr_corr_lowrank(const qr_linalg_backend *be, const double *E, int64_t d_out, int64_t d_in,
-                          const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
-                          double *L, double *R, double *sigma)
+qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr_scaling *S,
+                          int64_t r, const qr_svd_opts *svd, qr_rng *rng, double *L, double *R,
+                          double *sigma)
 {
     qr_status st = QR_OK;
     double *sv = NULL; /* (r) */
@@ -277,13 +272,13 @@ qr_status qr_corr_lowrank(const qr_linalg_backend *be, const double *E, int64_t 
                        (long long)S->d);
     }
     QR_CHECK(qr_alloc_f64(&sv, r, 1, "singular values"));
-    QR_CHECK(qr_scaled_svd(be, E, d_out, d_in, S, r, svd, rng, L, sv, R));
+    QR_CHECK(qr_scaled_svd(E, d_out, d_in, S, r, svd, rng, L, sv, R));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t k = 0; k < r; k++) {
             L[i * r + k] *= sv[k];
         }
     }
-    QR_CHECK(qr_scaling_apply(be, S, R, r, true));
+    QR_CHECK(qr_scaling_apply(S, R, r, true));
     if (sigma) {
         memcpy(sigma, sv, (size_t)r * sizeof(double));
     }
@@ -388,9 +383,9 @@ void qr_gram_transform(const double *G, int64_t d, const int32_t *perm, const fl
     }
 }
 
-qr_status qr_qer_step(const qr_linalg_backend *be, const qr_method_opts *o, const double *Wm,
-                      int64_t d_out, int64_t d_in, const double *H, const qr_scaling *S, int64_t r,
-                      qr_qweight *q, double **L, double **R, qr_method_report *rep)
+qr_status qr_qer_step(const qr_method_opts *o, const double *Wm, int64_t d_out, int64_t d_in,
+                      const double *H, const qr_scaling *S, int64_t r, qr_qweight *q, double **L,
+                      double **R, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     double *E = NULL; /* (d_out, d_in): Wm - deq(Q) */
@@ -411,7 +406,7 @@ qr_status qr_qer_step(const qr_linalg_backend *be, const qr_method_opts *o, cons
         QR_CHECK(qr_alloc_f64(L, d_out, r, "correction L"));
         QR_CHECK(qr_alloc_f64(R, r, d_in, "correction R"));
         qr_method_rng(o, "correction", &rng);
-        QR_CHECK(qr_corr_lowrank(be, E, d_out, d_in, S, r, &o->svd, &rng, *L, *R, NULL));
+        QR_CHECK(qr_corr_lowrank(E, d_out, d_in, S, r, &o->svd, &rng, *L, *R, NULL));
         rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
     }
 done:
@@ -424,19 +419,18 @@ done:
     return st;
 }
 
-qr_status qr_qer_run(const qr_linalg_backend *be, qr_method_id base, const qr_method_opts *o,
-                     const double *W, int64_t d_out, int64_t d_in, const qr_stats *calib,
-                     qr_qlayer *out, qr_method_report *rep)
+qr_status qr_qer_run(qr_method_id base, const qr_method_opts *o, const double *W, int64_t d_out,
+                     int64_t d_in, const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     qr_scaling S = {0};
     double *L = NULL; /* (d_out, r) */
     double *R = NULL; /* (r, d_in) */
     double t0 = qr_now();
-    QR_CHECK(qr_scaling_for_method(be, base, calib, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_for_method(base, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
-    QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, &S, o->rank, &out->main, &L, &R, rep));
+    QR_CHECK(qr_qer_step(o, W, d_out, d_in, calib->G, &S, o->rank, &out->main, &L, &R, rep));
     QR_CHECK(qr_qlayer_set_lowrank(out, L, R, o->rank));
 done:
     qr_scaling_free(&S);
@@ -461,9 +455,9 @@ void qr_channel_sort_desc(qr_channel_score *c, int64_t d)
     }
 }
 
-qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
-                          const qr_qweight *q, const double *L, const double *R, int64_t r,
-                          int64_t d_out, int64_t d_in, double *D, double *err)
+qr_status qr_scaled_error(const qr_scaling *S, const double *W, const qr_qweight *q,
+                          const double *L, const double *R, int64_t r, int64_t d_out, int64_t d_in,
+                          double *D, double *err)
 {
     double s = 0.0;
     qr_qweight_dequantize_f64(q, D);
@@ -474,7 +468,7 @@ qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, cons
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d_out, (int)d_in, (int)r, -1.0,
                     L, (int)r, R, (int)d_in, 1.0, D, (int)d_in);
     }
-    QR_TRY(qr_scaling_apply(be, S, D, d_out, false));
+    QR_TRY(qr_scaling_apply(S, D, d_out, false));
     for (int64_t i = 0; i < d_out * d_in; i++) {
         s += D[i] * D[i];
     }

@@ -37,26 +37,22 @@ qr_status qr_scaling_lqer(const qr_stats *st, qr_scaling *S);
 qr_status qr_scaling_qera_approx(const qr_stats *st, qr_scaling *S);
 
 /* Whitening: S = Cholesky factor of G (d, d) (copied), damped per qr_cholesky_damped(lambda0). */
-qr_status qr_scaling_whiten(const qr_linalg_backend *be, const double *G, int64_t d, double lambda0,
-                            qr_scaling *S);
+qr_status qr_scaling_whiten(const double *G, int64_t d, double lambda0, qr_scaling *S);
 
 /* The scaling of base method m (LQER, QERA_APPROX or QERA_EXACT) from untransformed statistics.
  * The whitening factor is borrowed from st->cache when it holds one for lambda0, else computed and
  * left there for the next module of the same input. */
-qr_status qr_scaling_for_method(const qr_linalg_backend *be, qr_method_id m, const qr_stats *st,
-                                double lambda0, qr_scaling *S);
+qr_status qr_scaling_for_method(qr_method_id m, const qr_stats *st, double lambda0, qr_scaling *S);
 
 /* A (m, d) := A S, or A S^-1 when inverse. */
-qr_status qr_scaling_apply(const qr_linalg_backend *be, const qr_scaling *S, double *A, int64_t m,
-                           bool inverse);
+qr_status qr_scaling_apply(const qr_scaling *S, double *A, int64_t m, bool inverse);
 
 /* Rank-r truncated SVD of A S (A (m, n)): U (m, r), sv (r), Vt (r, n). For a whitening S on the
  * randomized path (svd options and rank as qr_svd_truncated decides) A S is never formed: every
  * product goes through A and the triangular factor (m n l + n^2 l instead of m n^2 / 2 work);
  * otherwise A S is formed and qr_svd_truncated runs on it. rng as for qr_svd_truncated. */
-qr_status qr_scaled_svd(const qr_linalg_backend *be, const double *A, int64_t m, int64_t n,
-                        const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
-                        double *U, double *sv, double *Vt);
+qr_status qr_scaled_svd(const double *A, int64_t m, int64_t n, const qr_scaling *S, int64_t r,
+                        const qr_svd_opts *svd, qr_rng *rng, double *U, double *sv, double *Vt);
 
 /* Whether qr_scaled_svd takes the implicit path for these arguments (given an rng). */
 bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r,
@@ -66,9 +62,9 @@ bool qr_scaled_svd_implicit(const qr_scaling *S, int64_t m, int64_t n, int64_t r
  * L = U Σ (d_out, r) and R = Vt S^-1 (r, d_in), so L R minimises ||(E - L R) S||_F over rank r
  * (for whitening: the output error on the calibration set). sigma (r) may be NULL. r == 0 is a
  * no-op. rng: the stream for a randomized SVD. */
-qr_status qr_corr_lowrank(const qr_linalg_backend *be, const double *E, int64_t d_out, int64_t d_in,
-                          const qr_scaling *S, int64_t r, const qr_svd_opts *svd, qr_rng *rng,
-                          double *L, double *R, double *sigma);
+qr_status qr_corr_lowrank(const double *E, int64_t d_out, int64_t d_in, const qr_scaling *S,
+                          int64_t r, const qr_svd_opts *svd, qr_rng *rng, double *L, double *R,
+                          double *sigma);
 
 /* Store L (d_out, r) and R (r, d_in) float64 into out->L, out->R (float32, allocated here) and
  * set out->rank = r. r == 0 leaves them NULL. */
@@ -110,21 +106,20 @@ qr_status qr_alloc_f64(double **p, int64_t n1, int64_t n2, const char *what);
  * NULL), E = Wm - deq(Q), and the rank-r correction of E under S from the "correction" stream.
  * Fills q; *L (d_out, r) and *R (r, d_in) are allocated here (NULL when r == 0), caller frees.
  * Stage times are added to rep. */
-qr_status qr_qer_step(const qr_linalg_backend *be, const qr_method_opts *o, const double *Wm,
-                      int64_t d_out, int64_t d_in, const double *H, const qr_scaling *S, int64_t r,
-                      qr_qweight *q, double **L, double **R, qr_method_report *rep);
+qr_status qr_qer_step(const qr_method_opts *o, const double *Wm, int64_t d_out, int64_t d_in,
+                      const double *H, const qr_scaling *S, int64_t r, qr_qweight *q, double **L,
+                      double **R, qr_method_report *rep);
 
 /* The whole of LQER / QERA-approx / QERA-exact (base): scaling from calib, then qr_qer_step with
  * rank o->rank, stored into out. */
-qr_status qr_qer_run(const qr_linalg_backend *be, qr_method_id base, const qr_method_opts *o,
-                     const double *W, int64_t d_out, int64_t d_in, const qr_stats *calib,
-                     qr_qlayer *out, qr_method_report *rep);
+qr_status qr_qer_run(qr_method_id base, const qr_method_opts *o, const double *W, int64_t d_out,
+                     int64_t d_in, const qr_stats *calib, qr_qlayer *out, qr_method_report *rep);
 
 /* ||(W - deq(q) - L R) S||_F² (L (d_out, r), R (r, d_in); r may be 0): the scaled calibration
  * error the whitened correction, GPTQ and SRR's check minimise. D (d_out, d_in) is scratch. */
-qr_status qr_scaled_error(const qr_linalg_backend *be, const qr_scaling *S, const double *W,
-                          const qr_qweight *q, const double *L, const double *R, int64_t r,
-                          int64_t d_out, int64_t d_in, double *D, double *err);
+qr_status qr_scaled_error(const qr_scaling *S, const double *W, const qr_qweight *q,
+                          const double *L, const double *R, int64_t r, int64_t d_out, int64_t d_in,
+                          double *D, double *err);
 
 /* Smoothing factors are kept in this range so a dead channel or column cannot blow up W~. */
 #define QR_SMOOTH_MIN 1e-5

@@ -9,8 +9,8 @@
  * is refit with a clip-ratio grid (every group's range times c), then the low-rank part is refit to
  * W - W_q (SVD of the scaled error), alternating o->flrq_blc_iters times; the pair with the lowest
  * output error on the calibration statistics is kept. That error is tr((W - W^) G (W - W^)ᵀ) = ||(W
- * - W^) Z||_F^2 with Z Zᵀ = G: Z is the Cholesky factor when d_in <= FLRQ_EXACT_ERR_MAX_DIN, else
- * its Gaussian sketch Z = S Omega / sqrt(p) (p = FLRQ_ERR_SKETCH; the same Omega for every
+ * - W^) Z||_F^2 with Z Zᵀ = G: Z is the Cholesky factor when d_in <= QR_FLRQ_EXACT_ERR_MAX_DIN,
+ * else its Gaussian sketch Z = S Omega / sqrt(p) (p = QR_FLRQ_ERR_SKETCH; the same Omega for every
  * candidate, so their comparison is consistent). */
 #include <cblas.h>
 #include <math.h>
@@ -18,33 +18,7 @@
 #include <string.h>
 
 #include "src/methods/correction.h"
-
-#define FLRQ_WBITS 4.0
-/* Above this d_in the exact error evaluation (d_out d_in^2 per candidate) costs more than the
- * whole rest of the method, so it is sketched. */
-#define FLRQ_EXACT_ERR_MAX_DIN 512
-/* Sketch width of the output-error evaluation: relative standard error about sqrt(2/p) = 12% on
- * the absolute value, far less on differences between candidates (common Omega). */
-#define FLRQ_ERR_SKETCH 128
-/* BLC clip grid: c = 1.0, 0.95, ..., 0.80 (the range shrink factors tried per refit). */
-#define FLRQ_CLIP_STEPS 5
-#define FLRQ_CLIP_STEP 0.05
-
-static double norm2(const double *v, int64_t n)
-{
-    double s = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        s += v[i] * v[i];
-    }
-    return sqrt(s);
-}
-
-static void scale_vec(double *v, int64_t n, double a)
-{
-    for (int64_t i = 0; i < n; i++) {
-        v[i] *= a;
-    }
-}
+#include "src/methods/flrq.h"
 
 /* max |A_ij / s_j| over A (m, n); inv_s (n) = 1 / s. */
 static double residual_amax(const double *A, int64_t m, int64_t n, const double *inv_s)
@@ -71,7 +45,7 @@ static qr_status flexible_rank(const qr_method_opts *o, const double *W, int64_t
     double *u = NULL;     /* (m) */
     double *v = NULL;     /* (n) */
     double *inv_s = NULL; /* (n) 1 / s */
-    double amax0, mn = (double)m * (double)n;
+    double amax0;
     qr_rng rng;
     *rank = 0;
     QR_CHECK(qr_alloc_f64(&A, m, n, "FLRQ residual"));
@@ -89,28 +63,28 @@ static qr_status flexible_rank(const qr_method_opts *o, const double *W, int64_t
     amax0 = residual_amax(A, m, n, inv_s);
     qr_method_rng(o, "flrq-sketch", &rng);
     for (int64_t c = 0; c < r_max; c++) {
-        double sigma, nv, amax, cost, gain;
+        double sigma, nv, amax;
         for (int64_t i = 0; i < m; i++) {
             u[i] = qr_rng_normal(&rng);
         }
         cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, 1.0, A, (int)n, u, 1, 0.0, v, 1);
         for (int it = 0; it < o->flrq_sketch_iters; it++) {
-            nv = norm2(v, n);
+            nv = cblas_dnrm2((int)n, v, 1);
             if (!(nv > 0.0)) {
                 break;
             }
-            scale_vec(v, n, 1.0 / nv);
+            cblas_dscal((int)n, 1.0 / nv, v, 1);
             cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)n, 1.0, A, (int)n, v, 1, 0.0, u,
                         1);
             cblas_dgemv(CblasRowMajor, CblasTrans, (int)m, (int)n, 1.0, A, (int)n, u, 1, 0.0, v, 1);
         }
-        nv = norm2(v, n);
+        nv = cblas_dnrm2((int)n, v, 1);
         if (!(nv > 0.0) || !isfinite(nv)) {
             break; /* the residual is zero: nothing left to capture */
         }
-        scale_vec(v, n, 1.0 / nv);
+        cblas_dscal((int)n, 1.0 / nv, v, 1);
         cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)n, 1.0, A, (int)n, v, 1, 0.0, u, 1);
-        sigma = norm2(u, m);
+        sigma = cblas_dnrm2((int)m, u, 1);
         if (!(sigma > 0.0) || !isfinite(sigma)) {
             break;
         }
@@ -120,9 +94,7 @@ static qr_status flexible_rank(const qr_method_opts *o, const double *W, int64_t
         memcpy(Rb + c * n, v, (size_t)n * sizeof(double));
         cblas_dger(CblasRowMajor, (int)m, (int)n, -1.0, u, 1, v, 1, A, (int)n);
         amax = residual_amax(A, m, n, inv_s);
-        cost = 1.0 + 16.0 * (double)(c + 1) * (double)(m + n) / (FLRQ_WBITS * mn);
-        gain = (FLRQ_WBITS + (amax > 0.0 ? log2(amax0 / amax) : INFINITY)) / FLRQ_WBITS;
-        if (cost <= gain) {
+        if (qr_flrq_rank_pays(c + 1, m, n, amax0, amax)) {
             *rank = c + 1;
         }
     }
@@ -150,9 +122,9 @@ static double output_err(const double *W, const double *Wq, const double *Wr, co
     return e;
 }
 
-/* Z (n, p) with Z Zᵀ = G exactly (p = n) or in expectation (p = FLRQ_ERR_SKETCH). */
-static qr_status error_factor(const qr_method_opts *o, const qr_linalg_backend *be,
-                              const qr_stats *calib, double **Z, int64_t *p)
+/* Z (n, p) with Z Zᵀ = G exactly (p = n) or in expectation (p = QR_FLRQ_ERR_SKETCH). */
+static qr_status error_factor(const qr_method_opts *o, const qr_stats *calib, double **Z,
+                              int64_t *p)
 {
     qr_status st = QR_OK;
     int64_t n = calib->d;
@@ -160,14 +132,13 @@ static qr_status error_factor(const qr_method_opts *o, const qr_linalg_backend *
     double *Om = NULL; /* (n, p) Gaussian */
     qr_rng rng;
     *Z = NULL;
-    QR_CHECK(qr_scaling_whiten(be, calib->G, n, o->whiten_lambda0, &C));
-    if (n <= FLRQ_EXACT_ERR_MAX_DIN) {
+    QR_CHECK(qr_scaling_whiten(calib->G, n, o->whiten_lambda0, &C));
+    *p = qr_flrq_error_width(n);
+    if (*p == n) {
         *Z = C.chol;
         C.chol = NULL;
-        *p = n;
         goto done;
     }
-    *p = FLRQ_ERR_SKETCH;
     QR_CHECK(qr_alloc_f64(&Om, n, *p, "FLRQ error sketch"));
     QR_CHECK(qr_alloc_f64(Z, n, *p, "FLRQ error factor"));
     qr_method_rng(o, "flrq-error", &rng);
@@ -187,13 +158,11 @@ done:
     return st;
 }
 
-static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                          qr_method_report *rep)
+static qr_status flrq_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t m = d_out, n = d_in, r_max, r = 0, p = 0;
-    double mn = (double)m * (double)n;
     qr_scaling S = {0};
     double *ma = NULL;             /* (n) mean |x_j| */
     double *Lb = NULL, *Rb = NULL; /* (m, r_max), (r_max, n) sketch components */
@@ -207,16 +176,12 @@ static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, 
     double *Z = NULL;              /* (n, p) */
     qr_qweight cand = {0};
     double best = INFINITY, ref, t0 = qr_now();
-    double budget_r = o->flrq_mem_budget * FLRQ_WBITS * mn / (16.0 * (double)(m + n));
 
-    r_max = o->rank;
-    if ((double)r_max > budget_r) {
-        r_max = (int64_t)floor(budget_r);
-    }
+    r_max = qr_flrq_max_rank(o, m, n);
     QR_CHECK(qr_alloc_f64(&ma, n, 1, "FLRQ activation scale"));
     qr_stats_mean_abs(calib, ma);
     QR_CHECK(qr_scaling_diag(ma, n, &S));
-    QR_CHECK(error_factor(o, be, calib, &Z, &p));
+    QR_CHECK(error_factor(o, calib, &Z, &p));
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
 
     t0 = qr_now();
@@ -236,7 +201,7 @@ static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, 
             memcpy(L + i * r, Lb + i * r_max, (size_t)r * sizeof(double));
         }
         memcpy(R, Rb, (size_t)(r * n) * sizeof(double));
-        QR_CHECK(qr_scaling_apply(be, &S, R, r, true));
+        QR_CHECK(qr_scaling_apply(&S, R, r, true));
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0, L,
                     (int)r, R, (int)n, 0.0, Wr, (int)n);
     }
@@ -254,7 +219,7 @@ static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, 
 
     for (int it = 0; it <= o->flrq_blc_iters; it++) {
         double it_best = INFINITY;
-        int n_cand = o->gptq ? 1 : FLRQ_CLIP_STEPS;
+        int n_cand = o->gptq ? 1 : QR_FLRQ_CLIP_STEPS;
         if (it > 0) {
             qr_rng rng;
             if (r == 0) {
@@ -265,7 +230,7 @@ static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, 
                 T[i] = W[i] - Dcur[i];
             }
             qr_method_rng(o, "flrq-blc", &rng);
-            QR_CHECK(qr_corr_lowrank(be, T, m, n, &S, r, &o->svd, &rng, L, R, NULL));
+            QR_CHECK(qr_corr_lowrank(T, m, n, &S, r, &o->svd, &rng, L, R, NULL));
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0, L,
                         (int)r, R, (int)n, 0.0, Wr, (int)n);
             rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
@@ -274,7 +239,7 @@ static qr_status flrq_run(const qr_method_opts *o, const qr_linalg_backend *be, 
             T[i] = W[i] - Wr[i];
         }
         for (int c = 0; c < n_cand; c++) {
-            double clip = 1.0 - FLRQ_CLIP_STEP * (double)c, e;
+            double clip = qr_flrq_clip(c), e;
             t0 = qr_now();
             if (o->gptq) {
                 QR_CHECK(qr_method_quantize(o, T, m, n, calib->G, &cand, Dq));
@@ -326,3 +291,28 @@ done:
 }
 
 const qr_method_impl qr_method_flrq = {"flrq", QR_METHOD_FLRQ, true, flrq_run};
+
+int64_t qr_flrq_max_rank(const qr_method_opts *o, int64_t m, int64_t n)
+{
+    double mn = (double)m * (double)n;
+    double budget_r = o->flrq_mem_budget * QR_FLRQ_WBITS * mn / (16.0 * (double)(m + n));
+    return (double)o->rank > budget_r ? (int64_t)floor(budget_r) : o->rank;
+}
+
+bool qr_flrq_rank_pays(int64_t r, int64_t m, int64_t n, double amax0, double amax)
+{
+    double cost =
+        1.0 + 16.0 * (double)r * (double)(m + n) / (QR_FLRQ_WBITS * (double)m * (double)n);
+    double gain = (QR_FLRQ_WBITS + (amax > 0.0 ? log2(amax0 / amax) : INFINITY)) / QR_FLRQ_WBITS;
+    return cost <= gain;
+}
+
+int64_t qr_flrq_error_width(int64_t n)
+{
+    return n <= QR_FLRQ_EXACT_ERR_MAX_DIN ? n : QR_FLRQ_ERR_SKETCH;
+}
+
+double qr_flrq_clip(int c)
+{
+    return 1.0 - QR_FLRQ_CLIP_STEP * (double)c;
+}

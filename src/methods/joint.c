@@ -22,6 +22,7 @@
 
 #include "src/alloc.h"
 #include "src/methods/correction.h"
+#include "src/methods/joint.h"
 
 /* A token's largest squared |t_j|, estimated as this many times the largest channel mean square
  * (a peak of twice the rms of the strongest channel), capped by the calibration set's max². */
@@ -35,32 +36,6 @@ static const double joint_alphas[] = {0.5, 0.25, 0.75, 1.0};
 _Static_assert(sizeof joint_alphas / sizeof joint_alphas[0] + 1 == QR_JOINT_SPACES,
                "QR_JOINT_SPACES counts the unsmoothed space and every strength");
 
-typedef struct {
-    qr_qweight q;
-    double *L, *R; /* (d_out, r), (r, d_in) */
-    double err;    /* ||(W - deq(q) - L R) S||_F² */
-} joint_pair;
-
-static void pair_free(joint_pair *p)
-{
-    qr_qweight_free(&p->q);
-    free(p->L);
-    free(p->R);
-    memset(p, 0, sizeof *p);
-    p->err = INFINITY;
-}
-
-/* Keep the better of *best and *cand in *best; the other is freed. */
-static void pair_keep(joint_pair *best, joint_pair *cand)
-{
-    if (cand->err < best->err) {
-        pair_free(best);
-        *best = *cand;
-        memset(cand, 0, sizeof *cand);
-    }
-    pair_free(cand);
-}
-
 /* The space of one candidate: the (smoothed) weight, its Gram matrix and whitening factor. */
 typedef struct {
     const double *W; /* (d_out, d_in) */
@@ -73,9 +48,9 @@ typedef struct {
 
 /* One fit from L0 R0 (NULL: none): Q = quantize(W - L0 R0), then the whitened rank-r fit of
  * W - deq(Q) and the objective, into *p. */
-static qr_status joint_fit(const qr_method_opts *o, const qr_linalg_backend *be,
-                           const joint_space *sp, int64_t d_out, int64_t d_in, const double *L0,
-                           const double *R0, joint_pair *p, qr_method_report *rep)
+static qr_status joint_fit(const qr_method_opts *o, const joint_space *sp, int64_t d_out,
+                           int64_t d_in, const double *L0, const double *R0, qr_joint_pair *p,
+                           qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t r = sp->r;
@@ -98,62 +73,45 @@ static qr_status joint_fit(const qr_method_opts *o, const qr_linalg_backend *be,
         QR_CHECK(qr_alloc_f64(&p->L, d_out, r, "correction L"));
         QR_CHECK(qr_alloc_f64(&p->R, r, d_in, "correction R"));
         qr_method_rng(o, "correction", &rng);
-        QR_CHECK(
-            qr_corr_lowrank(be, sp->D, d_out, d_in, sp->S, r, &o->svd, &rng, p->L, p->R, NULL));
+        QR_CHECK(qr_corr_lowrank(sp->D, d_out, d_in, sp->S, r, &o->svd, &rng, p->L, p->R, NULL));
     }
-    QR_CHECK(qr_scaled_error(be, sp->S, sp->W, &p->q, p->L, p->R, r, d_out, d_in, sp->D, &p->err));
+    QR_CHECK(qr_scaled_error(sp->S, sp->W, &p->q, p->L, p->R, r, d_out, d_in, sp->D, &p->err));
     rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 done:
     return st;
 }
 
-/* One start: fit while the objective falls (at most sp->fits_max fits); the chain's best pair
- * competes with *best. */
-static qr_status joint_chain(const qr_method_opts *o, const qr_linalg_backend *be,
-                             const joint_space *sp, int64_t d_out, int64_t d_in, const double *L0,
-                             const double *R0, joint_pair *best, qr_method_report *rep)
+/* joint_fit as the chain's callback. */
+typedef struct {
+    const qr_method_opts *o;
+    const joint_space *sp;
+    int64_t d_out, d_in;
+    qr_method_report *rep;
+} fit_ctx;
+
+static qr_status fit_step(void *ctx, const double *L0, const double *R0, qr_joint_pair *p)
 {
-    qr_status st = QR_OK;
-    joint_pair cur = {.err = INFINITY}, nw = {.err = INFINITY};
-    for (int k = 0; k < sp->fits_max; k++) {
-        QR_CHECK(
-            joint_fit(o, be, sp, d_out, d_in, k == 0 ? L0 : cur.L, k == 0 ? R0 : cur.R, &nw, rep));
-        if (!(nw.err < cur.err)) {
-            break;
-        }
-        pair_free(&cur);
-        cur = nw;
-        memset(&nw, 0, sizeof nw);
-        nw.err = INFINITY;
-        if (sp->r == 0) {
-            break; /* no correction to alternate with */
-        }
-    }
-    pair_keep(best, &cur);
-done:
-    pair_free(&nw);
-    pair_free(&cur);
-    return st;
+    const fit_ctx *c = ctx;
+    return joint_fit(c->o, c->sp, c->d_out, c->d_in, L0, R0, p, c->rep);
 }
 
 /* Both starts in one space: the best pair into *best. */
-static qr_status joint_space_fit(const qr_method_opts *o, const qr_linalg_backend *be,
-                                 const joint_space *sp, int64_t d_out, int64_t d_in,
-                                 joint_pair *best, qr_method_report *rep)
+static qr_status joint_space_fit(const qr_method_opts *o, const joint_space *sp, int64_t d_out,
+                                 int64_t d_in, qr_joint_pair *best, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     double *L0 = NULL, *R0 = NULL;
+    fit_ctx c = {o, sp, d_out, d_in, rep};
     qr_rng rng;
-    QR_CHECK(joint_chain(o, be, sp, d_out, d_in, NULL, NULL, best, rep));
+    QR_CHECK(qr_joint_chain(fit_step, &c, sp->fits_max, sp->r, NULL, NULL, best));
     if (sp->r > 0) {
         double t0 = qr_now();
         QR_CHECK(qr_alloc_f64(&L0, d_out, sp->r, "preserved L"));
         QR_CHECK(qr_alloc_f64(&R0, sp->r, d_in, "preserved R"));
         qr_method_rng(o, "joint-preserve", &rng);
-        QR_CHECK(
-            qr_corr_lowrank(be, sp->W, d_out, d_in, sp->S, sp->r, &o->svd, &rng, L0, R0, NULL));
+        QR_CHECK(qr_corr_lowrank(sp->W, d_out, d_in, sp->S, sp->r, &o->svd, &rng, L0, R0, NULL));
         rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
-        QR_CHECK(joint_chain(o, be, sp, d_out, d_in, L0, R0, best, rep));
+        QR_CHECK(qr_joint_chain(fit_step, &c, sp->fits_max, sp->r, L0, R0, best));
     }
 done:
     free(L0);
@@ -161,43 +119,29 @@ done:
     return st;
 }
 
-/* The estimated rounding noise of per-token abits-bit activations (src/quant/act.c: largest code
- * qmax = 2^(abits-1) - 1) of the smoothed input t = x / s (s NULL: ones) through the weight Wt
- * (d_out, d_in): count * peak² / (12 qmax²) * ||Wt||²_F; 0 for float activations. */
+/* The estimated activation rounding noise through Wt (d_out, d_in), qr_joint_act_noise. */
 static double act_noise(const qr_stats *calib, const float *s, const double *Wt, int64_t d_out,
                         int64_t d_in, int abits)
 {
-    double qmax = abits == 4 ? 7.0 : 127.0;
-    double peak_max = 0.0, ms_max = 0.0, w2 = 0.0, peak2, n = calib->count > 0 ? calib->count : 1;
-    if (abits != 4 && abits != 8) {
-        return 0.0;
-    }
-    for (int64_t j = 0; j < d_in; j++) {
-        double sj = s ? (double)s[j] : 1.0, a = calib->max_abs[j] / sj;
-        double ms = calib->sum_sq[j] / n / (sj * sj);
-        peak_max = a * a > peak_max ? a * a : peak_max;
-        ms_max = ms > ms_max ? ms : ms_max;
-    }
+    double w2 = 0.0;
     for (int64_t i = 0; i < d_out * d_in; i++) {
         w2 += Wt[i] * Wt[i];
     }
-    peak2 = JOINT_PEAK_FACTOR * ms_max < peak_max ? JOINT_PEAK_FACTOR * ms_max : peak_max;
-    return n * peak2 / (12.0 * qmax * qmax) * w2;
+    return qr_joint_act_noise(calib, s, d_in, w2, abits);
 }
 
 /* The smoothed candidate with strength alpha and rank rs, against *best (total estimated
  * error *best_total); on a win out->smooth holds its vector (allocated here). */
-static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backend *be,
-                                  const double *W, int64_t d_out, int64_t d_in,
-                                  const qr_stats *calib, double alpha, int64_t rs, joint_space sp,
-                                  joint_pair *best, double *best_total, qr_qlayer *out,
-                                  qr_method_report *rep)
+static qr_status joint_try_smooth(const qr_method_opts *o, const double *W, int64_t d_out,
+                                  int64_t d_in, const qr_stats *calib, double alpha, int64_t rs,
+                                  joint_space sp, qr_joint_pair *best, double *best_total,
+                                  qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     double *Wt = NULL, *Gt = NULL, *wmax = NULL, total, t0 = qr_now();
     float *s = NULL;
     qr_scaling S = {0};
-    joint_pair cand = {.err = INFINITY};
+    qr_joint_pair cand = {.err = INFINITY};
     QR_CHECK(qr_alloc_f64(&Wt, d_out, d_in, "JOINT smoothed weight"));
     QR_CHECK(qr_alloc_f64(&Gt, d_in, d_in, "JOINT smoothed Gram matrix"));
     QR_CHECK(qr_alloc_f64(&wmax, d_in, 1, "JOINT column maxima"));
@@ -209,17 +153,17 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backe
         }
     }
     qr_gram_transform(calib->G, d_in, NULL, s, Gt);
-    QR_CHECK(qr_scaling_whiten(be, Gt, d_in, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_whiten(Gt, d_in, o->whiten_lambda0, &S));
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     sp.W = Wt;
     sp.H = Gt;
     sp.S = &S;
     sp.r = rs;
-    QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &cand, rep));
+    QR_CHECK(joint_space_fit(o, &sp, d_out, d_in, &cand, rep));
     total = cand.err + act_noise(calib, s, Wt, d_out, d_in, o->abits);
     if (total < *best_total) {
         *best_total = total;
-        pair_free(best);
+        qr_joint_pair_free(best);
         *best = cand;
         memset(&cand, 0, sizeof cand);
         free(out->smooth);
@@ -228,7 +172,7 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const qr_linalg_backe
         rep->damping = S.damping;
     }
 done:
-    pair_free(&cand);
+    qr_joint_pair_free(&cand);
     qr_scaling_free(&S);
     free(Wt);
     free(Gt);
@@ -237,30 +181,29 @@ done:
     return st;
 }
 
-static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                           int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                           qr_method_report *rep)
+static qr_status joint_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                           const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     qr_scaling S = {0};
-    joint_pair best = {.err = INFINITY};
+    qr_joint_pair best = {.err = INFINITY};
     joint_space sp = {W, calib->G, NULL, o->rank, NULL, NULL, 1};
     double t0 = qr_now(), best_total;
     int64_t rs = qr_joint_smooth_rank(o, d_out, d_in);
     int spaces;
     qr_joint_search(o->abits, d_out, d_in, &spaces, &sp.fits_max);
-    QR_CHECK(qr_scaling_for_method(be, QR_METHOD_QERA_EXACT, calib, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_for_method(QR_METHOD_QERA_EXACT, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     QR_CHECK(qr_alloc_f64(&sp.Wm, d_out, d_in, "JOINT target"));
     QR_CHECK(qr_alloc_f64(&sp.D, d_out, d_in, "JOINT error"));
     sp.S = &S;
-    QR_CHECK(joint_space_fit(o, be, &sp, d_out, d_in, &best, rep));
+    QR_CHECK(joint_space_fit(o, &sp, d_out, d_in, &best, rep));
     best_total = best.err;
     if (rs >= 0) {
         best_total += act_noise(calib, NULL, W, d_out, d_in, o->abits);
         for (int a = 0; a + 1 < spaces; a++) {
-            QR_CHECK(joint_try_smooth(o, be, W, d_out, d_in, calib, joint_alphas[a], rs, sp, &best,
+            QR_CHECK(joint_try_smooth(o, W, d_out, d_in, calib, qr_joint_alpha(a), rs, sp, &best,
                                       &best_total, out, rep));
         }
     }
@@ -268,7 +211,7 @@ static qr_status joint_run(const qr_method_opts *o, const qr_linalg_backend *be,
     memset(&best.q, 0, sizeof best.q);
     QR_CHECK(qr_qlayer_set_lowrank(out, best.L, best.R, out->smooth ? rs : o->rank));
 done:
-    pair_free(&best);
+    qr_joint_pair_free(&best);
     qr_scaling_free(&S);
     free(sp.Wm);
     free(sp.D);
@@ -276,3 +219,63 @@ done:
 }
 
 const qr_method_impl qr_method_joint = {"joint", QR_METHOD_JOINT, true, joint_run};
+
+double qr_joint_alpha(int a)
+{
+    return joint_alphas[a];
+}
+
+double qr_joint_act_noise(const qr_stats *calib, const float *s, int64_t d_in, double w2, int abits)
+{
+    double qmax = abits == 4 ? 7.0 : 127.0;
+    double peak_max = 0.0, ms_max = 0.0, peak2, n = calib->count > 0 ? calib->count : 1;
+    if (abits != 4 && abits != 8) {
+        return 0.0;
+    }
+    for (int64_t j = 0; j < d_in; j++) {
+        double sj = s ? (double)s[j] : 1.0, a = calib->max_abs[j] / sj;
+        double ms = calib->sum_sq[j] / n / (sj * sj);
+        peak_max = a * a > peak_max ? a * a : peak_max;
+        ms_max = ms > ms_max ? ms : ms_max;
+    }
+    peak2 = JOINT_PEAK_FACTOR * ms_max < peak_max ? JOINT_PEAK_FACTOR * ms_max : peak_max;
+    return n * peak2 / (12.0 * qmax * qmax) * w2;
+}
+
+void qr_joint_pair_free(qr_joint_pair *p)
+{
+    qr_qweight_free(&p->q);
+    free(p->L);
+    free(p->R);
+    memset(p, 0, sizeof *p);
+    p->err = INFINITY;
+}
+
+qr_status qr_joint_chain(qr_joint_fit_fn fit, void *ctx, int fits_max, int64_t r, const double *L0,
+                         const double *R0, qr_joint_pair *best)
+{
+    qr_status st = QR_OK;
+    qr_joint_pair cur = {.err = INFINITY}, nw = {.err = INFINITY};
+    for (int k = 0; k < fits_max; k++) {
+        QR_CHECK(fit(ctx, k == 0 ? L0 : cur.L, k == 0 ? R0 : cur.R, &nw));
+        if (!(nw.err < cur.err)) {
+            break;
+        }
+        qr_joint_pair_free(&cur);
+        cur = nw;
+        memset(&nw, 0, sizeof nw);
+        nw.err = INFINITY;
+        if (r == 0) {
+            break; /* no correction to alternate with */
+        }
+    }
+    if (cur.err < best->err) { /* the chain's best competes with *best */
+        qr_joint_pair_free(best);
+        *best = cur;
+        memset(&cur, 0, sizeof cur);
+    }
+done:
+    qr_joint_pair_free(&nw);
+    qr_joint_pair_free(&cur);
+    return st;
+}

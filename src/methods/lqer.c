@@ -2,11 +2,10 @@
  * centred; rank-r SVD correction of E diag(s). */
 #include "src/methods/correction.h"
 
-static qr_status lqer_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                          qr_method_report *rep)
+static qr_status lqer_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
-    return qr_qer_run(be, QR_METHOD_LQER, o, W, d_out, d_in, calib, out, rep);
+    return qr_qer_run(QR_METHOD_LQER, o, W, d_out, d_in, calib, out, rep);
 }
 
 const qr_method_impl qr_method_lqer = {"lqer", QR_METHOD_LQER, true, lqer_run};

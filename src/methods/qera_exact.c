@@ -3,11 +3,11 @@
  */
 #include "src/methods/correction.h"
 
-static qr_status qera_exact_run(const qr_method_opts *o, const qr_linalg_backend *be,
-                                const double *W, int64_t d_out, int64_t d_in, const qr_stats *calib,
-                                qr_qlayer *out, qr_method_report *rep)
+static qr_status qera_exact_run(const qr_method_opts *o, const double *W, int64_t d_out,
+                                int64_t d_in, const qr_stats *calib, qr_qlayer *out,
+                                qr_method_report *rep)
 {
-    return qr_qer_run(be, QR_METHOD_QERA_EXACT, o, W, d_out, d_in, calib, out, rep);
+    return qr_qer_run(QR_METHOD_QERA_EXACT, o, W, d_out, d_in, calib, out, rep);
 }
 
 const qr_method_impl qr_method_qera_exact = {"qera-exact", QR_METHOD_QERA_EXACT, true,

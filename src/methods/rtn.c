@@ -2,9 +2,8 @@
  * with no correction. */
 #include "src/methods/correction.h"
 
-static qr_status rtn_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                         int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                         qr_method_report *rep)
+static qr_status rtn_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                         const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     double t0 = qr_now();
     QR_TRY(qr_method_quantize(o, W, d_out, d_in, calib ? calib->G : NULL, &out->main, NULL));

@@ -10,9 +10,8 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 
-static qr_status serq_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                          int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                          qr_method_report *rep)
+static qr_status serq_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                          const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t k = o->n_salient < d_in ? o->n_salient : d_in;

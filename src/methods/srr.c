@@ -31,9 +31,8 @@ static double sum_sq(const double *A, int64_t n)
  * effective rank of G, so a few percent for small layers with few dominant channels, far less at d
  * >= 4096; the rule then weighs the drawn spectrum against the expected total (E_rand is a random
  * probe either way). */
-static qr_status random_spectrum(const qr_method_opts *o, const qr_linalg_backend *be,
-                                 const qr_scaling *S, int64_t d_out, int64_t d_in, int64_t r,
-                                 double *se, double *total)
+static qr_status random_spectrum(const qr_method_opts *o, const qr_scaling *S, int64_t d_out,
+                                 int64_t d_in, int64_t r, double *se, double *total)
 {
     qr_status st = QR_OK;
     double *Er = NULL, *U = NULL, *Vt = NULL; /* (d_out, d_in), (d_out, r), (r, d_in) */
@@ -48,13 +47,13 @@ static qr_status random_spectrum(const qr_method_opts *o, const qr_linalg_backen
     if (qr_scaled_svd_implicit(S, d_out, d_in, r, &o->svd)) {
         *total = (double)d_out / 3.0 * sum_sq(S->chol, d_in * d_in);
         qr_method_rng(o, "srr-random-svd", &rng);
-        QR_CHECK(qr_scaled_svd(be, Er, d_out, d_in, S, r, &o->svd, &rng, U, se, Vt));
+        QR_CHECK(qr_scaled_svd(Er, d_out, d_in, S, r, &o->svd, &rng, U, se, Vt));
         goto done;
     }
-    QR_CHECK(qr_scaling_apply(be, S, Er, d_out, false));
+    QR_CHECK(qr_scaling_apply(S, Er, d_out, false));
     *total = sum_sq(Er, d_out * d_in);
     qr_method_rng(o, "srr-random-svd", &rng);
-    QR_CHECK(qr_la_svd_truncated(be, Er, d_out, d_in, r, &o->svd, &rng, U, se, Vt));
+    QR_CHECK(qr_svd_truncated(Er, d_out, d_in, r, &o->svd, &rng, U, se, Vt));
 done:
     free(Er);
     free(U);
@@ -66,9 +65,8 @@ done:
  * split it chose (in out, from L and R) is kept only when its scaled calibration error is below
  * the base method's own result (k = 0, the same random streams, so bit for bit the base layer),
  * which otherwise replaces it. D (d_out, d_in) is scratch. */
-static qr_status keep_if_better_than_base(const qr_method_opts *o, const qr_linalg_backend *be,
-                                          const double *W, int64_t d_out, int64_t d_in,
-                                          const qr_stats *calib, const qr_scaling *S,
+static qr_status keep_if_better_than_base(const qr_method_opts *o, const double *W, int64_t d_out,
+                                          int64_t d_in, const qr_stats *calib, const qr_scaling *S,
                                           const double *L, const double *R, double *D,
                                           qr_qlayer *out, qr_method_report *rep)
 {
@@ -77,9 +75,9 @@ static qr_status keep_if_better_than_base(const qr_method_opts *o, const qr_lina
     qr_qweight qb;
     double *Lb = NULL, *Rb = NULL, e_split = 0.0, e_base = 0.0, t0 = qr_now();
     memset(&qb, 0, sizeof qb);
-    QR_CHECK(qr_scaled_error(be, S, W, &out->main, L, R, r, d_out, d_in, D, &e_split));
-    QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, S, r, &qb, &Lb, &Rb, rep));
-    QR_CHECK(qr_scaled_error(be, S, W, &qb, Lb, Rb, r, d_out, d_in, D, &e_base));
+    QR_CHECK(qr_scaled_error(S, W, &out->main, L, R, r, d_out, d_in, D, &e_split));
+    QR_CHECK(qr_qer_step(o, W, d_out, d_in, calib->G, S, r, &qb, &Lb, &Rb, rep));
+    QR_CHECK(qr_scaled_error(S, W, &qb, Lb, Rb, r, d_out, d_in, D, &e_base));
     if (e_base < e_split) {
         qr_qweight_free(&out->main);
         out->main = qb;
@@ -98,9 +96,8 @@ done:
     return st;
 }
 
-static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, const double *W,
-                         int64_t d_out, int64_t d_in, const qr_stats *calib, qr_qlayer *out,
-                         qr_method_report *rep)
+static qr_status srr_run(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
+                         const qr_stats *calib, qr_qlayer *out, qr_method_report *rep)
 {
     qr_status st = QR_OK;
     int64_t r = o->rank, k = o->srr_k;
@@ -115,7 +112,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
     qr_rng rng;
     double t0 = qr_now();
 
-    QR_CHECK(qr_scaling_for_method(be, o->srr_base, calib, o->whiten_lambda0, &S));
+    QR_CHECK(qr_scaling_for_method(o->srr_base, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     if (r > 0 && k != 0) {
@@ -125,13 +122,13 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
         QR_CHECK(qr_alloc_f64(&sw, r, 1, "SRR singular values"));
         QR_CHECK(qr_alloc_f64(&Vt, r, d_in, "SRR Vt"));
         memcpy(WS, W, (size_t)(d_out * d_in) * sizeof(double));
-        QR_CHECK(qr_scaling_apply(be, &S, WS, d_out, false));
+        QR_CHECK(qr_scaling_apply(&S, WS, d_out, false));
         qr_method_rng(o, "srr-preserve", &rng);
-        QR_CHECK(qr_la_svd_truncated(be, WS, d_out, d_in, r, &o->svd, &rng, U, sw, Vt));
+        QR_CHECK(qr_svd_truncated(WS, d_out, d_in, r, &o->svd, &rng, U, sw, Vt));
         if (k < 0) {
             double tw = sum_sq(WS, d_out * d_in), te = 0.0;
             QR_CHECK(qr_alloc_f64(&se, r, 1, "SRR random singular values"));
-            QR_CHECK(random_spectrum(o, be, &S, d_out, d_in, r, se, &te));
+            QR_CHECK(random_spectrum(o, &S, d_out, d_in, r, se, &te));
             k = qr_srr_kstar(sw, tw, se, te, r);
         }
         rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
@@ -141,7 +138,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
     }
     rep->srr_k_used = rep->srr_k_rule = k;
     if (k == 0) {
-        QR_CHECK(qr_qer_step(be, o, W, d_out, d_in, calib->G, &S, r, &out->main, &L, &R, rep));
+        QR_CHECK(qr_qer_step(o, W, d_out, d_in, calib->G, &S, r, &out->main, &L, &R, rep));
         QR_CHECK(qr_qlayer_set_lowrank(out, L, R, r));
         goto done;
     }
@@ -150,7 +147,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
     t0 = qr_now();
     QR_CHECK(qr_alloc_f64(&L, d_out, r, "correction L"));
     QR_CHECK(qr_alloc_f64(&R, r, d_in, "correction R"));
-    QR_CHECK(qr_scaling_apply(be, &S, Vt, k, true));
+    QR_CHECK(qr_scaling_apply(&S, Vt, k, true));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t c = 0; c < k; c++) {
             L[i * r + c] = U[i * r + c] * sw[c];
@@ -162,7 +159,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
                 (int)r, R, (int)d_in, 1.0, WS, (int)d_in);
     rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
 
-    QR_CHECK(qr_qer_step(be, o, WS, d_out, d_in, calib->G, &S, r - k, &out->main, &L2, &R2, rep));
+    QR_CHECK(qr_qer_step(o, WS, d_out, d_in, calib->G, &S, r - k, &out->main, &L2, &R2, rep));
     for (int64_t i = 0; i < d_out; i++) {
         for (int64_t c = k; c < r; c++) {
             L[i * r + c] = L2[i * (r - k) + (c - k)];
@@ -173,7 +170,7 @@ static qr_status srr_run(const qr_method_opts *o, const qr_linalg_backend *be, c
     }
     QR_CHECK(qr_qlayer_set_lowrank(out, L, R, r));
     if (o->srr_k < 0) {
-        QR_CHECK(keep_if_better_than_base(o, be, W, d_out, d_in, calib, &S, L, R, WS, out, rep));
+        QR_CHECK(keep_if_better_than_base(o, W, d_out, d_in, calib, &S, L, R, WS, out, rep));
     }
 done:
     qr_scaling_free(&S);

@@ -113,7 +113,7 @@ static void bench_rsvd(const qr_grid *g, int64_t m, int64_t n, int64_t r, int re
         if (size_ == 1) {
             qr_rng_seed(&rng, 2);
             t0 = MPI_Wtime();
-            if ((whiten ? qr_scaled_svd(NULL, A, m, n, &sc, r, &o, &rng, U, S, Vt)
+            if ((whiten ? qr_scaled_svd(A, m, n, &sc, r, &o, &rng, U, S, Vt)
                         : qr_svd_truncated(A, m, n, r, &o, &rng, U, S, Vt)) != QR_OK) {
                 die("serial randomized SVD");
             }

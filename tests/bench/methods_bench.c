@@ -158,7 +158,7 @@ static int whiten_compare(const double *W, int64_t m, int64_t n, const qr_stats 
     qr_wquant_opts_default(&wq);
     qr_svd_opts_default(&so);
     if (!E || !U || !Vt || !s1 || !s2 || qr_quantize_rtn(W, m, n, &wq, NULL, &q) != QR_OK ||
-        qr_scaling_whiten(NULL, st->G, n, QR_CHOL_LAMBDA0, &S) != QR_OK) {
+        qr_scaling_whiten(st->G, n, QR_CHOL_LAMBDA0, &S) != QR_OK) {
         fprintf(stderr, "methods_bench: whiten-compare setup: %s\n", qr_errmsg());
         return 1;
     }
@@ -169,7 +169,7 @@ static int whiten_compare(const double *W, int64_t m, int64_t n, const qr_stats 
     }
     t_imp = now();
     qr_rng_seed(&rng, 1);
-    if (qr_scaled_svd(NULL, E, m, n, &S, r, &so, &rng, U, s1, Vt) != QR_OK) {
+    if (qr_scaled_svd(E, m, n, &S, r, &so, &rng, U, s1, Vt) != QR_OK) {
         fprintf(stderr, "methods_bench: implicit: %s\n", qr_errmsg());
         return 1;
     }
@@ -181,7 +181,7 @@ static int whiten_compare(const double *W, int64_t m, int64_t n, const qr_stats 
         return 1;
     }
     memcpy(ES, E, sizeof(double) * (size_t)(m * n));
-    if (qr_scaling_apply(NULL, &S, ES, m, false) != QR_OK ||
+    if (qr_scaling_apply(&S, ES, m, false) != QR_OK ||
         qr_svd_truncated(ES, m, n, r, &so, &rng, U, s2, Vt) != QR_OK) {
         fprintf(stderr, "methods_bench: formed: %s\n", qr_errmsg());
         return 1;
@@ -338,7 +338,7 @@ int main(int argc, char **argv)
             }
             o.module_name = "model.layers.0.mlp.up_proj";
             wall = now();
-            if (qr_method_run(&o, NULL, W, d_out, d_in, st, &ql, &rep) != QR_OK) {
+            if (qr_method_run(&o, W, d_out, d_in, st, &ql, &rep) != QR_OK) {
                 fprintf(stderr, "methods_bench: %s: %s\n", label, qr_errmsg());
                 return 1;
             }

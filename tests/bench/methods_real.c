@@ -181,8 +181,7 @@ int main(int argc, char **argv)
                 o.n_salient = id == QR_METHOD_SERQ ? (mod->d_in / 32 > 1 ? mod->d_in / 32 : 1)
                                                    : (mod->d_in / 128 > 1 ? mod->d_in / 128 : 1);
                 o.module_name = mod->name;
-                if (qr_method_run(&o, NULL, W, mod->d_out, mod->d_in, c.st[slot], &ql, &rep) !=
-                        QR_OK ||
+                if (qr_method_run(&o, W, mod->d_out, mod->d_in, c.st[slot], &ql, &rep) != QR_OK ||
                     qr_metrics_compute(&ql, W, c.rows[slot], c.n_rows[slot], 0, &rep, &mt) !=
                         QR_OK) {
                     fprintf(stderr, "methods_real: %s on %s: %s\n", qr_method_name(id), mod->name,

@@ -5,9 +5,8 @@
 #     windows x 256 tokens = 2304 tokens; --holdout 0.1 keeps the last window, so 2048 tokens fit;
 #  3. `quantize` (QR_BENCH_METHOD, default qera-approx) under mpiexec -n 1 and -n 2, back to back in this run: wall time ratio, identical
 #     checkpoints, peak memory per rank against the largest module's working set;
-#  4. the assembly's write rate against a plain sequential write of the same bytes;
-#  5. grid 2x1 vs 1x1 on one 11008x4096 module (bench_quantize_grid, QR_BENCH_GRID_METHOD, default
-#     qera-exact: the whitened method, whose factorizations the grid distributes).
+#  4. the assembly's write rate against a plain sequential write of the same bytes.
+# A module divided over a grid is measured by tests/bench/grid_memory.sh.
 set -eu
 build=$(cd "$1" && pwd)
 work=${2:-$(mktemp -d "${TMPDIR:-/tmp}/qrecon-bench-quantize.XXXXXX")}
@@ -15,8 +14,7 @@ mkdir -p "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=1
 method=${QR_BENCH_METHOD:-qera-approx}
-grid_method=${QR_BENCH_GRID_METHOD:-qera-exact}
-cmake --build "$build" --target qrecon qr_test_make_calib qr_test_ckpt_compare bench_quantize_grid bench_write_rate >/dev/null
+cmake --build "$build" --target qrecon qr_test_make_calib qr_test_ckpt_compare bench_write_rate >/dev/null
 q=$build/qrecon
 [ -f "$work/model/config.json" ] || "$q" synth --preset 7b --layers 2 --out "$work/model"
 [ -d "$work/calib" ] || "$build/tests/qr_test_make_calib" "$work/model" "$work/calib" 3 3 256 7
@@ -37,4 +35,3 @@ echo "speedup -n 2 / -n 1: wall $(echo "scale=2; ${wall[1]} / ${wall[2]}" | bc)x
 bytes=$(stat -c %s "$work/np2.h5")
 echo "checkpoint file: $bytes bytes; plain sequential write of the same bytes:"
 "$build/tests/bench_write_rate" "$work/plain.bin" "$bytes" | sed 's/^/    /'
-mpiexec -n 2 "$build/tests/bench_quantize_grid" 11008 4096 2048 "$grid_method" 32

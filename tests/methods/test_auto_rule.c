@@ -218,7 +218,7 @@ static void case_run(void)
             o.wq.group = 32;
             o.bits = budgets[b];
             o.module_name = "test.mlp.down_proj";
-            if (qr_method_run(&o, NULL, W, m, d, st, &ql, &rep) != QR_OK) {
+            if (qr_method_run(&o, W, m, d, st, &ql, &rep) != QR_OK) {
                 QR_EXPECT(0, "%s: %s", qr_method_name(methods[k]), qr_errmsg());
                 continue;
             }

@@ -34,7 +34,7 @@ static double calib_err(qr_method_id m, int abits, const double *W, int64_t d_ou
     o.bits = bits;
     o.abits = abits;
     o.module_name = "model.layers.1.mlp.down_proj";
-    if (qr_method_run(&o, NULL, W, d_out, d_in, st, &ql, NULL) != QR_OK) {
+    if (qr_method_run(&o, W, d_out, d_in, st, &ql, NULL) != QR_OK) {
         fprintf(stderr, "%s: %s\n", qr_method_name(m), qr_errmsg());
         return -1.0;
     }
@@ -152,8 +152,8 @@ static void case_budget(void)
                 QR_EXPECT(qr_method_resolve(&o, "test", m, n, &r) == QR_OK, "%s", qr_errmsg());
                 QR_EXPECT(qr_method_bits_bound(&r, m, n) <= o.bits + 1e-9, "bound %.4f over %g",
                           qr_method_bits_bound(&r, m, n), o.bits);
-                if (qr_method_run(&o, NULL, W, m, n, st, &a, NULL) != QR_OK ||
-                    qr_method_run(&o, NULL, W, m, n, st, &c, NULL) != QR_OK) {
+                if (qr_method_run(&o, W, m, n, st, &a, NULL) != QR_OK ||
+                    qr_method_run(&o, W, m, n, st, &c, NULL) != QR_OK) {
                     QR_EXPECT(0, "%lld x %lld --bits %g: %s", (long long)m, (long long)n, o.bits,
                               qr_errmsg());
                     continue;

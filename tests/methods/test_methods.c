@@ -32,7 +32,7 @@ static const qr_method_id qer_bases[3] = {QR_METHOD_LQER, QR_METHOD_QERA_APPROX,
 static double *run_eff(const qr_method_opts *o, const double *W, int64_t d_out, int64_t d_in,
                        const qr_stats *st, qr_qlayer *ql, qr_method_report *rep)
 {
-    qr_status s = qr_method_run(o, NULL, W, d_out, d_in, st, ql, rep);
+    qr_status s = qr_method_run(o, W, d_out, d_in, st, ql, rep);
     if (s != QR_OK) {
         fprintf(stderr, "method %s failed: %s\n", qr_method_name(o->method), qr_errmsg());
         return NULL;
@@ -179,9 +179,8 @@ static int test_whitened(void)
     }
     opt = sqrt(opt);
 
-    QR_REQUIRE(qr_scaling_whiten(NULL, st->G, DI, QR_CHOL_LAMBDA0, &sc) == QR_OK, "%s",
-               qr_errmsg());
-    QR_REQUIRE(qr_corr_lowrank(NULL, E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
+    QR_REQUIRE(qr_scaling_whiten(st->G, DI, QR_CHOL_LAMBDA0, &sc) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_corr_lowrank(E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
                qr_errmsg());
     qr_scaling_free(&sc);
     e_white = corr_out_err(E, L, Rm, DO, DI, R, X, NC);
@@ -189,9 +188,8 @@ static int test_whitened(void)
               "whitened correction %.12g differs from the brute-force optimum %.12g", e_white, opt);
 
     for (int b = 0; b < 2; b++) {
-        QR_REQUIRE(qr_scaling_for_method(NULL, qer_bases[b], st, 0.0, &sc) == QR_OK, "%s",
-                   qr_errmsg());
-        QR_REQUIRE(qr_corr_lowrank(NULL, E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
+        QR_REQUIRE(qr_scaling_for_method(qer_bases[b], st, 0.0, &sc) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_corr_lowrank(E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
                    qr_errmsg());
         qr_scaling_free(&sc);
         e_base[b] = corr_out_err(E, L, Rm, DO, DI, R, X, NC);
@@ -206,7 +204,7 @@ static int test_whitened(void)
             v[j] = exp(2.0 * qr_rng_normal(&rng));
         }
         QR_REQUIRE(qr_scaling_diag(v, DI, &sc) == QR_OK, "%s", qr_errmsg());
-        QR_REQUIRE(qr_corr_lowrank(NULL, E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
+        QR_REQUIRE(qr_corr_lowrank(E, DO, DI, &sc, R, &so, NULL, L, Rm, NULL) == QR_OK, "%s",
                    qr_errmsg());
         qr_scaling_free(&sc);
         e = corr_out_err(E, L, Rm, DO, DI, R, X, NC);
@@ -289,13 +287,11 @@ static int test_srr_k0(void)
             o.rank = 4; /* 8 r <= min(d): the randomized SVD and its stream are used */
             o.gptq = gptq;
             o.module_name = "model.layers.0.mlp.up_proj";
-            QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &base, NULL) == QR_OK, "%s",
-                       qr_errmsg());
+            QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &base, NULL) == QR_OK, "%s", qr_errmsg());
             o.method = QR_METHOD_SRR;
             o.srr_base = qer_bases[b];
             o.srr_k = 0;
-            QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &srr, &rep) == QR_OK, "%s",
-                       qr_errmsg());
+            QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &srr, &rep) == QR_OK, "%s", qr_errmsg());
             QR_EXPECT(rep.srr_k_used == 0, "k used %lld", (long long)rep.srr_k_used);
             QR_EXPECT(same_qweight(&base.main, &srr.main),
                       "SRR(k=0) on %s%s: main matrix differs from the base method's",
@@ -355,12 +351,11 @@ static int test_srr_kstar_whitened(void)
     o.rank = R;
     o.svd.mode = QR_SVD_RANDOMIZED;
     o.module_name = "model.layers.2.self_attn.q_proj";
-    QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, &rep) == QR_OK, "srr: %s", qr_errmsg());
-    QR_REQUIRE(qr_scaling_whiten(NULL, st->G, DI, o.whiten_lambda0, &sc) == QR_OK, "%s",
-               qr_errmsg());
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, &rep) == QR_OK, "srr: %s", qr_errmsg());
+    QR_REQUIRE(qr_scaling_whiten(st->G, DI, o.whiten_lambda0, &sc) == QR_OK, "%s", qr_errmsg());
     QR_REQUIRE(qr_scaled_svd_implicit(&sc, DO, DI, R, &o.svd), "test design: implicit path");
     memcpy(WS, W, sizeof(double) * DO * DI);
-    qr_scaling_apply(NULL, &sc, WS, DO, false);
+    qr_scaling_apply(&sc, WS, DO, false);
     for (int i = 0; i < DO * DI; i++) {
         tw += WS[i] * WS[i];
     }
@@ -372,13 +367,13 @@ static int test_srr_kstar_whitened(void)
         Er[i] = 2.0 * qr_rng_uniform(&rng) - 1.0;
     }
     qr_method_rng(&o, "srr-random-svd", &rng);
-    QR_REQUIRE(qr_scaled_svd(NULL, Er, DO, DI, &sc, R, &o.svd, &rng, U, se, Vt) == QR_OK, "%s",
+    QR_REQUIRE(qr_scaled_svd(Er, DO, DI, &sc, R, &o.svd, &rng, U, se, Vt) == QR_OK, "%s",
                qr_errmsg());
     for (int i = 0; i < DI * DI; i++) {
         te_exp += sc.chol[i] * sc.chol[i];
     }
     te_exp *= DO / 3.0;
-    qr_scaling_apply(NULL, &sc, Er, DO, false);
+    qr_scaling_apply(&sc, Er, DO, false);
     for (int i = 0; i < DO * DI; i++) {
         te += Er[i] * Er[i];
     }
@@ -416,14 +411,13 @@ static int test_srr_kstar_whitened(void)
         qr_qlayer qb;
         double e[2] = {0.0, 0.0};
         ob.method = QR_METHOD_QERA_EXACT;
-        QR_REQUIRE(qr_method_run(&ob, NULL, W, DO, DI, st, &qb, &rb) == QR_OK, "base: %s",
-                   qr_errmsg());
+        QR_REQUIRE(qr_method_run(&ob, W, DO, DI, st, &qb, &rb) == QR_OK, "base: %s", qr_errmsg());
         for (int t = 0; t < 2; t++) {
             QR_REQUIRE(qr_qlayer_effective_weight(t ? &qb : &ql, WS) == QR_OK, "%s", qr_errmsg());
             for (int i = 0; i < DO * DI; i++) {
                 WS[i] = W[i] - WS[i];
             }
-            qr_scaling_apply(NULL, &sc, WS, DO, false);
+            qr_scaling_apply(&sc, WS, DO, false);
             for (int i = 0; i < DO * DI; i++) {
                 e[t] += WS[i] * WS[i];
             }
@@ -500,12 +494,12 @@ static int test_srr_kstar(void)
     o.svd.mode = QR_SVD_EXACT;
     o.wq.group = 16;
     o.module_name = "model.layers.1.self_attn.o_proj";
-    QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, &rep) == QR_OK, "srr: %s", qr_errmsg());
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, &rep) == QR_OK, "srr: %s", qr_errmsg());
 
     /* The expected k*: same scaling, same E_rand stream, exact spectra. */
     QR_REQUIRE(qr_scaling_lqer(st, &sc) == QR_OK, "%s", qr_errmsg());
     memcpy(WS, W, sizeof(double) * DO * DI);
-    qr_scaling_apply(NULL, &sc, WS, DO, false);
+    qr_scaling_apply(&sc, WS, DO, false);
     for (int i = 0; i < DO * DI; i++) {
         tw += WS[i] * WS[i];
     }
@@ -515,7 +509,7 @@ static int test_srr_kstar(void)
     for (int i = 0; i < DO * DI; i++) {
         WS[i] = 2.0 * qr_rng_uniform(&rng) - 1.0;
     }
-    qr_scaling_apply(NULL, &sc, WS, DO, false);
+    qr_scaling_apply(&sc, WS, DO, false);
     for (int i = 0; i < DO * DI; i++) {
         te += WS[i] * WS[i];
     }
@@ -623,10 +617,9 @@ static int test_beat_rtn(void)
         o.module_name = "model.layers.2.mlp.down_proj";
         qr_method_opts_default(&ro, QR_METHOD_RTN);
         ro.wq = o.wq;
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, &rep) == QR_OK, "%s: %s",
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, &rep) == QR_OK, "%s: %s",
                    qr_method_name((qr_method_id)m), qr_errmsg());
-        QR_REQUIRE(qr_method_run(&ro, NULL, W, DO, DI, st, &rq, NULL) == QR_OK, "rtn: %s",
-                   qr_errmsg());
+        QR_REQUIRE(qr_method_run(&ro, W, DO, DI, st, &rq, NULL) == QR_OK, "rtn: %s", qr_errmsg());
         for (int a = 0; a < 2; a++) {
             QR_REQUIRE(qr_metrics_output_error(&ql, W, Xt, NT, a ? 8 : 0, 0, &e[a]) == QR_OK, "%s",
                        qr_errmsg());
@@ -681,7 +674,7 @@ static int test_flrq_rank(void)
         qr_method_opts_default(&o, QR_METHOD_FLRQ);
         o.wq.group = 64;
         o.rank = 16;
-        QR_REQUIRE(qr_method_run(&o, NULL, l ? Wspike : Wflat, D, D, st, &ql, &rep) == QR_OK, "%s",
+        QR_REQUIRE(qr_method_run(&o, l ? Wspike : Wflat, D, D, st, &ql, &rep) == QR_OK, "%s",
                    qr_errmsg());
         rank[l] = rep.rank_used;
         printf("FLRQ %s layer: rank %lld, clip %.2f, calibration output error %.5f\n",
@@ -725,8 +718,7 @@ static int test_bits(void)
             o.wq.asym = asym;
             o.rank = 8;
             o.n_salient = 16;
-            QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, &rep) == QR_OK, "%s",
-                       qr_errmsg());
+            QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, &rep) == QR_OK, "%s", qr_errmsg());
             g = o.wq.group ? (double)(DI / 32) : 1.0; /* groups per row */
             expect = 4.0 + (32.0 + (asym ? 4.0 : 0.0)) * g / DI;
             expect += 16.0 * (double)rep.rank_used * (DO + DI) / mn;
@@ -774,7 +766,7 @@ static int test_metrics(void)
     qr_method_opts_default(&o, QR_METHOD_SERQ);
     o.wq.group = 16;
     o.n_salient = K;
-    QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
     /* Attach a low-rank term so every part of the module is exercised. */
     ql.rank = R;
     ql.L = malloc(sizeof(float) * DO * R);
@@ -848,7 +840,7 @@ static int test_metrics(void)
     }
     qr_method_opts_default(&o, QR_METHOD_RTN);
     o.wq.group = 16;
-    QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, NULL, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, NULL, &ql, NULL) == QR_OK, "%s", qr_errmsg());
     QR_REQUIRE(qr_metrics_compute(&ql, W, X, NC, 0, NULL, &mt) == QR_OK, "%s", qr_errmsg());
     QR_EXPECT(mt.weight_rel_err == 0.0 && mt.out_rel_err == 0.0 && isinf(mt.sqnr_db),
               "grid weights: weight error %g, output error %g, SQNR %g", mt.weight_rel_err,
@@ -893,7 +885,7 @@ static int test_metrics_fast(void)
         o.rank = 8;
         o.n_salient = 8;
         o.module_name = "model.layers.1.self_attn.o_proj";
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s: %s",
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s: %s",
                    qr_method_name((qr_method_id)m), qr_errmsg());
         QR_REQUIRE(qr_metrics_compute(&ql, W, Xt, NT, AG, NULL, &a) == QR_OK, "%s", qr_errmsg());
         QR_REQUIRE(qr_metrics_fast(&ref, &ql, W, AG, QR_METRICS_ALL, NULL, &b) == QR_OK, "%s",
@@ -960,7 +952,7 @@ static int test_odd_shapes(void)
                 o.n_salient = 8;
                 o.gptq = gptq;
                 o.module_name = "model.layers.4.mlp.down_proj";
-                QR_REQUIRE(qr_method_run(&o, NULL, W, d_out, d_in, st, &ql, NULL) == QR_OK,
+                QR_REQUIRE(qr_method_run(&o, W, d_out, d_in, st, &ql, NULL) == QR_OK,
                            "%s%s on %lldx%lld: %s", qr_method_name((qr_method_id)m),
                            gptq ? "+gptq" : "", (long long)d_out, (long long)d_in, qr_errmsg());
                 QR_REQUIRE(ql.main.n_groups == 6 || (d_in == 64 && ql.main.n_groups == 2),
@@ -1011,7 +1003,7 @@ static int test_serq_a4(void)
         o.wq.group = 32;
         o.rank = 8;
         o.n_salient = 24; /* covers the 20 outlier channels of the fixture */
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
         QR_REQUIRE(qr_metrics_output_error(&ql, W, Xt, NT, 4, 0, &e[i]) == QR_OK, "%s",
                    qr_errmsg());
         printf("%-11s W4A4 held-out output error %.5f\n", qr_method_name(ms[i]), e[i]);
@@ -1044,7 +1036,7 @@ static int test_aser_salient(void)
     qr_method_opts_default(&o, QR_METHOD_ASER);
     o.rank = 8;
     o.n_salient = F;
-    QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_OK, "%s", qr_errmsg());
     QR_REQUIRE(ql.smooth && !ql.perm && ql.rank == 8, "ASER stores smooth and L, R");
     for (int j = 0; j < DI; j++) {
         double wmax = 0.0, c = 0.0, expect;
@@ -1120,15 +1112,13 @@ static int test_whitened_randomized(void)
     }
     mf_acts(133, 134, NC, DI, X);
     QR_REQUIRE(mf_stats(X, NC, DI, &st) == QR_OK, "stats: %s", qr_errmsg());
-    QR_REQUIRE(qr_scaling_whiten(NULL, st->G, DI, QR_CHOL_LAMBDA0, &sc) == QR_OK, "%s",
-               qr_errmsg());
+    QR_REQUIRE(qr_scaling_whiten(st->G, DI, QR_CHOL_LAMBDA0, &sc) == QR_OK, "%s", qr_errmsg());
     qr_svd_opts_default(&so);
     so.mode = QR_SVD_RANDOMIZED;
     qr_rng_seed(&rng, 135);
-    QR_REQUIRE(qr_scaled_svd(NULL, E, DO, DI, &sc, R, &so, &rng, U1, s1, V1) == QR_OK, "%s",
-               qr_errmsg());
+    QR_REQUIRE(qr_scaled_svd(E, DO, DI, &sc, R, &so, &rng, U1, s1, V1) == QR_OK, "%s", qr_errmsg());
     memcpy(ES, E, sizeof(double) * DO * DI);
-    QR_REQUIRE(qr_scaling_apply(NULL, &sc, ES, DO, false) == QR_OK, "%s", qr_errmsg());
+    QR_REQUIRE(qr_scaling_apply(&sc, ES, DO, false) == QR_OK, "%s", qr_errmsg());
     qr_rng_seed(&rng, 135);
     QR_REQUIRE(qr_svd_truncated(ES, DO, DI, R, &so, &rng, U2, s2, V2) == QR_OK, "%s", qr_errmsg());
     for (int k = 0; k < R; k++) {
@@ -1200,8 +1190,7 @@ static int test_flrq_calib_error(void)
         qr_method_opts_default(&o, QR_METHOD_FLRQ);
         o.wq.group = 32;
         o.rank = 8;
-        QR_REQUIRE(qr_method_run(&o, NULL, W, d_out, d_in, st, &ql, &rep) == QR_OK, "%s",
-                   qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, d_out, d_in, st, &ql, &rep) == QR_OK, "%s", qr_errmsg());
         We = mf_effective(&ql);
         QR_REQUIRE(We, "effective weight");
         QR_REQUIRE(qr_metrics_calib_error(W, We, st->G, d_out, d_in, &e) == QR_OK, "%s",
@@ -1258,12 +1247,12 @@ static int test_determinism(void)
         o.rank = 4; /* 8 r <= 64: randomized SVDs, so the streams matter */
         o.n_salient = 8;
         o.module_name = "model.layers.0.self_attn.v_proj";
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &a, NULL) == QR_OK, "%s", qr_errmsg());
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &b, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &a, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &b, NULL) == QR_OK, "%s", qr_errmsg());
         QR_EXPECT(same_layer(&a, &b), "%s: two runs with the same inputs differ",
                   qr_method_name((qr_method_id)m));
         o.seed = 12345;
-        QR_REQUIRE(qr_method_run(&o, NULL, W, DO, DI, st, &c, NULL) == QR_OK, "%s", qr_errmsg());
+        QR_REQUIRE(qr_method_run(&o, W, DO, DI, st, &c, NULL) == QR_OK, "%s", qr_errmsg());
         if (m == QR_METHOD_LQER || m == QR_METHOD_QERA_EXACT || m == QR_METHOD_SRR ||
             m == QR_METHOD_JOINT) {
             QR_EXPECT(!same_layer(&a, &c),
@@ -1305,27 +1294,27 @@ static int test_errors(void)
 
     qr_method_opts_default(&o, QR_METHOD_LQER);
     o.rank = DO + 1;
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT && msg_has("rank"),
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT && msg_has("rank"),
               "rank too large: %s", qr_errmsg());
     o.rank = 2;
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, NULL, &ql, NULL) == QR_ERR_INPUT &&
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, NULL, &ql, NULL) == QR_ERR_INPUT &&
                   msg_has("calibration statistics"),
               "missing stats: %s", qr_errmsg());
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, st2, &ql, NULL) == QR_ERR_INPUT &&
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, st2, &ql, NULL) == QR_ERR_INPUT &&
                   msg_has("expected 16, found 8"),
               "channel mismatch: %s", qr_errmsg());
     qr_method_opts_default(&o, QR_METHOD_SRR);
     o.srr_base = QR_METHOD_SERQ;
     o.rank = 2;
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT && msg_has("serq"),
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT && msg_has("serq"),
               "bad SRR base: %s", qr_errmsg());
     o.method = QR_METHOD_COUNT;
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT &&
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, st, &ql, NULL) == QR_ERR_INPUT &&
                   msg_has("unknown method"),
               "unknown method: %s", qr_errmsg());
     qr_method_opts_default(&o, QR_METHOD_RTN);
     W[5] = NAN;
-    QR_EXPECT(qr_method_run(&o, NULL, W, DO, DI, NULL, &ql, NULL) == QR_ERR_INPUT &&
+    QR_EXPECT(qr_method_run(&o, W, DO, DI, NULL, &ql, NULL) == QR_ERR_INPUT &&
                   msg_has("not finite"),
               "NaN weight: %s", qr_errmsg());
     QR_EXPECT(ql.main.packed == NULL && ql.L == NULL, "out must be empty after a failure");

@@ -57,7 +57,7 @@ static qr_status make_layer(const layer_case *lc, double **W, float **X, int64_t
     mo.rank = 4;
     mo.n_salient = 8;
     mo.module_name = lc->what;
-    QR_CHECK(qr_method_run(&mo, NULL, *W, lc->d_out, lc->d_in, stats, ql, &rep));
+    QR_CHECK(qr_method_run(&mo, *W, lc->d_out, lc->d_in, stats, ql, &rep));
 done:
     qr_stats_free(&stats);
     return st;
