@@ -38,9 +38,9 @@ static const qr_cmd_doc doc = {
     "statistics, decompositions and metrics, plus bytes read). N must be divisible by P*Q. The\n"
     "method options are quantize's, with the same defaults: the same options plan the same\n"
     "computation. Memory per rank follows the buffers quantize allocates on the path it takes\n"
-    "(a module divided over the grid, or whole on every rank) plus what a rank holds before its\n"
-    "first module; with --mem-per-node the plan warns when a node would not hold its ranks and\n"
-    "names the smallest grid that fits.\n\n"
+    "(whole on one rank at 1x1, divided over the grid otherwise) plus what a rank holds before\n"
+    "its first module; with --mem-per-node the plan warns when a node would not hold its ranks\n"
+    "and names the smallest grid that fits.\n\n"
     "A second table estimates `qrecon capture` with the same ranks and --grid over the same\n"
     "slices (T tokens in windows of --seq-len): memory and time per rank, and the pipeline's\n"
     "fill and drain.\n",

@@ -55,8 +55,8 @@ static qr_status input_held(const qr_grid *g, qr_calib_set *set, const char *key
 }
 
 qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                             const qr_calib_split *sp, const qr_method_opts *o, int64_t agroup,
-                             qr_grid_input *in)
+                             const qr_calib_split *sp, const qr_method_opts *o, bool keep_gram,
+                             int64_t agroup, qr_grid_input *in)
 {
     qr_status st = QR_OK;
     double t0 = qr_now();
@@ -64,7 +64,7 @@ qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *ke
     in->held.agroup = agroup;
     QR_CHECK(qr_mpi_agree(g->comm, qr_dstats_create(g, d, sp->n_fit, sp->seq_len, &in->stats)));
     QR_CHECK(input_stats(g, set, key, d, sp, in->stats));
-    QR_CHECK(qr_dstats_finish(g, in->stats, o));
+    QR_CHECK(qr_dstats_finish(g, in->stats, o, keep_gram));
     if (sp->n_metric > 0) {
         QR_CHECK(input_held(g, set, key, d, sp, &in->held));
     }

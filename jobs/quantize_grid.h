@@ -20,11 +20,11 @@ typedef struct {
 } qr_grid_input;
 
 /* Collective over the grid: stream the fitting windows of key (d columns) into distributed
- * statistics, finish them for method o (the whitening factor once for the whole input group),
- * and read the held-out rows. */
+ * statistics, finish them for method o (the whitening factor once for the whole input group; G
+ * itself kept when keep_gram, qr_dstats_finish), and read the held-out rows. */
 qr_status qr_grid_input_open(const qr_grid *g, qr_calib_set *set, const char *key, int64_t d,
-                             const qr_calib_split *sp, const qr_method_opts *o, int64_t agroup,
-                             qr_grid_input *in);
+                             const qr_calib_split *sp, const qr_method_opts *o, bool keep_gram,
+                             int64_t agroup, qr_grid_input *in);
 void qr_grid_input_close(qr_grid_input *in); /* not collective */
 
 /* One quantized module of a grid run. */

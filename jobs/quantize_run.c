@@ -801,8 +801,13 @@ static qr_status run_input_group(qr_run *r, progress_ctx *prog, int64_t i, int64
         qr_stage_mark("statistics");
     }
     if (need > 0 && r->grid) {
+        bool keep_gram = false; /* whether a module of the input group transforms G itself */
+        for (int64_t k = i; k < j; k++) {
+            keep_gram = keep_gram ||
+                        qr_dstats_keeps_gram(&r->job->method, r->mods[k].d_out, r->mods[k].d_in);
+        }
         QR_CHECK(qr_grid_input_open(r->grid, r->calib, r->mods[i].input_key, r->mods[i].d_in,
-                                    &r->sp, &r->job->method, r->job->agroup, &gin));
+                                    &r->sp, &r->job->method, keep_gram, r->job->agroup, &gin));
         stats_seconds = gin.seconds;
     } else if (need > 0) {
         QR_CHECK(input_stats(r->calib, r->mods[i].input_key, r->mods[i].d_in, &r->sp, &stats, &held,

@@ -16,8 +16,8 @@
  *   the candidates are quantized locally with the fixed clip ratio (groups never straddle ranks),
  *     or by the grid's GPTQ; the refits are the grid's correction (the distributed randomized SVD).
  * Only this rank's codes of the iteration's and the overall best candidate are kept (their values
- * are rebuilt from the codes when needed), so the module holds W, W - L R, one candidate and the
- * caller's W_eff: four distributed m x n matrices where the serial method holds six whole. */
+ * are rebuilt from the codes when needed), so the module holds W, L R, W - L R and the candidate
+ * (in the caller's W_eff): four distributed m x n matrices where the serial method holds six. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>

@@ -193,7 +193,7 @@ qr_status qr_grid_joint(const qr_grid *g, const qr_method_opts *o, const qr_dsta
     int spaces;
     memset(qloc, 0, sizeof *qloc);
     *smooth = NULL;
-    if (!s->chol || (!s->G && rs >= 0)) { /* qr_dstats_finish keeps both for JOINT */
+    if (!s->chol || (!s->G && qr_joint_smooths(o, m, n))) { /* qr_dstats_finish keeps them */
         return qr_fail(QR_ERR_INPUT,
                        "joint: needs the input group's Gram and whitening factor (found none)");
     }

@@ -118,12 +118,13 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
  * when o's method whitens the whitening factor, each computed once for every module of the input
  * group. The factorizations take G's place (no other step of this path needs G itself; GPTQ factors
  * a copy when the whitening needs G too), so G is NULL afterwards, except for the methods that
- * transform G per module (qr_dstats_keeps_gram). */
-qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o);
+ * transform G per module: keep_gram, qr_dstats_keeps_gram of any module of the input group. */
+qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o, bool keep_gram);
 
-/* Whether G itself outlives qr_dstats_finish: ASER scales a copy of it for every module, JOINT
- * for every smoothed space, SERQ with --gptq permutes one. Not collective. */
-bool qr_dstats_keeps_gram(const qr_method_opts *o);
+/* Whether a module (d_out, d_in) needs G itself after qr_dstats_finish: ASER scales a copy of it,
+ * JOINT one for every smoothed space it searches (qr_joint_smooths), SERQ with --gptq permutes
+ * one. Not collective. */
+bool qr_dstats_keeps_gram(const qr_method_opts *o, int64_t d_out, int64_t d_in);
 
 /* The b-th row block this rank's grid row holds of a matrix with m rows: its rows [*r0, *r0 + n),
  * n returned (0 past the last block). Not collective. */

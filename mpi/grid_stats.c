@@ -10,6 +10,7 @@
 #include "mpi/grid_module.h"
 #include "mpi/pdla.h"
 #include "src/alloc.h"
+#include "src/methods/joint.h"
 #include "src/stage.h"
 #include "src/quant.h"
 
@@ -372,13 +373,13 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, dou
     return qr_pdla_gptq_factor(g, s->gptq, damp, NULL);
 }
 
-bool qr_dstats_keeps_gram(const qr_method_opts *o)
+bool qr_dstats_keeps_gram(const qr_method_opts *o, int64_t d_out, int64_t d_in)
 {
     return o->method == QR_METHOD_ASER || (o->method == QR_METHOD_SERQ && o->gptq) ||
-           o->method == QR_METHOD_JOINT;
+           (o->method == QR_METHOD_JOINT && qr_joint_smooths(o, d_out, d_in));
 }
 
-qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o)
+qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o, bool keep_gram)
 {
     qr_status st = qr_calloc(&s->gram_diag, (size_t)s->d, sizeof(double), "Gram diagonal");
     bool whiten;
@@ -398,16 +399,16 @@ qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts 
     /* ASER and SERQ run GPTQ on their own transformed Gram, factored per module from G */
     if (o->gptq && o->method != QR_METHOD_ASER && o->method != QR_METHOD_SERQ) {
         qr_stage_mark("GPTQ factor");
-        QR_TRY(gptq_factor(g, s, whiten || qr_dstats_keeps_gram(o), o->wq.gptq_damp));
+        QR_TRY(gptq_factor(g, s, whiten || keep_gram, o->wq.gptq_damp));
     }
     if (!whiten) {
-        if (!qr_dstats_keeps_gram(o)) { /* the clip search and the scalings read the vectors */
+        if (!keep_gram) { /* the clip search and the scalings read the vectors */
             qr_dmat_free(&s->G);
         }
         return QR_OK;
     }
     qr_stage_mark("whitening");
-    if (qr_dstats_keeps_gram(o)) { /* JOINT's smoothed spaces transform G itself */
+    if (keep_gram) { /* JOINT's smoothed spaces transform G itself */
         QR_TRY(qr_mpi_agree(g->comm, qr_dmat_create(g, s->d, s->d, &s->chol)));
         memcpy(s->chol->data, s->G->data, qr_dmat_local_count(s->G) * sizeof *s->G->data);
     } else {

@@ -12,6 +12,7 @@
 
 #include "src/alloc.h"
 #include "src/methods/flrq.h"
+#include "src/methods/joint.h"
 #include "src/llama.h"
 
 /* ---- overflow-checked uint64 arithmetic: a sticky flag instead of a check at every step
@@ -164,17 +165,22 @@ static bool method_cost(u64_ctx *ctx, const qr_module *m, const qr_plan_opts *o,
         *quant = mul(ctx, *quant, 2);
         break;
     case QR_METHOD_FLRQ: {
-        /* r rank-1 sketches of (2 it + 2) products each (it = 2), then three BLC rounds of an SVD
+        /* r rank-1 sketches of (2 it + 2) products each, then BLC rounds of an SVD
          * and the candidates' quantization (QR_FLRQ_CLIP_STEPS clip ratios, one GPTQ sweep with
          * --gptq) and output error through Z (d_in, p) (2 d_out d_in p each, and the reference);
          * Z = C Omega (d_in² p); its whitening factor is the input group's on a grid, the
          * module's own on one rank (src/methods/flrq.c) */
         uint64_t p = (uint64_t)qr_flrq_error_width(m->d_in);
+        uint64_t rmax = (uint64_t)qr_flrq_max_rank(&o->method, m->d_out, m->d_in);
         uint64_t cands =
             (uint64_t)(o->method.flrq_blc_iters + 1) * (o->method.gptq ? 1 : QR_FLRQ_CLIP_STEPS);
         *whitened = divided(o);
         *dec = divided(o) ? 0 : mul3(ctx, din, din, din) / 3;
-        *dec = add(ctx, *dec, mul(ctx, 6 * r, mul(ctx, 2, mn)));
+        /* each sketch component streams the residual 9 times: 2 it + 2 products, the rank-1
+         * deflation (read and write) and the residual's max |entry| */
+        *dec = add(ctx, *dec,
+                   mul(ctx, (2 * (uint64_t)o->method.flrq_sketch_iters + 5) * rmax,
+                       mul(ctx, QR_PLAN_FLOPS_PER_STREAMED_DOUBLE, mn)));
         *dec = add(
             ctx, *dec,
             mul(ctx, (uint64_t)o->method.flrq_blc_iters, svd_trunc_flops(ctx, o, dout, din, r)));
@@ -197,17 +203,23 @@ static bool method_cost(u64_ctx *ctx, const qr_module *m, const qr_plan_opts *o,
         /* in each of its input spaces (qr_joint_search: all five on small modules, one or two at
          * 7B widths): 2 starts of fits (a GPTQ sweep, a whitened SVD and an objective, d_out d_in²
          * with the triangular factor) while the objective falls, counted at
-         * QR_JOINT_FITS_TYPICAL per start when the cap allows more; the preserving SVD of the
-         * second start; the smoothed spaces' own whitening */
+         * QR_JOINT_FITS_TENTHS tenths of the cap per start; the preserving SVD of the
+         * second start; the smoothed spaces' own whitening and, with --gptq, GPTQ factor (made
+         * once per space, src/methods/joint.c and mpi/grid_joint.c) */
         int spaces, fits;
+        uint64_t f10; /* fits per start counted, in tenths */
         qr_joint_search(o->method.abits, m->d_out, m->d_in, &spaces, &fits);
-        fits = fits < QR_JOINT_FITS_TYPICAL ? fits : QR_JOINT_FITS_TYPICAL;
+        spaces = qr_joint_smooths(&o->method, m->d_out, m->d_in) ? spaces : 1;
+        f10 = (uint64_t)fits * QR_JOINT_FITS_TENTHS;
         *whitened = true;
-        *dec = mul(ctx, 2 * (uint64_t)fits + 1, svd_trunc_flops(ctx, o, dout, din, r));
-        *dec = add(ctx, *dec, mul(ctx, 4 * (uint64_t)fits, mul3(ctx, dout, din, din)));
+        *dec = mul(ctx, 2 * f10 + 10, svd_trunc_flops(ctx, o, dout, din, r)) / 10;
+        *dec = add(ctx, *dec, mul(ctx, 4 * f10, mul3(ctx, dout, din, din)) / 10);
         *dec = mul(ctx, (uint64_t)spaces, *dec);
-        *dec = add(ctx, *dec, mul(ctx, (uint64_t)spaces - 1, mul3(ctx, din, din, din) / 3));
-        *quant = mul(ctx, *quant, 2 * (uint64_t)fits * (uint64_t)spaces);
+        *dec = add(
+            ctx, *dec,
+            mul(ctx, (uint64_t)spaces - 1,
+                mul3(ctx, din, din, din) / 3 + (o->method.gptq ? mul3(ctx, din, din, din) : 0)));
+        *quant = mul(ctx, *quant, 2 * f10 * (uint64_t)spaces) / 10;
         break;
     }
     default:

@@ -20,6 +20,11 @@
 /* Flops per weight of quantization: a clipping search over about 8 range factors, each a quantize
  * and an error sum (about 4 flops per weight). */
 #define QR_PLAN_QUANT_FLOPS_PER_WEIGHT 32
+/* Work bound by memory bandwidth, not flops (FLRQ's rank-1 sketches stream the whole m x n
+ * residual for every product): one float64 streamed from memory costs the time of this many flops
+ * at the plan's sustained rate. Measured on the 2048 / 5504 layer (tests/bench/grid_memory.sh
+ * flrq): about 9 GB/s for one rank's sketches against 26 GFLOP/s sustained, 3 flops a byte. */
+#define QR_PLAN_FLOPS_PER_STREAMED_DOUBLE 24
 /* Default flop rate of one BLAS thread (double-precision level-3 work on one modern core). */
 #define QR_PLAN_DEFAULT_GFLOPS 20.0
 /* The fraction of a large dgemm's rate (qr_blas_gflops) a quantize job sustains over its mix of

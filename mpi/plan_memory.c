@@ -8,6 +8,7 @@
 #include "mpi/grid_module.h"
 #include "mpi/pdla.h"
 #include "src/methods/flrq.h"
+#include "src/methods/joint.h"
 #include "src/quant.h"
 
 /* The largest local extent of n rows (or columns) in blocks of nb over p processes (numroc of
@@ -67,9 +68,12 @@ static void memory_whole(const qr_module *mod, const qr_plan_opts *o, qr_module_
     }
     if (mo->method == QR_METHOD_SRR) {
         method += 16 * mn;
-    } else if (mo->method == QR_METHOD_ASER || mo->method == QR_METHOD_FLRQ ||
-               mo->method == QR_METHOD_JOINT) {
+    } else if (mo->method == QR_METHOD_ASER || mo->method == QR_METHOD_FLRQ) {
         method += 8 * mn + 16 * n * n;
+    } else if (mo->method == QR_METHOD_JOINT) {
+        /* the fit's target, its own whitening factor; a smoothed space's weight, Gram and factor */
+        method += 8 * mn + 8 * n * n +
+                  (qr_joint_smooths(mo, (int64_t)m, (int64_t)n) ? 8 * mn + 16 * n * n : 0);
     } else if (mo->method == QR_METHOD_SERQ) {
         /* (the 8 mn above is its flattened weight, it forms no E) its salient columns (m, k), and
          * the transformed Gram only when GPTQ or the clip search reads it */
@@ -116,10 +120,11 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
     /* GPTQ's factor once per input group (not for ASER and SERQ: theirs is per module); G or a
      * factor of it kept after the statistics (qr_dstats_finish, qr_dstats_keeps_gram) */
     bool gptq_group = mo->gptq && mo->method != QR_METHOD_ASER && mo->method != QR_METHOD_SERQ;
-    bool keep = factor || gptq_group || qr_dstats_keeps_gram(mo);
+    bool gram = qr_dstats_keeps_gram(mo, (int64_t)m, (int64_t)n);
+    bool keep = factor || gptq_group || gram;
     /* qr_dstats (G or its factors, six vectors), the held-out sample (whole, float32) */
     input = (keep ? gloc : 0) + 8 * 6 * n + 4 * nh * n + (gptq_group && factor ? gloc : 0) +
-            (factor && qr_dstats_keeps_gram(mo) ? gloc : 0);
+            (factor && gram ? gloc : 0);
     /* streaming: a round of rows (float and float64) and two Gram panels; the damped
      * factorization keeps a copy of its input */
     round = QR_GRID_STATS_ROUND_BYTES / (n * 12 + 1);
@@ -176,7 +181,10 @@ static void memory_divided(const qr_module *mod, const qr_plan_opts *o, qr_modul
             mo->gptq ? 8 * mloc * n + 8 * (uint64_t)QR_GPTQ_BLOCK * n : 16 * QR_GRID_QUANT_CHUNK;
         uint64_t pairs =
             4 * (mloc * nloc / 2 + 4 * mloc * ((nloc + nb - 1) / nb + 1)) + 32 * r * (m + n);
-        module = 5 * wloc + (mo->gptq ? 2 : 1) * gloc + pairs + umax(sweep, svd) + 8 * nb * n;
+        module = 4 * wloc + pairs + umax(sweep, svd) + 8 * nb * n;
+        if (qr_joint_smooths(mo, (int64_t)m, (int64_t)n)) {
+            module += wloc + (mo->gptq ? 2 : 1) * gloc;
+        }
     }
     /* the metrics (mpi/grid_metrics.c): W, W_eff and its float32 copy, the local Y and Z, the
      * transformed rows whole and their local columns (float32) */

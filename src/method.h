@@ -154,9 +154,10 @@ int64_t qr_joint_smooth_rank(const qr_method_opts *o, int64_t d_out, int64_t d_i
 /* Most fits per start (each a GPTQ sweep and a whitened SVD; a start stops when its objective
  * stops falling): the full search's cap. */
 #define QR_JOINT_MAX_FITS 10
-/* Fits per start the plan counts for JOINT's full search (measured means 8.2 on stories260K and
- * 5.1 on babyllama105). */
-#define QR_JOINT_FITS_TYPICAL 8
+/* The fits per start the plan counts for JOINT, in tenths of the start's cap (a start stops when
+ * its objective stops falling): measured means 8.2 of 10 on stories260K and 5.1 of 10 on
+ * babyllama105; 0.8 of caps of 3 to 5 fit the 2048 / 5504 bench (tests/bench/grid_memory.sh). */
+#define QR_JOINT_FITS_TENTHS 8
 /* JOINT's work bound, in d_out·d_in² units (one GPTQ sweep of a module costs one): the search gets
  * QR_JOINT_WORK / (d_out d_in²) sweeps, at least QR_JOINT_MIN_SWEEPS, at most the full search's
  * (QR_JOINT_SPACES × 2 starts × QR_JOINT_MAX_FITS = 100). 4 × 4096³: four sweeps at 4096 × 4096,

@@ -58,6 +58,26 @@ qr_status qr_quantize_rtn(const double *W, int64_t d_out, int64_t d_in, const qr
 qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
                            const qr_wquant_opts *o, qr_qweight *out);
 
+/* GPTQ's factor of a Hessian H (n, n), made once and used for any number of weights with that
+ * input (JOINT's fits): U, the row-major upper factor of (H + lambda I)^-1 = Uᵀ U (dead channels,
+ * H_jj == 0, set to 1 first), the clip-search column weights and the dead channels. */
+typedef struct {
+    double *U;     /* (n, n) */
+    double *hdiag; /* (n) diag(H), 1 for a dead channel */
+    uint8_t *dead; /* (n) 1: H_jj == 0, the channel's weights are quantized from zero */
+    int64_t n;
+} qr_gptq_factor;
+
+/* The factor of H (n, n) with relative damping damp (qr_wquant_opts.gptq_damp), as
+ * qr_quantize_gptq makes it; free with qr_gptq_factor_free. QR_ERR_NUMERIC as qr_quantize_gptq. */
+qr_status qr_gptq_factor_make(const double *H, int64_t n, double damp, qr_gptq_factor *f);
+void qr_gptq_factor_free(qr_gptq_factor *f); /* NULL-safe fields, resets */
+
+/* qr_quantize_gptq with the factor already made (f->n == d_in): the same codes. */
+qr_status qr_quantize_gptq_factored(const double *W, int64_t d_out, int64_t d_in,
+                                    const qr_gptq_factor *f, const qr_wquant_opts *o,
+                                    qr_qweight *out);
+
 /* GPTQ's block of columns with lazy updates (its damping: qr_wquant_opts.gptq_damp). */
 #define QR_GPTQ_BLOCK 128
 

@@ -23,6 +23,7 @@
 #include "src/alloc.h"
 #include "src/methods/correction.h"
 #include "src/methods/joint.h"
+#include "src/stage.h"
 
 /* A token's largest squared |t_j|, estimated as this many times the largest channel mean square
  * (a peak of twice the rms of the strongest channel), capped by the calibration set's max². */
@@ -38,8 +39,9 @@ _Static_assert(sizeof joint_alphas / sizeof joint_alphas[0] + 1 == QR_JOINT_SPAC
 
 /* The space of one candidate: the (smoothed) weight, its Gram matrix and whitening factor. */
 typedef struct {
-    const double *W; /* (d_out, d_in) */
-    const double *H; /* (d_in, d_in) Gram matrix of the transformed input */
+    const double *W;         /* (d_out, d_in) */
+    const double *H;         /* (d_in, d_in) Gram matrix of the transformed input */
+    const qr_gptq_factor *F; /* with --gptq: GPTQ's factor of H, made once for the space's fits */
     const qr_scaling *S;
     int64_t r;
     double *Wm, *D; /* (d_out, d_in) scratch */
@@ -63,7 +65,13 @@ static qr_status joint_fit(const qr_method_opts *o, const joint_space *sp, int64
     }
     rep->seconds[QR_STAGE_OTHER] += qr_now() - t0;
     t0 = qr_now();
-    QR_CHECK(qr_method_quantize(o, sp->Wm, d_out, d_in, sp->H, &p->q, sp->D));
+    if (sp->F) {
+        qr_stage_mark("quantize");
+        QR_CHECK(qr_quantize_gptq_factored(sp->Wm, d_out, d_in, sp->F, &o->wq, &p->q));
+        qr_qweight_dequantize_f64(&p->q, sp->D);
+    } else {
+        QR_CHECK(qr_method_quantize(o, sp->Wm, d_out, d_in, sp->H, &p->q, sp->D));
+    }
     rep->seconds[QR_STAGE_QUANTIZE] += qr_now() - t0;
     t0 = qr_now();
     for (int64_t i = 0; i < d_out * d_in; i++) {
@@ -141,6 +149,7 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const double *W, int6
     double *Wt = NULL, *Gt = NULL, *wmax = NULL, total, t0 = qr_now();
     float *s = NULL;
     qr_scaling S = {0};
+    qr_gptq_factor F = {0};
     qr_joint_pair cand = {.err = INFINITY};
     QR_CHECK(qr_alloc_f64(&Wt, d_out, d_in, "JOINT smoothed weight"));
     QR_CHECK(qr_alloc_f64(&Gt, d_in, d_in, "JOINT smoothed Gram matrix"));
@@ -154,9 +163,13 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const double *W, int6
     }
     qr_gram_transform(calib->G, d_in, NULL, s, Gt);
     QR_CHECK(qr_scaling_whiten(Gt, d_in, o->whiten_lambda0, &S));
+    if (o->gptq) {
+        QR_CHECK(qr_gptq_factor_make(Gt, d_in, o->wq.gptq_damp, &F));
+    }
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     sp.W = Wt;
     sp.H = Gt;
+    sp.F = o->gptq ? &F : NULL;
     sp.S = &S;
     sp.r = rs;
     QR_CHECK(joint_space_fit(o, &sp, d_out, d_in, &cand, rep));
@@ -173,6 +186,7 @@ static qr_status joint_try_smooth(const qr_method_opts *o, const double *W, int6
     }
 done:
     qr_joint_pair_free(&cand);
+    qr_gptq_factor_free(&F);
     qr_scaling_free(&S);
     free(Wt);
     free(Gt);
@@ -187,13 +201,18 @@ static qr_status joint_run(const qr_method_opts *o, const double *W, int64_t d_o
     qr_status st = QR_OK;
     qr_scaling S = {0};
     qr_joint_pair best = {.err = INFINITY};
-    joint_space sp = {W, calib->G, NULL, o->rank, NULL, NULL, 1};
+    qr_gptq_factor F = {0};
+    joint_space sp = {W, calib->G, NULL, NULL, o->rank, NULL, NULL, 1};
     double t0 = qr_now(), best_total;
     int64_t rs = qr_joint_smooth_rank(o, d_out, d_in);
     int spaces;
     qr_joint_search(o->abits, d_out, d_in, &spaces, &sp.fits_max);
     QR_CHECK(qr_scaling_for_method(QR_METHOD_QERA_EXACT, calib, o->whiten_lambda0, &S));
     rep->damping = S.damping;
+    if (o->gptq) {
+        QR_CHECK(qr_gptq_factor_make(calib->G, d_in, o->wq.gptq_damp, &F));
+        sp.F = &F;
+    }
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
     QR_CHECK(qr_alloc_f64(&sp.Wm, d_out, d_in, "JOINT target"));
     QR_CHECK(qr_alloc_f64(&sp.D, d_out, d_in, "JOINT error"));
@@ -212,6 +231,7 @@ static qr_status joint_run(const qr_method_opts *o, const double *W, int64_t d_o
     QR_CHECK(qr_qlayer_set_lowrank(out, best.L, best.R, out->smooth ? rs : o->rank));
 done:
     qr_joint_pair_free(&best);
+    qr_gptq_factor_free(&F);
     qr_scaling_free(&S);
     free(sp.Wm);
     free(sp.D);
@@ -278,4 +298,15 @@ done:
     qr_joint_pair_free(&nw);
     qr_joint_pair_free(&cur);
     return st;
+}
+
+bool qr_joint_smooths(const qr_method_opts *o, int64_t d_out, int64_t d_in)
+{
+    qr_method_opts ro;
+    int spaces, fits;
+    if (qr_method_resolve(o, "joint", d_out, d_in, &ro) != QR_OK) {
+        return false; /* the module is refused before it runs */
+    }
+    qr_joint_search(ro.abits, d_out, d_in, &spaces, &fits);
+    return spaces > 1 && qr_joint_smooth_rank(&ro, d_out, d_in) >= 0;
 }

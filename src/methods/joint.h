@@ -3,8 +3,10 @@
 #ifndef QR_METHODS_JOINT_H
 #define QR_METHODS_JOINT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "src/method.h"
 #include "src/qlayer.h"
 #include "src/stats.h"
 #include "src/status.h"
@@ -28,6 +30,11 @@ typedef qr_status (*qr_joint_fit_fn)(void *ctx, const double *L0, const double *
  * serial method and its grid twin run this one search. */
 qr_status qr_joint_chain(qr_joint_fit_fn fit, void *ctx, int fits_max, int64_t r, const double *L0,
                          const double *R0, qr_joint_pair *best);
+
+/* Whether JOINT searches a smoothed space on a module (d_out, d_in) with options o (QR_AUTO
+ * resolved here): the smoothing vector fits (qr_joint_smooth_rank >= 0) and the search has more
+ * than the unsmoothed space (qr_joint_search). Only then does it need G itself. */
+bool qr_joint_smooths(const qr_method_opts *o, int64_t d_out, int64_t d_in);
 
 /* The a-th SmoothQuant strength JOINT tries besides no smoothing, a = 0 .. QR_JOINT_SPACES - 2
  * (0.5 first: a search of two spaces tries it alone). */

@@ -19,11 +19,6 @@
 #include "src/quant.h"
 #include "src/quant/internal.h"
 
-typedef struct {
-    const double *U; /* (n, n) row-major upper */
-    int64_t n;
-} qr_gptq_factor;
-
 /* U (n, n), row-major upper triangle: H^-1 = Uᵀ U, from H (n, n) symmetric with H_jj > 0. */
 static qr_status inverse_cholesky_upper(double *H, int64_t n, double damp, double *damping)
 {
@@ -146,60 +141,87 @@ static qr_status whole_panel(void *ctx, qr_status mine, int64_t b1, int64_t b2,
     return QR_OK;
 }
 
-qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
-                           const qr_wquant_opts *o, qr_qweight *out)
+qr_status qr_gptq_factor_make(const double *H, int64_t n, double damp, qr_gptq_factor *f)
+{
+    qr_status st = QR_OK;
+    size_t nn;
+    double damping = 0.0;
+    memset(f, 0, sizeof *f);
+    if (n < 1 || n > INT32_MAX || !qr_mul_size((size_t)n, (size_t)n, &nn)) {
+        return qr_fail(QR_ERR_INPUT, "GPTQ: Hessian size %lld out of range", (long long)n);
+    }
+    if (!(damp > 0.0 && damp <= QR_CHOL_LAMBDA_MAX)) {
+        return qr_fail(QR_ERR_INPUT, "GPTQ: damping (expected 0 < lambda <= %g, found %g)",
+                       QR_CHOL_LAMBDA_MAX, damp);
+    }
+    f->n = n;
+    QR_CHECK(qr_malloc(&f->U, nn, sizeof *f->U, "GPTQ Hessian"));
+    QR_CHECK(qr_malloc(&f->hdiag, (size_t)n, sizeof *f->hdiag, "GPTQ Hessian diagonal"));
+    QR_CHECK(qr_calloc(&f->dead, (size_t)n, sizeof *f->dead, "GPTQ dead channels"));
+    memcpy(f->U, H, nn * sizeof *f->U);
+    for (int64_t j = 0; j < n; j++) {
+        QR_CHECK(qr_gptq_dead_channel(f->U[j * n + j], j, &f->hdiag[j]));
+        f->dead[j] = f->hdiag[j] != f->U[j * n + j];
+        f->U[j * n + j] = f->hdiag[j];
+    }
+    QR_CHECK(inverse_cholesky_upper(f->U, n, damp, &damping));
+    QR_DEBUG("GPTQ: factor of %lld inputs, damping %g", (long long)n, damping);
+done:
+    if (st != QR_OK) {
+        qr_gptq_factor_free(f);
+    }
+    return st;
+}
+
+void qr_gptq_factor_free(qr_gptq_factor *f)
+{
+    free(f->U);
+    free(f->hdiag);
+    free(f->dead);
+    memset(f, 0, sizeof *f);
+}
+
+qr_status qr_quantize_gptq_factored(const double *W, int64_t d_out, int64_t d_in,
+                                    const qr_gptq_factor *f, const qr_wquant_opts *o,
+                                    qr_qweight *out)
 {
     qr_status st = QR_OK;
     int ni, mi;
-    size_t nn;
-    double damping = 0.0;
-    double *U = NULL;     /* (d_in, d_in): H, then the upper factor of H^-1 */
-    double *Wt = NULL;    /* (d_in, d_out): Wᵀ, updated in place */
-    double *hdiag = NULL; /* (d_in): diag(H) for the clip search weights */
-    qr_gptq_factor f;
+    double *Wt = NULL; /* (d_in, d_out): Wᵀ, updated in place */
     memset(out, 0, sizeof *out);
     QR_TRY(qr_wquant_check(W, d_out, d_in, o, "GPTQ"));
-    if (!qr_to_int(d_in, &ni) || !qr_to_int(d_out, &mi) ||
-        !qr_mul_size((size_t)d_in, (size_t)d_in, &nn)) {
-        return qr_fail(QR_ERR_INPUT, "GPTQ: size %lld x %lld out of range", (long long)d_out,
-                       (long long)d_in);
-    }
-    if (!(o->gptq_damp > 0.0 && o->gptq_damp <= QR_CHOL_LAMBDA_MAX)) {
-        return qr_fail(QR_ERR_INPUT, "GPTQ: damping (expected 0 < lambda <= %g, found %g)",
-                       QR_CHOL_LAMBDA_MAX, o->gptq_damp);
+    if (!qr_to_int(d_in, &ni) || !qr_to_int(d_out, &mi) || f->n != d_in) {
+        return qr_fail(QR_ERR_INPUT, "GPTQ: size %lld x %lld out of range or not the factor's %lld",
+                       (long long)d_out, (long long)d_in, (long long)f->n);
     }
     QR_CHECK(qr_qweight_alloc(out, d_out, d_in, o->group, o->asym));
-    QR_CHECK(qr_malloc(&U, nn, sizeof *U, "GPTQ Hessian"));
     QR_CHECK(qr_malloc(&Wt, (size_t)d_in * (size_t)d_out, sizeof *Wt, "GPTQ weights"));
-    QR_CHECK(qr_malloc(&hdiag, (size_t)d_in, sizeof *hdiag, "GPTQ Hessian diagonal"));
-    memcpy(U, H, nn * sizeof *U);
-    for (int64_t j = 0; j < d_in; j++) {
+    for (int64_t j = 0; j < d_in; j++) { /* a dead channel's weights are quantized from zero */
         for (int64_t i = 0; i < d_out; i++) {
-            Wt[j * d_out + i] = W[i * d_in + j];
+            Wt[j * d_out + i] = f->dead[j] ? 0.0 : W[i * d_in + j];
         }
     }
-    for (int64_t j = 0; j < d_in; j++) {
-        QR_CHECK(qr_gptq_dead_channel(U[j * d_in + j], j, &hdiag[j]));
-        if (hdiag[j] != U[j * d_in + j]) {
-            U[j * d_in + j] = hdiag[j];
-            memset(Wt + j * d_out, 0, (size_t)d_out * sizeof *Wt);
-        }
-    }
-    QR_CHECK(inverse_cholesky_upper(U, d_in, o->gptq_damp, &damping));
-    QR_DEBUG("GPTQ: %lld x %lld, damping %g", (long long)d_out, (long long)d_in, damping);
-    f.U = U;
-    f.n = d_in;
-    QR_CHECK(qr_gptq_sweep(Wt, d_in, d_out, hdiag, o, whole_panel, &f, out));
+    QR_CHECK(qr_gptq_sweep(Wt, d_in, d_out, f->hdiag, o, whole_panel, (void *)f, out));
 done:
     if (st != QR_OK) {
         qr_qweight_free(out);
     }
-    free(U);
     free(Wt);
-    free(hdiag);
     return st;
 }
 
+qr_status qr_quantize_gptq(const double *W, int64_t d_out, int64_t d_in, const double *H,
+                           const qr_wquant_opts *o, qr_qweight *out)
+{
+    qr_gptq_factor f;
+    qr_status st;
+    memset(out, 0, sizeof *out);
+    QR_TRY(qr_wquant_check(W, d_out, d_in, o, "GPTQ"));
+    QR_TRY(qr_gptq_factor_make(H, d_in, o->gptq_damp, &f));
+    st = qr_quantize_gptq_factored(W, d_out, d_in, &f, o, out);
+    qr_gptq_factor_free(&f);
+    return st;
+}
 qr_status qr_gptq_dead_channel(double h, int64_t j, double *used)
 {
     if (!isfinite(h) || h < 0.0) {
