@@ -313,7 +313,10 @@ static qr_status module_cost(const qr_module *m, int first_of_input, const qr_pl
     }
     c->decomp_flops = dec;
     c->quant_flops = quant;
-    c->flops = add(&ctx, add(&ctx, add(&ctx, c->stats_flops, dec), quant), c->metrics_flops);
+    /* the time and balance weight: the Gram's dsyrk counted at QR_PLAN_GRAM_TENTHS of its flops */
+    c->flops = first_of_input ? mul3(&ctx, n, din, din) : 0;
+    c->flops = c->stats_flops - c->flops + mul(&ctx, c->flops, QR_PLAN_GRAM_TENTHS) / 10;
+    c->flops = add(&ctx, add(&ctx, add(&ctx, c->flops, dec), quant), c->metrics_flops);
     c->bytes_read = add(&ctx, c->bytes_read, mul(&ctx, mn, (uint64_t)o->weight_bytes));
     qr_plan_module_memory(m, o, &c->mem);
     if (ctx.overflow) {

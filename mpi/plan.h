@@ -25,6 +25,12 @@
  * at the plan's sustained rate. Measured on the 2048 / 5504 layer (tests/bench/grid_memory.sh
  * flrq): about 9 GB/s for one rank's sketches against 26 GFLOP/s sustained, 3 flops a byte. */
 #define QR_PLAN_FLOPS_PER_STREAMED_DOUBLE 24
+/* The statistics' XᵀX (dsyrk of the calibration rows) runs at about 1.4 times the sustained mix
+ * of a module's kernels, so the time and balance weight (qr_module_cost.flops) counts it at this
+ * many tenths of its flops: measured on the 2048 / 5504 layer's statistics at 1x1 (1.9 s against
+ * 2.6 s at full weight) and on progress.eta's down_proj, whose Gram dominates its cost (its ETA
+ * ran 13-18% high at full weight). */
+#define QR_PLAN_GRAM_TENTHS 7
 /* Default flop rate of one BLAS thread (double-precision level-3 work on one modern core). */
 #define QR_PLAN_DEFAULT_GFLOPS 20.0
 /* The fraction of a large dgemm's rate (qr_blas_gflops) a quantize job sustains over its mix of
@@ -88,7 +94,8 @@ typedef struct {
     uint64_t decomp_flops;  /* Cholesky, whitening products, SVDs of the method */
     uint64_t quant_flops;   /* QR_PLAN_QUANT_FLOPS_PER_WEIGHT per quantized weight */
     uint64_t metrics_flops; /* the held-out errors: 10 n_ho d_out d_in + d_out d_in r */
-    uint64_t flops;         /* the sum of the four */
+    uint64_t flops;         /* the sum of the four, XᵀX weighted (QR_PLAN_GRAM_TENTHS): the
+                               time and balance weight */
     uint64_t bytes_read;    /* calibration rows (n d_in 4, first of its input group) + weights */
     qr_module_memory mem;   /* per rank on the path quantize takes (qr_plan_module_memory) */
 } qr_module_cost;
