@@ -275,8 +275,7 @@ qr_status qr_grid_flrq(const qr_grid *g, const qr_method_opts *o, const qr_dstat
     qr_status st = QR_OK;
     int64_t m = W->m, n = W->n, r_max = qr_flrq_max_rank(o, m, n), r = 0;
     int64_t p = qr_flrq_error_width(n), nloc = W->nloc;
-    qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
-                     s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    qr_stats view = qr_dstats_view(s);
     qr_scaling S = {0};
     qr_grid_scaling Sg = {NULL, NULL};
     qr_grid_hessian H = {s->gptq, s->gram_diag};

@@ -127,8 +127,7 @@ static qr_status try_smooth(const qr_grid *g, const qr_method_opts *o, const qr_
     double *wmax = NULL, *cw = NULL, total, damping = 0.0, t0 = qr_now();
     float *sv = NULL;
     qr_joint_pair cand = {.err = INFINITY};
-    qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
-                     s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    qr_stats view = qr_dstats_view(s);
     qr_stage_mark("JOINT smoothing");
     st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "JOINT column maxima");
     if (st == QR_OK) {
@@ -187,8 +186,7 @@ qr_status qr_grid_joint(const qr_grid *g, const qr_method_opts *o, const qr_dsta
     int64_t m = W->m, n = W->n, rs = qr_joint_smooth_rank(o, m, n), r;
     qr_joint_pair best = {.err = INFINITY};
     space sp = {W, {s->gptq, s->gram_diag}, {NULL, s->chol}, o->rank, NULL, NULL, 1};
-    qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
-                     s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    qr_stats view = qr_dstats_view(s);
     double best_total;
     int spaces;
     memset(qloc, 0, sizeof *qloc);

@@ -219,8 +219,7 @@ done:
 static qr_status scaling_make(const qr_grid *g, qr_method_id base, const qr_dstats *s,
                               qr_grid_scaling *S, qr_method_report *rep)
 {
-    qr_stats view = {s->d,       s->count,   s->n_batches, NULL,
-                     s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    qr_stats view = qr_dstats_view(s);
     qr_scaling sc = {0};
     qr_status st = QR_OK;
     memset(S, 0, sizeof *S);

@@ -121,6 +121,10 @@ qr_status qr_dstats_add_rows(const qr_grid *g, qr_dstats *s, const float *rows, 
  * transform G per module: keep_gram, qr_dstats_keeps_gram of any module of the input group. */
 qr_status qr_dstats_finish(const qr_grid *g, qr_dstats *s, const qr_method_opts *o, bool keep_gram);
 
+/* The per-channel vectors as serial statistics (no G), for the scalings and rules that read
+ * only them; valid while s lives. Not collective. */
+qr_stats qr_dstats_view(const qr_dstats *s);
+
 /* Whether a module (d_out, d_in) needs G itself after qr_dstats_finish: ASER scales a copy of it,
  * JOINT one for every smoothed space it searches (qr_joint_smooths), SERQ with --gptq permutes
  * one. Not collective. */

@@ -373,6 +373,13 @@ static qr_status gptq_factor(const qr_grid *g, qr_dstats *s, bool keep_gram, dou
     return qr_pdla_gptq_factor(g, s->gptq, damp, NULL);
 }
 
+qr_stats qr_dstats_view(const qr_dstats *s)
+{
+    qr_stats v = {s->d,       s->count,   s->n_batches, NULL,
+                  s->max_abs, s->sum_abs, s->sum_sq,    s->batch_mean_abs_max};
+    return v;
+}
+
 bool qr_dstats_keeps_gram(const qr_method_opts *o, int64_t d_out, int64_t d_in)
 {
     return o->method == QR_METHOD_ASER || (o->method == QR_METHOD_SERQ && o->gptq) ||
