@@ -1,5 +1,4 @@
 /* grid_aser.c: ASER (src/methods/aser.c) on the grid. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,9 +31,9 @@ qr_status qr_grid_aser(const qr_grid *g, const qr_method_opts *o, const qr_dstat
     if (!s->G) { /* qr_dstats_finish keeps G for it (qr_dstats_keeps_gram) */
         return qr_fail(QR_ERR_INPUT, "aser: needs the input group's Gram (found none)");
     }
-    st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "ASER column maxima");
+    st = qr_malloc(&wmax, (size_t)n, sizeof *wmax, "ASER column maxima");
     if (st == QR_OK) {
-        st = qr_calloc(&cn, (size_t)n, sizeof *cn, "ASER column norms");
+        st = qr_malloc(&cn, (size_t)n, sizeof *cn, "ASER column norms");
     }
     if (st == QR_OK) {
         st = qr_malloc(&cw, (size_t)n, sizeof *cw, "ASER Hessian diagonal");
@@ -43,16 +42,7 @@ qr_status qr_grid_aser(const qr_grid *g, const qr_method_opts *o, const qr_dstat
         st = qr_malloc(&rk, (size_t)n, sizeof *rk, "ASER salience");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    for (int lj = 0; lj < W->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < W->mloc; li++) {
-            double w = W->data[(size_t)lj * lld + (size_t)li], a = fabs(w);
-            wmax[j] = a > wmax[j] ? a : wmax[j];
-            cn[j] += w * w;
-        }
-    }
-    MPI_Allreduce(MPI_IN_PLACE, wmax, (int)n, MPI_DOUBLE, MPI_MAX, g->comm);
-    MPI_Allreduce(MPI_IN_PLACE, cn, (int)n, MPI_DOUBLE, MPI_SUM, g->comm);
+    qr_grid_column_stats(g, W, wmax, cn);
     qr_smooth_from_maxima(s->max_abs, wmax, n, o->smooth_alpha, smooth);
     for (int64_t j = 0; j < n; j++) {
         rk[j].j = j;

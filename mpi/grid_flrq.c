@@ -268,19 +268,57 @@ static void sub_from(const qr_dmat *B, qr_dmat *A)
     }
 }
 
+/* The flexible-rank sketch's pair: *r components kept (at most qr_flrq_max_rank), *L (m, r) and
+ * *R (r, n) whole (NULL when r = 0; R back in W's space, R S^-1), and *Wr = L R distributed. */
+static qr_status initial_pair(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,
+                              const qr_grid_scaling *S, int64_t *r, double **L, double **R,
+                              qr_dmat **Wr)
+{
+    qr_status st = QR_OK;
+    int64_t m = W->m, n = W->n, r_max = qr_flrq_max_rank(o, m, n), k;
+    double *Lb = NULL, *Rb = NULL; /* (m, r_max), (r_max, n) sketch components */
+    qr_stage_mark("FLRQ sketch");
+    *r = 0;
+    if (r_max > 0) {
+        st = qr_malloc(&Lb, (size_t)(m * r_max), sizeof *Lb, "FLRQ components L");
+        if (st == QR_OK) {
+            st = qr_malloc(&Rb, (size_t)(r_max * n), sizeof *Rb, "FLRQ components R");
+        }
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        QR_CHECK(flexible_rank(g, o, W, S->diag, r_max, Lb, Rb, r));
+    }
+    QR_CHECK(qr_mpi_agree(g->comm, qr_dmat_create(g, m, n, Wr)));
+    memset((*Wr)->data, 0, qr_dmat_local_count(*Wr) * sizeof *(*Wr)->data);
+    if ((k = *r) > 0) {
+        st = qr_malloc(L, (size_t)(m * k), sizeof **L, "FLRQ L");
+        if (st == QR_OK) {
+            st = qr_malloc(R, (size_t)(k * n), sizeof **R, "FLRQ R");
+        }
+        QR_CHECK(qr_mpi_agree(g->comm, st));
+        for (int64_t i = 0; i < m; i++) {
+            memcpy(*L + i * k, Lb + i * r_max, (size_t)k * sizeof **L);
+        }
+        memcpy(*R, Rb, (size_t)(k * n) * sizeof **R);
+        QR_CHECK(qr_grid_scaling_unapply_rows(g, S, *R, k, n));
+        QR_CHECK(qr_mpi_agree(g->comm, qr_grid_add_product(g, *L, k, *R, k, 1.0, *Wr)));
+    }
+done:
+    free(Lb);
+    free(Rb);
+    return st;
+}
+
 qr_status qr_grid_flrq(const qr_grid *g, const qr_method_opts *o, const qr_dstats *s,
                        const qr_dmat *W, qr_qweight *qloc, qr_dmat *W_eff, double *bL, double *bR,
                        qr_method_report *rep)
 {
     qr_status st = QR_OK;
-    int64_t m = W->m, n = W->n, r_max = qr_flrq_max_rank(o, m, n), r = 0;
-    int64_t p = qr_flrq_error_width(n), nloc = W->nloc;
+    int64_t m = W->m, n = W->n, r = 0, p = qr_flrq_error_width(n), nloc = W->nloc;
     qr_stats view = qr_dstats_view(s);
     qr_scaling S = {0};
     qr_grid_scaling Sg = {NULL, NULL};
     qr_grid_hessian H = {s->gptq, s->gram_diag};
     double *ma = NULL;               /* (n) mean |x_j| */
-    double *Lb = NULL, *Rb = NULL;   /* (m, r_max), (r_max, n) sketch components */
     double *L = NULL, *R = NULL;     /* (m, r), (r, n) current low-rank pair */
     double *Zloc = NULL, *DZ = NULL; /* (nloc, p) the rows of Z at the local columns; (mloc, p) */
     qr_dmat *Wr = NULL;              /* L R */
@@ -312,32 +350,7 @@ qr_status qr_grid_flrq(const qr_grid *g, const qr_method_opts *o, const qr_dstat
     rep->seconds[QR_STAGE_SCALE] += qr_now() - t0;
 
     t0 = qr_now();
-    qr_stage_mark("FLRQ sketch");
-    if (r_max > 0) {
-        st = qr_malloc(&Lb, (size_t)(m * r_max), sizeof *Lb, "FLRQ components L");
-        if (st == QR_OK) {
-            st = qr_malloc(&Rb, (size_t)(r_max * n), sizeof *Rb, "FLRQ components R");
-        }
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        QR_CHECK(flexible_rank(g, o, W, S.diag, r_max, Lb, Rb, &r));
-    }
-    QR_CHECK(qr_mpi_agree(g->comm, qr_dmat_create(g, m, n, &Wr)));
-    memset(Wr->data, 0, qr_dmat_local_count(Wr) * sizeof *Wr->data);
-    if (r > 0) {
-        st = qr_malloc(&L, (size_t)(m * r), sizeof *L, "FLRQ L");
-        if (st == QR_OK) {
-            st = qr_malloc(&R, (size_t)(r * n), sizeof *R, "FLRQ R");
-        }
-        QR_CHECK(qr_mpi_agree(g->comm, st));
-        for (int64_t i = 0; i < m; i++) {
-            memcpy(L + i * r, Lb + i * r_max, (size_t)r * sizeof *L);
-        }
-        memcpy(R, Rb, (size_t)(r * n) * sizeof *R);
-        QR_CHECK(qr_grid_scaling_unapply_rows(g, &Sg, R, r, n));
-        QR_CHECK(qr_mpi_agree(g->comm, qr_grid_add_product(g, L, r, R, r, 1.0, Wr)));
-    }
-    qr_free(&Lb);
-    qr_free(&Rb);
+    QR_CHECK(initial_pair(g, o, W, &Sg, &r, &L, &R, &Wr));
     rep->seconds[QR_STAGE_DECOMPOSE] += qr_now() - t0;
 
     t0 = qr_now();
@@ -403,8 +416,6 @@ done:
     qr_dmat_free(&Wr);
     qr_dmat_free(&T);
     free(ma);
-    free(Lb);
-    free(Rb);
     free(L);
     free(R);
     free(Zloc);

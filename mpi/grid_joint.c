@@ -122,14 +122,13 @@ static qr_status try_smooth(const qr_grid *g, const qr_method_opts *o, const qr_
 {
     qr_status st = QR_OK;
     int64_t n = W->n;
-    size_t lld = qr_dmat_lld(W);
     qr_dmat *Wt = NULL, *Gt = NULL, *F = NULL;
     double *wmax = NULL, *cw = NULL, total, damping = 0.0, t0 = qr_now();
     float *sv = NULL;
     qr_joint_pair cand = {.err = INFINITY};
     qr_stats view = qr_dstats_view(s);
     qr_stage_mark("JOINT smoothing");
-    st = qr_calloc(&wmax, (size_t)n, sizeof *wmax, "JOINT column maxima");
+    st = qr_malloc(&wmax, (size_t)n, sizeof *wmax, "JOINT column maxima");
     if (st == QR_OK) {
         st = qr_malloc(&cw, (size_t)n, sizeof *cw, "JOINT Hessian diagonal");
     }
@@ -137,14 +136,7 @@ static qr_status try_smooth(const qr_grid *g, const qr_method_opts *o, const qr_
         st = qr_malloc(&sv, (size_t)n, sizeof *sv, "JOINT smoothing vector");
     }
     QR_CHECK(qr_mpi_agree(g->comm, st));
-    for (int lj = 0; lj < W->nloc; lj++) {
-        int64_t j = qr_dmat_global_col(g, lj);
-        for (int li = 0; li < W->mloc; li++) {
-            double a = fabs(W->data[(size_t)lj * lld + (size_t)li]);
-            wmax[j] = a > wmax[j] ? a : wmax[j];
-        }
-    }
-    MPI_Allreduce(MPI_IN_PLACE, wmax, (int)n, MPI_DOUBLE, MPI_MAX, g->comm);
+    qr_grid_column_stats(g, W, wmax, NULL);
     qr_smooth_from_maxima(s->max_abs, wmax, n, alpha, sv);
     QR_CHECK(qr_grid_smooth_space(g, o, W, s, sv, cw, &Wt, &Gt, &F));
     QR_CHECK(qr_pdla_cholesky_damped(g, Gt, o->whiten_lambda0, &damping));

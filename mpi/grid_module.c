@@ -3,6 +3,7 @@
 #include "mpi/grid_module_internal.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -518,6 +519,29 @@ qr_status qr_grid_module_gptq_factor(const qr_grid *g, const qr_method_opts *o, 
     }
     QR_TRY(qr_mpi_agree(g->comm, st));
     return qr_pdla_gptq_factor(g, Ht, o->wq.gptq_damp, NULL);
+}
+
+void qr_grid_column_stats(const qr_grid *g, const qr_dmat *W, double *wmax, double *norms)
+{
+    memset(wmax, 0, (size_t)W->n * sizeof *wmax);
+    if (norms) {
+        memset(norms, 0, (size_t)W->n * sizeof *norms);
+    }
+    for (int lj = 0; lj < W->nloc; lj++) {
+        int64_t j = qr_dmat_global_col(g, lj);
+        const double *col = W->data + (size_t)lj * qr_dmat_lld(W);
+        for (int li = 0; li < W->mloc; li++) {
+            double a = fabs(col[li]);
+            wmax[j] = a > wmax[j] ? a : wmax[j];
+            if (norms) {
+                norms[j] += col[li] * col[li];
+            }
+        }
+    }
+    MPI_Allreduce(MPI_IN_PLACE, wmax, (int)W->n, MPI_DOUBLE, MPI_MAX, g->comm);
+    if (norms) {
+        MPI_Allreduce(MPI_IN_PLACE, norms, (int)W->n, MPI_DOUBLE, MPI_SUM, g->comm);
+    }
 }
 
 qr_status qr_grid_smooth_space(const qr_grid *g, const qr_method_opts *o, const qr_dmat *W,

@@ -69,6 +69,10 @@ qr_status qr_grid_dmat_copy(const qr_grid *g, const qr_dmat *A, qr_dmat **out);
 qr_status qr_grid_module_gptq_factor(const qr_grid *g, const qr_method_opts *o, qr_dmat *Ht,
                                      const double *diag);
 
+/* wmax (n) := max_i |W_ij| and, unless NULL, norms (n) := ||W[:, j]||², over the group (a column's
+ * entries sit in one process column; the others add zeros). Zeroed here. */
+void qr_grid_column_stats(const qr_grid *g, const qr_dmat *W, double *wmax, double *norms);
+
 /* A smoothed input space (ASER, JOINT) from the smoothing vector sv (n): *Wt = W diag(sv) and
  * *Gt = diag(1/sv) G diag(1/sv) as scaled copies (local), cw (n) := diag(*Gt), and with --gptq
  * *F = GPTQ's factor of *Gt (else NULL). */
